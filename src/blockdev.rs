@@ -1,0 +1,243 @@
+//! The block devices the kernel knows, read from sysfs uevents and the devices' own first bytes.
+
+use crate::devspec::DevSpec;
+use crate::probe::{self, FsInfo};
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// One block device as sysfs and its superblock describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BlockDev {
+    pub name: String,
+    pub major: u32,
+    pub minor: u32,
+    /// Size in bytes (sysfs `size` is in 512-byte sectors whatever the logical block size).
+    pub size: u64,
+    pub partn: Option<u32>,
+    pub partlabel: Option<String>,
+    pub partuuid: Option<String>,
+    pub parent: Option<String>,
+    pub fs: Option<FsInfo>,
+}
+
+/// The fields we use from a `uevent` file (`KEY=value` lines).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Uevent {
+    pub major: u32,
+    pub minor: u32,
+    pub devname: String,
+    pub partition: bool,
+    pub partn: Option<u32>,
+    pub partname: Option<String>,
+}
+
+pub fn parse_uevent(text: &str) -> Uevent {
+    let mut u = Uevent::default();
+    for (k, v) in text.lines().filter_map(|l| l.split_once('=')) {
+        match k {
+            "MAJOR" => u.major = v.parse().unwrap_or(0),
+            "MINOR" => u.minor = v.parse().unwrap_or(0),
+            "DEVNAME" => u.devname = v.to_string(),
+            "DEVTYPE" => u.partition = v == "partition",
+            "PARTN" => u.partn = v.parse().ok(),
+            "PARTNAME" => u.partname = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    u
+}
+
+impl BlockDev {
+    /// Whether this device is the one `spec` names.
+    pub fn matches(&self, spec: &DevSpec) -> bool {
+        let fs = self.fs.as_ref();
+        match spec {
+            DevSpec::Path(n) => &self.name == n,
+            DevSpec::Number(a, b) => (self.major, self.minor) == (*a, *b),
+            DevSpec::Label(l) => fs.and_then(|f| f.label.as_ref()) == Some(l),
+            DevSpec::Uuid(u) => fs.and_then(|f| f.uuid.as_ref()) == Some(u),
+            DevSpec::PartUuid(u) => self.partuuid.as_ref() == Some(u),
+            DevSpec::PartLabel(l) => self.partlabel.as_ref() == Some(l),
+        }
+    }
+
+    pub fn fs_name(&self) -> &'static str {
+        self.fs.as_ref().map_or("unknown", |f| f.kind.name())
+    }
+}
+
+impl fmt::Display for BlockDev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "/dev/{} ({}:{}, {} MiB",
+            self.name,
+            self.major,
+            self.minor,
+            self.size >> 20
+        )?;
+        if let Some(l) = &self.partlabel {
+            write!(f, ", PARTLABEL={l}")?;
+        }
+        if let Some(u) = &self.partuuid {
+            write!(f, ", PARTUUID={u}")?;
+        }
+        match &self.fs {
+            None => f.write_str(", no known filesystem")?,
+            Some(fs) => {
+                write!(f, ", {}", fs.kind.name())?;
+                if let Some(l) = &fs.label {
+                    write!(f, " LABEL={l}")?;
+                }
+                if let Some(u) = &fs.uuid {
+                    write!(f, " UUID={u}")?;
+                }
+            }
+        }
+        f.write_str(")")
+    }
+}
+
+/// Lists every block device under `sysfs/class/block`, probing each device node under `dev`.
+/// Devices that cannot be read (an unbound loop device) are listed without a filesystem.
+pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(sysfs.join("class/block")) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Ok(text) = std::fs::read_to_string(dir.join("uevent")) else {
+            continue;
+        };
+        let u = parse_uevent(&text);
+        let name = if u.devname.is_empty() {
+            entry.file_name().to_string_lossy().into_owned()
+        } else {
+            u.devname
+        };
+        let sectors: u64 = read_trim(&dir.join("size"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        // A partition's sysfs link points into its disk's directory: .../block/vda/vda1.
+        let parent = u.partition.then(|| parent_name(&dir)).flatten();
+        out.push(BlockDev {
+            fs: if sectors == 0 {
+                None
+            } else {
+                read_head(&dev.join(&name), 0, probe::PROBE_LEN).and_then(|b| probe::probe_fs(&b))
+            },
+            partuuid: match (&parent, u.partn) {
+                (Some(p), Some(n)) => partuuid(&dev.join(p), n),
+                _ => None,
+            },
+            name,
+            major: u.major,
+            minor: u.minor,
+            size: sectors * 512,
+            partn: u.partn,
+            partlabel: u.partname,
+            parent,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn read_trim(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn parent_name(dir: &Path) -> Option<String> {
+    let target = std::fs::read_link(dir).ok()?;
+    let parent = target.parent()?.file_name()?;
+    Some(parent.to_string_lossy().into_owned())
+}
+
+/// Reads `len` bytes at `offset` from a device or file; None if it is shorter or unreadable.
+pub fn read_head(path: &Path, offset: u64, len: usize) -> Option<Vec<u8>> {
+    let mut f = File::open(path).ok()?;
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// PARTUUID of partition `partn` on `disk`: from its GPT (512 or 4096-byte sectors), else MBR.
+fn partuuid(disk: &Path, partn: u32) -> Option<String> {
+    for sector in [512u64, 4096] {
+        let Some(table) = read_head(disk, sector, 512).and_then(|h| probe::gpt_header(&h, sector))
+        else {
+            continue;
+        };
+        if partn == 0 || partn > table.count {
+            return None;
+        }
+        let at = table.entries_offset + u64::from(partn - 1) * u64::from(table.entry_size);
+        return read_head(disk, at, 128).and_then(|e| probe::gpt_entry_uuid(&e));
+    }
+    read_head(disk, 0, 512).and_then(|s| probe::mbr_partuuid(&s, partn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uevent_fields() {
+        let u = parse_uevent("MAJOR=254\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nDISKSEQ=9\nPARTN=2\nPARTNAME=userdata\n");
+        assert_eq!(
+            u,
+            Uevent {
+                major: 254,
+                minor: 2,
+                devname: "vda2".into(),
+                partition: true,
+                partn: Some(2),
+                partname: Some("userdata".into())
+            }
+        );
+        assert_eq!(parse_uevent("garbage\nMAJOR=x"), Uevent::default());
+    }
+
+    #[test]
+    fn matching() {
+        let d = BlockDev {
+            name: "vda2".into(),
+            major: 254,
+            minor: 2,
+            partlabel: Some("userdata".into()),
+            partuuid: Some("abcd".into()),
+            fs: probe::probe_fs(&probe::tests::ext4_image([1; 16], "data", 8)),
+            ..Default::default()
+        };
+        let yes = [
+            "/dev/vda2",
+            "254:2",
+            "PARTLABEL=userdata",
+            "PARTUUID=ABCD",
+            "LABEL=data",
+            "UUID=01010101-0101-0101-0101-010101010101",
+        ];
+        for s in yes {
+            assert!(d.matches(&DevSpec::parse(s).unwrap()), "{s}");
+        }
+        let no = [
+            "/dev/vda1",
+            "254:1",
+            "PARTLABEL=rootfs",
+            "PARTUUID=abce",
+            "LABEL=Data",
+            "UUID=01",
+        ];
+        for s in no {
+            assert!(!d.matches(&DevSpec::parse(s).unwrap()), "{s}");
+        }
+        assert!(d.to_string().contains("PARTLABEL=userdata"));
+        assert!(d.to_string().contains("ext4 LABEL=data"));
+    }
+}

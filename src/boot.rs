@@ -1,0 +1,116 @@
+//! The boot as PID 1, top-down: early mounts, settings, modules, devices, plan, mounts, switch.
+
+use crate::error::Error;
+use crate::fatal::fatal;
+use crate::plan::{self, DataState, Plan, Role};
+use crate::report::Report;
+use crate::settings::Settings;
+use crate::stage::{devices, early, modules, mounts, switch};
+use crate::{logger, paths};
+use std::path::Path;
+
+pub fn run() -> ! {
+    let mut report = Report::default();
+    report.stage("early");
+    let early_result = early::mount_api_filesystems();
+    early::console_stdio();
+    let (settings, loaded) = read_settings();
+    logger::init(settings.log_level, true);
+    log::info!("overlay-init {} starting", env!("CARGO_PKG_VERSION"));
+    if let Err(e) = early_result {
+        fatal(&e, &settings);
+    }
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    report.warnings.extend(loaded.warnings);
+    if !loaded.errors.is_empty() {
+        fatal(&Error::Settings(loaded.errors), &settings);
+    }
+    match boot(&settings, &mut report) {
+        Ok((root, init, args)) => {
+            let e = switch::switch_root(&root, &init, &args);
+            fatal(&e, &settings)
+        }
+        Err(e) => fatal(&e, &settings),
+    }
+}
+
+fn read_settings() -> (Settings, crate::settings::Loaded) {
+    let config = std::fs::read_to_string(paths::CONFIG).unwrap_or_default();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    Settings::load(&config, &cmdline)
+}
+
+/// Everything up to the switch; returns the new root, the init to exec and its arguments.
+fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String>), Error> {
+    report.stage("modules");
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let moddir = Path::new("/lib/modules").join(&release);
+    let index = modules::read_index(&moddir);
+    let steps = index.plan(&s.modules).map_err(|what| {
+        Error::Plan(plan::PlanError {
+            what,
+            hint: format!("add it to the initramfs modules for kernel {release}"),
+        })
+    })?;
+    report.modules = modules::load(&steps, &moddir, Path::new("/sys/module"), report);
+
+    report.stage("devices");
+    let mut found = devices::find(s, Path::new("/sys"), Path::new("/dev"), true)?;
+
+    report.stage("mounts");
+    let plan = loop {
+        let plan = plan::decide(s, &found).map_err(Error::Plan)?;
+        announce(&plan, report);
+        match mounts::run(&plan.steps, report) {
+            Ok(()) => break plan,
+            // The data partition failed: decide again without it (volatile, or the fail policy).
+            Err(e) if e.role == Role::Data && !matches!(found.data, DataState::Unmountable(_)) => {
+                log::error!("{}", e.error);
+                report
+                    .fallbacks
+                    .push(format!("data partition unusable: {}", e.error));
+                found.data = DataState::Unmountable(e.error.to_string());
+            }
+            Err(e) => return Err(*e.error),
+        }
+    };
+
+    report.stage("switch-check");
+    let Some(plan::Step::SwitchRoot { root, inits, args }) = plan.steps.last() else {
+        return Err(Error::Plan(plan::PlanError {
+            what: "the plan has no switch step".into(),
+            hint: "this is a bug".into(),
+        }));
+    };
+    let init = switch::find_init(root, inits)?;
+    report.init = init.clone();
+    report.end_stage();
+    write_report(report);
+    Ok((root.clone(), init, args.clone()))
+}
+
+fn announce(plan: &Plan, report: &mut Report) {
+    for line in plan.to_string().lines() {
+        log::info!("{line}");
+    }
+    if let Some(v) = &plan.volatile {
+        log::warn!("*** VOLATILE ROOT: {v} ***");
+        report.volatile = Some(v.clone());
+    }
+    report.devices.clone_from(&plan.devices);
+    report.warnings.extend(plan.warnings.iter().cloned());
+}
+
+fn write_report(report: &Report) {
+    let json = report.to_json();
+    if let Err(e) =
+        std::fs::create_dir_all(paths::RUN_DIR).and_then(|()| std::fs::write(paths::REPORT, json))
+    {
+        log::warn!("cannot write the boot report {}: {e}", paths::REPORT);
+    }
+}

@@ -1,0 +1,123 @@
+//! How a setting names a block device, in the kernel's `root=` forms.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevSpec {
+    /// `/dev/vda1`: matched by kernel name.
+    Path(String),
+    /// `MAJ:MIN`, as the kernel accepts for `root=`.
+    Number(u32, u32),
+    /// `LABEL=`: the filesystem label in the superblock.
+    Label(String),
+    /// `UUID=`: the filesystem UUID in the superblock (compared in lower case).
+    Uuid(String),
+    /// `PARTUUID=`: the GPT unique partition GUID, or `SSSSSSSS-PP` for MBR disks.
+    PartUuid(String),
+    /// `PARTLABEL=`: the GPT partition name (the kernel's `PARTNAME`).
+    PartLabel(String),
+}
+
+impl DevSpec {
+    /// Parses one of the forms above; the error says which forms exist.
+    pub fn parse(text: &str) -> Result<DevSpec, String> {
+        let nonempty = |v: &str, what: &str| {
+            if v.is_empty() {
+                Err(format!("{what}= needs a value"))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        if let Some(v) = text.strip_prefix("LABEL=") {
+            return nonempty(v, "LABEL").map(DevSpec::Label);
+        }
+        if let Some(v) = text.strip_prefix("UUID=") {
+            return uuid(v, "UUID").map(DevSpec::Uuid);
+        }
+        if let Some(v) = text.strip_prefix("PARTUUID=") {
+            return uuid(v, "PARTUUID").map(DevSpec::PartUuid);
+        }
+        if let Some(v) = text.strip_prefix("PARTLABEL=") {
+            return nonempty(v, "PARTLABEL").map(DevSpec::PartLabel);
+        }
+        if let Some(name) = text.strip_prefix("/dev/") {
+            if !name.is_empty() && !name.contains("..") {
+                return Ok(DevSpec::Path(name.to_string()));
+            }
+        }
+        if let Some((maj, min)) = text.split_once(':') {
+            if let (Ok(a), Ok(b)) = (maj.parse(), min.parse()) {
+                return Ok(DevSpec::Number(a, b));
+            }
+        }
+        Err(format!(
+            "'{text}' is not a device: use /dev/NAME, MAJ:MIN, LABEL=, UUID=, PARTUUID= or PARTLABEL="
+        ))
+    }
+}
+
+fn uuid(v: &str, what: &str) -> Result<String, String> {
+    let ok = !v.is_empty() && v.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if ok {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err(format!("{what}={v} is not a UUID (hex digits and dashes)"))
+    }
+}
+
+impl fmt::Display for DevSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DevSpec::Path(n) => write!(f, "/dev/{n}"),
+            DevSpec::Number(a, b) => write!(f, "{a}:{b}"),
+            DevSpec::Label(v) => write!(f, "LABEL={v}"),
+            DevSpec::Uuid(v) => write!(f, "UUID={v}"),
+            DevSpec::PartUuid(v) => write!(f, "PARTUUID={v}"),
+            DevSpec::PartLabel(v) => write!(f, "PARTLABEL={v}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form() {
+        let cases = [
+            ("/dev/vda1", DevSpec::Path("vda1".into())),
+            ("/dev/mapper/root", DevSpec::Path("mapper/root".into())),
+            ("254:3", DevSpec::Number(254, 3)),
+            ("LABEL=data", DevSpec::Label("data".into())),
+            ("UUID=0A1B-2C3D", DevSpec::Uuid("0a1b-2c3d".into())),
+            (
+                "PARTUUID=1234abcd-02",
+                DevSpec::PartUuid("1234abcd-02".into()),
+            ),
+            ("PARTLABEL=userdata", DevSpec::PartLabel("userdata".into())),
+        ];
+        for (text, want) in cases {
+            let got = DevSpec::parse(text).unwrap();
+            assert_eq!(got, want, "{text}");
+            // Display gives back a form the parser accepts (lower-cased UUIDs).
+            assert_eq!(DevSpec::parse(&got.to_string()).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn rejects_with_a_reason() {
+        for bad in [
+            "vda1",
+            "/dev/",
+            "/dev/../etc",
+            "LABEL=",
+            "UUID=xyz",
+            "PARTUUID=",
+            "1:x",
+        ] {
+            let err = DevSpec::parse(bad).unwrap_err();
+            assert!(!err.is_empty(), "{bad}");
+        }
+        assert!(DevSpec::parse("sda").unwrap_err().contains("LABEL="));
+    }
+}

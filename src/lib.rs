@@ -1,0 +1,22 @@
+//! overlay-init: a PID 1 for embedded initramfs images that assembles an overlay root from a
+//! read-only squashfs lower and an ext4 upper, then switches into it.
+#![deny(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+
+pub mod blockdev;
+pub mod boot;
+pub mod cli;
+pub mod cmdline;
+pub mod devspec;
+pub mod error;
+pub mod fatal;
+pub mod fsutil;
+pub mod logger;
+pub mod modules;
+pub mod paths;
+pub mod plan;
+pub mod probe;
+pub mod report;
+pub mod settings;
+pub mod stage;
+pub mod sys;

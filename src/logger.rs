@@ -1,0 +1,73 @@
+//! `log` backend: each record goes to /dev/kmsg (so dmesg shows it with a kernel timestamp and the
+//! `overlay-init:` prefix) and to the console, unless the kernel already echoes it there.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Mutex;
+
+pub const PREFIX: &str = "overlay-init";
+
+pub struct Logger {
+    kmsg: Option<Mutex<File>>,
+    /// Records below this syslog level are printed by the kernel itself (console_loglevel).
+    kernel_echoes_below: u8,
+}
+
+fn syslog_level(l: log::Level) -> u8 {
+    match l {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let level = syslog_level(r.level());
+        let tag = match r.level() {
+            log::Level::Error => "ERROR: ",
+            log::Level::Warn => "WARNING: ",
+            _ => "",
+        };
+        let mut echoed = false;
+        if let Some(k) = &self.kmsg {
+            // One write per record: /dev/kmsg takes each write as one message.
+            let line = format!("<{level}>{PREFIX}: {tag}{}\n", r.args());
+            if let Ok(mut f) = k.lock() {
+                echoed = f.write_all(line.as_bytes()).is_ok() && level < self.kernel_echoes_below;
+            }
+        }
+        if !echoed {
+            let _ = writeln!(std::io::stderr(), "{PREFIX}: {tag}{}", r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger. `kmsg` is false in userspace, where stderr is enough.
+pub fn init(level: log::LevelFilter, kmsg: bool) {
+    let kmsg_file = kmsg
+        .then(|| OpenOptions::new().write(true).open("/dev/kmsg").ok())
+        .flatten();
+    // console_loglevel is the first field of /proc/sys/kernel/printk.
+    let echo = std::fs::read_to_string("/proc/sys/kernel/printk")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    let logger = Box::leak(Box::new(Logger {
+        kmsg: kmsg_file.map(Mutex::new),
+        kernel_echoes_below: echo,
+    }));
+    // set_logger fails only when called twice; the first logger stays, which is fine.
+    let _ = log::set_logger(logger);
+    log::set_max_level(level);
+}

@@ -1,0 +1,15 @@
+//! Where things are mounted. These stay visible to userspace after the switch (under /run), so
+//! tools can reach the lower image and the data partition; the README documents them.
+
+pub const RUN_DIR: &str = "/run/overlay-init";
+pub const LOWER: &str = "/run/overlay-init/lower";
+pub const DATA: &str = "/run/overlay-init/data";
+/// The partition holding the lower image file, when that is not the data partition.
+pub const LOWER_DEV: &str = "/run/overlay-init/lowerdev";
+/// tmpfs holding upper and work for a volatile boot.
+pub const VOLATILE: &str = "/run/overlay-init/volatile";
+pub const REPORT: &str = "/run/overlay-init/report.json";
+/// The merged root before the switch. Not under /run: /run is moved into it.
+pub const NEWROOT: &str = "/newroot";
+/// The board config inside the initramfs.
+pub const CONFIG: &str = "/etc/overlay-init.conf";

@@ -1,0 +1,385 @@
+//! The boot decision: from settings and the devices found, the list of steps that assemble the
+//! root. Pure data with a `Display`: the same text is logged at boot and printed by
+//! `overlay-init plan`, and golden tests pin it.
+
+use crate::blockdev::BlockDev;
+use crate::paths;
+use crate::probe::FsKind;
+use crate::settings::{DataMissing, Settings};
+use std::fmt;
+
+/// Overlay options stated explicitly instead of inheriting the kernel's build defaults:
+/// - `redirect_dir=nofollow`: never follow a redirect stored in an upper (Debian builds with
+///   redirects on, and a plain `off` would still follow them); a renamed directory is copied up.
+/// - `metacopy=off`: a metadata-only copy-up points at lower data; over a replaced lower image
+///   that pointer could expose another file's data.
+/// - `index=off`: the index ties the upper to one lower's file handles; off lets an upper be
+///   reused over a new image (A/B updates) without a mount failure.
+pub const OVERLAY_SAFE_OPTS: &str = "redirect_dir=nofollow,metacopy=off,index=off";
+
+/// What the device search found, the input of `decide`.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The `root=` device (the squashfs, or the partition holding the lower image file).
+    pub root: Option<BlockDev>,
+    pub data: DataState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataState {
+    NotConfigured,
+    Found {
+        dev: BlockDev,
+        blank: bool,
+    },
+    Missing(String),
+    /// The mount was tried and failed (set by the executor before deciding again).
+    Unmountable(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Data,
+    LowerDev,
+    Lower,
+    Volatile,
+    Overlay,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Device(String),
+    /// A file attached to a read-only loop device first.
+    LoopFile(String),
+    Virtual(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub role: Role,
+    pub source: Source,
+    pub target: String,
+    pub fstype: String,
+    /// Comma-separated options as a user writes them; the executor splits flags from data.
+    pub options: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Fsck {
+        device: String,
+        budget: u32,
+    },
+    Mkfs {
+        device: String,
+    },
+    Mount(Mount),
+    /// Creates upper (0755: the merged root inherits it) and work (0700), and empties a stale work.
+    PrepareUpper {
+        upper: String,
+        work: String,
+    },
+    SwitchRoot {
+        root: String,
+        inits: Vec<String>,
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub devices: Vec<String>,
+    pub steps: Vec<Step>,
+    /// Why the upper is not on the data partition, when it is not: shown loudly.
+    pub volatile: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Why no plan can be made; the boot follows the failure policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    pub what: String,
+    pub hint: String,
+}
+
+fn err(what: String, hint: &str) -> PlanError {
+    PlanError {
+        what,
+        hint: hint.to_string(),
+    }
+}
+
+pub fn decide(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
+    let mut p = Plan {
+        devices: Vec::new(),
+        steps: Vec::new(),
+        volatile: None,
+        warnings: Vec::new(),
+    };
+    let data_dev = data_step(s, found, &mut p)?;
+    lower_steps(s, found, data_dev.is_some(), &mut p)?;
+    let (upper, work) = match (&data_dev, &p.volatile) {
+        (Some(_), None) => (
+            format!("{}/{}/upper", paths::DATA, s.dir),
+            format!("{}/{}/work", paths::DATA, s.dir),
+        ),
+        _ => {
+            p.steps.push(Step::Mount(Mount {
+                role: Role::Volatile,
+                source: Source::Virtual("tmpfs"),
+                target: paths::VOLATILE.into(),
+                fstype: "tmpfs".into(),
+                options: "mode=0755".into(),
+            }));
+            (
+                format!("{}/upper", paths::VOLATILE),
+                format!("{}/work", paths::VOLATILE),
+            )
+        }
+    };
+    p.steps.push(Step::PrepareUpper {
+        upper: upper.clone(),
+        work: work.clone(),
+    });
+    let mut options = format!(
+        "lowerdir={},upperdir={upper},workdir={work},{OVERLAY_SAFE_OPTS}",
+        paths::LOWER
+    );
+    if !s.overlay_flags.is_empty() {
+        options = format!("{options},{}", s.overlay_flags);
+    }
+    if s.read_only {
+        options.push_str(",ro");
+    }
+    p.steps.push(Step::Mount(Mount {
+        role: Role::Overlay,
+        source: Source::Virtual("overlay"),
+        target: paths::NEWROOT.into(),
+        fstype: "overlay".into(),
+        options,
+    }));
+    p.steps.push(Step::SwitchRoot {
+        root: paths::NEWROOT.into(),
+        inits: s.init_candidates(),
+        args: s.init_args.clone(),
+    });
+    Ok(p)
+}
+
+/// Plans the data partition steps; returns its device path when the upper will live on it.
+fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>, PlanError> {
+    let why_not = match &found.data {
+        DataState::NotConfigured => "no data partition is configured (oinit.data)".to_string(),
+        DataState::Missing(why) | DataState::Unmountable(why) => {
+            if s.data_missing == DataMissing::Fail && !s.failsafe && !s.volatile {
+                return Err(err(
+                    format!("data partition unusable: {why}"),
+                    "fix the data partition or set oinit.datamissing=volatile to boot without it",
+                ));
+            }
+            why.clone()
+        }
+        DataState::Found { dev, blank } => {
+            p.devices.push(format!("data: {dev}"));
+            let device = format!("/dev/{}", dev.name);
+            if s.failsafe || s.volatile {
+                // The data partition may still hold the lower image file; mount it, but the upper
+                // goes to tmpfs and nothing on the partition is touched.
+                p.volatile = Some(if s.failsafe {
+                    "failsafe boot (oinit.failsafe): the upper on the data partition is ignored, not wiped".into()
+                } else {
+                    "volatile mode (oinit.volatile): changes are lost at reboot".into()
+                });
+                if s.lower_file.is_some() && s.root.is_none() {
+                    p.steps.push(data_mount(s, &device, "ro"));
+                    return Ok(Some(device));
+                }
+                return Ok(None);
+            }
+            if *blank && s.mkfs {
+                p.steps.push(Step::Mkfs {
+                    device: device.clone(),
+                });
+            } else if dev.fs.is_none() {
+                p.warnings.push(format!("{device} holds no known filesystem; its mount will likely fail (oinit.mkfs=1 formats a blank one)"));
+            }
+            if s.fsck && !(*blank && s.mkfs) {
+                p.steps.push(Step::Fsck {
+                    device: device.clone(),
+                    budget: s.fsck_timeout,
+                });
+            }
+            p.steps.push(data_mount(s, &device, ""));
+            return Ok(Some(device));
+        }
+    };
+    if s.lower_file.is_some() && s.root.is_none() {
+        return Err(err(
+            format!("the lower image file is on the data partition, and {why_not}"),
+            "check oinit.data and the partition table",
+        ));
+    }
+    p.volatile = Some(match found.data {
+        DataState::NotConfigured => {
+            "no data partition configured (oinit.data): changes are lost at reboot".into()
+        }
+        _ => format!("{why_not}: booting with a tmpfs upper, changes are lost at reboot"),
+    });
+    Ok(None)
+}
+
+fn data_mount(s: &Settings, device: &str, extra: &str) -> Step {
+    let options = [s.data_flags.as_str(), extra]
+        .iter()
+        .filter(|o| !o.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",");
+    Step::Mount(Mount {
+        role: Role::Data,
+        source: Source::Device(device.into()),
+        target: paths::DATA.into(),
+        fstype: s.data_fstype.clone(),
+        options,
+    })
+}
+
+fn lower_steps(
+    s: &Settings,
+    found: &Found,
+    data_mounted: bool,
+    p: &mut Plan,
+) -> Result<(), PlanError> {
+    let root = match (&s.root, &found.root) {
+        (Some(spec), None) => {
+            return Err(err(
+                format!("root={spec} was not found"),
+                "check root= and the partition table",
+            ))
+        }
+        (_, root) => root,
+    };
+    let ro = |extra: &str| {
+        if extra.is_empty() {
+            "ro".to_string()
+        } else {
+            format!("ro,{extra}")
+        }
+    };
+    let Some(file) = &s.lower_file else {
+        let Some(dev) = root else {
+            return Err(err("no lower image configured".into(), "set root="));
+        };
+        p.devices.insert(0, format!("lower: {dev}"));
+        let fstype = match (&s.rootfstype, &dev.fs) {
+            (Some(t), _) => t.clone(),
+            (None, Some(fs)) if fs.kind == FsKind::Squashfs => "squashfs".into(),
+            (None, other) => {
+                let saw = other
+                    .as_ref()
+                    .map_or("no known filesystem", |f| f.kind.name());
+                return Err(err(
+                    format!("root=/dev/{} holds {saw}, not a squashfs image", dev.name),
+                    "point root= at the squashfs partition (or set rootfstype= if it is another filesystem)",
+                ));
+            }
+        };
+        p.steps.push(Step::Mount(Mount {
+            role: Role::Lower,
+            source: Source::Device(format!("/dev/{}", dev.name)),
+            target: paths::LOWER.into(),
+            fstype,
+            options: ro(&s.rootflags),
+        }));
+        return Ok(());
+    };
+    let base =
+        match root {
+            Some(dev) => {
+                p.devices.insert(0, format!("lower image {file} on: {dev}"));
+                let fstype = s
+                    .rootfstype
+                    .clone()
+                    .unwrap_or_else(|| dev.fs_name().to_string());
+                p.steps.push(Step::Mount(Mount {
+                    role: Role::LowerDev,
+                    source: Source::Device(format!("/dev/{}", dev.name)),
+                    target: paths::LOWER_DEV.into(),
+                    fstype,
+                    options: ro(&s.rootflags),
+                }));
+                paths::LOWER_DEV
+            }
+            None if data_mounted => paths::DATA,
+            None => return Err(err(
+                format!(
+                    "the lower image file {file} is on the data partition, which is not mounted"
+                ),
+                "set oinit.data= (or root= for the partition holding the image)",
+            )),
+        };
+    p.steps.push(Step::Mount(Mount {
+        role: Role::Lower,
+        source: Source::LoopFile(format!("{base}{file}")),
+        target: paths::LOWER.into(),
+        fstype: "squashfs".into(),
+        options: "ro".into(),
+    }));
+    Ok(())
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Fsck { device, budget } => {
+                write!(f, "check {device} with e2fsck -p (at most {budget} s)")
+            }
+            Step::Mkfs { device } => write!(f, "format blank {device} with mkfs.ext4"),
+            Step::Mount(m) => {
+                let src = match &m.source {
+                    Source::Device(d) => d.clone(),
+                    Source::LoopFile(file) => format!("{file} (read-only loop device)"),
+                    Source::Virtual(v) => v.to_string(),
+                };
+                write!(
+                    f,
+                    "mount {src} on {} type {} ({})",
+                    m.target, m.fstype, m.options
+                )
+            }
+            Step::PrepareUpper { upper, work } => write!(
+                f,
+                "prepare upper {upper} (0755) and work {work} (0700, emptied)"
+            ),
+            Step::SwitchRoot { root, inits, args } => {
+                write!(
+                    f,
+                    "switch root to {root}, exec the first of {}",
+                    inits.join(" ")
+                )?;
+                if !args.is_empty() {
+                    write!(f, " with arguments {}", args.join(" "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.devices {
+            writeln!(f, "device {d}")?;
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            writeln!(f, "step {}: {s}", i + 1)?;
+        }
+        if let Some(v) = &self.volatile {
+            writeln!(f, "WARNING: VOLATILE ROOT: {v}")?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! Filesystem and partition-table identity read from raw bytes, so no blkid or udev is needed.
+//! Pure functions over buffers; the caller reads the bytes.
+
+/// Bytes to read from the start of a device to probe every format below.
+pub const PROBE_LEN: usize = 2048;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsKind {
+    Ext4,
+    Squashfs,
+}
+
+impl FsKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FsKind::Ext4 => "ext4",
+            FsKind::Squashfs => "squashfs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsInfo {
+    pub kind: FsKind,
+    pub uuid: Option<String>,
+    pub label: Option<String>,
+    /// Bytes the filesystem says it occupies (squashfs `bytes_used`, ext4 block count).
+    pub size: u64,
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from(le32(b, at)) | u64::from(le32(b, at + 4)) << 32
+}
+
+/// Recognises ext2/3/4 (mounted as ext4) and squashfs 4 from the first PROBE_LEN bytes.
+pub fn probe_fs(buf: &[u8]) -> Option<FsInfo> {
+    if buf.len() >= 96 && &buf[0..4] == b"hsqs" && le16(buf, 28) == 4 {
+        return Some(FsInfo {
+            kind: FsKind::Squashfs,
+            uuid: None,
+            label: None,
+            size: le64(buf, 40),
+        });
+    }
+    let sb = buf.get(1024..2048)?;
+    if le16(sb, 0x38) != 0xEF53 {
+        return None;
+    }
+    let block = 1024u64.checked_shl(le32(sb, 0x18)).unwrap_or(0);
+    let label_bytes = &sb[0x78..0x88];
+    let end = label_bytes.iter().position(|&c| c == 0).unwrap_or(16);
+    let label = String::from_utf8_lossy(&label_bytes[..end]).into_owned();
+    Some(FsInfo {
+        kind: FsKind::Ext4,
+        uuid: Some(uuid_be(&sb[0x68..0x78])),
+        label: (!label.is_empty()).then_some(label),
+        size: u64::from(le32(sb, 0x4)) * block,
+    })
+}
+
+/// A factory-blank partition: all zeroes or all erased-flash ones. Anything else might be a
+/// damaged filesystem, which must never be formatted over.
+pub fn is_blank(buf: &[u8]) -> bool {
+    !buf.is_empty() && (buf.iter().all(|&b| b == 0) || buf.iter().all(|&b| b == 0xff))
+}
+
+/// UUIDs stored as plain bytes (ext4): printed in order.
+fn uuid_be(b: &[u8]) -> String {
+    let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    )
+}
+
+/// GPT GUIDs: the first three fields are little-endian.
+fn guid_mixed(b: &[u8]) -> String {
+    let mut o = [0u8; 16];
+    o.copy_from_slice(&b[..16]);
+    o[0..4].reverse();
+    o[4..6].reverse();
+    o[6..8].reverse();
+    uuid_be(&o)
+}
+
+/// Where a disk's partition entries are, read from its GPT header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GptTable {
+    pub entries_offset: u64,
+    pub entry_size: u32,
+    pub count: u32,
+}
+
+/// Parses the GPT header found at `LBA 1` (the caller tries 512 and 4096-byte sectors).
+pub fn gpt_header(buf: &[u8], sector: u64) -> Option<GptTable> {
+    if buf.len() < 92 || &buf[0..8] != b"EFI PART" {
+        return None;
+    }
+    let entry_size = le32(buf, 84);
+    (entry_size >= 128).then(|| GptTable {
+        entries_offset: le64(buf, 72).saturating_mul(sector),
+        entry_size,
+        count: le32(buf, 80),
+    })
+}
+
+/// The unique partition GUID (PARTUUID) from one GPT entry; None for an unused entry.
+pub fn gpt_entry_uuid(entry: &[u8]) -> Option<String> {
+    let e = entry.get(0..32)?;
+    (e[0..16].iter().any(|&b| b != 0)).then(|| guid_mixed(&e[16..32]))
+}
+
+/// The MBR-style PARTUUID `SSSSSSSS-PP` from the disk signature, for DOS-partitioned disks.
+pub fn mbr_partuuid(sector0: &[u8], partn: u32) -> Option<String> {
+    if sector0.len() < 512 || sector0[510] != 0x55 || sector0[511] != 0xaa {
+        return None;
+    }
+    Some(format!("{:08x}-{:02x}", le32(sector0, 440), partn))
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// An ext4 superblock image with the given UUID bytes, label and size, for tests elsewhere.
+    pub fn ext4_image(uuid: [u8; 16], label: &str, blocks: u32) -> Vec<u8> {
+        let mut b = vec![0u8; PROBE_LEN];
+        let sb = &mut b[1024..];
+        sb[0x4..0x8].copy_from_slice(&blocks.to_le_bytes());
+        sb[0x18..0x1c].copy_from_slice(&2u32.to_le_bytes()); // 4 KiB blocks
+        sb[0x38..0x3a].copy_from_slice(&0xEF53u16.to_le_bytes());
+        sb[0x68..0x78].copy_from_slice(&uuid);
+        sb[0x78..0x78 + label.len()].copy_from_slice(label.as_bytes());
+        b
+    }
+
+    pub fn squashfs_image(bytes_used: u64) -> Vec<u8> {
+        let mut b = vec![0u8; PROBE_LEN];
+        b[0..4].copy_from_slice(b"hsqs");
+        b[28..30].copy_from_slice(&4u16.to_le_bytes());
+        b[40..48].copy_from_slice(&bytes_used.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn ext4_uuid_label_size() {
+        let uuid = [
+            0x4f, 0x0e, 0x9a, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb,
+            0xcc, 0xdd,
+        ];
+        let fs = probe_fs(&ext4_image(uuid, "userdata", 1000)).unwrap();
+        assert_eq!(fs.kind, FsKind::Ext4);
+        assert_eq!(
+            fs.uuid.as_deref(),
+            Some("4f0e9a11-2233-4455-6677-8899aabbccdd")
+        );
+        assert_eq!(fs.label.as_deref(), Some("userdata"));
+        assert_eq!(fs.size, 4096 * 1000);
+        // A full 16-byte label has no terminating NUL.
+        let fs = probe_fs(&ext4_image(uuid, "sixteen-chars-ok", 1)).unwrap();
+        assert_eq!(fs.label.as_deref(), Some("sixteen-chars-ok"));
+        assert_eq!(probe_fs(&ext4_image(uuid, "", 1)).unwrap().label, None);
+    }
+
+    #[test]
+    fn squashfs_and_garbage() {
+        let fs = probe_fs(&squashfs_image(123456)).unwrap();
+        assert_eq!((fs.kind, fs.size), (FsKind::Squashfs, 123456));
+        let mut v3 = squashfs_image(1);
+        v3[28] = 3;
+        assert_eq!(probe_fs(&v3), None);
+        assert_eq!(probe_fs(&[0u8; PROBE_LEN]), None);
+        assert_eq!(probe_fs(&[0u8; 10]), None);
+        assert_eq!(probe_fs(b"hsqs"), None);
+    }
+
+    #[test]
+    fn blank_detection() {
+        assert!(is_blank(&[0; 4096]));
+        assert!(is_blank(&[0xff; 4096]));
+        let mut b = [0u8; 4096];
+        b[4000] = 1;
+        assert!(!is_blank(&b));
+        assert!(!is_blank(&[]));
+    }
+
+    #[test]
+    fn gpt_and_mbr() {
+        let mut hdr = vec![0u8; 512];
+        hdr[0..8].copy_from_slice(b"EFI PART");
+        hdr[72..80].copy_from_slice(&2u64.to_le_bytes());
+        hdr[80..84].copy_from_slice(&128u32.to_le_bytes());
+        hdr[84..88].copy_from_slice(&128u32.to_le_bytes());
+        let t = gpt_header(&hdr, 512).unwrap();
+        assert_eq!(
+            t,
+            GptTable {
+                entries_offset: 1024,
+                entry_size: 128,
+                count: 128
+            }
+        );
+        assert_eq!(gpt_header(&[0u8; 512], 512), None);
+
+        let mut entry = [0u8; 128];
+        entry[0] = 1; // any type GUID marks the entry used
+        let guid = [
+            0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
+        entry[16..32].copy_from_slice(&guid);
+        assert_eq!(
+            gpt_entry_uuid(&entry).as_deref(),
+            Some("12345678-9abc-def0-0102-030405060708")
+        );
+        assert_eq!(gpt_entry_uuid(&[0u8; 128]), None);
+
+        let mut mbr = [0u8; 512];
+        mbr[440..444].copy_from_slice(&0xdeadbeefu32.to_le_bytes());
+        assert_eq!(mbr_partuuid(&mbr, 2), None);
+        mbr[510] = 0x55;
+        mbr[511] = 0xaa;
+        assert_eq!(mbr_partuuid(&mbr, 2).as_deref(), Some("deadbeef-02"));
+    }
+}

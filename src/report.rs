@@ -1,0 +1,146 @@
+//! The boot report: what was found, mounted and decided, and the time each stage took, written as
+//! JSON under /run for userspace (and `status`) to read after the switch.
+
+use rustix::time::{clock_gettime, ClockId};
+use std::fmt::Write;
+
+pub fn now_us() -> u64 {
+    let t = clock_gettime(ClockId::Monotonic);
+    (t.tv_sec as u64) * 1_000_000 + (t.tv_nsec as u64) / 1000
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageTime {
+    pub name: &'static str,
+    pub start_us: u64,
+    pub total_us: u64,
+    /// Time spent inside the syscalls that do the kernel's work (finit_module, mount, ...).
+    pub kernel_us: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub stages: Vec<StageTime>,
+    pub devices: Vec<String>,
+    pub modules: Vec<String>,
+    pub steps: Vec<String>,
+    pub volatile: Option<String>,
+    pub fallbacks: Vec<String>,
+    pub warnings: Vec<String>,
+    pub init: String,
+    current: Option<(&'static str, u64, u64)>,
+}
+
+impl Report {
+    /// Ends the running stage (if any) and starts `name`.
+    pub fn stage(&mut self, name: &'static str) {
+        self.end_stage();
+        log::debug!("stage {name}");
+        self.current = Some((name, now_us(), 0));
+    }
+
+    pub fn end_stage(&mut self) {
+        if let Some((name, start, kernel)) = self.current.take() {
+            let total = now_us().saturating_sub(start);
+            log::info!(
+                "stage {name} done in {} us ({} us in the kernel)",
+                total,
+                kernel
+            );
+            self.stages.push(StageTime {
+                name,
+                start_us: start,
+                total_us: total,
+                kernel_us: kernel,
+            });
+        }
+    }
+
+    /// Runs a syscall that does kernel work and books its time to the current stage.
+    pub fn kernel<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = now_us();
+        let out = f();
+        if let Some(c) = &mut self.current {
+            c.2 += now_us().saturating_sub(t);
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut o = String::from("{\n");
+        let _ = writeln!(o, "  \"version\": {},", json_str(env!("CARGO_PKG_VERSION")));
+        let _ = writeln!(
+            o,
+            "  \"volatile\": {},",
+            self.volatile.as_deref().map_or("null".into(), json_str)
+        );
+        for (key, list) in [
+            ("devices", &self.devices),
+            ("modules", &self.modules),
+            ("steps", &self.steps),
+            ("fallbacks", &self.fallbacks),
+            ("warnings", &self.warnings),
+        ] {
+            let items: Vec<String> = list.iter().map(|s| json_str(s)).collect();
+            let _ = writeln!(o, "  \"{key}\": [{}],", items.join(", "));
+        }
+        let stages: Vec<String> = self
+            .stages
+            .iter()
+            .map(|s| {
+                format!(
+                    "{{\"name\": \"{}\", \"start_us\": {}, \"total_us\": {}, \"kernel_us\": {}}}",
+                    s.name, s.start_us, s.total_us, s.kernel_us
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "  \"stages\": [{}],", stages.join(", "));
+        let _ = writeln!(o, "  \"init\": {}", json_str(&self.init));
+        o.push_str("}\n");
+        o
+    }
+}
+
+/// A JSON string literal with the escapes RFC 8259 requires.
+pub fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+
+    #[test]
+    fn report_shape() {
+        let mut r = Report::default();
+        r.stage("modules");
+        r.kernel(|| std::thread::sleep(std::time::Duration::from_millis(2)));
+        r.end_stage();
+        r.volatile = Some("no data".into());
+        r.devices.push("lower: /dev/vda1".into());
+        let j = r.to_json();
+        assert!(j.contains("\"volatile\": \"no data\""));
+        assert!(j.contains("\"name\": \"modules\""));
+        assert!(r.stages[0].kernel_us >= 2000 && r.stages[0].total_us >= r.stages[0].kernel_us);
+        assert!(j.contains("\"devices\": [\"lower: /dev/vda1\"]"));
+    }
+}

@@ -1,0 +1,447 @@
+//! Settings: board defaults from the config file, then the kernel command line on top, through the
+//! same parser and the same keys. Kernel conventions (`root=`, `init=`, ...) keep their names; our
+//! own keys share the `oinit.` prefix (not `overlay.`, which the kernel hands to the overlay module).
+
+use crate::cmdline::{self, Param};
+use crate::devspec::DevSpec;
+use std::fmt;
+
+pub const PREFIX: &str = "oinit.";
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Config(usize),
+    Cmdline,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Config(line) => write!(f, "config line {line}"),
+            Source::Cmdline => f.write_str("kernel command line"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    Reboot,
+    Halt,
+    Poweroff,
+    Shell,
+}
+
+/// What to do when the data partition is missing or cannot be mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataMissing {
+    Volatile,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub root: Option<DevSpec>,
+    pub rootfstype: Option<String>,
+    pub rootflags: String,
+    pub rootwait: Option<u32>,
+    pub rootdelay: u32,
+    pub init: Option<String>,
+    pub init_args: Vec<String>,
+    pub read_only: bool,
+    pub data: Option<DevSpec>,
+    pub data_fstype: String,
+    pub data_flags: String,
+    pub dir: String,
+    pub overlay_flags: String,
+    pub volatile: bool,
+    pub failsafe: bool,
+    pub lower_file: Option<String>,
+    pub modules: Vec<String>,
+    pub timeout: u32,
+    pub failure: FailurePolicy,
+    pub reboot_delay: u32,
+    pub allow_shell: bool,
+    pub shell: String,
+    pub data_missing: DataMissing,
+    pub mkfs: bool,
+    pub fsck: bool,
+    pub fsck_timeout: u32,
+    pub log_level: log::LevelFilter,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            root: None,
+            rootfstype: None,
+            rootflags: String::new(),
+            rootwait: None,
+            rootdelay: 0,
+            init: None,
+            init_args: Vec::new(),
+            read_only: false,
+            data: None,
+            data_fstype: "ext4".into(),
+            data_flags: "nodev,nosuid".into(),
+            dir: "overlay".into(),
+            overlay_flags: String::new(),
+            volatile: false,
+            failsafe: false,
+            lower_file: None,
+            modules: Vec::new(),
+            timeout: 10,
+            failure: FailurePolicy::Reboot,
+            reboot_delay: 10,
+            allow_shell: false,
+            shell: "/bin/sh".into(),
+            data_missing: DataMissing::Volatile,
+            mkfs: false,
+            fsck: false,
+            fsck_timeout: 60,
+            log_level: log::LevelFilter::Info,
+        }
+    }
+}
+
+/// A setting that cannot be used: names the key, the value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub key: String,
+    pub value: String,
+    pub source: Source,
+    pub reason: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "setting {}={:?} ({}): {}",
+            self.key, self.value, self.source, self.reason
+        )
+    }
+}
+
+/// The outcome of reading all settings: errors are collected, not stopped at, so that one boot
+/// shows every bad key; warnings are for unknown keys under our prefix.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub errors: Vec<SettingError>,
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// Board config first, then the command line overriding it.
+    pub fn load(config: &str, cmdline: &str) -> (Settings, Loaded) {
+        let mut s = Settings::default();
+        let mut out = Loaded::default();
+        for (line, p) in cmdline::parse_config(config) {
+            s.apply(&p, Source::Config(line), &mut out);
+        }
+        let words = cmdline::parse(cmdline);
+        for p in &words.params {
+            s.apply(p, Source::Cmdline, &mut out);
+        }
+        if !words.init_args.is_empty() {
+            s.init_args = words.init_args;
+        }
+        s.validate(&mut out);
+        (s, out)
+    }
+
+    fn apply(&mut self, p: &Param<'_>, src: Source, out: &mut Loaded) {
+        let value = p.value.as_deref();
+        let err = |reason: String| SettingError {
+            key: p.key.to_string(),
+            value: value.unwrap_or("").to_string(),
+            source: src,
+            reason,
+        };
+        let result = self.set(p.key, value, src);
+        match result {
+            Ok(true) => {}
+            Ok(false) if p.key.starts_with(PREFIX) => out.warnings.push(format!(
+                "unknown setting {} ({src}) ignored; see the README's settings table",
+                p.key
+            )),
+            Ok(false) => {} // a kernel parameter that is not ours
+            Err(reason) => out.errors.push(err(reason)),
+        }
+    }
+
+    /// Sets one key; Ok(false) when the key is not ours.
+    fn set(&mut self, key: &str, v: Option<&str>, src: Source) -> Result<bool, String> {
+        match key {
+            "root" => self.root = Some(DevSpec::parse(need(v)?)?),
+            "rootfstype" => self.rootfstype = Some(word(v)?),
+            "rootflags" => self.rootflags = need(v)?.to_string(),
+            "rootwait" => self.rootwait = Some(v.map(seconds).transpose()?.unwrap_or(60)),
+            "rootdelay" => self.rootdelay = seconds(need(v)?)?,
+            "init" => self.init = Some(abs_path(need(v)?)?),
+            "ro" => self.read_only = true,
+            "rw" => self.read_only = false,
+            _ => return self.set_own(key, v, src),
+        }
+        Ok(true)
+    }
+
+    fn set_own(&mut self, key: &str, v: Option<&str>, src: Source) -> Result<bool, String> {
+        let Some(name) = key.strip_prefix(PREFIX) else {
+            return Ok(false);
+        };
+        match name {
+            "data" => self.data = optional(v, DevSpec::parse)?,
+            "datafstype" => self.data_fstype = word(v)?,
+            "dataflags" => self.data_flags = need(v)?.to_string(),
+            "dir" => self.dir = rel_path(need(v)?)?,
+            "overlayflags" => self.overlay_flags = need(v)?.to_string(),
+            "volatile" => self.volatile = flag(v)?,
+            "failsafe" => self.failsafe = flag(v)?,
+            "lowerfile" => self.lower_file = optional(v, abs_path)?,
+            "modules" => self.modules = list(need(v)?),
+            "timeout" => self.timeout = seconds(need(v)?)?,
+            "failure" => self.failure = failure(need(v)?)?,
+            "rebootdelay" => self.reboot_delay = seconds(need(v)?)?,
+            "allowshell" if src == Source::Cmdline => {
+                return Err("only the board config may allow a rescue shell".into())
+            }
+            "allowshell" => self.allow_shell = flag(v)?,
+            "shell" => self.shell = abs_path(need(v)?)?,
+            "datamissing" => self.data_missing = data_missing(need(v)?)?,
+            "mkfs" => self.mkfs = flag(v)?,
+            "fsck" => self.fsck = flag(v)?,
+            "fscktimeout" => self.fsck_timeout = seconds(need(v)?)?,
+            "loglevel" => self.log_level = level(need(v)?)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn validate(&self, out: &mut Loaded) {
+        let mut bad = |key: &str, value: &str, reason: &str| {
+            out.errors.push(SettingError {
+                key: key.into(),
+                value: value.into(),
+                source: Source::Cmdline,
+                reason: reason.into(),
+            })
+        };
+        if self.root.is_none() && !(self.lower_file.is_some() && self.data.is_some()) {
+            bad("root", "", "no lower image: set root= to the squashfs partition, or oinit.lowerfile= with oinit.data=");
+        }
+        if self.timeout == 0 {
+            bad("oinit.timeout", "0", "must be at least 1 second");
+        }
+        if self.failure == FailurePolicy::Shell && !self.allow_shell {
+            bad(
+                "oinit.failure",
+                "shell",
+                "the board config does not allow a rescue shell (oinit.allowshell=1)",
+            );
+        }
+    }
+
+    /// The `init=` to run and its fallbacks, like the kernel's own list.
+    pub fn init_candidates(&self) -> Vec<String> {
+        match &self.init {
+            Some(i) => vec![i.clone()],
+            None => ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+
+    /// How long to wait for the lower's device: `rootwait[=N]` or else `oinit.timeout`.
+    pub fn root_wait(&self) -> u32 {
+        self.rootwait.unwrap_or(self.timeout)
+    }
+}
+
+fn need(v: Option<&str>) -> Result<&str, String> {
+    match v {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err("needs a value".into()),
+    }
+}
+
+fn optional<T>(
+    v: Option<&str>,
+    f: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    match need(v)? {
+        "none" => Ok(None),
+        s => f(s).map(Some),
+    }
+}
+
+fn word(v: Option<&str>) -> Result<String, String> {
+    let v = need(v)?;
+    if v.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        Ok(v.into())
+    } else {
+        Err("must be a single word like ext4".into())
+    }
+}
+
+fn seconds(v: &str) -> Result<u32, String> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|s| *s <= 3600)
+        .ok_or_else(|| "must be whole seconds between 0 and 3600".into())
+}
+
+fn flag(v: Option<&str>) -> Result<bool, String> {
+    match v {
+        None | Some("1" | "yes" | "on" | "true") => Ok(true),
+        Some("0" | "no" | "off" | "false") => Ok(false),
+        Some(_) => Err("must be 1 or 0 (or the bare key for 1)".into()),
+    }
+}
+
+fn abs_path(v: &str) -> Result<String, String> {
+    if v.starts_with('/') && !v.split('/').any(|c| c == "..") {
+        Ok(v.into())
+    } else {
+        Err("must be an absolute path without '..'".into())
+    }
+}
+
+fn rel_path(v: &str) -> Result<String, String> {
+    let ok = !v.starts_with('/') && !v.split('/').any(|c| c == ".." || c == "." || c.is_empty());
+    if ok {
+        Ok(v.into())
+    } else {
+        Err("must be a relative path inside the data partition, like overlay".into())
+    }
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .filter(|m| !m.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn failure(v: &str) -> Result<FailurePolicy, String> {
+    Ok(match v {
+        "reboot" => FailurePolicy::Reboot,
+        "halt" => FailurePolicy::Halt,
+        "poweroff" => FailurePolicy::Poweroff,
+        "shell" => FailurePolicy::Shell,
+        _ => return Err("must be reboot, halt, poweroff or shell".into()),
+    })
+}
+
+fn data_missing(v: &str) -> Result<DataMissing, String> {
+    match v {
+        "volatile" => Ok(DataMissing::Volatile),
+        "fail" => Ok(DataMissing::Fail),
+        _ => Err("must be volatile or fail".into()),
+    }
+}
+
+fn level(v: &str) -> Result<log::LevelFilter, String> {
+    v.parse()
+        .map_err(|_| "must be off, error, warn, info, debug or trace".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_overrides_config() {
+        let config =
+            "root=PARTLABEL=rootfs\noinit.data=PARTLABEL=userdata oinit.modules=ext4,loop\n";
+        let (s, l) = Settings::load(
+            config,
+            "console=ttyS0 root=/dev/vdb oinit.timeout=3 ro init=/bin/sh -- -x",
+        );
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(s.root, Some(DevSpec::Path("vdb".into())));
+        assert_eq!(s.data, Some(DevSpec::PartLabel("userdata".into())));
+        assert_eq!(s.modules, vec!["ext4", "loop"]);
+        assert_eq!(s.timeout, 3);
+        assert!(s.read_only);
+        assert_eq!(s.init_candidates(), vec!["/bin/sh"]);
+        assert_eq!(s.init_args, vec!["-x"]);
+    }
+
+    #[test]
+    fn defaults() {
+        let (s, l) = Settings::load("", "root=/dev/vda1");
+        assert!(l.errors.is_empty());
+        assert_eq!(s.data_flags, "nodev,nosuid");
+        assert_eq!(s.failure, FailurePolicy::Reboot);
+        assert_eq!(s.data_missing, DataMissing::Volatile);
+        assert_eq!(s.init_candidates()[0], "/sbin/init");
+        assert_eq!(s.root_wait(), 10);
+        let (s, _) = Settings::load("", "root=/dev/vda1 rootwait");
+        assert_eq!(s.root_wait(), 60);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key() {
+        let cases = [
+            ("root=sda1", "root"),
+            ("oinit.timeout=soon", "oinit.timeout"),
+            ("oinit.timeout=0", "oinit.timeout"),
+            ("oinit.failure=explode", "oinit.failure"),
+            ("oinit.failure=shell", "oinit.failure"),
+            ("oinit.allowshell=1", "oinit.allowshell"),
+            ("oinit.dir=/abs", "oinit.dir"),
+            ("oinit.dir=a/../b", "oinit.dir"),
+            ("oinit.volatile=maybe", "oinit.volatile"),
+            ("oinit.loglevel=loud", "oinit.loglevel"),
+            ("oinit.data=UUID=zz", "oinit.data"),
+            ("init=sbin/init", "init"),
+            ("rootdelay=", "rootdelay"),
+            ("oinit.datafstype=ext4,rw", "oinit.datafstype"),
+        ];
+        for (cmd, key) in cases {
+            let (_, l) = Settings::load("", &format!("root=/dev/vda1 {cmd}"));
+            assert_eq!(l.errors.len(), 1, "{cmd}: {:?}", l.errors);
+            assert_eq!(l.errors[0].key, key, "{cmd}");
+            assert!(l.errors[0].to_string().contains(key));
+        }
+    }
+
+    #[test]
+    fn missing_lower_is_an_error() {
+        let (_, l) = Settings::load("", "");
+        assert_eq!(l.errors[0].key, "root");
+        let (_, l) = Settings::load("oinit.data=LABEL=d", "oinit.lowerfile=/images/a.squashfs");
+        assert!(l.errors.is_empty());
+    }
+
+    #[test]
+    fn unknown_own_keys_warn_foreign_keys_pass() {
+        let (_, l) = Settings::load(
+            "",
+            "root=/dev/vda1 oinit.colour=blue quiet overlay.metacopy=off",
+        );
+        assert!(l.errors.is_empty());
+        assert_eq!(l.warnings.len(), 1);
+        assert!(l.warnings[0].contains("oinit.colour"));
+    }
+
+    #[test]
+    fn shell_needs_the_board_config() {
+        let (s, l) = Settings::load("oinit.allowshell=1", "root=/dev/vda1 oinit.failure=shell");
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(s.failure, FailurePolicy::Shell);
+    }
+
+    #[test]
+    fn error_mentions_source() {
+        let (_, l) = Settings::load("\n\noinit.timeout=x", "root=/dev/vda1");
+        assert!(
+            l.errors[0].to_string().contains("config line 3"),
+            "{}",
+            l.errors[0]
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! The acting half of each boot stage, in boot order. Decisions live in `plan`, `modules` and
+//! `settings`; these files only perform them.
+
+pub mod devices;
+pub mod early;
+pub mod modules;
+pub mod mounts;
+pub mod switch;

@@ -1,0 +1,226 @@
+//! Performs the planned mounts and directory preparation, step by step.
+
+use crate::blockdev::read_head;
+use crate::error::{mount_hint, Error, Result};
+use crate::fsutil;
+use crate::plan::{Mount, Role, Source, Step};
+use crate::probe::{self, FsKind};
+use crate::report::Report;
+use crate::sys::{loopdev, mount::mount_fs};
+use rustix::fs::{chmod, mkdir, Mode};
+use rustix::io::Errno;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A failed step and the role of what it worked on, so that a data partition failure can fall
+/// back to a volatile upper instead of failing the boot.
+pub struct StepError {
+    pub role: Role,
+    pub error: Box<Error>,
+}
+
+/// Runs every step before the switch. Returns at the first failure.
+pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepError> {
+    for step in steps {
+        log::info!("{step}");
+        let (role, result) = match step {
+            Step::Fsck { device, budget } => (Role::Data, fsck(device, *budget)),
+            Step::Mkfs { device } => (Role::Data, mkfs(device)),
+            Step::Mount(m) => (m.role, mount(m, report)),
+            Step::PrepareUpper { upper, work } => (Role::Data, prepare_upper(upper, work)),
+            Step::SwitchRoot { .. } => continue,
+        };
+        result.map_err(|error| StepError {
+            role,
+            error: Box::new(error),
+        })?;
+        report.steps.push(step.to_string());
+    }
+    Ok(())
+}
+
+/// `mkdir -p` with mode 0755 for each missing component.
+pub fn mkdir_p(path: &str) -> Result<()> {
+    let mut cur = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        cur.push('/');
+        cur.push_str(part);
+        match mkdir(cur.as_str(), Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(Error::sys("mkdir", cur, e, "cannot create the directory")),
+        }
+    }
+    Ok(())
+}
+
+fn mount(m: &Mount, report: &mut Report) -> Result<()> {
+    mkdir_p(&m.target)?;
+    let source = match &m.source {
+        Source::Device(d) => d.clone(),
+        Source::Virtual(v) => v.to_string(),
+        Source::LoopFile(file) => {
+            check_squashfs_file(file)?;
+            let (dev, method) =
+                report
+                    .kernel(|| loopdev::attach_ro(file))
+                    .map_err(|(call, e)| {
+                        Error::sys(
+                            call,
+                            file.clone(),
+                            e,
+                            "is the loop module in oinit.modules?",
+                        )
+                    })?;
+            log::info!("attached {file} to {dev} read-only ({method:?})");
+            dev
+        }
+    };
+    report
+        .kernel(|| mount_fs(&source, &m.target, &m.fstype, &m.options))
+        .map_err(|errno| Error::Mount {
+            source,
+            target: m.target.clone(),
+            fstype: m.fstype.clone(),
+            options: m.options.clone(),
+            errno,
+            hint: mount_hint(&m.fstype, errno),
+        })
+}
+
+/// Refuses an image file that is not squashfs or shorter than its superblock says, before it
+/// reaches the kernel (which would log a cryptic error or read past the end at run time).
+fn check_squashfs_file(file: &str) -> Result<()> {
+    let bad = || Error::NotSquashfs {
+        path: file.to_string(),
+    };
+    let len = std::fs::metadata(file)
+        .map_err(|e| {
+            Error::sys(
+                "stat",
+                file,
+                Errno::from_io_error(&e).unwrap_or(Errno::IO),
+                "the lower image file is missing",
+            )
+        })?
+        .len();
+    let head = read_head(Path::new(file), 0, probe::PROBE_LEN).ok_or_else(bad)?;
+    match probe::probe_fs(&head) {
+        Some(fs) if fs.kind == FsKind::Squashfs && fs.size <= len => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+/// Creates upper (0755: the merged root's `/` inherits its mode) and work (0700: overlay's
+/// scratch space, private to root) when missing, and empties a work directory left by an
+/// unclean shutdown. Existing directories are reused, so a full partition still boots.
+fn prepare_upper(upper: &str, work: &str) -> Result<()> {
+    for (dir, mode) in [(upper, 0o755), (work, 0o700)] {
+        if !Path::new(dir).is_dir() {
+            mkdir_p(dir)?;
+            chmod(dir, Mode::from_raw_mode(mode))
+                .map_err(|e| Error::sys("chmod", dir, e, "cannot set the mode"))?;
+        }
+    }
+    let fd = rustix::fs::open(
+        work,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open", work, e, "the work directory is unusable"))?;
+    let n = fsutil::remove_contents(fd)
+        .map_err(|e| Error::sys("empty", work, e, "cannot empty the stale work directory"))?;
+    if n > 0 {
+        log::info!("emptied stale work directory {work} ({n} entries)");
+    }
+    Ok(())
+}
+
+fn find_tool(names: &[&str]) -> Option<String> {
+    let dirs = ["/sbin", "/usr/sbin", "/bin", "/usr/bin"];
+    dirs.iter()
+        .flat_map(|d| names.iter().map(move |n| format!("{d}/{n}")))
+        .find(|p| Path::new(p).exists())
+}
+
+/// Runs a tool with a time budget; kills it when the budget is spent.
+fn run_tool(path: &str, args: &[&str], budget: u32) -> std::result::Result<i32, String> {
+    let mut child = Command::new(path)
+        .args(args)
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let until = Instant::now() + Duration::from_secs(budget.into());
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.code().unwrap_or(-1)),
+            Ok(None) if Instant::now() >= until => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("killed after its {budget} s budget"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("wait: {e}")),
+        }
+    }
+}
+
+/// `e2fsck -p`: exit 0/1 (clean or fixed) goes on; anything else is reported and the mount is
+/// tried anyway, so that the data-missing policy decides.
+fn fsck(device: &str, budget: u32) -> Result<()> {
+    let Some(tool) = find_tool(&["e2fsck", "e2fsck.static", "fsck.ext4"]) else {
+        log::warn!("oinit.fsck=1 but no e2fsck in the initramfs; skipping the check");
+        return Ok(());
+    };
+    match run_tool(&tool, &["-p", device], budget) {
+        Ok(0 | 1) => Ok(()),
+        Ok(code) => {
+            log::warn!("{tool} -p {device} exited {code}: errors left; trying the mount anyway");
+            Ok(())
+        }
+        Err(why) => Err(Error::Tool {
+            tool,
+            device: device.into(),
+            outcome: why,
+        }),
+    }
+}
+
+/// Formats a factory-blank data partition. The UUID comes from the kernel's non-blocking
+/// generator, so the boot never waits for the entropy pool.
+fn mkfs(device: &str) -> Result<()> {
+    let Some(tool) = find_tool(&["mkfs.ext4", "mke2fs"]) else {
+        return Err(Error::Tool {
+            tool: "mkfs.ext4".into(),
+            device: device.into(),
+            outcome: "not in the initramfs (add it, or format the partition at the factory)".into(),
+        });
+    };
+    let uuid = || {
+        std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let (u, seed) = (uuid(), uuid());
+    let ext = format!("hash_seed={seed}");
+    let mut args = vec![
+        "-q", "-F", "-t", "ext4", "-L", "userdata", "-E", &ext, device,
+    ];
+    if !u.is_empty() {
+        args.splice(0..0, ["-U", u.as_str()]);
+    }
+    log::info!("formatting blank data partition {device}");
+    match run_tool(&tool, &args, 300) {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(Error::Tool {
+            tool,
+            device: device.into(),
+            outcome: format!("exited {code}"),
+        }),
+        Err(why) => Err(Error::Tool {
+            tool,
+            device: device.into(),
+            outcome: why,
+        }),
+    }
+}

@@ -1,0 +1,183 @@
+//! switch_root: move the API mounts into the new root, delete the initramfs, make the new root
+//! `/`, and exec the real init with a cleaned environment.
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::stage::mounts::mkdir_p;
+use crate::sys::{fds, mount};
+use rustix::fs::{openat2, statat, statfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, CWD};
+use rustix::io::Errno;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Finds the first candidate that is an executable regular file inside `root`, resolving
+/// symlinks as the new root will see them (`/sbin/init -> /lib/systemd/systemd`), not as the
+/// initramfs would. Runs BEFORE anything irreversible happens.
+pub fn find_init(root: &str, candidates: &[String]) -> Result<String> {
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open", root, e, "the new root is not a directory"))?;
+    for c in candidates {
+        let rel = c.trim_start_matches('/');
+        let resolved = openat2(
+            &root_fd,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT,
+        );
+        let st = match resolved {
+            Ok(fd) => statat(&fd, "", AtFlags::EMPTY_PATH),
+            // openat2 is Linux 5.6+; older kernels get a plain lookup (absolute symlinks would
+            // then resolve against the initramfs, so this is only a best-effort check).
+            Err(Errno::NOSYS) => statat(&root_fd, rel, AtFlags::empty()),
+            Err(e) => Err(e),
+        };
+        match st {
+            Ok(st)
+                if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                    && st.st_mode & 0o111 != 0 =>
+            {
+                return Ok(c.clone())
+            }
+            Ok(_) => log::warn!("init candidate {c} in {root} is not an executable file"),
+            Err(e) => log::debug!("init candidate {c} in {root}: {e}"),
+        }
+    }
+    Err(Error::NoInit {
+        root: root.into(),
+        tried: candidates.to_vec(),
+    })
+}
+
+/// Environment variables that change how the dynamic loader or libc behave; a kernel command line
+/// must not be able to inject them into the real init.
+pub fn is_loader_variable(name: &str) -> bool {
+    name.starts_with("LD_")
+        || name.starts_with("MALLOC_")
+        || name.starts_with("GLIBC_")
+        || matches!(
+            name,
+            "GCONV_PATH" | "LOCPATH" | "NLSPATH" | "HOSTALIASES" | "RES_OPTIONS" | "TMPDIR"
+        )
+}
+
+/// Moves the API filesystems, deletes the initramfs, enters `root` and execs `init`.
+/// Returns only on failure.
+pub fn switch_root(root: &str, init: &str, args: &[String]) -> Error {
+    match prepare(root) {
+        Ok(()) => {}
+        Err(e) => return e,
+    }
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !is_loader_variable(k))
+        .collect();
+    log::info!("exec {init} {}", args.join(" "));
+    fds::close_from_3();
+    let err = Command::new(init).args(args).env_clear().envs(env).exec();
+    Error::sys(
+        "execve",
+        init,
+        Errno::from_io_error(&err).unwrap_or(Errno::NOEXEC),
+        "the init exists but cannot run: check its architecture and interpreter",
+    )
+}
+
+fn prepare(root: &str) -> Result<()> {
+    for dir in ["/dev", "/proc", "/sys", "/run"] {
+        let target = format!("{root}{dir}");
+        mkdir_p(&target)?;
+        if let Err(e) = mount::move_mount(dir, &target) {
+            log::warn!("cannot move {dir} into the new root ({e}); detaching it");
+            let _ = mount::unmount_detach(dir);
+        }
+    }
+    rustix::process::chdir(root)
+        .map_err(|e| Error::sys("chdir", root, e, "the new root vanished"))?;
+    delete_initramfs()?;
+    mount::move_mount(".", "/")
+        .map_err(|e| Error::sys("mount --move", root, e, "cannot make the new root /"))?;
+    rustix::process::chroot(".")
+        .map_err(|e| Error::sys("chroot", root, e, "cannot enter the new root"))?;
+    rustix::process::chdir("/")
+        .map_err(|e| Error::sys("chdir", "/", e, "cannot enter the new root"))?;
+    Ok(())
+}
+
+/// Frees the initramfs memory. Guarded: only when `/` is the initramfs (ramfs or tmpfs) and we are
+/// PID 1; the walk never crosses into other filesystems, so the new root and /run are safe.
+fn delete_initramfs() -> Result<()> {
+    let fs = statfs("/").map_err(|e| Error::sys("statfs", "/", e, ""))?;
+    let magic = fs.f_type as i64;
+    if (magic != RAMFS_MAGIC && magic != TMPFS_MAGIC)
+        || rustix::process::getpid().as_raw_nonzero().get() != 1
+    {
+        log::warn!(
+            "/ is not an initramfs (f_type {magic:#x}) or we are not PID 1: not deleting it"
+        );
+        return Ok(());
+    }
+    let fd = rustix::fs::openat(
+        CWD,
+        "/",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open", "/", e, ""))?;
+    match fsutil::remove_contents(fd) {
+        Ok(n) => log::debug!("deleted {n} initramfs entries"),
+        // Memory stays in use but the boot can go on.
+        Err(e) => log::warn!("deleting the initramfs stopped: {e}"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loader_variables() {
+        for v in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "GCONV_PATH",
+            "MALLOC_CHECK_",
+        ] {
+            assert!(is_loader_variable(v), "{v}");
+        }
+        for v in ["TERM", "HOME", "PATH", "BOOT_IMAGE", "init"] {
+            assert!(!is_loader_variable(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn init_resolves_inside_the_root() {
+        let root = std::env::temp_dir().join(format!("oi-root-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        std::fs::create_dir_all(root.join("lib")).unwrap();
+        std::fs::write(root.join("lib/real-init"), "#!/bin/sh\n").unwrap();
+        let exe = Mode::from_raw_mode(0o755);
+        rustix::fs::chmod(root.join("lib/real-init").as_path(), exe).unwrap();
+        std::fs::write(root.join("sbin/noexec"), "").unwrap();
+        // An absolute symlink must resolve inside the root, not on the host.
+        std::os::unix::fs::symlink("/lib/real-init", root.join("sbin/init")).unwrap();
+        let r = root.to_str().unwrap();
+        let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            find_init(r, &c(&["/sbin/missing", "/sbin/noexec", "/sbin/init"])).unwrap(),
+            "/sbin/init"
+        );
+        assert!(matches!(
+            find_init(r, &c(&["/sbin/noexec", "/bin/sh-not-here"])),
+            Err(Error::NoInit { .. })
+        ));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,6 @@
+//! The thin layer over the kernel: typed wrappers, one per intent. All `unsafe` of the crate is
+//! in `loopdev` and `fds` (raw ioctls and a syscall rustix does not wrap).
+
+pub mod fds;
+pub mod loopdev;
+pub mod mount;

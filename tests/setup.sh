@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need on a fresh Debian machine that has only the
+# Rust toolchain: host packages, rustup targets, and the Debian kernels the QEMU boards boot.
+# Idempotent: each step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KDIR=${KDIR:-target/kernels}
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+need_pkgs=()
+for p in qemu-system-x86:qemu-system-x86_64 qemu-system-arm:qemu-system-aarch64 \
+         squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 \
+         busybox-static:busybox; do
+  command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
+done
+# QEMU's aarch64 firmware-less boot needs nothing more; x86 needs SeaBIOS (pulled by qemu-system-x86).
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "apt-get install ${need_pkgs[*]}"
+  apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+installed=$(rustup target list --installed)
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  grep -qx "$t" <<<"$installed" || { log "rustup target add $t"; rustup target add "$t"; }
+done
+
+# fetch_kernel ARCH FLAVOUR: downloads Debian's linux-image-FLAVOUR for ARCH and unpacks it into
+# $KDIR/ARCH (vmlinuz + lib/modules/VERSION with a fresh modules.dep).
+fetch_kernel() {
+  local arch=$1 flavour=$2 out=$KDIR/$1
+  [ -f "$out/.done" ] && return 0
+  rm -rf "$out"; mkdir -p "$out"
+  local o=()
+  if [ "$arch" != "$(dpkg --print-architecture)" ]; then
+    local lists; lists=$(mktemp -d); mkdir -p "$lists/partial"
+    o=(-oAPT::Architecture="$arch" -oAPT::Architectures="$arch" -oDir::State::Lists="$lists")
+    log "apt-get update for $arch"
+    apt-get "${o[@]}" update -qq
+  fi
+  local pkg
+  pkg=$(apt-cache "${o[@]}" depends "linux-image-$flavour:$arch" | awk '/Depends: linux-image-/{print $2; exit}')
+  pkg=${pkg%%:*}
+  log "downloading $pkg ($arch)"
+  (cd "$out" && apt-get "${o[@]}" download -qq "$pkg:$arch")
+  dpkg -x "$out"/*.deb "$out/root"
+  rm -f "$out"/*.deb
+  local ver; ver=$(ls "$out/root/lib/modules")
+  cp "$out/root/boot/vmlinuz-$ver" "$out/vmlinuz"
+  mkdir -p "$out/lib/modules"; mv "$out/root/lib/modules/$ver" "$out/lib/modules/"
+  rm -rf "$out/root"
+  depmod -b "$out" "$ver"
+  echo "$ver" >"$out/version"
+  touch "$out/.done"
+  log "kernel $ver ready in $out"
+}
+fetch_kernel amd64 amd64
+fetch_kernel arm64 arm64
