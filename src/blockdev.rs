@@ -70,14 +70,7 @@ impl BlockDev {
 
 impl fmt::Display for BlockDev {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "/dev/{} ({}:{}, {} MiB",
-            self.name,
-            self.major,
-            self.minor,
-            self.size >> 20
-        )?;
+        write!(f, "/dev/{} ({}:{}, {} MiB", self.name, self.major, self.minor, self.size >> 20)?;
         if let Some(l) = &self.partlabel {
             write!(f, ", PARTLABEL={l}")?;
         }
@@ -113,14 +106,8 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
             continue;
         };
         let u = parse_uevent(&text);
-        let name = if u.devname.is_empty() {
-            entry.file_name().to_string_lossy().into_owned()
-        } else {
-            u.devname
-        };
-        let sectors: u64 = read_trim(&dir.join("size"))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let name = if u.devname.is_empty() { entry.file_name().to_string_lossy().into_owned() } else { u.devname };
+        let sectors: u64 = read_trim(&dir.join("size")).and_then(|s| s.parse().ok()).unwrap_or(0);
         // A partition's sysfs link points into its disk's directory: .../block/vda/vda1.
         let parent = u.partition.then(|| parent_name(&dir)).flatten();
         out.push(BlockDev {
@@ -147,9 +134,7 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
 }
 
 fn read_trim(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
 fn parent_name(dir: &Path) -> Option<String> {
@@ -170,8 +155,7 @@ pub fn read_head(path: &Path, offset: u64, len: usize) -> Option<Vec<u8>> {
 /// PARTUUID of partition `partn` on `disk`: from its GPT (512 or 4096-byte sectors), else MBR.
 fn partuuid(disk: &Path, partn: u32) -> Option<String> {
     for sector in [512u64, 4096] {
-        let Some(table) = read_head(disk, sector, 512).and_then(|h| probe::gpt_header(&h, sector))
-        else {
+        let Some(table) = read_head(disk, sector, 512).and_then(|h| probe::gpt_header(&h, sector)) else {
             continue;
         };
         if partn == 0 || partn > table.count {
@@ -189,7 +173,9 @@ mod tests {
 
     #[test]
     fn uevent_fields() {
-        let u = parse_uevent("MAJOR=254\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nDISKSEQ=9\nPARTN=2\nPARTNAME=userdata\n");
+        let u = parse_uevent(
+            "MAJOR=254\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nDISKSEQ=9\nPARTN=2\nPARTNAME=userdata\n",
+        );
         assert_eq!(
             u,
             Uevent {
@@ -226,14 +212,7 @@ mod tests {
         for s in yes {
             assert!(d.matches(&DevSpec::parse(s).unwrap()), "{s}");
         }
-        let no = [
-            "/dev/vda1",
-            "254:1",
-            "PARTLABEL=rootfs",
-            "PARTUUID=abce",
-            "LABEL=Data",
-            "UUID=01",
-        ];
+        let no = ["/dev/vda1", "254:1", "PARTLABEL=rootfs", "PARTUUID=abce", "LABEL=Data", "UUID=01"];
         for s in no {
             assert!(!d.matches(&DevSpec::parse(s).unwrap()), "{s}");
         }

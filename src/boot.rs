@@ -45,17 +45,11 @@ fn read_settings() -> (Settings, crate::settings::Loaded) {
 /// Everything up to the switch; returns the new root, the init to exec and its arguments.
 fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String>), Error> {
     report.stage("modules");
-    let release = rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned();
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
     let moddir = Path::new("/lib/modules").join(&release);
     let index = modules::read_index(&moddir);
     let steps = index.plan(&s.modules).map_err(|what| {
-        Error::Plan(plan::PlanError {
-            what,
-            hint: format!("add it to the initramfs modules for kernel {release}"),
-        })
+        Error::Plan(plan::PlanError { what, hint: format!("add it to the initramfs modules for kernel {release}") })
     })?;
     report.modules = modules::load(&steps, &moddir, Path::new("/sys/module"), report);
 
@@ -71,9 +65,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
             // The data partition failed: decide again without it (volatile, or the fail policy).
             Err(e) if e.role == Role::Data && !matches!(found.data, DataState::Unmountable(_)) => {
                 log::error!("{}", e.error);
-                report
-                    .fallbacks
-                    .push(format!("data partition unusable: {}", e.error));
+                report.fallbacks.push(format!("data partition unusable: {}", e.error));
                 found.data = DataState::Unmountable(e.error.to_string());
             }
             Err(e) => return Err(*e.error),
@@ -108,9 +100,7 @@ fn announce(plan: &Plan, report: &mut Report) {
 
 fn write_report(report: &Report) {
     let json = report.to_json();
-    if let Err(e) =
-        std::fs::create_dir_all(paths::RUN_DIR).and_then(|()| std::fs::write(paths::REPORT, json))
-    {
+    if let Err(e) = std::fs::create_dir_all(paths::RUN_DIR).and_then(|()| std::fs::write(paths::REPORT, json)) {
         log::warn!("cannot write the boot report {}: {e}", paths::REPORT);
     }
 }

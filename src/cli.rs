@@ -7,8 +7,7 @@ use crate::settings::Settings;
 use crate::stage::devices;
 use std::path::PathBuf;
 
-pub const USAGE: &str =
-    "usage: overlay-init plan [--cmdline TEXT] [--config FILE] [--sysfs DIR] [--dev DIR]
+pub const USAGE: &str = "usage: overlay-init plan [--cmdline TEXT] [--config FILE] [--sysfs DIR] [--dev DIR]
   Prints the devices, mounts and fallbacks the boot would use, without acting.
   --cmdline  kernel command line (default: /proc/cmdline)
   --config   board config (default: /etc/overlay-init.conf)
@@ -52,12 +51,8 @@ struct PlanArgs {
 
 impl PlanArgs {
     fn parse(args: &[String]) -> Result<PlanArgs, String> {
-        let mut a = PlanArgs {
-            cmdline: None,
-            config: crate::paths::CONFIG.into(),
-            sysfs: "/sys".into(),
-            dev: "/dev".into(),
-        };
+        let mut a =
+            PlanArgs { cmdline: None, config: crate::paths::CONFIG.into(), sysfs: "/sys".into(), dev: "/dev".into() };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
@@ -77,17 +72,11 @@ fn plan_cmd(a: &PlanArgs) -> i32 {
     let config = match std::fs::read_to_string(&a.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
-                "overlay-init: cannot read config {}: {e}",
-                a.config.display()
-            );
+            eprintln!("overlay-init: cannot read config {}: {e}", a.config.display());
             return 2;
         }
     };
-    let cmdline = a
-        .cmdline
-        .clone()
-        .unwrap_or_else(|| std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let cmdline = a.cmdline.clone().unwrap_or_else(|| std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
     let (s, loaded) = Settings::load(&config, &cmdline);
     for w in &loaded.warnings {
         println!("warning: {w}");
@@ -99,8 +88,8 @@ fn plan_cmd(a: &PlanArgs) -> i32 {
     if !s.modules.is_empty() {
         println!("modules: {}", s.modules.join(" "));
     }
-    let result = devices::find(&s, &a.sysfs, &a.dev, false)
-        .and_then(|found| plan::decide(&s, &found).map_err(Error::Plan));
+    let result =
+        devices::find(&s, &a.sysfs, &a.dev, false).and_then(|found| plan::decide(&s, &found).map_err(Error::Plan));
     match result {
         Ok(p) => {
             print!("{p}");

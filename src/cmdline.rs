@@ -59,14 +59,8 @@ pub fn parse(text: &str) -> Words<'_> {
 
 fn param(word: &str) -> Param<'_> {
     match word.split_once('=') {
-        Some((key, value)) => Param {
-            key: key.trim_matches('"'),
-            value: Some(value.replace('"', "")),
-        },
-        None => Param {
-            key: word.trim_matches('"'),
-            value: None,
-        },
+        Some((key, value)) => Param { key: key.trim_matches('"'), value: Some(value.replace('"', "")) },
+        None => Param { key: word.trim_matches('"'), value: None },
     }
 }
 
@@ -89,51 +83,23 @@ mod tests {
     fn splits_quotes_and_init_args() {
         let w = parse("console=ttyS0 root=PARTLABEL=rootfs oinit.dataflags=\"nodev, noatime\" rootwait -- single -x");
         assert_eq!(w.params.len(), 4);
-        assert_eq!(
-            w.params[1],
-            Param {
-                key: "root",
-                value: Some("PARTLABEL=rootfs".into())
-            }
-        );
+        assert_eq!(w.params[1], Param { key: "root", value: Some("PARTLABEL=rootfs".into()) });
         assert_eq!(w.params[2].value.as_deref(), Some("nodev, noatime"));
-        assert_eq!(
-            w.params[3],
-            Param {
-                key: "rootwait",
-                value: None
-            }
-        );
+        assert_eq!(w.params[3], Param { key: "rootwait", value: None });
         assert_eq!(w.init_args, vec!["single", "-x"]);
     }
 
     #[test]
     fn empty_and_whitespace() {
         assert_eq!(parse("  \n\t "), Words::default());
-        assert_eq!(
-            parse("ro\n").params,
-            vec![Param {
-                key: "ro",
-                value: None
-            }]
-        );
+        assert_eq!(parse("ro\n").params, vec![Param { key: "ro", value: None }]);
     }
 
     #[test]
     fn config_comments_and_lines() {
-        let c =
-            parse_config("# board\noinit.data=LABEL=data  # the data\n\noinit.modules=ext4,loop\n");
+        let c = parse_config("# board\noinit.data=LABEL=data  # the data\n\noinit.modules=ext4,loop\n");
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].0, 2);
-        assert_eq!(
-            c[1],
-            (
-                4,
-                Param {
-                    key: "oinit.modules",
-                    value: Some("ext4,loop".into())
-                }
-            )
-        );
+        assert_eq!(c[1], (4, Param { key: "oinit.modules", value: Some("ext4,loop".into()) }));
     }
 }

@@ -50,9 +50,7 @@ impl DevSpec {
                 return Ok(DevSpec::Number(a, b));
             }
         }
-        Err(format!(
-            "'{text}' is not a device: use /dev/NAME, MAJ:MIN, LABEL=, UUID=, PARTUUID= or PARTLABEL="
-        ))
+        Err(format!("'{text}' is not a device: use /dev/NAME, MAJ:MIN, LABEL=, UUID=, PARTUUID= or PARTLABEL="))
     }
 }
 
@@ -90,10 +88,7 @@ mod tests {
             ("254:3", DevSpec::Number(254, 3)),
             ("LABEL=data", DevSpec::Label("data".into())),
             ("UUID=0A1B-2C3D", DevSpec::Uuid("0a1b-2c3d".into())),
-            (
-                "PARTUUID=1234abcd-02",
-                DevSpec::PartUuid("1234abcd-02".into()),
-            ),
+            ("PARTUUID=1234abcd-02", DevSpec::PartUuid("1234abcd-02".into())),
             ("PARTLABEL=userdata", DevSpec::PartLabel("userdata".into())),
         ];
         for (text, want) in cases {
@@ -106,15 +101,7 @@ mod tests {
 
     #[test]
     fn rejects_with_a_reason() {
-        for bad in [
-            "vda1",
-            "/dev/",
-            "/dev/../etc",
-            "LABEL=",
-            "UUID=xyz",
-            "PARTUUID=",
-            "1:x",
-        ] {
+        for bad in ["vda1", "/dev/", "/dev/../etc", "LABEL=", "UUID=xyz", "PARTUUID=", "1:x"] {
             let err = DevSpec::parse(bad).unwrap_err();
             assert!(!err.is_empty(), "{bad}");
         }

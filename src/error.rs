@@ -10,56 +10,20 @@ use std::fmt;
 pub enum Error {
     Settings(Vec<SettingError>),
     Plan(PlanError),
-    DeviceNotFound {
-        what: &'static str,
-        spec: String,
-        waited: u32,
-        saw: Vec<String>,
-    },
-    Syscall {
-        call: &'static str,
-        path: String,
-        errno: Errno,
-        hint: &'static str,
-    },
-    Mount {
-        source: String,
-        target: String,
-        fstype: String,
-        options: String,
-        errno: Errno,
-        hint: String,
-    },
-    NotSquashfs {
-        path: String,
-    },
-    Tool {
-        tool: String,
-        device: String,
-        outcome: String,
-    },
-    NoInit {
-        root: String,
-        tried: Vec<String>,
-    },
+    DeviceNotFound { what: &'static str, spec: String, waited: u32, saw: Vec<String> },
+    Syscall { call: &'static str, path: String, errno: Errno, hint: &'static str },
+    Mount { source: String, target: String, fstype: String, options: String, errno: Errno, hint: String },
+    NotSquashfs { path: String },
+    Tool { tool: String, device: String, outcome: String },
+    NoInit { root: String, tried: Vec<String> },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// A syscall error with a path, for the steps without a more specific variant.
-    pub fn sys(
-        call: &'static str,
-        path: impl Into<String>,
-        errno: Errno,
-        hint: &'static str,
-    ) -> Error {
-        Error::Syscall {
-            call,
-            path: path.into(),
-            errno,
-            hint,
-        }
+    pub fn sys(call: &'static str, path: impl Into<String>, errno: Errno, hint: &'static str) -> Error {
+        Error::Syscall { call, path: path.into(), errno, hint }
     }
 }
 
@@ -68,7 +32,9 @@ pub fn mount_hint(fstype: &str, errno: Errno) -> String {
     let h = match (fstype, errno) {
         (_, Errno::NODEV) => "the kernel lacks this filesystem: add its module to oinit.modules",
         (_, Errno::NXIO | Errno::NOENT) => "the device or path does not exist",
-        ("overlay", Errno::INVAL) => "check that upper and work are on the same filesystem and the options are known to this kernel (see dmesg)",
+        ("overlay", Errno::INVAL) => {
+            "check that upper and work are on the same filesystem and the options are known to this kernel (see dmesg)"
+        }
         ("squashfs", Errno::INVAL) => "the image is not a valid squashfs (corrupt or truncated)",
         (_, Errno::INVAL) => "the device does not hold this filesystem type, or an option is unknown (see dmesg)",
         (_, Errno::UCLEAN) => "the filesystem needs a check: enable oinit.fsck=1",

@@ -11,19 +11,14 @@ use std::time::Duration;
 pub fn fatal(e: &Error, s: &Settings) -> ! {
     log::error!("FATAL: {e}");
     if s.failure == FailurePolicy::Shell && s.allow_shell && Path::new(&s.shell).exists() {
-        log::error!(
-            "starting the rescue shell {}; the device reboots when it exits",
-            s.shell
-        );
+        log::error!("starting the rescue shell {}; the device reboots when it exits", s.shell);
         let _ = std::process::Command::new(&s.shell).status();
         finish(RebootCommand::Restart, 0)
     }
     match s.failure {
         FailurePolicy::Halt => finish(RebootCommand::Halt, 0),
         FailurePolicy::Poweroff => finish(RebootCommand::PowerOff, 0),
-        FailurePolicy::Reboot | FailurePolicy::Shell => {
-            finish(RebootCommand::Restart, s.reboot_delay)
-        }
+        FailurePolicy::Reboot | FailurePolicy::Shell => finish(RebootCommand::Restart, s.reboot_delay),
     }
 }
 

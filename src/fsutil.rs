@@ -14,12 +14,7 @@ struct Frame {
 
 /// Opens a directory below `parent` without following a symlink in the last component.
 pub fn open_dir_at(parent: impl AsFd, name: &std::ffi::CStr) -> Result<OwnedFd, Errno> {
-    openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
+    openat(parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
 }
 
 /// Unlinks the non-directories of `fd` and lists its subdirectories on device `dev`.
@@ -59,13 +54,7 @@ pub fn remove_contents(root: OwnedFd) -> Result<u64, Errno> {
             continue;
         }
         let done = stack.pop();
-        if let (
-            Some(Frame {
-                name: Some(name), ..
-            }),
-            Some(parent),
-        ) = (done, stack.last())
-        {
+        if let (Some(Frame { name: Some(name), .. }), Some(parent)) = (done, stack.last()) {
             match unlinkat(&parent.fd, &name, AtFlags::REMOVEDIR) {
                 // Still holds a mount point of another filesystem: keep the directory.
                 Ok(()) => removed += 1,
@@ -93,12 +82,8 @@ mod tests {
         std::fs::write(victim.join("a/b/c/file"), "x").unwrap();
         std::fs::write(victim.join("top"), "x").unwrap();
         symlink(&outside, victim.join("a/link-to-outside")).unwrap();
-        let fd = rustix::fs::open(
-            &victim,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
+        let fd =
+            rustix::fs::open(&victim, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
         let n = remove_contents(fd).unwrap();
         assert_eq!(n, 6); // top, file, link, c, b, a
         assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);

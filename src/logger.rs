@@ -55,18 +55,13 @@ impl log::Log for Logger {
 
 /// Installs the logger. `kmsg` is false in userspace, where stderr is enough.
 pub fn init(level: log::LevelFilter, kmsg: bool) {
-    let kmsg_file = kmsg
-        .then(|| OpenOptions::new().write(true).open("/dev/kmsg").ok())
-        .flatten();
+    let kmsg_file = kmsg.then(|| OpenOptions::new().write(true).open("/dev/kmsg").ok()).flatten();
     // console_loglevel is the first field of /proc/sys/kernel/printk.
     let echo = std::fs::read_to_string("/proc/sys/kernel/printk")
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(0);
-    let logger = Box::leak(Box::new(Logger {
-        kmsg: kmsg_file.map(Mutex::new),
-        kernel_echoes_below: echo,
-    }));
+    let logger = Box::leak(Box::new(Logger { kmsg: kmsg_file.map(Mutex::new), kernel_echoes_below: echo }));
     // set_logger fails only when called twice; the first logger stays, which is fine.
     let _ = log::set_logger(logger);
     log::set_max_level(level);

@@ -60,11 +60,7 @@ impl ModIndex {
                     "pre:" => into_pre = true,
                     "post:" => into_pre = false,
                     _ => {
-                        let map = if into_pre {
-                            &mut ix.soft_pre
-                        } else {
-                            &mut ix.soft_post
-                        };
+                        let map = if into_pre { &mut ix.soft_pre } else { &mut ix.soft_post };
                         map.entry(module.clone()).or_default().push(w.to_string());
                     }
                 }
@@ -90,11 +86,7 @@ impl ModIndex {
         if self.deps.contains_key(&n) || self.builtin.contains(&n) {
             return vec![n];
         }
-        self.aliases
-            .iter()
-            .filter(|(a, _)| *a == n)
-            .map(|(_, m)| m.clone())
-            .collect()
+        self.aliases.iter().filter(|(a, _)| *a == n).map(|(_, m)| m.clone()).collect()
     }
 
     /// The ordered steps that load `requests`. Built-in modules need nothing; soft dependencies
@@ -123,9 +115,7 @@ impl ModIndex {
             if required {
                 return Err(format!("module '{request}' is neither in modules.dep, modules.builtin nor modules.alias"));
             }
-            log::warn!(
-                "soft dependency '{request}' not found in the initramfs modules; continuing"
-            );
+            log::warn!("soft dependency '{request}' not found in the initramfs modules; continuing");
             return Ok(());
         }
         let mut chains = Vec::new();
@@ -143,11 +133,7 @@ impl ModIndex {
                 chains.push(chain);
             }
         }
-        steps.push(LoadStep {
-            request: request.to_string(),
-            chains,
-            required,
-        });
+        steps.push(LoadStep { request: request.to_string(), chains, required });
         for name in &names {
             for post in self.soft_post.get(name).into_iter().flatten() {
                 self.plan_one(post, false, steps, seen)?;
@@ -177,12 +163,8 @@ impl ModIndex {
                 soft.push(format!("softdep {m} post: {}", post.join(" ")));
             }
         }
-        let alias: Vec<String> = self
-            .aliases
-            .iter()
-            .filter(|(_, m)| keep.contains(m))
-            .map(|(a, m)| format!("alias {a} {m}"))
-            .collect();
+        let alias: Vec<String> =
+            self.aliases.iter().filter(|(_, m)| keep.contains(m)).map(|(a, m)| format!("alias {a} {m}")).collect();
         for v in [&mut dep, &mut soft] {
             v.sort();
         }
@@ -206,8 +188,7 @@ kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drive
 kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
 kernel/drivers/virtio/virtio_ring.ko:
 ";
-    const SOFT: &str =
-        "# Soft dependencies\nsoftdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c\n";
+    const SOFT: &str = "# Soft dependencies\nsoftdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c\n";
     const ALIAS: &str = "alias crypto-crc32c crc32c_intel\nalias crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\nalias fs-ext4 ext4\n";
     const BUILTIN: &str = "kernel/fs/overlayfs/overlay.ko\n";
 
@@ -231,25 +212,15 @@ kernel/drivers/virtio/virtio_ring.ko:
         assert_eq!(plan[1].request, "ext4");
         assert_eq!(
             plan[1].chains[0],
-            [
-                "kernel/fs/jbd2/jbd2.ko",
-                "kernel/fs/mbcache.ko",
-                "kernel/lib/crc16.ko",
-                "kernel/fs/ext4/ext4.ko"
-            ]
+            ["kernel/fs/jbd2/jbd2.ko", "kernel/fs/mbcache.ko", "kernel/lib/crc16.ko", "kernel/fs/ext4/ext4.ko"]
         );
     }
 
     #[test]
     fn builtin_and_duplicates_and_dashes() {
-        let plan = ix()
-            .plan(&["overlay".into(), "virtio-blk".into(), "virtio_blk".into()])
-            .unwrap();
+        let plan = ix().plan(&["overlay".into(), "virtio-blk".into(), "virtio_blk".into()]).unwrap();
         assert_eq!(plan.len(), 1, "{plan:?}");
-        assert_eq!(
-            plan[0].chains[0].last().unwrap(),
-            "kernel/drivers/block/virtio_blk.ko"
-        );
+        assert_eq!(plan[0].chains[0].last().unwrap(), "kernel/drivers/block/virtio_blk.ko");
         assert!(ix().is_builtin("overlay"));
     }
 
@@ -262,10 +233,7 @@ kernel/drivers/virtio/virtio_ring.ko:
     #[test]
     fn alias_request_resolves() {
         let plan = ix().plan(&["fs-ext4".into()]).unwrap();
-        assert_eq!(
-            plan.last().unwrap().chains[0].last().unwrap(),
-            "kernel/fs/ext4/ext4.ko"
-        );
+        assert_eq!(plan.last().unwrap().chains[0].last().unwrap(), "kernel/fs/ext4/ext4.ko");
     }
 
     #[test]
@@ -287,9 +255,6 @@ kernel/drivers/virtio/virtio_ring.ko:
         assert!(alias.contains("alias fs_ext4 ext4"));
         // The subset resolves the same way as the whole.
         let sub = ModIndex::parse(&dep, &soft, &alias, "");
-        assert_eq!(
-            sub.plan(&["ext4".into()]).unwrap(),
-            ix.plan(&["ext4".into()]).unwrap()
-        );
+        assert_eq!(sub.plan(&["ext4".into()]).unwrap(), ix.plan(&["ext4".into()]).unwrap());
     }
 }

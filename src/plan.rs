@@ -103,26 +103,15 @@ pub struct PlanError {
 }
 
 fn err(what: String, hint: &str) -> PlanError {
-    PlanError {
-        what,
-        hint: hint.to_string(),
-    }
+    PlanError { what, hint: hint.to_string() }
 }
 
 pub fn decide(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
-    let mut p = Plan {
-        devices: Vec::new(),
-        steps: Vec::new(),
-        volatile: None,
-        warnings: Vec::new(),
-    };
+    let mut p = Plan { devices: Vec::new(), steps: Vec::new(), volatile: None, warnings: Vec::new() };
     let data_dev = data_step(s, found, &mut p)?;
     lower_steps(s, found, data_dev.is_some(), &mut p)?;
     let (upper, work) = match (&data_dev, &p.volatile) {
-        (Some(_), None) => (
-            format!("{}/{}/upper", paths::DATA, s.dir),
-            format!("{}/{}/work", paths::DATA, s.dir),
-        ),
+        (Some(_), None) => (format!("{}/{}/upper", paths::DATA, s.dir), format!("{}/{}/work", paths::DATA, s.dir)),
         _ => {
             p.steps.push(Step::Mount(Mount {
                 role: Role::Volatile,
@@ -131,20 +120,11 @@ pub fn decide(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
                 fstype: "tmpfs".into(),
                 options: "mode=0755".into(),
             }));
-            (
-                format!("{}/upper", paths::VOLATILE),
-                format!("{}/work", paths::VOLATILE),
-            )
+            (format!("{}/upper", paths::VOLATILE), format!("{}/work", paths::VOLATILE))
         }
     };
-    p.steps.push(Step::PrepareUpper {
-        upper: upper.clone(),
-        work: work.clone(),
-    });
-    let mut options = format!(
-        "lowerdir={},upperdir={upper},workdir={work},{OVERLAY_SAFE_OPTS}",
-        paths::LOWER
-    );
+    p.steps.push(Step::PrepareUpper { upper: upper.clone(), work: work.clone() });
+    let mut options = format!("lowerdir={},upperdir={upper},workdir={work},{OVERLAY_SAFE_OPTS}", paths::LOWER);
     if !s.overlay_flags.is_empty() {
         options = format!("{options},{}", s.overlay_flags);
     }
@@ -190,24 +170,22 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
                 } else {
                     "volatile mode (oinit.volatile): changes are lost at reboot".into()
                 });
-                if s.lower_file.is_some() && s.root.is_none() {
+                let image_on_data = found.root.as_ref().is_none_or(|r| r.name == dev.name);
+                if s.lower_file.is_some() && image_on_data {
                     p.steps.push(data_mount(s, &device, "ro"));
                     return Ok(Some(device));
                 }
                 return Ok(None);
             }
             if *blank && s.mkfs {
-                p.steps.push(Step::Mkfs {
-                    device: device.clone(),
-                });
+                p.steps.push(Step::Mkfs { device: device.clone() });
             } else if dev.fs.is_none() {
-                p.warnings.push(format!("{device} holds no known filesystem; its mount will likely fail (oinit.mkfs=1 formats a blank one)"));
+                p.warnings.push(format!(
+                    "{device} holds no known filesystem; its mount will likely fail (oinit.mkfs=1 formats a blank one)"
+                ));
             }
             if s.fsck && !(*blank && s.mkfs) {
-                p.steps.push(Step::Fsck {
-                    device: device.clone(),
-                    budget: s.fsck_timeout,
-                });
+                p.steps.push(Step::Fsck { device: device.clone(), budget: s.fsck_timeout });
             }
             p.steps.push(data_mount(s, &device, ""));
             return Ok(Some(device));
@@ -220,21 +198,15 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
         ));
     }
     p.volatile = Some(match found.data {
-        DataState::NotConfigured => {
-            "no data partition configured (oinit.data): changes are lost at reboot".into()
-        }
+        DataState::NotConfigured => "no data partition configured (oinit.data): changes are lost at reboot".into(),
         _ => format!("{why_not}: booting with a tmpfs upper, changes are lost at reboot"),
     });
     Ok(None)
 }
 
 fn data_mount(s: &Settings, device: &str, extra: &str) -> Step {
-    let options = [s.data_flags.as_str(), extra]
-        .iter()
-        .filter(|o| !o.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(",");
+    let options =
+        [s.data_flags.as_str(), extra].iter().filter(|o| !o.is_empty()).copied().collect::<Vec<_>>().join(",");
     Step::Mount(Mount {
         role: Role::Data,
         source: Source::Device(device.into()),
@@ -244,18 +216,10 @@ fn data_mount(s: &Settings, device: &str, extra: &str) -> Step {
     })
 }
 
-fn lower_steps(
-    s: &Settings,
-    found: &Found,
-    data_mounted: bool,
-    p: &mut Plan,
-) -> Result<(), PlanError> {
+fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) -> Result<(), PlanError> {
     let root = match (&s.root, &found.root) {
         (Some(spec), None) => {
-            return Err(err(
-                format!("root={spec} was not found"),
-                "check root= and the partition table",
-            ))
+            return Err(err(format!("root={spec} was not found"), "check root= and the partition table"))
         }
         (_, root) => root,
     };
@@ -275,9 +239,7 @@ fn lower_steps(
             (Some(t), _) => t.clone(),
             (None, Some(fs)) if fs.kind == FsKind::Squashfs => "squashfs".into(),
             (None, other) => {
-                let saw = other
-                    .as_ref()
-                    .map_or("no known filesystem", |f| f.kind.name());
+                let saw = other.as_ref().map_or("no known filesystem", |f| f.kind.name());
                 return Err(err(
                     format!("root=/dev/{} holds {saw}, not a squashfs image", dev.name),
                     "point root= at the squashfs partition (or set rootfstype= if it is another filesystem)",
@@ -293,31 +255,34 @@ fn lower_steps(
         }));
         return Ok(());
     };
-    let base =
-        match root {
-            Some(dev) => {
-                p.devices.insert(0, format!("lower image {file} on: {dev}"));
-                let fstype = s
-                    .rootfstype
-                    .clone()
-                    .unwrap_or_else(|| dev.fs_name().to_string());
-                p.steps.push(Step::Mount(Mount {
-                    role: Role::LowerDev,
-                    source: Source::Device(format!("/dev/{}", dev.name)),
-                    target: paths::LOWER_DEV.into(),
-                    fstype,
-                    options: ro(&s.rootflags),
-                }));
-                paths::LOWER_DEV
-            }
-            None if data_mounted => paths::DATA,
-            None => return Err(err(
-                format!(
-                    "the lower image file {file} is on the data partition, which is not mounted"
-                ),
+    let on_data = matches!((&found.data, root), (DataState::Found { dev: d, .. }, Some(r)) if d.name == r.name);
+    let base = match root {
+        // The image lives on the data partition: use its mount; a second mount of the same block
+        // device with other flags would be refused by the kernel (EBUSY).
+        Some(_) if on_data && data_mounted => paths::DATA,
+        Some(dev) => {
+            p.devices.insert(0, format!("lower image {file} on: {dev}"));
+            let fstype = s.rootfstype.clone().unwrap_or_else(|| dev.fs_name().to_string());
+            p.steps.push(Step::Mount(Mount {
+                role: Role::LowerDev,
+                source: Source::Device(format!("/dev/{}", dev.name)),
+                target: paths::LOWER_DEV.into(),
+                fstype,
+                options: ro(&s.rootflags),
+            }));
+            paths::LOWER_DEV
+        }
+        None if data_mounted => paths::DATA,
+        None => {
+            return Err(err(
+                format!("the lower image file {file} is on the data partition, which is not mounted"),
                 "set oinit.data= (or root= for the partition holding the image)",
-            )),
-        };
+            ))
+        }
+    };
+    if base == paths::DATA {
+        p.devices.insert(0, format!("lower image {file} on the data partition"));
+    }
     p.steps.push(Step::Mount(Mount {
         role: Role::Lower,
         source: Source::LoopFile(format!("{base}{file}")),
@@ -341,22 +306,13 @@ impl fmt::Display for Step {
                     Source::LoopFile(file) => format!("{file} (read-only loop device)"),
                     Source::Virtual(v) => v.to_string(),
                 };
-                write!(
-                    f,
-                    "mount {src} on {} type {} ({})",
-                    m.target, m.fstype, m.options
-                )
+                write!(f, "mount {src} on {} type {} ({})", m.target, m.fstype, m.options)
             }
-            Step::PrepareUpper { upper, work } => write!(
-                f,
-                "prepare upper {upper} (0755) and work {work} (0700, emptied)"
-            ),
+            Step::PrepareUpper { upper, work } => {
+                write!(f, "prepare upper {upper} (0755) and work {work} (0700, emptied)")
+            }
             Step::SwitchRoot { root, inits, args } => {
-                write!(
-                    f,
-                    "switch root to {root}, exec the first of {}",
-                    inits.join(" ")
-                )?;
+                write!(f, "switch root to {root}, exec the first of {}", inits.join(" "))?;
                 if !args.is_empty() {
                     write!(f, " with arguments {}", args.join(" "))?;
                 }

@@ -41,12 +41,7 @@ fn le64(b: &[u8], at: usize) -> u64 {
 /// Recognises ext2/3/4 (mounted as ext4) and squashfs 4 from the first PROBE_LEN bytes.
 pub fn probe_fs(buf: &[u8]) -> Option<FsInfo> {
     if buf.len() >= 96 && &buf[0..4] == b"hsqs" && le16(buf, 28) == 4 {
-        return Some(FsInfo {
-            kind: FsKind::Squashfs,
-            uuid: None,
-            label: None,
-            size: le64(buf, 40),
-        });
+        return Some(FsInfo { kind: FsKind::Squashfs, uuid: None, label: None, size: le64(buf, 40) });
     }
     let sb = buf.get(1024..2048)?;
     if le16(sb, 0x38) != 0xEF53 {
@@ -154,16 +149,10 @@ pub mod tests {
 
     #[test]
     fn ext4_uuid_label_size() {
-        let uuid = [
-            0x4f, 0x0e, 0x9a, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb,
-            0xcc, 0xdd,
-        ];
+        let uuid = [0x4f, 0x0e, 0x9a, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd];
         let fs = probe_fs(&ext4_image(uuid, "userdata", 1000)).unwrap();
         assert_eq!(fs.kind, FsKind::Ext4);
-        assert_eq!(
-            fs.uuid.as_deref(),
-            Some("4f0e9a11-2233-4455-6677-8899aabbccdd")
-        );
+        assert_eq!(fs.uuid.as_deref(), Some("4f0e9a11-2233-4455-6677-8899aabbccdd"));
         assert_eq!(fs.label.as_deref(), Some("userdata"));
         assert_eq!(fs.size, 4096 * 1000);
         // A full 16-byte label has no terminating NUL.
@@ -202,26 +191,14 @@ pub mod tests {
         hdr[80..84].copy_from_slice(&128u32.to_le_bytes());
         hdr[84..88].copy_from_slice(&128u32.to_le_bytes());
         let t = gpt_header(&hdr, 512).unwrap();
-        assert_eq!(
-            t,
-            GptTable {
-                entries_offset: 1024,
-                entry_size: 128,
-                count: 128
-            }
-        );
+        assert_eq!(t, GptTable { entries_offset: 1024, entry_size: 128, count: 128 });
         assert_eq!(gpt_header(&[0u8; 512], 512), None);
 
         let mut entry = [0u8; 128];
         entry[0] = 1; // any type GUID marks the entry used
-        let guid = [
-            0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 1, 2, 3, 4, 5, 6, 7, 8,
-        ];
+        let guid = [0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 1, 2, 3, 4, 5, 6, 7, 8];
         entry[16..32].copy_from_slice(&guid);
-        assert_eq!(
-            gpt_entry_uuid(&entry).as_deref(),
-            Some("12345678-9abc-def0-0102-030405060708")
-        );
+        assert_eq!(gpt_entry_uuid(&entry).as_deref(), Some("12345678-9abc-def0-0102-030405060708"));
         assert_eq!(gpt_entry_uuid(&[0u8; 128]), None);
 
         let mut mbr = [0u8; 512];

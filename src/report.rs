@@ -42,17 +42,8 @@ impl Report {
     pub fn end_stage(&mut self) {
         if let Some((name, start, kernel)) = self.current.take() {
             let total = now_us().saturating_sub(start);
-            log::info!(
-                "stage {name} done in {} us ({} us in the kernel)",
-                total,
-                kernel
-            );
-            self.stages.push(StageTime {
-                name,
-                start_us: start,
-                total_us: total,
-                kernel_us: kernel,
-            });
+            log::info!("stage {name} done in {} us ({} us in the kernel)", total, kernel);
+            self.stages.push(StageTime { name, start_us: start, total_us: total, kernel_us: kernel });
         }
     }
 
@@ -69,11 +60,7 @@ impl Report {
     pub fn to_json(&self) -> String {
         let mut o = String::from("{\n");
         let _ = writeln!(o, "  \"version\": {},", json_str(env!("CARGO_PKG_VERSION")));
-        let _ = writeln!(
-            o,
-            "  \"volatile\": {},",
-            self.volatile.as_deref().map_or("null".into(), json_str)
-        );
+        let _ = writeln!(o, "  \"volatile\": {},", self.volatile.as_deref().map_or("null".into(), json_str));
         for (key, list) in [
             ("devices", &self.devices),
             ("modules", &self.modules),

@@ -115,11 +115,7 @@ pub struct SettingError {
 
 impl fmt::Display for SettingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "setting {}={:?} ({}): {}",
-            self.key, self.value, self.source, self.reason
-        )
+        write!(f, "setting {}={:?} ({}): {}", self.key, self.value, self.source, self.reason)
     }
 }
 
@@ -161,10 +157,9 @@ impl Settings {
         let result = self.set(p.key, value, src);
         match result {
             Ok(true) => {}
-            Ok(false) if p.key.starts_with(PREFIX) => out.warnings.push(format!(
-                "unknown setting {} ({src}) ignored; see the README's settings table",
-                p.key
-            )),
+            Ok(false) if p.key.starts_with(PREFIX) => {
+                out.warnings.push(format!("unknown setting {} ({src}) ignored; see the README's settings table", p.key))
+            }
             Ok(false) => {} // a kernel parameter that is not ours
             Err(reason) => out.errors.push(err(reason)),
         }
@@ -228,17 +223,17 @@ impl Settings {
             })
         };
         if self.root.is_none() && !(self.lower_file.is_some() && self.data.is_some()) {
-            bad("root", "", "no lower image: set root= to the squashfs partition, or oinit.lowerfile= with oinit.data=");
+            bad(
+                "root",
+                "",
+                "no lower image: set root= to the squashfs partition, or oinit.lowerfile= with oinit.data=",
+            );
         }
         if self.timeout == 0 {
             bad("oinit.timeout", "0", "must be at least 1 second");
         }
         if self.failure == FailurePolicy::Shell && !self.allow_shell {
-            bad(
-                "oinit.failure",
-                "shell",
-                "the board config does not allow a rescue shell (oinit.allowshell=1)",
-            );
+            bad("oinit.failure", "shell", "the board config does not allow a rescue shell (oinit.allowshell=1)");
         }
     }
 
@@ -246,9 +241,7 @@ impl Settings {
     pub fn init_candidates(&self) -> Vec<String> {
         match &self.init {
             Some(i) => vec![i.clone()],
-            None => ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"]
-                .map(String::from)
-                .to_vec(),
+            None => ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"].map(String::from).to_vec(),
         }
     }
 
@@ -265,10 +258,7 @@ fn need(v: Option<&str>) -> Result<&str, String> {
     }
 }
 
-fn optional<T>(
-    v: Option<&str>,
-    f: impl Fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, String> {
+fn optional<T>(v: Option<&str>, f: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
     match need(v)? {
         "none" => Ok(None),
         s => f(s).map(Some),
@@ -277,9 +267,7 @@ fn optional<T>(
 
 fn word(v: Option<&str>) -> Result<String, String> {
     let v = need(v)?;
-    if v.chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-    {
+    if v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
         Ok(v.into())
     } else {
         Err("must be a single word like ext4".into())
@@ -287,10 +275,7 @@ fn word(v: Option<&str>) -> Result<String, String> {
 }
 
 fn seconds(v: &str) -> Result<u32, String> {
-    v.parse::<u32>()
-        .ok()
-        .filter(|s| *s <= 3600)
-        .ok_or_else(|| "must be whole seconds between 0 and 3600".into())
+    v.parse::<u32>().ok().filter(|s| *s <= 3600).ok_or_else(|| "must be whole seconds between 0 and 3600".into())
 }
 
 fn flag(v: Option<&str>) -> Result<bool, String> {
@@ -319,10 +304,7 @@ fn rel_path(v: &str) -> Result<String, String> {
 }
 
 fn list(v: &str) -> Vec<String> {
-    v.split(',')
-        .filter(|m| !m.is_empty())
-        .map(String::from)
-        .collect()
+    v.split(',').filter(|m| !m.is_empty()).map(String::from).collect()
 }
 
 fn failure(v: &str) -> Result<FailurePolicy, String> {
@@ -344,8 +326,7 @@ fn data_missing(v: &str) -> Result<DataMissing, String> {
 }
 
 fn level(v: &str) -> Result<log::LevelFilter, String> {
-    v.parse()
-        .map_err(|_| "must be off, error, warn, info, debug or trace".into())
+    v.parse().map_err(|_| "must be off, error, warn, info, debug or trace".into())
 }
 
 #[cfg(test)]
@@ -354,12 +335,8 @@ mod tests {
 
     #[test]
     fn cmdline_overrides_config() {
-        let config =
-            "root=PARTLABEL=rootfs\noinit.data=PARTLABEL=userdata oinit.modules=ext4,loop\n";
-        let (s, l) = Settings::load(
-            config,
-            "console=ttyS0 root=/dev/vdb oinit.timeout=3 ro init=/bin/sh -- -x",
-        );
+        let config = "root=PARTLABEL=rootfs\noinit.data=PARTLABEL=userdata oinit.modules=ext4,loop\n";
+        let (s, l) = Settings::load(config, "console=ttyS0 root=/dev/vdb oinit.timeout=3 ro init=/bin/sh -- -x");
         assert!(l.errors.is_empty(), "{:?}", l.errors);
         assert_eq!(s.root, Some(DevSpec::Path("vdb".into())));
         assert_eq!(s.data, Some(DevSpec::PartLabel("userdata".into())));
@@ -419,10 +396,7 @@ mod tests {
 
     #[test]
     fn unknown_own_keys_warn_foreign_keys_pass() {
-        let (_, l) = Settings::load(
-            "",
-            "root=/dev/vda1 oinit.colour=blue quiet overlay.metacopy=off",
-        );
+        let (_, l) = Settings::load("", "root=/dev/vda1 oinit.colour=blue quiet overlay.metacopy=off");
         assert!(l.errors.is_empty());
         assert_eq!(l.warnings.len(), 1);
         assert!(l.warnings[0].contains("oinit.colour"));
@@ -438,10 +412,6 @@ mod tests {
     #[test]
     fn error_mentions_source() {
         let (_, l) = Settings::load("\n\noinit.timeout=x", "root=/dev/vda1");
-        assert!(
-            l.errors[0].to_string().contains("config line 3"),
-            "{}",
-            l.errors[0]
-        );
+        assert!(l.errors[0].to_string().contains("config line 3"), "{}", l.errors[0]);
     }
 }

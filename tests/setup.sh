@@ -10,8 +10,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_pkgs=()
 for p in qemu-system-x86:qemu-system-x86_64 qemu-system-arm:qemu-system-aarch64 \
-         squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 \
-         busybox-static:busybox; do
+         squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4; do
   command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
 done
 # QEMU's aarch64 firmware-less boot needs nothing more; x86 needs SeaBIOS (pulled by qemu-system-x86).
@@ -30,22 +29,24 @@ done
 # $KDIR/ARCH (vmlinuz + lib/modules/VERSION with a fresh modules.dep).
 fetch_kernel() {
   local arch=$1 flavour=$2 out=$KDIR/$1
-  [ -f "$out/.done" ] && return 0
+  [ -f "$out/.done" ] && [ -f "$out/busybox" ] && return 0
   rm -rf "$out"; mkdir -p "$out"
   local o=()
   if [ "$arch" != "$(dpkg --print-architecture)" ]; then
     local lists; lists=$(mktemp -d); mkdir -p "$lists/partial"
     o=(-oAPT::Architecture="$arch" -oAPT::Architectures="$arch" -oDir::State::Lists="$lists")
     log "apt-get update for $arch"
-    apt-get "${o[@]}" update -qq
+    apt-get "${o[@]}" update -qq 2>&1 | grep -v unsandboxed || true
   fi
   local pkg
   pkg=$(apt-cache "${o[@]}" depends "linux-image-$flavour:$arch" | awk '/Depends: linux-image-/{print $2; exit}')
   pkg=${pkg%%:*}
-  log "downloading $pkg ($arch)"
-  (cd "$out" && apt-get "${o[@]}" download -qq "$pkg:$arch")
-  dpkg -x "$out"/*.deb "$out/root"
+  log "downloading $pkg and busybox-static ($arch)"
+  (cd "$out" && apt-get "${o[@]}" download -qq "$pkg:$arch" "busybox-static:$arch" 2>&1 | grep -v unsandboxed || true)
+  for deb in "$out"/*.deb; do dpkg -x "$deb" "$out/root"; done
   rm -f "$out"/*.deb
+  # The guest's userspace (a test rootfs) is this static busybox.
+  cp "$out/root/bin/busybox" "$out/busybox"
   local ver; ver=$(ls "$out/root/lib/modules")
   cp "$out/root/boot/vmlinuz-$ver" "$out/vmlinuz"
   mkdir -p "$out/lib/modules"; mv "$out/root/lib/modules/$ver" "$out/lib/modules/"

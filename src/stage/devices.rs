@@ -26,10 +26,7 @@ pub fn lookup<'a>(devs: &'a [BlockDev], spec: &DevSpec) -> Option<&'a BlockDev> 
 /// deadlines pass: the root's is fatal, the data partition's leads to the data-missing policy.
 pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found> {
     if wait && s.rootdelay > 0 {
-        log::info!(
-            "rootdelay: waiting {} s before looking for devices",
-            s.rootdelay
-        );
+        log::info!("rootdelay: waiting {} s before looking for devices", s.rootdelay);
         std::thread::sleep(Duration::from_secs(s.rootdelay.into()));
     }
     let start = now_us();
@@ -43,14 +40,7 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
         let root_done = !matches!(root, Some(None)) || !wait || now >= root_deadline;
         let data_done = !matches!(data, Some(None)) || !wait || now >= data_deadline;
         if root_done && data_done {
-            return resolve(
-                s,
-                &devs,
-                root.flatten(),
-                data,
-                dev,
-                now.saturating_sub(start),
-            );
+            return resolve(s, &devs, root.flatten(), data, dev, now.saturating_sub(start));
         }
         std::thread::sleep(POLL);
     }
@@ -77,12 +67,8 @@ fn resolve(
         (None, _) | (_, None) => DataState::NotConfigured,
         (Some(Some(d)), _) => {
             let blank = d.fs.is_none()
-                && blockdev::read_head(&dev.join(&d.name), 0, BLANK_PROBE)
-                    .is_some_and(|b| probe::is_blank(&b));
-            DataState::Found {
-                dev: d.clone(),
-                blank,
-            }
+                && blockdev::read_head(&dev.join(&d.name), 0, BLANK_PROBE).is_some_and(|b| probe::is_blank(&b));
+            DataState::Found { dev: d.clone(), blank }
         }
         (Some(None), Some(spec)) => DataState::Missing(format!(
             "data partition {spec} not found after {} s (saw: {})",
@@ -90,8 +76,5 @@ fn resolve(
             saw().join(", ")
         )),
     };
-    Ok(Found {
-        root: root.cloned(),
-        data,
-    })
+    Ok(Found { root: root.cloned(), data })
 }

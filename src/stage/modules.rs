@@ -12,12 +12,7 @@ const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
 /// Reads depmod's files from `dir` (missing files are empty: a kernel with everything built in).
 pub fn read_index(dir: &Path) -> ModIndex {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-    ModIndex::parse(
-        &read("modules.dep"),
-        &read("modules.softdep"),
-        &read("modules.alias"),
-        &read("modules.builtin"),
-    )
+    ModIndex::parse(&read("modules.dep"), &read("modules.softdep"), &read("modules.alias"), &read("modules.builtin"))
 }
 
 /// Loads every step; returns one line per module for the report. Failures are warnings: the
@@ -28,20 +23,14 @@ pub fn load(steps: &[LoadStep], dir: &Path, sys_module: &Path, report: &mut Repo
         let mut loaded_any = false;
         let mut failures = Vec::new();
         for chain in &step.chains {
-            match chain
-                .iter()
-                .try_for_each(|path| load_one(dir, path, sys_module, report, &mut lines))
-            {
+            match chain.iter().try_for_each(|path| load_one(dir, path, sys_module, report, &mut lines)) {
                 Ok(()) => loaded_any = true,
                 Err(e) => failures.push(e),
             }
         }
         for f in failures {
             if loaded_any {
-                log::info!(
-                    "module {f}: skipped, an alternative for '{}' is loaded",
-                    step.request
-                );
+                log::info!("module {f}: skipped, an alternative for '{}' is loaded", step.request);
             } else if step.required {
                 log::warn!("module {f}: '{}' is not available", step.request);
             } else {
@@ -66,11 +55,7 @@ fn load_one(
     let full = dir.join(path);
     let fd = open(&full, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| format!("{name} ({}): open: {e}", full.display()))?;
-    let flags = if path.ends_with(".ko") {
-        0
-    } else {
-        MODULE_INIT_COMPRESSED_FILE
-    };
+    let flags = if path.ends_with(".ko") { 0 } else { MODULE_INIT_COMPRESSED_FILE };
     let t = crate::report::now_us();
     match report.kernel(|| rustix::system::finit_module(&fd, c"", flags)) {
         Ok(()) | Err(Errno::EXIST) => {

@@ -23,7 +23,7 @@ pub struct StepError {
 /// Runs every step before the switch. Returns at the first failure.
 pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepError> {
     for step in steps {
-        log::info!("{step}");
+        log::debug!("{step}");
         let (role, result) = match step {
             Step::Fsck { device, budget } => (Role::Data, fsck(device, *budget)),
             Step::Mkfs { device } => (Role::Data, mkfs(device)),
@@ -31,10 +31,7 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
             Step::PrepareUpper { upper, work } => (Role::Data, prepare_upper(upper, work)),
             Step::SwitchRoot { .. } => continue,
         };
-        result.map_err(|error| StepError {
-            role,
-            error: Box::new(error),
-        })?;
+        result.map_err(|error| StepError { role, error: Box::new(error) })?;
         report.steps.push(step.to_string());
     }
     Ok(())
@@ -61,47 +58,30 @@ fn mount(m: &Mount, report: &mut Report) -> Result<()> {
         Source::Virtual(v) => v.to_string(),
         Source::LoopFile(file) => {
             check_squashfs_file(file)?;
-            let (dev, method) =
-                report
-                    .kernel(|| loopdev::attach_ro(file))
-                    .map_err(|(call, e)| {
-                        Error::sys(
-                            call,
-                            file.clone(),
-                            e,
-                            "is the loop module in oinit.modules?",
-                        )
-                    })?;
+            let (dev, method) = report
+                .kernel(|| loopdev::attach_ro(file))
+                .map_err(|(call, e)| Error::sys(call, file.clone(), e, "is the loop module in oinit.modules?"))?;
             log::info!("attached {file} to {dev} read-only ({method:?})");
             dev
         }
     };
-    report
-        .kernel(|| mount_fs(&source, &m.target, &m.fstype, &m.options))
-        .map_err(|errno| Error::Mount {
-            source,
-            target: m.target.clone(),
-            fstype: m.fstype.clone(),
-            options: m.options.clone(),
-            errno,
-            hint: mount_hint(&m.fstype, errno),
-        })
+    report.kernel(|| mount_fs(&source, &m.target, &m.fstype, &m.options)).map_err(|errno| Error::Mount {
+        source,
+        target: m.target.clone(),
+        fstype: m.fstype.clone(),
+        options: m.options.clone(),
+        errno,
+        hint: mount_hint(&m.fstype, errno),
+    })
 }
 
 /// Refuses an image file that is not squashfs or shorter than its superblock says, before it
 /// reaches the kernel (which would log a cryptic error or read past the end at run time).
 fn check_squashfs_file(file: &str) -> Result<()> {
-    let bad = || Error::NotSquashfs {
-        path: file.to_string(),
-    };
+    let bad = || Error::NotSquashfs { path: file.to_string() };
     let len = std::fs::metadata(file)
         .map_err(|e| {
-            Error::sys(
-                "stat",
-                file,
-                Errno::from_io_error(&e).unwrap_or(Errno::IO),
-                "the lower image file is missing",
-            )
+            Error::sys("stat", file, Errno::from_io_error(&e).unwrap_or(Errno::IO), "the lower image file is missing")
         })?
         .len();
     let head = read_head(Path::new(file), 0, probe::PROBE_LEN).ok_or_else(bad)?;
@@ -118,8 +98,7 @@ fn prepare_upper(upper: &str, work: &str) -> Result<()> {
     for (dir, mode) in [(upper, 0o755), (work, 0o700)] {
         if !Path::new(dir).is_dir() {
             mkdir_p(dir)?;
-            chmod(dir, Mode::from_raw_mode(mode))
-                .map_err(|e| Error::sys("chmod", dir, e, "cannot set the mode"))?;
+            chmod(dir, Mode::from_raw_mode(mode)).map_err(|e| Error::sys("chmod", dir, e, "cannot set the mode"))?;
         }
     }
     let fd = rustix::fs::open(
@@ -138,17 +117,12 @@ fn prepare_upper(upper: &str, work: &str) -> Result<()> {
 
 fn find_tool(names: &[&str]) -> Option<String> {
     let dirs = ["/sbin", "/usr/sbin", "/bin", "/usr/bin"];
-    dirs.iter()
-        .flat_map(|d| names.iter().map(move |n| format!("{d}/{n}")))
-        .find(|p| Path::new(p).exists())
+    dirs.iter().flat_map(|d| names.iter().map(move |n| format!("{d}/{n}"))).find(|p| Path::new(p).exists())
 }
 
 /// Runs a tool with a time budget; kills it when the budget is spent.
 fn run_tool(path: &str, args: &[&str], budget: u32) -> std::result::Result<i32, String> {
-    let mut child = Command::new(path)
-        .args(args)
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut child = Command::new(path).args(args).spawn().map_err(|e| format!("cannot start: {e}"))?;
     let until = Instant::now() + Duration::from_secs(budget.into());
     loop {
         match child.try_wait() {
@@ -177,11 +151,7 @@ fn fsck(device: &str, budget: u32) -> Result<()> {
             log::warn!("{tool} -p {device} exited {code}: errors left; trying the mount anyway");
             Ok(())
         }
-        Err(why) => Err(Error::Tool {
-            tool,
-            device: device.into(),
-            outcome: why,
-        }),
+        Err(why) => Err(Error::Tool { tool, device: device.into(), outcome: why }),
     }
 }
 
@@ -195,32 +165,17 @@ fn mkfs(device: &str) -> Result<()> {
             outcome: "not in the initramfs (add it, or format the partition at the factory)".into(),
         });
     };
-    let uuid = || {
-        std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
+    let uuid = || std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default().trim().to_string();
     let (u, seed) = (uuid(), uuid());
     let ext = format!("hash_seed={seed}");
-    let mut args = vec![
-        "-q", "-F", "-t", "ext4", "-L", "userdata", "-E", &ext, device,
-    ];
+    let mut args = vec!["-q", "-F", "-t", "ext4", "-L", "userdata", "-E", &ext, device];
     if !u.is_empty() {
         args.splice(0..0, ["-U", u.as_str()]);
     }
     log::info!("formatting blank data partition {device}");
     match run_tool(&tool, &args, 300) {
         Ok(0) => Ok(()),
-        Ok(code) => Err(Error::Tool {
-            tool,
-            device: device.into(),
-            outcome: format!("exited {code}"),
-        }),
-        Err(why) => Err(Error::Tool {
-            tool,
-            device: device.into(),
-            outcome: why,
-        }),
+        Ok(code) => Err(Error::Tool { tool, device: device.into(), outcome: format!("exited {code}") }),
+        Err(why) => Err(Error::Tool { tool, device: device.into(), outcome: why }),
     }
 }

@@ -17,21 +17,11 @@ const TMPFS_MAGIC: i64 = 0x0102_1994;
 /// symlinks as the new root will see them (`/sbin/init -> /lib/systemd/systemd`), not as the
 /// initramfs would. Runs BEFORE anything irreversible happens.
 pub fn find_init(root: &str, candidates: &[String]) -> Result<String> {
-    let root_fd = rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::sys("open", root, e, "the new root is not a directory"))?;
+    let root_fd = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys("open", root, e, "the new root is not a directory"))?;
     for c in candidates {
         let rel = c.trim_start_matches('/');
-        let resolved = openat2(
-            &root_fd,
-            rel,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT,
-        );
+        let resolved = openat2(&root_fd, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT);
         let st = match resolved {
             Ok(fd) => statat(&fd, "", AtFlags::EMPTY_PATH),
             // openat2 is Linux 5.6+; older kernels get a plain lookup (absolute symlinks would
@@ -40,20 +30,14 @@ pub fn find_init(root: &str, candidates: &[String]) -> Result<String> {
             Err(e) => Err(e),
         };
         match st {
-            Ok(st)
-                if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
-                    && st.st_mode & 0o111 != 0 =>
-            {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_mode & 0o111 != 0 => {
                 return Ok(c.clone())
             }
             Ok(_) => log::warn!("init candidate {c} in {root} is not an executable file"),
             Err(e) => log::debug!("init candidate {c} in {root}: {e}"),
         }
     }
-    Err(Error::NoInit {
-        root: root.into(),
-        tried: candidates.to_vec(),
-    })
+    Err(Error::NoInit { root: root.into(), tried: candidates.to_vec() })
 }
 
 /// Environment variables that change how the dynamic loader or libc behave; a kernel command line
@@ -62,10 +46,7 @@ pub fn is_loader_variable(name: &str) -> bool {
     name.starts_with("LD_")
         || name.starts_with("MALLOC_")
         || name.starts_with("GLIBC_")
-        || matches!(
-            name,
-            "GCONV_PATH" | "LOCPATH" | "NLSPATH" | "HOSTALIASES" | "RES_OPTIONS" | "TMPDIR"
-        )
+        || matches!(name, "GCONV_PATH" | "LOCPATH" | "NLSPATH" | "HOSTALIASES" | "RES_OPTIONS" | "TMPDIR")
 }
 
 /// Moves the API filesystems, deletes the initramfs, enters `root` and execs `init`.
@@ -75,9 +56,7 @@ pub fn switch_root(root: &str, init: &str, args: &[String]) -> Error {
         Ok(()) => {}
         Err(e) => return e,
     }
-    let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| !is_loader_variable(k))
-        .collect();
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !is_loader_variable(k)).collect();
     log::info!("exec {init} {}", args.join(" "));
     fds::close_from_3();
     let err = Command::new(init).args(args).env_clear().envs(env).exec();
@@ -98,15 +77,11 @@ fn prepare(root: &str) -> Result<()> {
             let _ = mount::unmount_detach(dir);
         }
     }
-    rustix::process::chdir(root)
-        .map_err(|e| Error::sys("chdir", root, e, "the new root vanished"))?;
+    rustix::process::chdir(root).map_err(|e| Error::sys("chdir", root, e, "the new root vanished"))?;
     delete_initramfs()?;
-    mount::move_mount(".", "/")
-        .map_err(|e| Error::sys("mount --move", root, e, "cannot make the new root /"))?;
-    rustix::process::chroot(".")
-        .map_err(|e| Error::sys("chroot", root, e, "cannot enter the new root"))?;
-    rustix::process::chdir("/")
-        .map_err(|e| Error::sys("chdir", "/", e, "cannot enter the new root"))?;
+    mount::move_mount(".", "/").map_err(|e| Error::sys("mount --move", root, e, "cannot make the new root /"))?;
+    rustix::process::chroot(".").map_err(|e| Error::sys("chroot", root, e, "cannot enter the new root"))?;
+    rustix::process::chdir("/").map_err(|e| Error::sys("chdir", "/", e, "cannot enter the new root"))?;
     Ok(())
 }
 
@@ -115,21 +90,12 @@ fn prepare(root: &str) -> Result<()> {
 fn delete_initramfs() -> Result<()> {
     let fs = statfs("/").map_err(|e| Error::sys("statfs", "/", e, ""))?;
     let magic = fs.f_type as i64;
-    if (magic != RAMFS_MAGIC && magic != TMPFS_MAGIC)
-        || rustix::process::getpid().as_raw_nonzero().get() != 1
-    {
-        log::warn!(
-            "/ is not an initramfs (f_type {magic:#x}) or we are not PID 1: not deleting it"
-        );
+    if (magic != RAMFS_MAGIC && magic != TMPFS_MAGIC) || rustix::process::getpid().as_raw_nonzero().get() != 1 {
+        log::warn!("/ is not an initramfs (f_type {magic:#x}) or we are not PID 1: not deleting it");
         return Ok(());
     }
-    let fd = rustix::fs::openat(
-        CWD,
-        "/",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::sys("open", "/", e, ""))?;
+    let fd = rustix::fs::openat(CWD, "/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys("open", "/", e, ""))?;
     match fsutil::remove_contents(fd) {
         Ok(n) => log::debug!("deleted {n} initramfs entries"),
         // Memory stays in use but the boot can go on.
@@ -144,12 +110,7 @@ mod tests {
 
     #[test]
     fn loader_variables() {
-        for v in [
-            "LD_PRELOAD",
-            "LD_LIBRARY_PATH",
-            "GCONV_PATH",
-            "MALLOC_CHECK_",
-        ] {
+        for v in ["LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "MALLOC_CHECK_"] {
             assert!(is_loader_variable(v), "{v}");
         }
         for v in ["TERM", "HOME", "PATH", "BOOT_IMAGE", "init"] {
@@ -170,14 +131,8 @@ mod tests {
         std::os::unix::fs::symlink("/lib/real-init", root.join("sbin/init")).unwrap();
         let r = root.to_str().unwrap();
         let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            find_init(r, &c(&["/sbin/missing", "/sbin/noexec", "/sbin/init"])).unwrap(),
-            "/sbin/init"
-        );
-        assert!(matches!(
-            find_init(r, &c(&["/sbin/noexec", "/bin/sh-not-here"])),
-            Err(Error::NoInit { .. })
-        ));
+        assert_eq!(find_init(r, &c(&["/sbin/missing", "/sbin/noexec", "/sbin/init"])).unwrap(), "/sbin/init");
+        assert!(matches!(find_init(r, &c(&["/sbin/noexec", "/bin/sh-not-here"])), Err(Error::NoInit { .. })));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -9,9 +9,6 @@ pub fn close_from_3() {
     // is sound here because this runs right before execve, when no Rust object still uses them.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     if rc != 0 {
-        log::debug!(
-            "close_range unavailable ({}); relying on O_CLOEXEC",
-            std::io::Error::last_os_error()
-        );
+        log::debug!("close_range unavailable ({}); relying on O_CLOEXEC", std::io::Error::last_os_error());
     }
 }

@@ -67,11 +67,7 @@ fn ioctl(fd: &OwnedFd, req: libc::Ioctl, arg: usize) -> Result<libc::c_int, Errn
     // mirroring the header), so the kernel reads only memory we own for the call's duration.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) };
     if rc < 0 {
-        Err(Errno::from_raw_os_error(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        ))
+        Err(Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)))
     } else {
         Ok(rc)
     }
@@ -87,30 +83,16 @@ pub enum Method {
 /// Attaches `file` to a free loop device read-only with autoclear; returns `/dev/loopN`.
 /// Uses LOOP_CONFIGURE (one atomic call, Linux 5.8+), else LOOP_SET_FD + LOOP_SET_STATUS64.
 pub fn attach_ro(file: &str) -> Result<(String, Method), (&'static str, Errno)> {
-    let backing =
-        open(file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
-    let ctl = open(
-        "/dev/loop-control",
-        OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| ("open /dev/loop-control", e))?;
+    let backing = open(file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
+    let ctl = open("/dev/loop-control", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| ("open /dev/loop-control", e))?;
     // Another process may take the free device between GET_FREE and attach: retry on EBUSY.
     for _ in 0..8 {
         let n = ioctl(&ctl, LOOP_CTL_GET_FREE, 0).map_err(|e| ("LOOP_CTL_GET_FREE", e))?;
         let path = format!("/dev/loop{n}");
-        let dev = open(
-            path.as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| ("open loop device", e))?;
-        let cfg = LoopConfig {
-            fd: backing.as_raw_fd() as u32,
-            block_size: 0,
-            info: info(file),
-            reserved: [0; 8],
-        };
+        let dev = open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| ("open loop device", e))?;
+        let cfg = LoopConfig { fd: backing.as_raw_fd() as u32, block_size: 0, info: info(file), reserved: [0; 8] };
         match ioctl(&dev, LOOP_CONFIGURE, &cfg as *const LoopConfig as usize) {
             Ok(_) => return Ok((path, Method::Configure)),
             Err(Errno::BUSY) => continue,
@@ -123,12 +105,7 @@ pub fn attach_ro(file: &str) -> Result<(String, Method), (&'static str, Errno)> 
             Ok(_) => {}
         }
         let status = info(file);
-        ioctl(
-            &dev,
-            LOOP_SET_STATUS64,
-            &status as *const LoopInfo64 as usize,
-        )
-        .map_err(|e| ("LOOP_SET_STATUS64", e))?;
+        ioctl(&dev, LOOP_SET_STATUS64, &status as *const LoopInfo64 as usize).map_err(|e| ("LOOP_SET_STATUS64", e))?;
         return Ok((path, Method::SetFdStatus));
     }
     Err(("LOOP_CTL_GET_FREE", Errno::BUSY))

@@ -48,10 +48,7 @@ pub fn unmount_detach(target: &str) -> Result<(), Errno> {
 
 /// `mount(NULL, target, NULL, MS_PRIVATE | MS_REC, NULL)`: keeps test mounts out of the host.
 pub fn make_private(target: &str) -> Result<(), Errno> {
-    mount::mount_change(
-        target,
-        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-    )
+    mount::mount_change(target, MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
 }
 
 #[cfg(test)]
@@ -61,10 +58,7 @@ mod tests {
     #[test]
     fn options_split() {
         let (f, d) = split_options("nodev,nosuid,errors=remount-ro,noatime");
-        assert_eq!(
-            f,
-            MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOATIME
-        );
+        assert_eq!(f, MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOATIME);
         assert_eq!(d, "errors=remount-ro");
         let (f, d) = split_options("ro,lowerdir=/a,upperdir=/b,rw");
         assert_eq!(f, MountFlags::empty());

@@ -1,1 +1,53 @@
-fn main() {}
+//! Developer tasks: build the initramfs and disk for a board, boot it in QEMU, run the end-to-end
+//! tests and the benchmark. `cargo xtask help` lists them.
+
+mod bench;
+mod board;
+mod cpio;
+mod e2e;
+mod image;
+mod qemu;
+mod sh;
+
+use board::Board;
+use std::path::{Path, PathBuf};
+
+const USAGE: &str = "cargo xtask <command>
+  initramfs BOARD     build target/boards/BOARD/initramfs.cpio.gz (and its gen_init_cpio list)
+  disk BOARD          build target/boards/BOARD/disk.img (GPT: squashfs rootfs + ext4 userdata)
+  demo [BOARD]        build everything and boot twice, showing a counter kept on the overlay
+  e2e [BOARD...]      QEMU end-to-end tests (default: qemu-x86_64 qemu-aarch64)
+  bench [RUNS]        boot each board RUNS times (default 5) and report medians
+BOARD is a folder under board/: qemu-x86_64, qemu-aarch64";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = repo_root();
+    let result = match args.first().map(String::as_str) {
+        Some("initramfs") => {
+            with_board(&root, args.get(1), |b| image::initramfs(&root, b).map(|p| println!("{}", p.display())))
+        }
+        Some("disk") => with_board(&root, args.get(1), |b| {
+            let sqfs = image::rootfs(&root, b)?;
+            let out = b.out_dir(&root).join("disk.img");
+            image::disk(&root, b, &sqfs, &out).map(|()| println!("{}", out.display()))
+        }),
+        Some("demo") => with_board(&root, args.get(1).or(Some(&"qemu-aarch64".to_string())), |b| e2e::demo(&root, b)),
+        Some("e2e") => e2e::main(&root, &args[1..]),
+        Some("bench") => bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5)),
+        _ => Err(USAGE.to_string()),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn with_board(root: &Path, name: Option<&String>, f: impl FnOnce(&Board) -> Result<(), String>) -> Result<(), String> {
+    let name = name.ok_or(USAGE)?;
+    f(&Board::load(root, name)?)
+}

@@ -1,0 +1,294 @@
+//! End-to-end tests: real Debian kernels boot the project's initramfs in QEMU (TCG) and the
+//! console and the disk afterwards are checked for what a user would check.
+
+use crate::board::Board;
+use crate::image::{self, DATA_UUID};
+use crate::qemu::{self, Boot};
+use crate::sh;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything one board's scenarios share: the built artefacts and a pristine disk to copy.
+pub struct Ctx<'a> {
+    pub root: &'a Path,
+    pub board: &'a Board,
+    pub initrd: PathBuf,
+    pub sqfs: PathBuf,
+    pub pristine: PathBuf,
+    pub work: PathBuf,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn build(root: &'a Path, board: &'a Board) -> Result<Ctx<'a>, String> {
+        let initrd = image::initramfs(root, board)?;
+        let sqfs = image::rootfs(root, board)?;
+        let out = board.out_dir(root);
+        let pristine = out.join("disk.img");
+        image::disk(root, board, &sqfs, &pristine)?;
+        let work = out.join("e2e");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        Ok(Ctx { root, board, initrd, sqfs, pristine, work })
+    }
+
+    pub fn fresh_disk(&self, name: &str) -> Result<PathBuf, String> {
+        let d = self.work.join(format!("{name}.img"));
+        std::fs::copy(&self.pristine, &d).map_err(|e| e.to_string())?;
+        Ok(d)
+    }
+
+    pub fn boot(&self, disk: &Path, append: &str, log: &str) -> Result<Boot, String> {
+        let log = self.work.join(format!("{log}.log"));
+        let b = qemu::boot(&qemu::Run {
+            board: self.board,
+            initrd: &self.initrd,
+            disk: Some(disk),
+            append: append.to_string(),
+            timeout: Duration::from_secs(240),
+            log: &log,
+            extra: Vec::new(),
+        })?;
+        if b.panicked {
+            return Err(format!("Kernel panic on the console (see {})", log.display()));
+        }
+        if b.timed_out {
+            return Err(format!("no poweroff within the timeout (see {})", log.display()));
+        }
+        Ok(b)
+    }
+}
+
+fn want(b: &Boot, key: &str, value: &str) -> Result<(), String> {
+    match b.marker(key) {
+        Some(v) if v == value => Ok(()),
+        other => Err(format!("expected {key}={value}, console said {other:?}")),
+    }
+}
+
+fn contains(b: &Boot, text: &str) -> Result<(), String> {
+    if b.console.contains(text) {
+        Ok(())
+    } else {
+        Err(format!("console lacks {text:?}"))
+    }
+}
+
+/// A boot that reached the real init on an overlay root as PID 1 and finished its script.
+fn booted(b: &Boot) -> Result<(), String> {
+    want(b, "pid", "1")?;
+    want(b, "rootfs", "overlay")?;
+    want(b, "initramfs-left", "0")?;
+    contains(b, "OI: done")
+}
+
+/// A boot that failed cleanly: the FATAL line, no kernel panic, the machine rebooted by itself.
+fn failed_with(b: &Boot, text: &str) -> Result<(), String> {
+    contains(b, "FATAL")?;
+    contains(b, text)?;
+    if b.console.contains("OI: pid=") {
+        return Err("the real init ran although the boot should have failed".into());
+    }
+    Ok(())
+}
+
+/// Reads a file from the upper on the data partition of `disk`, with debugfs (no mount needed).
+fn upper_file(disk: &Path, path: &str) -> Result<String, String> {
+    let parts = image::partitions(disk)?;
+    let data = image::part(&parts, "userdata")?;
+    let img = disk.with_extension("userdata");
+    std::fs::write(&img, image::read_at(disk, data.start, data.size)?).map_err(|e| e.to_string())?;
+    let out = sh::output(sh::cmd("debugfs").arg("-R").arg(format!("cat /overlay/upper{path}")).arg(&img));
+    let _ = std::fs::remove_file(&img);
+    out.map(|s| s.trim().to_string())
+}
+
+fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
+    let parts = image::partitions(disk)?;
+    let p = image::part(&parts, "rootfs")?;
+    let want = std::fs::read(&ctx.sqfs).map_err(|e| e.to_string())?;
+    let got = image::read_at(disk, p.start, want.len() as u64)?;
+    if got == want {
+        Ok(())
+    } else {
+        Err("the lower image changed on disk".into())
+    }
+}
+
+type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>);
+
+const SCENARIOS: [Scenario; 8] = [
+    ("persist-across-boots", persist),
+    ("device-spec-forms", specs),
+    ("lower-image-file", lower_file),
+    ("missing-data-is-volatile", missing_data),
+    ("lower-missing-or-corrupt", bad_lower),
+    ("bad-settings-named", bad_settings),
+    ("failsafe-keeps-upper", failsafe),
+    ("full-data-partition", full_data),
+];
+
+/// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;
+/// init arguments pass, loader variables do not; the lower is byte-identical afterwards.
+fn persist(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("persist")?;
+    let b1 = ctx.boot(&disk, "LD_PRELOAD=/evil.so -- single", "persist-1")?;
+    booted(&b1)?;
+    want(&b1, "counter", "1")?;
+    want(&b1, "args", "single")?;
+    want(&b1, "ld_preload", "unset")?;
+    want(&b1, "data-visible", "ext4")?;
+    want(&b1, "lower-visible", "/dev/vda1")?;
+    let report = b1.report().ok_or("no boot report")?;
+    for key in
+        ["\"stages\"", "\"name\": \"modules\"", "\"volatile\": null", "PARTLABEL=rootfs", "redirect_dir=nofollow"]
+    {
+        if !report.contains(key) {
+            return Err(format!("boot report lacks {key}: {report}"));
+        }
+    }
+    let b2 = ctx.boot(&disk, "", "persist-2")?;
+    booted(&b2)?;
+    want(&b2, "counter", "2")?;
+    let stored = upper_file(&disk, "/var/lib/boot-counter")?;
+    if stored != "2" {
+        return Err(format!("upper holds counter {stored:?}, want 2"));
+    }
+    lower_unchanged(ctx, &disk)
+}
+
+/// PARTUUID= and LABEL= in one boot, /dev/NAME and UUID= in the next; same upper both times.
+fn specs(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("specs")?;
+    let b =
+        ctx.boot(&disk, "root=PARTUUID=1b9e7c52-3f4a-4d6b-8c2e-5a7f9d0b1c3e oinit.data=LABEL=userdata", "specs-1")?;
+    booted(&b)?;
+    want(&b, "counter", "1")?;
+    let b = ctx.boot(&disk, &format!("root=/dev/vda1 oinit.data=UUID={DATA_UUID}"), "specs-2")?;
+    booted(&b)?;
+    want(&b, "counter", "2")
+}
+
+fn lower_file(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("lowerfile")?;
+    let b = ctx.boot(&disk, "root=PARTLABEL=userdata oinit.lowerfile=/images/rootfs.sqfs", "lowerfile")?;
+    booted(&b)?;
+    want(&b, "counter", "1")?;
+    want(&b, "lower-visible", "/dev/loop0")?;
+    contains(&b, "read-only loop device")
+}
+
+fn missing_data(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("nodata")?;
+    let b = ctx.boot(&disk, "oinit.data=PARTLABEL=nothere oinit.timeout=2", "nodata")?;
+    booted(&b)?;
+    contains(&b, "VOLATILE ROOT")?;
+    contains(&b, "PARTLABEL=nothere not found")?;
+    want(&b, "data-visible", "")?;
+    let report = b.report().ok_or("no boot report")?;
+    if report.contains("\"volatile\": null") {
+        return Err("the report does not say the boot was volatile".into());
+    }
+    Ok(())
+}
+
+fn bad_lower(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("badlower")?;
+    let quick = "oinit.rebootdelay=1 oinit.timeout=2";
+    let b = ctx.boot(&disk, &format!("root=PARTLABEL=nope {quick}"), "lower-missing")?;
+    failed_with(&b, "PARTLABEL=nope not found after 2 s; saw: /dev/vda")?;
+    let b = ctx.boot(
+        &disk,
+        &format!("root=PARTLABEL=userdata oinit.lowerfile=/images/gone.sqfs {quick}"),
+        "lowerfile-missing",
+    )?;
+    failed_with(&b, "/images/gone.sqfs")?;
+    let b = ctx.boot(&disk, &format!("root=PARTLABEL=userdata {quick}"), "lower-not-squashfs")?;
+    failed_with(&b, "holds ext4, not a squashfs image")?;
+    // Corrupt the squashfs superblock on disk, as a bad flash would.
+    let p = image::part(&image::partitions(&disk)?, "rootfs")?;
+    image::write_at(&disk, p.start, &[0x5a; 4096])?;
+    let b = ctx.boot(&disk, quick, "lower-corrupt")?;
+    failed_with(&b, "holds no known filesystem, not a squashfs image")?;
+    contains(&b, "rebooting in 1 s")
+}
+
+fn bad_settings(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("badsettings")?;
+    let b = ctx.boot(&disk, "oinit.timeout=soon oinit.data=UUID=xyz oinit.rebootdelay=1", "bad-settings")?;
+    failed_with(&b, "oinit.timeout=\"soon\"")?;
+    contains(&b, "oinit.data=\"UUID=xyz\"")
+}
+
+/// oinit.failsafe boots the image alone; the upper is untouched and back on the next boot.
+fn failsafe(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("failsafe")?;
+    booted(&ctx.boot(&disk, "", "failsafe-0")?)?;
+    let b = ctx.boot(&disk, "oinit.failsafe", "failsafe-1")?;
+    booted(&b)?;
+    want(&b, "counter", "1")?;
+    contains(&b, "failsafe boot")?;
+    let b = ctx.boot(&disk, "", "failsafe-2")?;
+    booted(&b)?;
+    want(&b, "counter", "2")
+}
+
+/// A data partition filled to the last block still boots (upper and work exist already).
+fn full_data(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("full")?;
+    let b = ctx.boot(&disk, "oitest=fill", "full-1")?;
+    booted(&b)?;
+    want(&b, "filled", "0")?;
+    let b = ctx.boot(&disk, "", "full-2")?;
+    booted(&b)?;
+    want(&b, "data-visible", "ext4")
+}
+
+pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
+    let default = ["qemu-x86_64".to_string(), "qemu-aarch64".to_string()];
+    let boards = if args.is_empty() { &default[..] } else { args };
+    let only = std::env::var("OI_SCENARIO").ok();
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for name in boards {
+        let board = Board::load(root, name)?;
+        let ctx = Ctx::build(root, &board)?;
+        for (sname, f) in SCENARIOS.iter().filter(|(n, _)| only.as_deref().is_none_or(|o| n.contains(o))) {
+            let t = std::time::Instant::now();
+            match f(&ctx) {
+                Ok(()) => {
+                    passed += 1;
+                    println!("PASS {name} {sname} ({:.0} s)", t.elapsed().as_secs_f64());
+                }
+                Err(e) => {
+                    println!("FAIL {name} {sname}: {e}");
+                    failures.push(format!("{name} {sname}"));
+                }
+            }
+        }
+    }
+    println!("e2e: {passed} passed, {} failed", failures.len());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed: {}", failures.join(", ")))
+    }
+}
+
+/// The README's demo: boot the board twice and show the counter kept on the overlay.
+pub fn demo(root: &Path, board: &Board) -> Result<(), String> {
+    let ctx = Ctx::build(root, board)?;
+    let disk = ctx.fresh_disk("demo")?;
+    for n in 1..=2 {
+        let b = ctx.boot(&disk, "", &format!("demo-{n}"))?;
+        for line in b.console.lines().filter(|l| l.contains("overlay-init") || l.contains("OI: ")) {
+            println!("{}", line.trim_end());
+        }
+        booted(&b)?;
+        println!(
+            "== boot {n} of {}: the counter in /var/lib/boot-counter is {} ==",
+            board.name,
+            b.marker("counter").unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Builds what a board boots: the static init, the initramfs, the test root image and the disk.
+
+use crate::board::Board;
+use crate::cpio;
+use crate::sh;
+use overlay_init::modules::ModIndex;
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Builds the static release binary for the board's target; returns its path.
+pub fn build_init(root: &Path, b: &Board) -> Result<PathBuf, String> {
+    sh::run(
+        sh::cmd("cargo")
+            .args(["build", "--release", "--quiet", "-p", "overlay-init", "--target", &b.rust_target])
+            .current_dir(root),
+    )?;
+    Ok(root.join("target").join(&b.rust_target).join("release/overlay-init"))
+}
+
+/// Writes the gen_init_cpio list for the board (and the trimmed depmod files it names).
+pub fn initramfs_list(root: &Path, b: &Board, init: &Path) -> Result<String, String> {
+    let out = b.out_dir(root);
+    let gen = out.join("modules");
+    std::fs::create_dir_all(&gen).map_err(|e| e.to_string())?;
+    let mdir = b.module_dir();
+    let read = |f: &str| std::fs::read_to_string(mdir.join(f)).unwrap_or_default();
+    let ix = ModIndex::parse(
+        &read("modules.dep"),
+        &read("modules.softdep"),
+        &read("modules.alias"),
+        &read("modules.builtin"),
+    );
+    let steps = ix.plan(&b.modules())?;
+    let files: HashSet<String> = steps.into_iter().flat_map(|s| s.chains).flatten().collect();
+    let (dep, soft, alias) = ix.subset(&files);
+    let conf = b.dir.join("overlay-init.conf");
+    let m = format!("/lib/modules/{}", b.kernel_version);
+    let mut l = String::from("# overlay-init initramfs for board ");
+    let _ = writeln!(l, "{} (kernel {})", b.name, b.kernel_version);
+    for d in ["/dev", "/etc", "/lib", "/lib/modules", &m, "/proc", "/sys", "/run", "/newroot"] {
+        let _ = writeln!(l, "dir {d} 0755 0 0");
+    }
+    // Rust's runtime needs fds 0-2 before main: the kernel opens /dev/console for us when it
+    // exists, and std falls back to /dev/null.
+    l.push_str("nod /dev/console 0600 0 0 c 5 1\nnod /dev/null 0666 0 0 c 1 3\n");
+    let _ = writeln!(l, "file /init {} 0755 0 0", init.display());
+    let _ = writeln!(l, "file /etc/overlay-init.conf {} 0644 0 0", conf.display());
+    let mut dirs: Vec<String> = files.iter().flat_map(|f| parents(f)).collect::<HashSet<_>>().into_iter().collect();
+    dirs.sort_by_key(|d| (d.matches('/').count(), d.clone()));
+    for d in dirs {
+        let _ = writeln!(l, "dir {m}/{d} 0755 0 0");
+    }
+    let mut sorted: Vec<&String> = files.iter().collect();
+    sorted.sort();
+    for f in sorted {
+        let _ = writeln!(l, "file {m}/{f} {} 0644 0 0", mdir.join(f).display());
+    }
+    for (name, text) in [
+        ("modules.dep", dep),
+        ("modules.softdep", soft),
+        ("modules.alias", alias),
+        ("modules.builtin", read("modules.builtin")),
+    ] {
+        std::fs::write(gen.join(name), text).map_err(|e| e.to_string())?;
+        let _ = writeln!(l, "file {m}/{name} {} 0644 0 0", gen.join(name).display());
+    }
+    Ok(l)
+}
+
+fn parents(path: &str) -> Vec<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    (1..parts.len()).map(|i| parts[..i].join("/")).collect()
+}
+
+/// Builds `initramfs.cpio.gz` for the board; returns its path.
+pub fn initramfs(root: &Path, b: &Board) -> Result<PathBuf, String> {
+    let init = build_init(root, b)?;
+    let list = initramfs_list(root, b, &init)?;
+    let out = b.out_dir(root);
+    std::fs::write(out.join("initramfs.list"), &list).map_err(|e| e.to_string())?;
+    let entries = cpio::parse_list(&list)?;
+    let mut raw = Vec::new();
+    cpio::write_newc(&entries, &mut raw)?;
+    let cpio_path = out.join("initramfs.cpio");
+    std::fs::write(&cpio_path, raw).map_err(|e| e.to_string())?;
+    sh::run(sh::cmd("gzip").args(["-9nf"]).arg(&cpio_path))?;
+    Ok(out.join("initramfs.cpio.gz"))
+}
+
+/// The test system inside the lower: static busybox and the scripted init in tests/guest/.
+pub fn rootfs(root: &Path, b: &Board) -> Result<PathBuf, String> {
+    let out = b.out_dir(root);
+    let dir = out.join("rootfs");
+    let _ = std::fs::remove_dir_all(&dir);
+    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "run", "tmp", "var/lib", "mnt"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
+    }
+    std::fs::copy(b.kernel_dir.join("busybox"), dir.join("bin/busybox")).map_err(|e| format!("busybox: {e}"))?;
+    for app in [
+        "sh",
+        "cat",
+        "echo",
+        "mount",
+        "umount",
+        "poweroff",
+        "reboot",
+        "sync",
+        "dmesg",
+        "awk",
+        "grep",
+        "dd",
+        "sleep",
+        "ls",
+        "df",
+        "rm",
+        "mkdir",
+        "sha256sum",
+        "head",
+        "tr",
+        "wc",
+        "touch",
+        "stat",
+        "cut",
+    ] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(app)).map_err(|e| e.to_string())?;
+    }
+    std::fs::copy(root.join("tests/guest/init"), dir.join("sbin/init"))
+        .map_err(|e| format!("tests/guest/init: {e}"))?;
+    std::fs::write(dir.join("etc/image-version"), format!("test image for {}\n", b.name)).map_err(|e| e.to_string())?;
+    let img = out.join("rootfs.sqfs");
+    sh::run(sh::cmd("mksquashfs").arg(&dir).arg(&img).args(["-noappend", "-all-root", "-quiet", "-no-progress"]))?;
+    Ok(img)
+}
+
+/// A partition of the board's disk as sfdisk placed it.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub name: String,
+    pub start: u64,
+    pub size: u64,
+}
+
+/// Partitions of a disk image, read back with `sfdisk -d` (offsets in bytes).
+pub fn partitions(disk: &Path) -> Result<Vec<Part>, String> {
+    let dump = sh::output(sh::cmd("sfdisk").arg("-d").arg(disk))?;
+    let mut parts = Vec::new();
+    for line in dump.lines().filter(|l| l.contains("start=")) {
+        let field = |k: &str| {
+            line.split(',')
+                .find_map(|f| f.split_once(&format!("{k}=")).map(|(_, v)| v.trim().trim_matches('"').to_string()))
+        };
+        let num = |k: &str| field(k).and_then(|v| v.parse::<u64>().ok()).ok_or(format!("sfdisk -d: no {k} in {line}"));
+        parts.push(Part {
+            name: field("name").unwrap_or_default(),
+            start: num("start")? * 512,
+            size: num("size")? * 512,
+        });
+    }
+    Ok(parts)
+}
+
+pub fn part(parts: &[Part], name: &str) -> Result<Part, String> {
+    parts.iter().find(|p| p.name == name).cloned().ok_or(format!("no partition named {name}"))
+}
+
+/// The data partition's filesystem UUID (fixed, so tests can name it with UUID=).
+pub const DATA_UUID: &str = "5e1f7c3a-9b2d-4c8e-a6f0-1d3b5e7a9c2f";
+
+/// Builds the board's GPT disk: the squashfs in `rootfs`, an ext4 `userdata` holding a copy of the
+/// image under /images/ (for the lower-as-file mode). Returns the disk path.
+pub fn disk(root: &Path, b: &Board, sqfs: &Path, out: &Path) -> Result<(), String> {
+    let layout = std::fs::read_to_string(b.dir.join("disk.sfdisk")).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(out);
+    sh::run(sh::cmd("truncate").args(["-s", "64M"]).arg(out))?;
+    sh::run_stdin(sh::cmd("sfdisk").args(["--quiet", "--no-reread", "--no-tell-kernel"]).arg(out), &layout)?;
+    let parts = partitions(out)?;
+    let rootfs = part(&parts, "rootfs")?;
+    let len = std::fs::metadata(sqfs).map_err(|e| e.to_string())?.len();
+    if len > rootfs.size {
+        return Err(format!(
+            "{} ({len} bytes) does not fit the rootfs partition ({} bytes)",
+            sqfs.display(),
+            rootfs.size
+        ));
+    }
+    write_at(out, rootfs.start, &std::fs::read(sqfs).map_err(|e| e.to_string())?)?;
+    let data = part(&parts, "userdata")?;
+    let content = b.out_dir(root).join("data-content");
+    let _ = std::fs::remove_dir_all(&content);
+    std::fs::create_dir_all(content.join("images")).map_err(|e| e.to_string())?;
+    std::fs::copy(sqfs, content.join("images/rootfs.sqfs")).map_err(|e| e.to_string())?;
+    let img = b.out_dir(root).join("userdata.ext4");
+    let _ = std::fs::remove_file(&img);
+    sh::run(
+        sh::cmd("mkfs.ext4")
+            .args(["-q", "-F", "-L", "userdata", "-U", DATA_UUID, "-E", "root_owner=0:0", "-d"])
+            .arg(&content)
+            .arg(&img)
+            .arg(format!("{}k", data.size / 1024)),
+    )?;
+    write_at(out, data.start, &std::fs::read(&img).map_err(|e| e.to_string())?)?;
+    Ok(())
+}
+
+pub fn write_at(file: &Path, offset: u64, bytes: &[u8]) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(offset)).and_then(|_| f.write_all(bytes)).map_err(|e| e.to_string())
+}
+
+pub fn read_at(file: &Path, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; len as usize];
+    f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_exact(&mut buf)).map_err(|e| e.to_string())?;
+    Ok(buf)
+}

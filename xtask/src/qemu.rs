@@ -1,0 +1,113 @@
+//! Boots a board in QEMU (software emulation) with a timeout, capturing the serial console.
+
+use crate::board::Board;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Boot {
+    pub console: String,
+    pub timed_out: bool,
+    pub panicked: bool,
+    pub secs: f64,
+}
+
+impl Boot {
+    /// Lines the guest test init printed with the `OI: ` marker.
+    pub fn marker(&self, key: &str) -> Option<String> {
+        let prefix = format!("OI: {key}=");
+        self.console.lines().find_map(|l| l.trim_end_matches('\r').split_once(&prefix).map(|(_, v)| v.to_string()))
+    }
+
+    /// The JSON boot report the guest printed between markers.
+    pub fn report(&self) -> Option<String> {
+        let start = self.console.find("OI-REPORT-BEGIN")?;
+        let end = self.console.find("OI-REPORT-END")?;
+        self.console.get(start + "OI-REPORT-BEGIN".len()..end).map(|s| s.replace('\r', ""))
+    }
+}
+
+pub struct Run<'a> {
+    pub board: &'a Board,
+    pub initrd: &'a Path,
+    pub disk: Option<&'a Path>,
+    pub append: String,
+    pub timeout: Duration,
+    pub log: &'a Path,
+    pub extra: Vec<String>,
+}
+
+pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
+    let b = r.board;
+    let mut c = Command::new(&b.qemu);
+    c.args(&b.qemu_args)
+        .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-kernel"])
+        .arg(b.kernel_dir.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(r.initrd)
+        .arg("-append")
+        .arg(format!("{} {}", b.cmdline, r.append))
+        .args(&r.extra);
+    if let Some(disk) = r.disk {
+        c.arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=d0", disk.display()))
+            .args(["-device", "virtio-blk-pci,drive=d0"]);
+    }
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e} (run tests/setup.sh)", b.qemu))?;
+    let out = Arc::new(Mutex::new(String::new()));
+    let mut readers = Vec::new();
+    for mut stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let out = Arc::clone(&out);
+        readers.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut o) = out.lock() {
+                    o.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        }));
+    }
+    let start = Instant::now();
+    let mut timed_out = false;
+    let mut panicked = false;
+    loop {
+        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break;
+        }
+        panicked = out.lock().map(|o| o.contains("Kernel panic")).unwrap_or(false);
+        if panicked || start.elapsed() > r.timeout {
+            timed_out = !panicked;
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for t in readers {
+        let _ = t.join();
+    }
+    let console = out.lock().map(|o| o.clone()).unwrap_or_default();
+    let _ = std::fs::write(r.log, &console);
+    Ok(Boot {
+        panicked: panicked || console.contains("Kernel panic"),
+        console,
+        timed_out,
+        secs: start.elapsed().as_secs_f64(),
+    })
+}
