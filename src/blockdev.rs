@@ -108,14 +108,14 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
         let u = parse_uevent(&text);
         let name = if u.devname.is_empty() { entry.file_name().to_string_lossy().into_owned() } else { u.devname };
         let sectors: u64 = read_trim(&dir.join("size")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        // Empty devices (unbound loop devices, card readers without a card) cannot hold anything.
+        if sectors == 0 {
+            continue;
+        }
         // A partition's sysfs link points into its disk's directory: .../block/vda/vda1.
         let parent = u.partition.then(|| parent_name(&dir)).flatten();
         out.push(BlockDev {
-            fs: if sectors == 0 {
-                None
-            } else {
-                read_head(&dev.join(&name), 0, probe::PROBE_LEN).and_then(|b| probe::probe_fs(&b))
-            },
+            fs: read_head(&dev.join(&name), 0, probe::PROBE_LEN).and_then(|b| probe::probe_fs(&b)),
             partuuid: match (&parent, u.partn) {
                 (Some(p), Some(n)) => partuuid(&dev.join(p), n),
                 _ => None,

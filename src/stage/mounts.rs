@@ -53,16 +53,20 @@ pub fn mkdir_p(path: &str) -> Result<()> {
 
 fn mount(m: &Mount, report: &mut Report) -> Result<()> {
     mkdir_p(&m.target)?;
+    // Held until the mount holds the loop device: autoclear detaches it at our last close.
+    let mut _loop_hold = None;
     let source = match &m.source {
         Source::Device(d) => d.clone(),
         Source::Virtual(v) => v.to_string(),
         Source::LoopFile(file) => {
             check_squashfs_file(file)?;
-            let (dev, method) = report
+            let attached = report
                 .kernel(|| loopdev::attach_ro(file))
                 .map_err(|(call, e)| Error::sys(call, file.clone(), e, "is the loop module in oinit.modules?"))?;
-            log::info!("attached {file} to {dev} read-only ({method:?})");
-            dev
+            log::info!("attached {file} to {} read-only ({:?})", attached.path, attached.method);
+            let path = attached.path.clone();
+            _loop_hold = Some(attached);
+            path
         }
     };
     report.kernel(|| mount_fs(&source, &m.target, &m.fstype, &m.options)).map_err(|errno| Error::Mount {

@@ -80,9 +80,17 @@ pub enum Method {
     SetFdStatus,
 }
 
-/// Attaches `file` to a free loop device read-only with autoclear; returns `/dev/loopN`.
+/// A configured loop device. With autoclear the kernel detaches it at the last close, so keep
+/// this open until the mount holds the device.
+pub struct Attached {
+    pub path: String,
+    pub method: Method,
+    pub fd: OwnedFd,
+}
+
+/// Attaches `file` to a free loop device read-only with autoclear.
 /// Uses LOOP_CONFIGURE (one atomic call, Linux 5.8+), else LOOP_SET_FD + LOOP_SET_STATUS64.
-pub fn attach_ro(file: &str) -> Result<(String, Method), (&'static str, Errno)> {
+pub fn attach_ro(file: &str) -> Result<Attached, (&'static str, Errno)> {
     let backing = open(file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
     let ctl = open("/dev/loop-control", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| ("open /dev/loop-control", e))?;
@@ -94,7 +102,7 @@ pub fn attach_ro(file: &str) -> Result<(String, Method), (&'static str, Errno)> 
             .map_err(|e| ("open loop device", e))?;
         let cfg = LoopConfig { fd: backing.as_raw_fd() as u32, block_size: 0, info: info(file), reserved: [0; 8] };
         match ioctl(&dev, LOOP_CONFIGURE, &cfg as *const LoopConfig as usize) {
-            Ok(_) => return Ok((path, Method::Configure)),
+            Ok(_) => return Ok(Attached { path, method: Method::Configure, fd: dev }),
             Err(Errno::BUSY) => continue,
             Err(Errno::INVAL | Errno::NOTTY) => {}
             Err(e) => return Err(("LOOP_CONFIGURE", e)),
@@ -106,7 +114,7 @@ pub fn attach_ro(file: &str) -> Result<(String, Method), (&'static str, Errno)> 
         }
         let status = info(file);
         ioctl(&dev, LOOP_SET_STATUS64, &status as *const LoopInfo64 as usize).map_err(|e| ("LOOP_SET_STATUS64", e))?;
-        return Ok((path, Method::SetFdStatus));
+        return Ok(Attached { path, method: Method::SetFdStatus, fd: dev });
     }
     Err(("LOOP_CTL_GET_FREE", Errno::BUSY))
 }

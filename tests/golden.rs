@@ -1,0 +1,146 @@
+//! Golden tests of `overlay-init plan`: a fake sysfs and fake device nodes (real GPT, ext4 and
+//! squashfs headers) stand in for a board; each scenario's output is pinned in tests/golden/.
+//! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the files after an intended change.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ROOT_PARTUUID: [u8; 16] =
+    [0x52, 0x7c, 0x9e, 0x1b, 0x4a, 0x3f, 0x6b, 0x4d, 0x8c, 0x2e, 0x5a, 0x7f, 0x9d, 0x0b, 0x1c, 0x3e];
+const DATA_PARTUUID: [u8; 16] =
+    [0x26, 0x1a, 0x3f, 0x8d, 0x5c, 0x7b, 0x9d, 0x4e, 0xa1, 0xf0, 0x2c, 0x4b, 0x6d, 0x8e, 0x0f, 0x13];
+const DATA_UUID: [u8; 16] =
+    [0x5e, 0x1f, 0x7c, 0x3a, 0x9b, 0x2d, 0x4c, 0x8e, 0xa6, 0xf0, 0x1d, 0x3b, 0x5e, 0x7a, 0x9c, 0x2f];
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A block device in the fake sysfs: /sys/class/block/NAME links into /sys/devices like the kernel's.
+fn sys_dev(sys: &Path, disk: &str, part: Option<(u32, &str)>, minor: u32, sectors: u64) {
+    let (name, dir, extra) = match part {
+        None => (disk.to_string(), format!("devices/virtio0/block/{disk}"), "DEVTYPE=disk\n".to_string()),
+        Some((n, label)) => (
+            format!("{disk}{n}"),
+            format!("devices/virtio0/block/{disk}/{disk}{n}"),
+            format!("DEVTYPE=partition\nPARTN={n}\nPARTNAME={label}\n"),
+        ),
+    };
+    write(&sys.join(&dir).join("uevent"), format!("MAJOR=254\nMINOR={minor}\nDEVNAME={name}\n{extra}").as_bytes());
+    write(&sys.join(&dir).join("size"), format!("{sectors}\n").as_bytes());
+    std::fs::create_dir_all(sys.join("class/block")).unwrap();
+    std::os::unix::fs::symlink(format!("../../{dir}"), sys.join("class/block").join(&name)).unwrap();
+}
+
+fn gpt_disk(entries: &[[u8; 16]]) -> Vec<u8> {
+    let mut d = vec![0u8; 512 * 34];
+    d[512..520].copy_from_slice(b"EFI PART");
+    d[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
+    d[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
+    d[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+    for (i, guid) in entries.iter().enumerate() {
+        let e = 1024 + i * 128;
+        d[e] = 0xaf; // a non-zero type GUID marks the entry used
+        d[e + 16..e + 32].copy_from_slice(guid);
+    }
+    d
+}
+
+fn ext4(uuid: [u8; 16], label: &str) -> Vec<u8> {
+    let mut b = vec![0u8; 4096];
+    let sb = 1024;
+    b[sb + 4..sb + 8].copy_from_slice(&9728u32.to_le_bytes());
+    b[sb + 0x18..sb + 0x1c].copy_from_slice(&2u32.to_le_bytes());
+    b[sb + 0x38..sb + 0x3a].copy_from_slice(&0xEF53u16.to_le_bytes());
+    b[sb + 0x68..sb + 0x78].copy_from_slice(&uuid);
+    b[sb + 0x78..sb + 0x78 + label.len()].copy_from_slice(label.as_bytes());
+    b
+}
+
+fn squashfs() -> Vec<u8> {
+    let mut b = vec![0u8; 4096];
+    b[0..4].copy_from_slice(b"hsqs");
+    b[28..30].copy_from_slice(&4u16.to_le_bytes());
+    b[40..48].copy_from_slice(&1_052_672u64.to_le_bytes());
+    b
+}
+
+/// The qemu boards' disk: vda (GPT) with rootfs (squashfs) and userdata (ext4), and a blank vdb.
+fn fixture() -> PathBuf {
+    let base = std::env::temp_dir().join(format!("oi-golden-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (sys, dev) = (base.join("sys"), base.join("dev"));
+    sys_dev(&sys, "vda", None, 0, 131072);
+    sys_dev(&sys, "vda", Some((1, "rootfs")), 1, 49152);
+    sys_dev(&sys, "vda", Some((2, "userdata")), 2, 77824);
+    sys_dev(&sys, "vdb", None, 16, 65536);
+    write(&dev.join("vda"), &gpt_disk(&[ROOT_PARTUUID, DATA_PARTUUID]));
+    write(&dev.join("vda1"), &squashfs());
+    write(&dev.join("vda2"), &ext4(DATA_UUID, "userdata"));
+    write(&dev.join("vdb"), &vec![0u8; 128 * 1024]);
+    base
+}
+
+const CASES: &[(&str, &str)] = &[
+    ("board-defaults", ""),
+    (
+        "partuuid-and-uuid",
+        "root=PARTUUID=1b9e7c52-3f4a-4d6b-8c2e-5a7f9d0b1c3e oinit.data=UUID=5e1f7c3a-9b2d-4c8e-a6f0-1d3b5e7a9c2f",
+    ),
+    ("dev-path-and-label", "root=/dev/vda1 oinit.data=LABEL=userdata rootflags=noatime"),
+    ("lower-file-on-data", "root=PARTLABEL=userdata oinit.lowerfile=/images/rootfs.sqfs"),
+    ("lower-file-failsafe", "root=/dev/vda2 oinit.lowerfile=/images/rootfs.sqfs oinit.failsafe"),
+    ("data-missing-volatile", "oinit.data=PARTLABEL=nothere"),
+    ("data-missing-fail", "oinit.data=PARTLABEL=nothere oinit.datamissing=fail"),
+    ("no-data-configured", "oinit.data=none"),
+    ("volatile", "oinit.volatile"),
+    ("failsafe", "oinit.failsafe"),
+    ("blank-data-mkfs-fsck", "oinit.data=/dev/vdb oinit.mkfs=1 oinit.fsck=1"),
+    ("blank-data-no-mkfs", "oinit.data=/dev/vdb"),
+    ("read-only-init-args", "ro init=/bin/sh oinit.overlayflags=xino=off -- single"),
+    ("lower-not-squashfs", "root=PARTLABEL=userdata"),
+    ("lower-missing", "root=PARTLABEL=nope"),
+    ("bad-settings", "oinit.timeout=soon root=sda oinit.failure=shell"),
+    ("unknown-key-warns", "oinit.colour=blue quiet"),
+];
+
+fn run_plan(base: &Path, cmdline: &str) -> String {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/qemu-x86_64/overlay-init.conf");
+    let out = Command::new(env!("CARGO_BIN_EXE_overlay-init"))
+        .args(["plan", "--cmdline", cmdline, "--config"])
+        .arg(&config)
+        .arg("--sysfs")
+        .arg(base.join("sys"))
+        .arg("--dev")
+        .arg(base.join("dev"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    format!(
+        "$ overlay-init plan --cmdline '{cmdline}' --config board/qemu-x86_64/overlay-init.conf\n{text}exit: {}\n",
+        out.status.code().unwrap_or(-1)
+    )
+}
+
+#[test]
+fn plans_match_golden_files() {
+    let base = fixture();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut mismatches = Vec::new();
+    for (name, cmdline) in CASES {
+        let got = run_plan(&base, cmdline);
+        let file = dir.join(format!("{name}.txt"));
+        if update {
+            std::fs::write(&file, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&file).unwrap_or_default();
+        if got != want {
+            mismatches.push(format!("--- {name}: want\n{want}--- got\n{got}"));
+        }
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+    assert!(mismatches.is_empty(), "plan output changed (UPDATE_GOLDEN=1 to accept):\n{}", mismatches.join("\n"));
+}

@@ -1,0 +1,180 @@
+//! The real mount steps on real loop devices, inside a private mount namespace: a squashfs lower
+//! and an ext4 data image are assembled by the same decide + execute code the boot uses.
+//! Needs root (CI runs as root); elsewhere it says why it skipped, and with OI_REQUIRE_ROOT=1
+//! a missing privilege is a failure.
+
+use overlay_init::paths;
+use overlay_init::plan::{self, Source, Step};
+use overlay_init::report::Report;
+use overlay_init::settings::Settings;
+use overlay_init::stage::{devices, mounts};
+use overlay_init::sys::mount;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn can_run() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    let tools = ["mksquashfs", "mkfs.ext4", "losetup"].iter().all(|t| {
+        Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
+    });
+    if root && tools {
+        return true;
+    }
+    let why = if root { "mksquashfs, mkfs.ext4 or losetup missing (run tests/setup.sh)" } else { "not root" };
+    assert!(std::env::var_os("OI_REQUIRE_ROOT").is_none(), "mount tests cannot run: {why}");
+    eprintln!("SKIPPED mount_loop: {why}");
+    false
+}
+
+/// Moves every path the plan uses under `base`, so the test never touches the host's /run.
+fn relocate(steps: &[Step], base: &Path) -> Vec<Step> {
+    let b = base.display().to_string();
+    let fix = |s: &str| {
+        s.replace(paths::RUN_DIR, &format!("{b}{}", paths::RUN_DIR)).replace(paths::NEWROOT, &format!("{b}/newroot"))
+    };
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Mount(m) => {
+                let mut m = m.clone();
+                m.target = fix(&m.target);
+                m.options = fix(&m.options);
+                if let Source::LoopFile(f) = &m.source {
+                    m.source = Source::LoopFile(fix(f));
+                }
+                Step::Mount(m)
+            }
+            Step::PrepareUpper { upper, work } => Step::PrepareUpper { upper: fix(upper), work: fix(work) },
+            other => other.clone(),
+        })
+        .collect()
+}
+
+struct Fixture {
+    dir: PathBuf,
+    sqfs: PathBuf,
+    data_loop: String,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.data_loop]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fixture(tag: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("oi-mount-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("content/etc")).unwrap();
+    std::fs::write(dir.join("content/etc/hello"), "from the lower\n").unwrap();
+    let sqfs = dir.join("lower.sqfs");
+    sh(Command::new("mksquashfs").arg(dir.join("content")).arg(&sqfs).args(["-quiet", "-no-progress", "-all-root"]));
+    let data = dir.join("data.ext4");
+    std::fs::create_dir_all(dir.join("data-content/images")).unwrap();
+    std::fs::copy(&sqfs, dir.join("data-content/images/lower.sqfs")).unwrap();
+    sh(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "oi-test-data", "-d"])
+        .arg(dir.join("data-content"))
+        .arg(&data)
+        .arg("16M"));
+    let data_loop = sh(Command::new("losetup").args(["-f", "--show"]).arg(&data));
+    Fixture { dir, sqfs, data_loop }
+}
+
+/// Runs `f` on a thread of its own that has unshared its mount namespace: every mount made there
+/// vanishes with the thread.
+fn in_private_namespace(f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        // SAFETY: only CLONE_FILES can invalidate descriptors other threads hold; NEWNS gives this
+        // thread its own mount table and touches no memory.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
+        mount::make_private("/").unwrap();
+        f();
+    })
+    .join()
+    .unwrap();
+}
+
+fn assemble(cmdline: String, base: PathBuf) {
+    let (s, loaded) = Settings::load("", &cmdline);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let found = devices::find(&s, Path::new("/sys"), Path::new("/dev"), false).unwrap();
+    let plan = plan::decide(&s, &found).unwrap();
+    let steps = relocate(&plan.steps, &base);
+    let mut report = Report::default();
+    if let Err(e) = mounts::run(&steps, &mut report) {
+        panic!("{}", e.error);
+    }
+    let root = base.join("newroot");
+    // What a user sees: the lower's file, a write that lands in the upper, the lower untouched.
+    assert_eq!(std::fs::read_to_string(root.join("etc/hello")).unwrap(), "from the lower\n");
+    std::fs::write(root.join("etc/hello"), "changed\n").unwrap();
+    std::fs::write(root.join("new-file"), "new\n").unwrap();
+    let upper = base.join("run/overlay-init/data/overlay/upper");
+    assert_eq!(std::fs::read_to_string(upper.join("etc/hello")).unwrap(), "changed\n");
+    assert!(upper.join("new-file").exists());
+    let lower = base.join("run/overlay-init/lower");
+    assert_eq!(std::fs::read_to_string(lower.join("etc/hello")).unwrap(), "from the lower\n");
+    assert!(!lower.join("new-file").exists());
+    // This thread has its own namespace; /proc/self would show the main thread's.
+    let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+    assert!(mountinfo.contains("redirect_dir=nofollow"), "overlay options not applied:\n{mountinfo}");
+    for m in ["newroot", "run/overlay-init/lower", "run/overlay-init/data"] {
+        mount::unmount_detach(base.join(m).to_str().unwrap()).unwrap();
+    }
+}
+
+/// Loop devices whose backing file is under `dir` (from sysfs).
+fn loops_backed_by(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        let backing = std::fs::read_to_string(e.path().join("loop/backing_file")).unwrap_or_default();
+        if backing.starts_with(&dir.display().to_string()) && backing.trim_end().ends_with(".sqfs") {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn squashfs_partition_and_ext4_data() {
+    if !can_run() {
+        return;
+    }
+    let fx = fixture("part");
+    let lower_loop = sh(Command::new("losetup").args(["-r", "-f", "--show"]).arg(&fx.sqfs));
+    let cmdline = format!("root={lower_loop} oinit.data={}", fx.data_loop);
+    let base = fx.dir.join("mnt");
+    in_private_namespace(move || assemble(cmdline, base));
+    sh(Command::new("losetup").args(["-d", &lower_loop]));
+}
+
+#[test]
+fn lower_image_file_on_the_data_partition() {
+    if !can_run() {
+        return;
+    }
+    let fx = fixture("file");
+    let cmdline = format!("root={0} oinit.data={0} oinit.lowerfile=/images/lower.sqfs", fx.data_loop);
+    let base = fx.dir.join("mnt");
+    in_private_namespace(move || assemble(cmdline, base));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&fx.dir.display().to_string()), "a test mount leaked into the host namespace");
+    // Autoclear: the image's loop device detached itself when its mount went away.
+    let mut left = loops_backed_by(&fx.dir);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = loops_backed_by(&fx.dir);
+    }
+    assert!(left.is_empty(), "loop devices still attached: {left:?}");
+}
