@@ -57,7 +57,7 @@ pub fn switch_root(root: &str, init: &str, args: &[String]) -> Error {
         Err(e) => return e,
     }
     let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !is_loader_variable(k)).collect();
-    log::info!("exec {init} {}", args.join(" "));
+    log::info!("exec {init} {} (peak memory VmHWM {} kB)", args.join(" "), peak_memory_kb());
     fds::close_from_3();
     let err = Command::new(init).args(args).env_clear().envs(env).exec();
     Error::sys(
@@ -66,6 +66,16 @@ pub fn switch_root(root: &str, init: &str, args: &[String]) -> Error {
         Errno::from_io_error(&err).unwrap_or(Errno::NOEXEC),
         "the init exists but cannot run: check its architecture and interpreter",
     )
+}
+
+/// The init's own peak resident memory, for the benchmark (from /proc/self/status).
+fn peak_memory_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0)
 }
 
 fn prepare(root: &str) -> Result<()> {

@@ -8,10 +8,8 @@ pub struct Board {
     pub name: String,
     pub dir: PathBuf,
     pub rust_target: String,
-    pub deb_arch: String,
     pub qemu: String,
     pub qemu_args: Vec<String>,
-    pub console: String,
     pub config: String,
     pub cmdline: String,
     /// Unpacked Debian kernel: vmlinuz, lib/modules/VERSION, busybox.
@@ -43,11 +41,9 @@ impl Board {
             rust_target: get("rust_target")?,
             qemu: get("qemu")?,
             qemu_args: get("qemu_args")?.split_whitespace().map(String::from).collect(),
-            console: get("console")?,
             config: read("overlay-init.conf")?,
             cmdline: read("cmdline")?.trim().to_string(),
             dir,
-            deb_arch,
             kernel_dir,
             kernel_version,
         })

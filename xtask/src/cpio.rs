@@ -47,7 +47,7 @@ pub fn parse_list(text: &str) -> Result<Vec<Entry>, String> {
 }
 
 fn pad4(w: &mut Vec<u8>) {
-    while w.len() % 4 != 0 {
+    while !w.len().is_multiple_of(4) {
         w.push(0);
     }
 }
@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(e[1], Entry::Nod { name: "/dev/console".into(), mode: 0o600, char_dev: true, major: 5, minor: 1 });
         let mut out = Vec::new();
         write_newc(&e, &mut out).unwrap();
-        assert_eq!(out.len() % 4, 0);
+        assert!(out.len().is_multiple_of(4));
         assert!(out.starts_with(b"070701"));
         let s = String::from_utf8_lossy(&out);
         assert!(s.contains("dev/console\0"));

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 /// Everything one board's scenarios share: the built artefacts and a pristine disk to copy.
 pub struct Ctx<'a> {
-    pub root: &'a Path,
     pub board: &'a Board,
     pub initrd: PathBuf,
     pub sqfs: PathBuf,
@@ -28,7 +27,7 @@ impl<'a> Ctx<'a> {
         let work = out.join("e2e");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-        Ok(Ctx { root, board, initrd, sqfs, pristine, work })
+        Ok(Ctx { board, initrd, sqfs, pristine, work })
     }
 
     pub fn fresh_disk(&self, name: &str) -> Result<PathBuf, String> {

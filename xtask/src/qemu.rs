@@ -11,7 +11,6 @@ pub struct Boot {
     pub console: String,
     pub timed_out: bool,
     pub panicked: bool,
-    pub secs: f64,
 }
 
 impl Boot {
@@ -104,10 +103,5 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
     }
     let console = out.lock().map(|o| o.clone()).unwrap_or_default();
     let _ = std::fs::write(r.log, &console);
-    Ok(Boot {
-        panicked: panicked || console.contains("Kernel panic"),
-        console,
-        timed_out,
-        secs: start.elapsed().as_secs_f64(),
-    })
+    Ok(Boot { panicked: panicked || console.contains("Kernel panic"), console, timed_out })
 }

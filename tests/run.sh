@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then lint, unit, golden, loop-device mount and
+# QEMU end-to-end tests on x86_64 and aarch64. Any failure stops the run with a non-zero exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/setup.sh
+step() { printf '\n== %s\n' "$*"; }
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "unit, golden and mount tests"
+# As root (CI), the loop-device tests must run, never skip.
+if [ "$(id -u)" = 0 ]; then export OI_REQUIRE_ROOT=1; fi
+cargo test --workspace --quiet
+step "QEMU end-to-end tests"
+cargo xtask e2e qemu-x86_64 qemu-aarch64
+step "binary sizes (stripped, static)"
+ls -l target/*-unknown-linux-musl/release/overlay-init | awk '{ print $5, $9 }'
