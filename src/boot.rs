@@ -15,6 +15,7 @@ pub fn run() -> ! {
     let early_result = early::mount_api_filesystems();
     early::console_stdio();
     let (settings, loaded) = read_settings();
+    logger::lift_kmsg_ratelimit();
     logger::init(settings.log_level, true);
     log::info!("overlay-init {} starting", env!("CARGO_PKG_VERSION"));
     if let Err(e) = early_result {

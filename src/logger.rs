@@ -53,6 +53,23 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
+/// The kernel drops /dev/kmsg writes beyond 10 per 5 s by default (`printk_devkmsg=ratelimit`),
+/// silently: the FATAL line could vanish. The boot lifts the limit while it runs and puts the
+/// kernel's setting back before exec'ing the real init.
+const DEVKMSG: &str = "/proc/sys/kernel/printk_devkmsg";
+
+pub fn lift_kmsg_ratelimit() {
+    if std::fs::read_to_string(DEVKMSG).is_ok_and(|v| v.trim() == "ratelimit") {
+        let _ = std::fs::write(DEVKMSG, "on\n");
+    }
+}
+
+pub fn restore_kmsg_ratelimit() {
+    if std::fs::read_to_string(DEVKMSG).is_ok_and(|v| v.trim() == "on") {
+        let _ = std::fs::write(DEVKMSG, "ratelimit\n");
+    }
+}
+
 /// Installs the logger. `kmsg` is false in userspace, where stderr is enough.
 pub fn init(level: log::LevelFilter, kmsg: bool) {
     let kmsg_file = kmsg.then(|| OpenOptions::new().write(true).open("/dev/kmsg").ok()).flatten();

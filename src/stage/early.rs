@@ -32,11 +32,18 @@ const API_FS: [ApiFs; 4] = [
 /// Mounts /proc, /sys, /dev and /run, skipping any the kernel already mounted (a different device
 /// than the initramfs root means something is mounted there).
 pub fn mount_api_filesystems() -> Result<()> {
-    let root_dev = stat("/").map_err(|e| Error::sys("stat", "/", e, "the initramfs root is unusable"))?.st_dev;
+    let root_dev = stat("/").map_err(|e| Error::sys("stat", "/", e, "rebuild the initramfs"))?.st_dev;
     for fs in &API_FS {
         match mkdir(fs.target, Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(Error::sys("mkdir", fs.target, e, "the initramfs root must be writable")),
+            Err(e) => {
+                return Err(Error::sys(
+                    "mkdir",
+                    fs.target,
+                    e,
+                    "rebuild the initramfs; the kernel must unpack it into a writable rootfs",
+                ))
+            }
         }
         if stat(fs.target).map(|s| s.st_dev != root_dev).unwrap_or(false) {
             continue;

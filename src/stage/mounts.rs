@@ -45,7 +45,7 @@ pub fn mkdir_p(path: &str) -> Result<()> {
         cur.push_str(part);
         match mkdir(cur.as_str(), Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(Error::sys("mkdir", cur, e, "cannot create the directory")),
+            Err(e) => return Err(Error::sys("mkdir", cur, e, "check that the filesystem is writable and not full")),
         }
     }
     Ok(())
@@ -60,9 +60,9 @@ fn mount(m: &Mount, report: &mut Report) -> Result<()> {
         Source::Virtual(v) => v.to_string(),
         Source::LoopFile(file) => {
             check_squashfs_file(file)?;
-            let attached = report
-                .kernel(|| loopdev::attach_ro(file))
-                .map_err(|(call, e)| Error::sys(call, file.clone(), e, "is the loop module in oinit.modules?"))?;
+            let attached = report.kernel(|| loopdev::attach_ro(file)).map_err(|(call, e)| {
+                Error::sys(call, file.clone(), e, "add loop to oinit.modules (or build it into the kernel)")
+            })?;
             log::info!("attached {file} to {} read-only ({:?})", attached.path, attached.method);
             let path = attached.path.clone();
             _loop_hold = Some(attached);
@@ -85,7 +85,12 @@ fn check_squashfs_file(file: &str) -> Result<()> {
     let bad = || Error::NotSquashfs { path: file.to_string() };
     let len = std::fs::metadata(file)
         .map_err(|e| {
-            Error::sys("stat", file, Errno::from_io_error(&e).unwrap_or(Errno::IO), "the lower image file is missing")
+            Error::sys(
+                "stat",
+                file,
+                Errno::from_io_error(&e).unwrap_or(Errno::IO),
+                "check oinit.lowerfile= and that the image is installed on that partition",
+            )
         })?
         .len();
     let head = read_head(Path::new(file), 0, probe::PROBE_LEN).ok_or_else(bad)?;
@@ -102,7 +107,8 @@ fn prepare_upper(upper: &str, work: &str) -> Result<()> {
     for (dir, mode) in [(upper, 0o755), (work, 0o700)] {
         if !Path::new(dir).is_dir() {
             mkdir_p(dir)?;
-            chmod(dir, Mode::from_raw_mode(mode)).map_err(|e| Error::sys("chmod", dir, e, "cannot set the mode"))?;
+            chmod(dir, Mode::from_raw_mode(mode))
+                .map_err(|e| Error::sys("chmod", dir, e, "check that the data filesystem is writable"))?;
         }
     }
     let fd = rustix::fs::open(
@@ -110,9 +116,9 @@ fn prepare_upper(upper: &str, work: &str) -> Result<()> {
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::sys("open", work, e, "the work directory is unusable"))?;
+    .map_err(|e| Error::sys("open", work, e, "check the data partition with e2fsck (oinit.fsck=1)"))?;
     let n = fsutil::remove_contents(fd)
-        .map_err(|e| Error::sys("empty", work, e, "cannot empty the stale work directory"))?;
+        .map_err(|e| Error::sys("empty", work, e, "check the data partition with e2fsck (oinit.fsck=1)"))?;
     if n > 0 {
         log::info!("emptied stale work directory {work} ({n} entries)");
     }

@@ -18,7 +18,7 @@ const TMPFS_MAGIC: i64 = 0x0102_1994;
 /// initramfs would. Runs BEFORE anything irreversible happens.
 pub fn find_init(root: &str, candidates: &[String]) -> Result<String> {
     let root_fd = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys("open", root, e, "the new root is not a directory"))?;
+        .map_err(|e| Error::sys("open", root, e, "report this with the boot log"))?;
     for c in candidates {
         let rel = c.trim_start_matches('/');
         let resolved = openat2(&root_fd, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT);
@@ -58,6 +58,7 @@ pub fn switch_root(root: &str, init: &str, args: &[String]) -> Error {
     }
     let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !is_loader_variable(k)).collect();
     log::info!("exec {init} {} (peak memory VmHWM {} kB)", args.join(" "), peak_memory_kb());
+    crate::logger::restore_kmsg_ratelimit();
     fds::close_from_3();
     let err = Command::new(init).args(args).env_clear().envs(env).exec();
     Error::sys(
@@ -87,11 +88,15 @@ fn prepare(root: &str) -> Result<()> {
             let _ = mount::unmount_detach(dir);
         }
     }
-    rustix::process::chdir(root).map_err(|e| Error::sys("chdir", root, e, "the new root vanished"))?;
+    rustix::process::chdir(root).map_err(|e| Error::sys("chdir", root, e, "report this with the boot log"))?;
     delete_initramfs()?;
-    mount::move_mount(".", "/").map_err(|e| Error::sys("mount --move", root, e, "cannot make the new root /"))?;
-    rustix::process::chroot(".").map_err(|e| Error::sys("chroot", root, e, "cannot enter the new root"))?;
-    rustix::process::chdir("/").map_err(|e| Error::sys("chdir", "/", e, "cannot enter the new root"))?;
+    mount::move_mount(".", "/").map_err(|e| {
+        Error::sys("mount --move", root, e, "the kernel refused the switch; report this with the boot log")
+    })?;
+    rustix::process::chroot(".")
+        .map_err(|e| Error::sys("chroot", root, e, "the kernel refused the switch; report this with the boot log"))?;
+    rustix::process::chdir("/")
+        .map_err(|e| Error::sys("chdir", "/", e, "the kernel refused the switch; report this with the boot log"))?;
     Ok(())
 }
 
