@@ -57,7 +57,7 @@ impl fmt::Display for Error {
                 "{what} device {spec} not found after {waited} s; saw: {}. Fix: check the partition table or the setting, or raise oinit.timeout / rootwait=",
                 if saw.is_empty() { "no block devices (is the disk driver in oinit.modules?)".to_string() } else { saw.join(", ") }
             ),
-            Error::Syscall { call, path, errno, hint } if hint.is_empty() => write!(f, "{call} {path}: {errno}"),
+            Error::Syscall { call, path, errno, hint: "" } => write!(f, "{call} {path}: {errno}"),
             Error::Syscall { call, path, errno, hint } => write!(f, "{call} {path}: {errno}. Fix: {hint}"),
             Error::Mount { source, target, fstype, options, errno, hint } => {
                 write!(f, "mount {source} on {target} type {fstype} ({options}): {errno}. Likely: {hint}")
