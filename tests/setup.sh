@@ -10,7 +10,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_pkgs=()
 for p in qemu-system-x86:qemu-system-x86_64 qemu-system-arm:qemu-system-aarch64 \
-         squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4; do
+         squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 e2fsck-static:e2fsck.static; do
   command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
 done
 # QEMU's aarch64 firmware-less boot needs nothing more; x86 needs SeaBIOS (pulled by qemu-system-x86).

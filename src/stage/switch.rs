@@ -57,7 +57,8 @@ pub fn switch_root(root: &str, init: &str, args: &[String]) -> Error {
         Err(e) => return e,
     }
     let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !is_loader_variable(k)).collect();
-    log::info!("exec {init} {} (peak memory VmHWM {} kB)", args.join(" "), peak_memory_kb());
+    let shown: Vec<&str> = std::iter::once(init).chain(args.iter().map(String::as_str)).collect();
+    log::info!("exec {} (peak memory VmHWM {} kB)", shown.join(" "), peak_memory_kb());
     crate::logger::restore_kmsg_ratelimit();
     fds::close_from_3();
     let err = Command::new(init).args(args).env_clear().envs(env).exec();

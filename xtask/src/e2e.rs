@@ -10,6 +10,7 @@ use std::time::Duration;
 
 /// Everything one board's scenarios share: the built artefacts and a pristine disk to copy.
 pub struct Ctx<'a> {
+    pub root: &'a Path,
     pub board: &'a Board,
     pub initrd: PathBuf,
     pub sqfs: PathBuf,
@@ -27,7 +28,7 @@ impl<'a> Ctx<'a> {
         let work = out.join("e2e");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-        Ok(Ctx { board, initrd, sqfs, pristine, work })
+        Ok(Ctx { root, board, initrd, sqfs, pristine, work })
     }
 
     pub fn fresh_disk(&self, name: &str) -> Result<PathBuf, String> {
@@ -37,10 +38,14 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn boot(&self, disk: &Path, append: &str, log: &str) -> Result<Boot, String> {
+        self.boot_with(&self.initrd, disk, append, log)
+    }
+
+    pub fn boot_with(&self, initrd: &Path, disk: &Path, append: &str, log: &str) -> Result<Boot, String> {
         let log = self.work.join(format!("{log}.log"));
         let b = qemu::boot(&qemu::Run {
             board: self.board,
-            initrd: &self.initrd,
+            initrd,
             disk: Some(disk),
             append: append.to_string(),
             timeout: Duration::from_secs(240),
@@ -115,7 +120,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
 
 type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>);
 
-const SCENARIOS: [Scenario; 8] = [
+const SCENARIOS: [Scenario; 9] = [
     ("persist-across-boots", persist),
     ("device-spec-forms", specs),
     ("lower-image-file", lower_file),
@@ -124,6 +129,7 @@ const SCENARIOS: [Scenario; 8] = [
     ("bad-settings-named", bad_settings),
     ("failsafe-keeps-upper", failsafe),
     ("full-data-partition", full_data),
+    ("blank-data-formatted-and-checked", blank_data),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;
@@ -240,6 +246,35 @@ fn full_data(ctx: &Ctx<'_>) -> Result<(), String> {
     let b = ctx.boot(&disk, "", "full-2")?;
     booted(&b)?;
     want(&b, "data-visible", "ext4")
+}
+
+/// A factory-blank data partition is formatted by mkfs.ext4 from the initramfs, and e2fsck -p
+/// checks it on the next boot. Uses the host's tools (same architecture), so x86_64 only.
+fn blank_data(ctx: &Ctx<'_>) -> Result<(), String> {
+    if ctx.board.rust_target != "x86_64-unknown-linux-musl" {
+        println!("  (skipped on {}: the initramfs tools come from the x86_64 host)", ctx.board.name);
+        return Ok(());
+    }
+    let tools = [("/sbin/mkfs.ext4", "/sbin/mke2fs"), ("/sbin/e2fsck.static", "/sbin/e2fsck.static")];
+    let initrd = image::initramfs_with_tools(ctx.root, ctx.board, "initramfs-tools", &tools)?;
+    let disk = ctx.fresh_disk("blank")?;
+    let p = image::part(&image::partitions(&disk)?, "userdata")?;
+    image::write_at(&disk, p.start, &vec![0u8; p.size as usize])?;
+    let opts = "oinit.mkfs=1 oinit.fsck=1";
+    let b = ctx.boot_with(&initrd, &disk, opts, "blank-1")?;
+    booted(&b)?;
+    contains(&b, "formatting blank data partition /dev/vda2")?;
+    want(&b, "data-visible", "ext4")?;
+    want(&b, "counter", "1")?;
+    let b = ctx.boot_with(&initrd, &disk, opts, "blank-2")?;
+    booted(&b)?;
+    contains(&b, "check /dev/vda2 with e2fsck -p")?;
+    want(&b, "counter", "2")?;
+    let stored = upper_file(&disk, "/var/lib/boot-counter")?;
+    if stored != "2" {
+        return Err(format!("upper holds counter {stored:?}, want 2"));
+    }
+    Ok(())
 }
 
 pub fn main(root: &Path, args: &[String]) -> Result<(), String> {

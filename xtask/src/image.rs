@@ -1,7 +1,6 @@
 //! Builds what a board boots: the static init, the initramfs, the test root image and the disk.
 
 use crate::board::Board;
-use crate::cpio;
 use crate::sh;
 use overlay_init::modules::ModIndex;
 use std::collections::HashSet;
@@ -75,17 +74,44 @@ fn parents(path: &str) -> Vec<String> {
 
 /// Builds `initramfs.cpio.gz` for the board; returns its path.
 pub fn initramfs(root: &Path, b: &Board) -> Result<PathBuf, String> {
+    initramfs_with_tools(root, b, "initramfs", &[])
+}
+
+/// The board's initramfs plus host tools (`(path in the initramfs, host binary)`) and the shared
+/// libraries they need, as found by ldd; static tools need none.
+pub fn initramfs_with_tools(root: &Path, b: &Board, name: &str, tools: &[(&str, &str)]) -> Result<PathBuf, String> {
     let init = build_init(root, b)?;
-    let list = initramfs_list(root, b, &init)?;
+    let mut list = initramfs_list(root, b, &init)?;
+    let mut dirs = HashSet::new();
+    let mut files = Vec::new();
+    for (dest, host) in tools {
+        files.push((dest.to_string(), host.to_string(), "0755"));
+        let ldd = sh::cmd("ldd").arg(host).output().map_err(|e| format!("ldd: {e}"))?;
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let lib = line.split("=>").last().unwrap_or("").split_whitespace().next().unwrap_or("");
+            if lib.starts_with('/') {
+                files.push((lib.to_string(), lib.to_string(), "0755"));
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    for (dest, _, _) in &files {
+        for d in parents(dest.trim_start_matches('/')) {
+            if dirs.insert(d.clone()) && !list.contains(&format!("dir /{d} ")) {
+                let _ = writeln!(list, "dir /{d} 0755 0 0");
+            }
+        }
+    }
+    for (dest, host, mode) in &files {
+        let _ = writeln!(list, "file {dest} {host} {mode} 0 0");
+    }
     let out = b.out_dir(root);
-    std::fs::write(out.join("initramfs.list"), &list).map_err(|e| e.to_string())?;
-    let entries = cpio::parse_list(&list)?;
-    let mut raw = Vec::new();
-    cpio::write_newc(&entries, &mut raw)?;
-    let cpio_path = out.join("initramfs.cpio");
-    std::fs::write(&cpio_path, raw).map_err(|e| e.to_string())?;
-    sh::run(sh::cmd("gzip").args(["-9nf"]).arg(&cpio_path))?;
-    Ok(out.join("initramfs.cpio.gz"))
+    let list_path = out.join(format!("{name}.list"));
+    std::fs::write(&list_path, &list).map_err(|e| e.to_string())?;
+    let cpio = out.join(format!("{name}.cpio.gz"));
+    initramfs::build(&list_path, &cpio)?;
+    Ok(cpio)
 }
 
 /// The test system inside the lower: static busybox and the scripted init in tests/guest/.

@@ -3,7 +3,6 @@
 
 mod bench;
 mod board;
-mod cpio;
 mod e2e;
 mod image;
 mod qemu;

@@ -3,6 +3,8 @@
 //! device nodes come from the list, not from the host's files.
 
 use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -90,6 +92,25 @@ pub fn write_newc(entries: &[Entry], mut out: impl Write) -> Result<(), String> 
     }
     header(&mut w, 0, 0, 0, (0, 0), "TRAILER!!!");
     out.write_all(&w).map_err(|e| e.to_string())
+}
+
+/// Reads `list`, writes the archive compressed with `gzip -9n` (reproducible: no name or time)
+/// to `out`. Every kernel that can unpack an initramfs can unpack gzip.
+pub fn build(list: &Path, out: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?;
+    let entries = parse_list(&text)?;
+    let mut raw = Vec::new();
+    write_newc(&entries, &mut raw)?;
+    let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut gzip =
+        Command::new("gzip").arg("-9n").stdin(Stdio::piped()).stdout(file).spawn().map_err(|e| format!("gzip: {e}"))?;
+    gzip.stdin.take().ok_or("gzip: no stdin")?.write_all(&raw).map_err(|e| format!("gzip: {e}"))?;
+    let status = gzip.wait().map_err(|e| format!("gzip: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("gzip failed: {status}"))
+    }
 }
 
 #[cfg(test)]
