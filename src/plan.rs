@@ -339,3 +339,51 @@ impl fmt::Display for Plan {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{probe_fs, tests::squashfs_image};
+
+    fn found(data: DataState) -> Found {
+        let lower =
+            BlockDev { name: "vda1".into(), size: 1 << 24, fs: probe_fs(&squashfs_image(4096)), ..Default::default() };
+        Found { root: Some(lower), data }
+    }
+
+    fn settings(cmdline: &str) -> Settings {
+        Settings::load("root=/dev/vda1 oinit.data=/dev/vda2", cmdline).0
+    }
+
+    #[test]
+    fn unmountable_data_falls_back_to_volatile_or_fails() {
+        let f = found(DataState::Unmountable("mount: EUCLEAN".into()));
+        let p = decide(&settings(""), &f).unwrap();
+        assert!(p.volatile.as_deref().unwrap_or("").contains("EUCLEAN"));
+        assert!(p.steps.iter().all(|s| !matches!(s, Step::Mount(m) if m.role == Role::Data)));
+        let e = decide(&settings("oinit.datamissing=fail"), &f).unwrap_err();
+        assert!(e.what.contains("EUCLEAN") && e.hint.contains("oinit.datamissing"));
+    }
+
+    #[test]
+    fn overlay_always_states_the_safe_options_and_switches_last() {
+        let p =
+            decide(&settings("oinit.overlayflags=redirect_dir=on"), &found(DataState::Missing("gone".into()))).unwrap();
+        let overlay = p.steps.iter().find_map(|s| match s {
+            Step::Mount(m) if m.role == Role::Overlay => Some(m.options.clone()),
+            _ => None,
+        });
+        // User options come after ours, so the kernel sees them last; the README says so.
+        assert!(overlay.unwrap().contains(&format!("{OVERLAY_SAFE_OPTS},redirect_dir=on")));
+        assert!(matches!(p.steps.last(), Some(Step::SwitchRoot { .. })));
+    }
+
+    #[test]
+    fn nothing_touches_data_before_the_lower_is_mounted() {
+        let dev = BlockDev { name: "vda2".into(), ..Default::default() };
+        let p = decide(&settings(""), &found(DataState::Found { dev, blank: false })).unwrap();
+        let lower = p.steps.iter().position(|s| matches!(s, Step::Mount(m) if m.role == Role::Lower));
+        let prepare = p.steps.iter().position(|s| matches!(s, Step::PrepareUpper { .. }));
+        assert!(lower < prepare);
+    }
+}

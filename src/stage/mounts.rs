@@ -175,13 +175,14 @@ fn mkfs(device: &str) -> Result<()> {
             outcome: "not in the initramfs (add it, or format the partition at the factory)".into(),
         });
     };
+    // Linux generates these from its non-blocking pool; mke2fs would otherwise ask getrandom().
     let uuid = || std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default().trim().to_string();
-    let (u, seed) = (uuid(), uuid());
-    let ext = format!("hash_seed={seed}");
-    let mut args = vec!["-q", "-F", "-t", "ext4", "-L", "userdata", "-E", &ext, device];
+    let (u, seed) = (uuid(), format!("hash_seed={}", uuid()));
+    let mut args = vec!["-q", "-F", "-t", "ext4", "-L", "userdata"];
     if !u.is_empty() {
-        args.splice(0..0, ["-U", u.as_str()]);
+        args.extend(["-U", u.as_str(), "-E", seed.as_str()]);
     }
+    args.push(device);
     log::info!("formatting blank data partition {device}");
     match run_tool(&tool, &args, 300) {
         Ok(0) => Ok(()),
