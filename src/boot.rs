@@ -12,7 +12,7 @@ use std::path::Path;
 pub fn run() -> ! {
     let mut report = Report::default();
     report.stage("early");
-    let early_result = early::mount_api_filesystems();
+    let early_result = report.kernel(early::mount_api_filesystems);
     early::console_stdio();
     let (settings, loaded) = read_settings();
     logger::lift_kmsg_ratelimit();

@@ -18,5 +18,6 @@ pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod settings;
+pub mod state;
 pub mod stage;
 pub mod sys;
