@@ -63,7 +63,9 @@ pub enum Reason {
 impl Reason {
     fn from_byte(b: u8) -> Option<Reason> {
         use Reason::*;
-        [Good, Trial, RolledBack, BothBad, LowerFailed, Uncounted, FactoryReset, NewImage].into_iter().find(|r| *r as u8 == b)
+        [Good, Trial, RolledBack, BothBad, LowerFailed, Uncounted, FactoryReset, NewImage]
+            .into_iter()
+            .find(|r| *r as u8 == b)
     }
     pub fn text(self) -> &'static str {
         match self {
@@ -107,6 +109,8 @@ pub struct State {
     pub reset_attempts: u8,
     /// The slot booted last, whose upper a new image's keep-list is carried from.
     pub last_booted: Option<SlotId>,
+    /// The slot most recently marked good: where the device goes when nothing else can boot.
+    pub last_good: Option<SlotId>,
     pub history: Vec<Event>,
 }
 
@@ -124,6 +128,7 @@ impl State {
             reset_requested: false,
             reset_attempts: 0,
             last_booted: None,
+            last_good: Some(SlotId::A),
             history: Vec::new(),
         }
     }
@@ -152,6 +157,7 @@ impl State {
         b[19] = u8::from(self.reset_requested);
         b[20] = self.reset_attempts;
         b[21] = self.history.len() as u8;
+        b[22] = self.last_good.map_or(0xff, |s| s as u8);
         b[24..28].copy_from_slice(&self.boots.to_le_bytes());
         for (i, s) in self.slots.iter().enumerate() {
             let o = 32 + i * 8;
@@ -187,13 +193,18 @@ impl State {
         let history = (0..n)
             .map(|i| {
                 let o = 64 + i * 8;
-                Some(Event { boot: u32_at(o), slot: SlotId::from_byte(b[o + 4])?, reason: Reason::from_byte(b[o + 5])? })
+                Some(Event {
+                    boot: u32_at(o),
+                    slot: SlotId::from_byte(b[o + 4])?,
+                    reason: Reason::from_byte(b[o + 5])?,
+                })
             })
             .collect::<Option<Vec<_>>>()?;
         Some(State {
             generation: u64::from_le_bytes(gen),
             active: SlotId::from_byte(b[16])?,
             last_booted: SlotId::from_byte(b[17]),
+            last_good: SlotId::from_byte(b[22]),
             unconfirmed_boots: b[18],
             reset_requested: b[19] != 0,
             reset_attempts: b[20],

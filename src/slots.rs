@@ -1,0 +1,281 @@
+//! Which slot boots, in the style of RAUC, Android A/B and ChromeOS: pure functions over the
+//! state record. The boot persists the changed state (fsynced) BEFORE switching root.
+
+use crate::state::{Reason, SlotId, State};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Trial boots a new slot gets before it is marked bad (1 is valid).
+    pub tries: u8,
+    /// Count boots of a good slot too, so that a good slot that stops booting falls back to the
+    /// other (RAUC's "prevent late fallback" turned off). Off by default.
+    pub late_fallback: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    pub slot: SlotId,
+    pub reason: Reason,
+    /// This boot used up a try: the state must be persisted before the switch, or the boot
+    /// goes to the last good slot instead (`uncounted`).
+    pub counted: bool,
+}
+
+/// Picks the slot for this boot and updates `st` in memory.
+pub fn choose(st: &mut State, p: Policy) -> Choice {
+    st.boots = st.boots.wrapping_add(1);
+    st.unconfirmed_boots = st.unconfirmed_boots.saturating_add(1);
+    let active = st.active;
+    let choice = match try_slot(st, active, p) {
+        Some(c) => c,
+        None => {
+            // The active slot is out of tries (or bad): mark it bad and roll back.
+            mark_bad(st, active);
+            let other = active.other();
+            match try_slot(st, other, p) {
+                Some(c) => Choice { reason: Reason::RolledBack, ..c },
+                None => {
+                    // Never refuse to boot: both are bad, boot the last good one uncounted.
+                    let slot = st.last_good.unwrap_or(SlotId::A);
+                    st.active = slot;
+                    Choice { slot, reason: Reason::BothBad, counted: false }
+                }
+            }
+        }
+    };
+    st.active = choice.slot;
+    st.last_booted = Some(choice.slot);
+    st.record(choice.slot, choice.reason);
+    choice
+}
+
+/// Boots `s` if it may: a good slot as it is, a trial slot by spending a try.
+fn try_slot(st: &mut State, s: SlotId, p: Policy) -> Option<Choice> {
+    let slot = st.slot_mut(s);
+    if slot.bad {
+        return None;
+    }
+    if slot.good && !p.late_fallback {
+        return Some(Choice { slot: s, reason: Reason::Good, counted: false });
+    }
+    if slot.tries == 0 {
+        return None;
+    }
+    slot.tries -= 1;
+    let reason = if slot.good { Reason::Good } else { Reason::Trial };
+    Some(Choice { slot: s, reason, counted: true })
+}
+
+/// The state write for a counted boot failed: boot the last good slot without counting, and do
+/// not pretend the trial happened.
+pub fn uncounted(before: &State) -> Choice {
+    let slot = before.last_good.unwrap_or(before.active);
+    Choice { slot, reason: Reason::Uncounted, counted: false }
+}
+
+/// The chosen slot's image could not be mounted: mark it bad and fall back to the other in the
+/// same boot; None when the other is bad as well.
+pub fn lower_failed(st: &mut State, failed: SlotId) -> Option<SlotId> {
+    mark_bad(st, failed);
+    let other = failed.other();
+    if st.slot(other).bad {
+        return None;
+    }
+    st.active = other;
+    st.last_booted = Some(other);
+    st.record(other, Reason::LowerFailed);
+    Some(other)
+}
+
+pub fn mark_good(st: &mut State, s: SlotId, p: Policy) {
+    let slot = st.slot_mut(s);
+    slot.good = true;
+    slot.bad = false;
+    slot.tries = p.tries;
+    st.last_good = Some(s);
+    st.unconfirmed_boots = 0;
+    st.record(s, Reason::Good);
+}
+
+pub fn mark_bad(st: &mut State, s: SlotId) {
+    let slot = st.slot_mut(s);
+    slot.bad = true;
+    slot.good = false;
+    slot.tries = 0;
+}
+
+/// Makes `s` the slot of the next boot with fresh tries (after an install, or a rollback).
+pub fn activate(st: &mut State, s: SlotId, p: Policy, fresh_image: bool) {
+    st.active = s;
+    let slot = st.slot_mut(s);
+    slot.bad = false;
+    if fresh_image {
+        slot.good = false;
+        slot.tries = p.tries;
+    } else if !slot.good {
+        slot.tries = p.tries;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Slot;
+    use SlotId::{A, B};
+
+    const P: Policy = Policy { tries: 3, late_fallback: false };
+
+    fn st(active: SlotId, a: (u8, bool, bool), b: (u8, bool, bool), last_good: Option<SlotId>) -> State {
+        let mut s = State::factory(3);
+        s.active = active;
+        s.slots =
+            [Slot { tries: a.0, good: a.1, bad: a.2, image: 0 }, Slot { tries: b.0, good: b.1, bad: b.2, image: 0 }];
+        s.last_good = last_good;
+        s
+    }
+
+    #[test]
+    fn decision_table() {
+        // (name, state before, policy, slot booted, reason, counted, tries left on the booted slot)
+        let cases = [
+            (
+                "good active boots uncounted",
+                st(A, (3, true, false), (3, false, false), Some(A)),
+                P,
+                A,
+                Reason::Good,
+                false,
+                3,
+            ),
+            ("trial spends a try", st(B, (3, true, false), (3, false, false), Some(A)), P, B, Reason::Trial, true, 2),
+            ("last try", st(B, (3, true, false), (1, false, false), Some(A)), P, B, Reason::Trial, true, 0),
+            (
+                "tries used up: roll back",
+                st(B, (3, true, false), (0, false, false), Some(A)),
+                P,
+                A,
+                Reason::RolledBack,
+                false,
+                3,
+            ),
+            (
+                "bad active: roll back",
+                st(B, (3, true, false), (2, false, true), Some(A)),
+                P,
+                A,
+                Reason::RolledBack,
+                false,
+                3,
+            ),
+            (
+                "both bad: last good anyway",
+                st(B, (0, false, true), (0, false, true), Some(A)),
+                P,
+                A,
+                Reason::BothBad,
+                false,
+                0,
+            ),
+            (
+                "both used up: last good anyway",
+                st(A, (0, false, false), (0, false, false), Some(B)),
+                P,
+                B,
+                Reason::BothBad,
+                false,
+                0,
+            ),
+            (
+                "no late fallback: good slot is never counted",
+                st(A, (0, true, false), (3, true, false), Some(A)),
+                P,
+                A,
+                Reason::Good,
+                false,
+                0,
+            ),
+            (
+                "late fallback: good slot counted",
+                st(A, (2, true, false), (3, true, false), Some(A)),
+                Policy { late_fallback: true, ..P },
+                A,
+                Reason::Good,
+                true,
+                1,
+            ),
+            (
+                "late fallback: good slot out of tries falls back",
+                st(A, (0, true, false), (3, true, false), Some(A)),
+                Policy { late_fallback: true, ..P },
+                B,
+                Reason::RolledBack,
+                true,
+                2,
+            ),
+            (
+                "one try policy",
+                st(B, (1, true, false), (1, false, false), Some(A)),
+                Policy { tries: 1, ..P },
+                B,
+                Reason::Trial,
+                true,
+                0,
+            ),
+            (
+                "rollback target on trial is counted",
+                st(A, (0, false, false), (2, false, false), None),
+                P,
+                B,
+                Reason::RolledBack,
+                true,
+                1,
+            ),
+        ];
+        for (name, mut s, p, slot, reason, counted, tries) in cases {
+            let c = choose(&mut s, p);
+            assert_eq!((c.slot, c.reason, c.counted), (slot, reason, counted), "{name}");
+            assert_eq!(s.slot(slot).tries, tries, "{name}: tries");
+            assert_eq!(s.active, slot, "{name}: active");
+            assert_eq!(s.history.last().map(|e| (e.slot, e.reason)), Some((slot, reason)), "{name}: history");
+        }
+    }
+
+    #[test]
+    fn trial_that_never_gets_marked_good_ends_on_the_old_slot() {
+        let mut s = st(A, (3, true, false), (3, false, false), Some(A));
+        activate(&mut s, B, P, true);
+        let booted: Vec<SlotId> = (0..5).map(|_| choose(&mut s, P).slot).collect();
+        assert_eq!(booted, [B, B, B, A, A]);
+        assert!(s.slot(B).bad);
+        assert_eq!(s.history.iter().filter(|e| e.reason == Reason::RolledBack).count(), 1);
+    }
+
+    #[test]
+    fn mark_good_ends_the_trial() {
+        let mut s = st(A, (3, true, false), (3, false, false), Some(A));
+        activate(&mut s, B, P, true);
+        choose(&mut s, P);
+        mark_good(&mut s, B, P);
+        assert_eq!((s.last_good, s.slot(B).tries, s.unconfirmed_boots), (Some(B), 3, 0));
+        for _ in 0..10 {
+            assert_eq!(choose(&mut s, P).slot, B);
+        }
+    }
+
+    #[test]
+    fn lower_failure_falls_back_in_the_same_boot() {
+        let mut s = st(B, (3, true, false), (2, false, false), Some(A));
+        let c = choose(&mut s, P);
+        assert_eq!(c.slot, B);
+        assert_eq!(lower_failed(&mut s, B), Some(A));
+        assert!(s.slot(B).bad);
+        assert_eq!(s.active, A);
+        assert_eq!(lower_failed(&mut s, A), None);
+    }
+
+    #[test]
+    fn uncounted_goes_to_last_good() {
+        let s = st(B, (3, true, false), (2, false, false), Some(A));
+        assert_eq!(uncounted(&s), Choice { slot: A, reason: Reason::Uncounted, counted: false });
+    }
+}

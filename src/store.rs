@@ -1,0 +1,124 @@
+//! The state record on disk: one preallocated file holding two copies (see `state`). Writing
+//! never allocates, so a full data partition can still record a boot attempt.
+
+use crate::state::{self, State, BLOCK, COPY_STRIDE, FILE_LEN};
+use rustix::fd::OwnedFd;
+use rustix::fs::{fdatasync, fsync, open, Mode, OFlags};
+use rustix::io::{pread, pwrite, Errno};
+use std::path::Path;
+
+pub struct Store {
+    fd: OwnedFd,
+    /// Which copy holds the newest valid state, and its generation.
+    newest: Option<(usize, u64)>,
+}
+
+/// What was found on disk, for the boot report and `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    Valid,
+    /// No valid copy (new file, or both copies corrupt): the documented default is used.
+    Default(&'static str),
+}
+
+impl Store {
+    /// Opens the state file, creating and preallocating it (zeroes, fsynced with its directory)
+    /// when missing. Returns the newest valid state, or None.
+    pub fn open(path: &Path) -> Result<(Store, Option<State>), Errno> {
+        let fd = match open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => create(path)?,
+            Err(e) => return Err(e),
+        };
+        let mut copies = [[0u8; BLOCK]; 2];
+        for (i, c) in copies.iter_mut().enumerate() {
+            // A short read leaves zeroes, which decode as invalid.
+            let _ = pread(&fd, &mut c[..], i as u64 * COPY_STRIDE);
+        }
+        let picked = state::pick([&copies[0], &copies[1]]);
+        let newest = picked.as_ref().map(|(s, i)| (*i, s.generation));
+        Ok((Store { fd, newest }, picked.map(|(s, _)| s)))
+    }
+
+    /// Writes `st` with the next generation into the older copy and waits for the disk.
+    pub fn save(&mut self, st: &mut State) -> Result<(), Errno> {
+        let (target, generation) = match self.newest {
+            Some((i, g)) => (1 - i, g + 1),
+            None => (0, st.generation + 1),
+        };
+        st.generation = generation;
+        let block = st.encode();
+        let n = pwrite(&self.fd, &block, target as u64 * COPY_STRIDE)?;
+        if n != BLOCK {
+            return Err(Errno::IO);
+        }
+        fdatasync(&self.fd)?;
+        self.newest = Some((target, generation));
+        Ok(())
+    }
+}
+
+fn create(path: &Path) -> Result<OwnedFd, Errno> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    let tmp = path.with_extension("new");
+    let fd = open(&tmp, OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))?;
+    let zeroes = vec![0u8; FILE_LEN as usize];
+    if pwrite(&fd, &zeroes, 0)? != zeroes.len() {
+        return Err(Errno::NOSPC);
+    }
+    fsync(&fd)?;
+    // Appear whole or not at all: a power cut mid-creation leaves only the .new file.
+    rustix::fs::rename(&tmp, path)?;
+    let dirfd = open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    fsync(&dirfd)?;
+    Ok(fd)
+}
+
+/// Loads the state or the documented default (slot a, good), saying which.
+pub fn load_or_default(path: &Path, tries: u8) -> (Option<Store>, State, Loaded) {
+    match Store::open(path) {
+        Ok((store, Some(st))) => (Some(store), st, Loaded::Valid),
+        Ok((store, None)) => (Some(store), State::factory(tries), Loaded::Default("no valid copy of the state record")),
+        Err(e) => {
+            log::warn!("cannot open the slot state {}: {e}; booting slot a uncounted", path.display());
+            (None, State::factory(tries), Loaded::Default("the state file cannot be opened"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SlotId;
+
+    #[test]
+    fn writes_alternate_and_survive_a_torn_copy() {
+        let dir = std::env::temp_dir().join(format!("oi-store-{}", std::process::id()));
+        let path = dir.join("state");
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut store, st) = Store::open(&path).unwrap();
+        assert_eq!(st, None);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), FILE_LEN);
+        let mut st = State::factory(3);
+        store.save(&mut st).unwrap();
+        st.active = SlotId::B;
+        store.save(&mut st).unwrap();
+        assert_eq!(st.generation, 2);
+        let (_, back) = Store::open(&path).unwrap();
+        assert_eq!(back.as_ref().map(|s| s.active), Some(SlotId::B));
+        // Tear the newest copy (generation 2 went to copy 1): the previous state stands.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[COPY_STRIDE as usize + 40] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut store, back) = Store::open(&path).unwrap();
+        let mut back = back.unwrap();
+        assert_eq!((back.generation, back.active), (1, SlotId::A));
+        // The next write goes over the torn copy, not over the last good one.
+        store.save(&mut back).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(State::decode(&bytes[..BLOCK]).map(|s| s.generation), Some(1));
+        assert_eq!(State::decode(&bytes[COPY_STRIDE as usize..]).map(|s| s.generation), Some(2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
