@@ -2,10 +2,10 @@
 
 use crate::error::Error;
 use crate::fatal::fatal;
-use crate::plan::{self, DataState, Plan, Role};
+use crate::plan::{self, DataState, Found, Plan, Role};
 use crate::report::Report;
 use crate::settings::Settings;
-use crate::stage::{devices, early, modules, mounts, switch};
+use crate::stage::{devices, early, modules, mounts, slot, switch};
 use crate::{logger, paths};
 use std::path::Path;
 
@@ -58,19 +58,10 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     let mut found = devices::find(s, Path::new("/sys"), Path::new("/dev"), true)?;
 
     report.stage("mounts");
-    let plan = loop {
-        let plan = plan::decide(s, &found).map_err(Error::Plan)?;
-        announce(&plan, report);
-        match mounts::run(&plan.steps, report) {
-            Ok(()) => break plan,
-            // The data partition failed: decide again without it (volatile, or the fail policy).
-            Err(e) if e.role == Role::Data && !matches!(found.data, DataState::Unmountable(_)) => {
-                log::error!("{}", e.error);
-                report.fallbacks.push(format!("data partition unusable: {}", e.error));
-                found.data = DataState::Unmountable(e.error.to_string());
-            }
-            Err(e) => return Err(*e.error),
-        }
+    let plan = if s.ab.enabled() {
+        slot::boot(s, &mut found, report)?
+    } else {
+        assemble(report, &mut found, |f| plan::decide(s, f))?
     };
 
     report.stage("switch-check");
@@ -87,7 +78,31 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     Ok((root.clone(), init, args.clone()))
 }
 
-fn announce(plan: &Plan, report: &mut Report) {
+/// Decides and runs the steps; when the data partition fails, decides again without it
+/// (volatile, or the data-missing policy's error).
+pub fn assemble(
+    report: &mut Report,
+    found: &mut Found,
+    decide: impl Fn(&Found) -> Result<Plan, plan::PlanError>,
+) -> Result<Plan, Error> {
+    loop {
+        let plan = decide(found).map_err(Error::Plan)?;
+        announce(&plan, report);
+        match mounts::run(&plan.steps, report) {
+            Ok(()) => return Ok(plan),
+            Err(e)
+                if matches!(e.role, Role::Data | Role::Upper) && !matches!(found.data, DataState::Unmountable(_)) =>
+            {
+                log::error!("{}", e.error);
+                report.fallbacks.push(format!("data partition unusable: {}", e.error));
+                found.data = DataState::Unmountable(e.error.to_string());
+            }
+            Err(e) => return Err(*e.error),
+        }
+    }
+}
+
+pub fn announce(plan: &Plan, report: &mut Report) {
     for line in plan.to_string().lines() {
         log::info!("{line}");
     }
@@ -95,7 +110,11 @@ fn announce(plan: &Plan, report: &mut Report) {
         log::warn!("*** VOLATILE ROOT: {v} ***");
         report.volatile = Some(v.clone());
     }
-    report.devices.clone_from(&plan.devices);
+    for d in &plan.devices {
+        if !report.devices.contains(d) {
+            report.devices.push(d.clone());
+        }
+    }
     report.warnings.extend(plan.warnings.iter().cloned());
 }
 

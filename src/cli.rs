@@ -5,10 +5,19 @@ use crate::error::Error;
 use crate::plan;
 use crate::settings::Settings;
 use crate::stage::devices;
+use crate::state::SlotId;
 use std::path::PathBuf;
 
-pub const USAGE: &str = "usage: overlay-init plan [--cmdline TEXT] [--config FILE] [--sysfs DIR] [--dev DIR]
-  Prints the devices, mounts and fallbacks the boot would use, without acting.
+pub const USAGE: &str = "usage: overlay-init COMMAND
+  plan [--cmdline TEXT] [--config FILE] [--sysfs DIR] [--dev DIR]
+      prints the devices, mounts and fallbacks the boot would use, without acting
+  status [--json]           booted slot, each slot's state, boot history and report
+  mark-good [SLOT]          the booted (or named) slot works: end its trial
+  mark-bad [SLOT]           never boot it again until reinstalled; the other slot boots next
+  rollback                  boot the other slot next time
+  factory-reset [--reboot]  wipe every upper at the next boot (keep-list kept)
+  (slot commands take --state FILE to name the state record; default from /run/overlay-init/slots)
+plan options:
   --cmdline  kernel command line (default: /proc/cmdline)
   --config   board config (default: /etc/overlay-init.conf)
   --sysfs    sysfs root to scan for block devices (default: /sys)
@@ -26,6 +35,9 @@ pub fn main(args: &[String]) -> i32 {
                 2
             }
         },
+        Some(cmd @ ("status" | "mark-good" | "mark-bad" | "rollback" | "factory-reset")) => {
+            crate::cli_slots::run(cmd, &args[1..])
+        }
         Some("--version") => {
             println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
             0
@@ -88,15 +100,35 @@ fn plan_cmd(a: &PlanArgs) -> i32 {
     if !s.modules.is_empty() {
         println!("modules: {}", s.modules.join(" "));
     }
-    let result =
-        devices::find(&s, &a.sysfs, &a.dev, false).and_then(|found| plan::decide(&s, &found).map_err(Error::Plan));
-    match result {
+    let mut found = match devices::find(&s, &a.sysfs, &a.dev, false) {
+        Ok(f) => f,
+        Err(e) => {
+            println!("FATAL: {e}");
+            return 1;
+        }
+    };
+    if !s.ab.enabled() {
+        return print_plan(plan::decide(&s, &found));
+    }
+    // Which slot boots comes from the state record on the data partition, which planning does
+    // not read: show both. The boot falls back to the other slot when one fails.
+    let mut codes = Vec::new();
+    for slot in [SlotId::A, SlotId::B] {
+        println!("== if slot {} boots:", slot.name());
+        found.root = found.slots[slot.index()].clone();
+        codes.push(print_plan(plan::decide(&s.for_slot(slot), &found)));
+    }
+    i32::from(codes.iter().all(|c| *c != 0))
+}
+
+fn print_plan(p: Result<plan::Plan, plan::PlanError>) -> i32 {
+    match p {
         Ok(p) => {
             print!("{p}");
             0
         }
         Err(e) => {
-            println!("FATAL: {e}");
+            println!("FATAL: {}", Error::Plan(e));
             1
         }
     }

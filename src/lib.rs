@@ -6,6 +6,7 @@
 pub mod blockdev;
 pub mod boot;
 pub mod cli;
+pub mod cli_slots;
 pub mod cmdline;
 pub mod devspec;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod settings;
+pub mod settings_ab;
 pub mod slots;
 pub mod stage;
 pub mod state;

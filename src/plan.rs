@@ -23,6 +23,8 @@ pub struct Found {
     /// The `root=` device (the squashfs, or the partition holding the lower image file).
     pub root: Option<BlockDev>,
     pub data: DataState,
+    /// The A/B slot partitions, when slots are partitions.
+    pub slots: [Option<BlockDev>; 2],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +45,10 @@ pub enum Role {
     LowerDev,
     Lower,
     Volatile,
+    /// Preparing upper and work: on the data partition, so its failure counts as the data's.
+    Upper,
     Overlay,
+    Switch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +109,24 @@ pub struct PlanError {
 
 fn err(what: String, hint: &str) -> PlanError {
     PlanError { what, hint: hint.to_string() }
+}
+
+impl Step {
+    pub fn role(&self) -> Role {
+        match self {
+            Step::Fsck { .. } | Step::Mkfs { .. } => Role::Data,
+            Step::Mount(m) => m.role,
+            Step::PrepareUpper { .. } => Role::Upper,
+            Step::SwitchRoot { .. } => Role::Switch,
+        }
+    }
+}
+
+/// The data partition's steps alone: the A/B boot mounts it first to read the slot state.
+pub fn decide_data(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
+    let mut p = Plan { devices: Vec::new(), steps: Vec::new(), volatile: None, warnings: Vec::new() };
+    data_step(s, found, &mut p)?;
+    Ok(p)
 }
 
 pub fn decide(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
@@ -219,7 +242,10 @@ fn data_mount(s: &Settings, device: &str, extra: &str) -> Step {
 fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) -> Result<(), PlanError> {
     let root = match (&s.root, &found.root) {
         (Some(spec), None) => {
-            return Err(err(format!("root={spec} was not found"), "check root= and the partition table"))
+            return Err(err(
+                format!("{}={spec} was not found", s.root_key),
+                "check the setting and the partition table",
+            ))
         }
         (_, root) => root,
     };
@@ -241,7 +267,7 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
             (None, other) => {
                 let saw = other.as_ref().map_or("no known filesystem", |f| f.kind.name());
                 return Err(err(
-                    format!("root=/dev/{} holds {saw}, not a squashfs image", dev.name),
+                    format!("{}=/dev/{} holds {saw}, not a squashfs image", s.root_key, dev.name),
                     "point root= at the squashfs partition (or set rootfstype= if it is another filesystem)",
                 ));
             }
@@ -348,7 +374,7 @@ mod tests {
     fn found(data: DataState) -> Found {
         let lower =
             BlockDev { name: "vda1".into(), size: 1 << 24, fs: probe_fs(&squashfs_image(4096)), ..Default::default() };
-        Found { root: Some(lower), data }
+        Found { root: Some(lower), data, slots: [None, None] }
     }
 
     fn settings(cmdline: &str) -> Settings {

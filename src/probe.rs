@@ -59,6 +59,12 @@ pub fn probe_fs(buf: &[u8]) -> Option<FsInfo> {
     })
 }
 
+/// The identity of a squashfs image: CRC32 of its superblock, which holds the build time, the
+/// size and the table offsets, so any rebuilt image differs. None for anything else.
+pub fn image_id(buf: &[u8]) -> Option<u32> {
+    probe_fs(buf).filter(|f| f.kind == FsKind::Squashfs).map(|_| crate::state::crc32(&buf[..96]))
+}
+
 /// A factory-blank partition: all zeroes or all erased-flash ones. Anything else might be a
 /// damaged filesystem, which must never be formatted over.
 pub fn is_blank(buf: &[u8]) -> bool {

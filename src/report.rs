@@ -28,6 +28,8 @@ pub struct Report {
     pub fallbacks: Vec<String>,
     pub warnings: Vec<String>,
     pub init: String,
+    /// The A/B slot booted and why, when slots are configured.
+    pub slot: Option<(String, String)>,
     current: Option<(&'static str, u64, u64)>,
 }
 
@@ -82,6 +84,9 @@ impl Report {
             })
             .collect();
         let _ = writeln!(o, "  \"stages\": [{}],", stages.join(", "));
+        if let Some((slot, why)) = &self.slot {
+            let _ = writeln!(o, "  \"slot\": {},\n  \"slot_reason\": {},", json_str(slot), json_str(why));
+        }
         let _ = writeln!(o, "  \"init\": {}", json_str(&self.init));
         o.push_str("}\n");
         o

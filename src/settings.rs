@@ -4,6 +4,7 @@
 
 use crate::cmdline::{self, Param};
 use crate::devspec::DevSpec;
+pub use crate::settings_ab::AbSettings;
 use std::fmt;
 
 pub const PREFIX: &str = "oinit.";
@@ -68,6 +69,10 @@ pub struct Settings {
     pub fsck: bool,
     pub fsck_timeout: u32,
     pub log_level: log::LevelFilter,
+    /// A/B slots, factory reset and keep-list.
+    pub ab: AbSettings,
+    /// The key that named `root`, for messages (`root`, or `oinit.a` when booting slot a).
+    pub root_key: &'static str,
 }
 
 impl Default for Settings {
@@ -100,6 +105,8 @@ impl Default for Settings {
             fsck: false,
             fsck_timeout: 60,
             log_level: log::LevelFilter::Info,
+            ab: AbSettings::default(),
+            root_key: "root",
         }
     }
 }
@@ -208,7 +215,7 @@ impl Settings {
             "fsck" => self.fsck = flag(v)?,
             "fscktimeout" => self.fsck_timeout = seconds(need(v)?)?,
             "loglevel" => self.log_level = level(need(v)?)?,
-            _ => return Ok(false),
+            other => return self.ab.set(other, v),
         }
         Ok(true)
     }
@@ -222,7 +229,10 @@ impl Settings {
                 reason: reason.into(),
             })
         };
-        if self.root.is_none() && !(self.lower_file.is_some() && self.data.is_some()) {
+        if let Some((key, reason)) = self.ab.validate(self.data.is_some()) {
+            bad(key, "", reason);
+        }
+        if self.root.is_none() && !self.ab.enabled() && !(self.lower_file.is_some() && self.data.is_some()) {
             bad(
                 "root",
                 "",
@@ -251,7 +261,7 @@ impl Settings {
     }
 }
 
-fn need(v: Option<&str>) -> Result<&str, String> {
+pub(crate) fn need(v: Option<&str>) -> Result<&str, String> {
     match v {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err("needs a value".into()),
@@ -274,11 +284,11 @@ fn word(v: Option<&str>) -> Result<String, String> {
     }
 }
 
-fn seconds(v: &str) -> Result<u32, String> {
+pub(crate) fn seconds(v: &str) -> Result<u32, String> {
     v.parse::<u32>().ok().filter(|s| *s <= 3600).ok_or_else(|| "must be whole seconds between 0 and 3600".into())
 }
 
-fn flag(v: Option<&str>) -> Result<bool, String> {
+pub(crate) fn flag(v: Option<&str>) -> Result<bool, String> {
     match v {
         None | Some("1" | "yes" | "on" | "true") => Ok(true),
         Some("0" | "no" | "off" | "false") => Ok(false),
@@ -286,7 +296,7 @@ fn flag(v: Option<&str>) -> Result<bool, String> {
     }
 }
 
-fn abs_path(v: &str) -> Result<String, String> {
+pub(crate) fn abs_path(v: &str) -> Result<String, String> {
     if v.starts_with('/') && !v.split('/').any(|c| c == "..") {
         Ok(v.into())
     } else {
@@ -303,7 +313,7 @@ fn rel_path(v: &str) -> Result<String, String> {
     }
 }
 
-fn list(v: &str) -> Vec<String> {
+pub(crate) fn list(v: &str) -> Vec<String> {
     v.split(',').filter(|m| !m.is_empty()).map(String::from).collect()
 }
 

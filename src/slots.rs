@@ -94,7 +94,7 @@ pub fn mark_good(st: &mut State, s: SlotId, p: Policy) {
     slot.tries = p.tries;
     st.last_good = Some(s);
     st.unconfirmed_boots = 0;
-    st.record(s, Reason::Good);
+    st.record(s, Reason::MarkedGood);
 }
 
 pub fn mark_bad(st: &mut State, s: SlotId) {

@@ -58,18 +58,20 @@ pub enum Reason {
     Uncounted = 6,
     FactoryReset = 7,
     NewImage = 8,
+    MarkedGood = 9,
 }
 
 impl Reason {
     fn from_byte(b: u8) -> Option<Reason> {
         use Reason::*;
-        [Good, Trial, RolledBack, BothBad, LowerFailed, Uncounted, FactoryReset, NewImage]
+        [Good, Trial, RolledBack, BothBad, LowerFailed, Uncounted, FactoryReset, NewImage, MarkedGood]
             .into_iter()
             .find(|r| *r as u8 == b)
     }
     pub fn text(self) -> &'static str {
         match self {
-            Reason::Good => "marked good",
+            Reason::Good => "good slot",
+            Reason::MarkedGood => "marked good",
             Reason::Trial => "trial boot",
             Reason::RolledBack => "rolled back: the other slot used up its tries",
             Reason::BothBad => "both slots bad: booting the last good one anyway",

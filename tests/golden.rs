@@ -103,6 +103,9 @@ const CASES: &[(&str, &str)] = &[
     ("lower-missing", "root=PARTLABEL=nope"),
     ("bad-settings", "oinit.timeout=soon root=sda oinit.failure=shell"),
     ("unknown-key-warns", "oinit.colour=blue quiet"),
+    ("ab-partitions", "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2"),
+    ("ab-files", "oinit.afile=/images/a.sqfs oinit.bfile=/images/b.sqfs oinit.keep=/etc/hostname"),
+    ("ab-missing-b", "oinit.a=PARTLABEL=rootfs"),
 ];
 
 fn run_plan(base: &Path, cmdline: &str) -> String {

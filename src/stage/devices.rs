@@ -8,6 +8,7 @@ use crate::plan::{DataState, Found};
 use crate::probe;
 use crate::report::now_us;
 use crate::settings::Settings;
+use crate::settings_ab::SlotSource;
 use std::path::Path;
 use std::time::Duration;
 
@@ -32,15 +33,31 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
     let start = now_us();
     let deadline = |secs: u32| start + u64::from(secs) * 1_000_000;
     let (root_deadline, data_deadline) = (deadline(s.root_wait()), deadline(s.timeout));
+    let slot_specs: Vec<Option<&DevSpec>> =
+        s.ab.slots
+            .iter()
+            .map(|src| match src {
+                Some(SlotSource::Partition(spec)) => Some(spec),
+                _ => None,
+            })
+            .collect();
     loop {
         let devs = blockdev::scan(sysfs, dev);
         let root = s.root.as_ref().map(|spec| lookup(&devs, spec));
         let data = s.data.as_ref().map(|spec| lookup(&devs, spec));
+        let slots: Vec<Option<Option<&BlockDev>>> =
+            slot_specs.iter().map(|o| o.map(|spec| lookup(&devs, spec))).collect();
         let now = now_us();
-        let root_done = !matches!(root, Some(None)) || !wait || now >= root_deadline;
-        let data_done = !matches!(data, Some(None)) || !wait || now >= data_deadline;
+        let present = |d: &Option<Option<&BlockDev>>| !matches!(d, Some(None));
+        // A missing slot partition is not fatal (the other slot boots) but is waited for like root.
+        let root_done = (present(&root) && slots.iter().all(present)) || !wait || now >= root_deadline;
+        let data_done = present(&data) || !wait || now >= data_deadline;
         if root_done && data_done {
-            return resolve(s, &devs, root.flatten(), data, dev, now.saturating_sub(start));
+            let mut found = resolve(s, &devs, root.flatten(), data, dev, now.saturating_sub(start))?;
+            for (i, d) in slots.into_iter().enumerate() {
+                found.slots[i] = d.flatten().cloned();
+            }
+            return Ok(found);
         }
         std::thread::sleep(POLL);
     }
@@ -76,5 +93,5 @@ fn resolve(
             saw().join(", ")
         )),
     };
-    Ok(Found { root: root.cloned(), data })
+    Ok(Found { root: root.cloned(), data, slots: [None, None] })
 }

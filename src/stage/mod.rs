@@ -5,4 +5,6 @@ pub mod devices;
 pub mod early;
 pub mod modules;
 pub mod mounts;
+pub mod slot;
 pub mod switch;
+pub mod upper;

@@ -24,13 +24,14 @@ pub struct StepError {
 pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepError> {
     for step in steps {
         log::debug!("{step}");
-        let (role, result) = match step {
-            Step::Fsck { device, budget } => (Role::Data, fsck(device, *budget)),
-            Step::Mkfs { device } => (Role::Data, mkfs(device)),
-            Step::Mount(m) => (m.role, mount(m, report)),
-            Step::PrepareUpper { upper, work } => (Role::Data, prepare_upper(upper, work)),
+        let result = match step {
+            Step::Fsck { device, budget } => fsck(device, *budget),
+            Step::Mkfs { device } => mkfs(device),
+            Step::Mount(m) => mount(m, report),
+            Step::PrepareUpper { upper, work } => prepare_upper(upper, work),
             Step::SwitchRoot { .. } => continue,
         };
+        let role = step.role();
         result.map_err(|error| StepError { role, error: Box::new(error) })?;
         report.steps.push(step.to_string());
     }

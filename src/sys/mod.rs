@@ -4,3 +4,4 @@
 pub mod fds;
 pub mod loopdev;
 pub mod mount;
+pub mod process;

@@ -2,6 +2,7 @@
 //! console and the disk afterwards are checked for what a user would check.
 
 use crate::board::Board;
+use crate::e2e_ab;
 use crate::image::{self, DATA_UUID};
 use crate::qemu::{self, Boot};
 use crate::sh;
@@ -21,10 +22,11 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     pub fn build(root: &'a Path, board: &'a Board) -> Result<Ctx<'a>, String> {
         let initrd = image::initramfs(root, board)?;
-        let sqfs = image::rootfs(root, board)?;
+        let sqfs = image::rootfs(root, board, "a")?;
+        let sqfs_b = image::rootfs(root, board, "b")?;
         let out = board.out_dir(root);
         let pristine = out.join("disk.img");
-        image::disk(root, board, &sqfs, &pristine)?;
+        image::disk(root, board, &sqfs, &sqfs_b, &pristine)?;
         let work = out.join("e2e");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -62,14 +64,14 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn want(b: &Boot, key: &str, value: &str) -> Result<(), String> {
+pub fn want(b: &Boot, key: &str, value: &str) -> Result<(), String> {
     match b.marker(key) {
         Some(v) if v == value => Ok(()),
         other => Err(format!("expected {key}={value}, console said {other:?}")),
     }
 }
 
-fn contains(b: &Boot, text: &str) -> Result<(), String> {
+pub fn contains(b: &Boot, text: &str) -> Result<(), String> {
     if b.console.contains(text) {
         Ok(())
     } else {
@@ -78,7 +80,7 @@ fn contains(b: &Boot, text: &str) -> Result<(), String> {
 }
 
 /// A boot that reached the real init on an overlay root as PID 1 and finished its script.
-fn booted(b: &Boot) -> Result<(), String> {
+pub fn booted(b: &Boot) -> Result<(), String> {
     want(b, "pid", "1")?;
     want(b, "rootfs", "overlay")?;
     want(b, "initramfs-left", "0")?;
@@ -97,11 +99,16 @@ fn failed_with(b: &Boot, text: &str) -> Result<(), String> {
 
 /// Reads a file from the upper on the data partition of `disk`, with debugfs (no mount needed).
 fn upper_file(disk: &Path, path: &str) -> Result<String, String> {
+    upper_file_at(disk, &format!("/overlay/upper{path}"))
+}
+
+/// Reads a file at `path` on the data partition of `disk`.
+pub fn upper_file_at(disk: &Path, path: &str) -> Result<String, String> {
     let parts = image::partitions(disk)?;
     let data = image::part(&parts, "userdata")?;
     let img = disk.with_extension("userdata");
     std::fs::write(&img, image::read_at(disk, data.start, data.size)?).map_err(|e| e.to_string())?;
-    let out = sh::output(sh::cmd("debugfs").arg("-R").arg(format!("cat /overlay/upper{path}")).arg(&img));
+    let out = sh::output(sh::cmd("debugfs").arg("-R").arg(format!("cat {path}")).arg(&img));
     let _ = std::fs::remove_file(&img);
     out.map(|s| s.trim().to_string())
 }
@@ -121,7 +128,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
 /// A scenario: its name, the test, and the Rust target it is limited to (None: every board).
 type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Option<&'static str>);
 
-const SCENARIOS: [Scenario; 9] = [
+const SCENARIOS: [Scenario; 13] = [
     ("persist-across-boots", persist, None),
     ("device-spec-forms", specs, None),
     ("lower-image-file", lower_file, None),
@@ -132,6 +139,10 @@ const SCENARIOS: [Scenario; 9] = [
     ("full-data-partition", full_data, None),
     // Packs the host's mke2fs and e2fsck into the initramfs, so only where the host can run them.
     ("blank-data-formatted-and-checked", blank_data, Some("x86_64-unknown-linux-musl")),
+    ("ab-trial-and-rollback", e2e_ab::trial_and_rollback, None),
+    ("ab-corrupt-slot-falls-back", e2e_ab::corrupt_slot_falls_back, None),
+    ("ab-factory-reset", e2e_ab::factory_reset, None),
+    ("ab-file-slots", e2e_ab::file_slots, None),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;

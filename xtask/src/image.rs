@@ -114,12 +114,14 @@ pub fn initramfs_with_tools(root: &Path, b: &Board, name: &str, tools: &[(&str, 
     Ok(cpio)
 }
 
-/// The test system inside the lower: static busybox and the scripted init in tests/guest/.
-pub fn rootfs(root: &Path, b: &Board) -> Result<PathBuf, String> {
+/// The test system inside the lower: static busybox, the scripted init in tests/guest/, and
+/// overlay-init itself for the userspace commands. `variant` names the image (a, b) so that two
+/// builds differ in content, as two releases would.
+pub fn rootfs(root: &Path, b: &Board, variant: &str) -> Result<PathBuf, String> {
     let out = b.out_dir(root);
-    let dir = out.join("rootfs");
+    let dir = out.join(format!("rootfs-{variant}"));
     let _ = std::fs::remove_dir_all(&dir);
-    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "run", "tmp", "var/lib", "mnt"] {
+    for d in ["bin", "sbin", "usr/bin", "etc", "proc", "sys", "dev", "run", "tmp", "var/lib", "mnt"] {
         std::fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
     }
     std::fs::copy(b.kernel_dir.join("busybox"), dir.join("bin/busybox")).map_err(|e| format!("busybox: {e}"))?;
@@ -153,8 +155,9 @@ pub fn rootfs(root: &Path, b: &Board) -> Result<PathBuf, String> {
     }
     std::fs::copy(root.join("tests/guest/init"), dir.join("sbin/init"))
         .map_err(|e| format!("tests/guest/init: {e}"))?;
-    std::fs::write(dir.join("etc/image-version"), format!("test image for {}\n", b.name)).map_err(|e| e.to_string())?;
-    let img = out.join("rootfs.sqfs");
+    std::fs::copy(build_init(root, b)?, dir.join("usr/bin/overlay-init")).map_err(|e| format!("overlay-init: {e}"))?;
+    std::fs::write(dir.join("etc/image-version"), format!("{variant}\n")).map_err(|e| e.to_string())?;
+    let img = out.join(format!("rootfs-{variant}.sqfs"));
     sh::run(sh::cmd("mksquashfs").arg(&dir).arg(&img).args(["-noappend", "-all-root", "-quiet", "-no-progress"]))?;
     Ok(img)
 }
@@ -193,29 +196,33 @@ pub fn part(parts: &[Part], name: &str) -> Result<Part, String> {
 /// The data partition's filesystem UUID (fixed, so tests can name it with UUID=).
 pub const DATA_UUID: &str = "5e1f7c3a-9b2d-4c8e-a6f0-1d3b5e7a9c2f";
 
-/// Builds the board's GPT disk: the squashfs in `rootfs`, an ext4 `userdata` holding a copy of the
-/// image under /images/ (for the lower-as-file mode). Returns the disk path.
-pub fn disk(root: &Path, b: &Board, sqfs: &Path, out: &Path) -> Result<(), String> {
+/// Builds the board's GPT disk: image a in `rootfs`, image b in `rootfs_b`, and an ext4 `userdata`
+/// holding copies of both under /images/ (for the lower-as-file modes).
+pub fn disk(root: &Path, b: &Board, sqfs: &Path, sqfs_b: &Path, out: &Path) -> Result<(), String> {
     let layout = std::fs::read_to_string(b.dir.join("disk.sfdisk")).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(out);
-    sh::run(sh::cmd("truncate").args(["-s", "64M"]).arg(out))?;
+    sh::run(sh::cmd("truncate").args(["-s", "96M"]).arg(out))?;
     sh::run_stdin(sh::cmd("sfdisk").args(["--quiet", "--no-reread", "--no-tell-kernel"]).arg(out), &layout)?;
     let parts = partitions(out)?;
-    let rootfs = part(&parts, "rootfs")?;
-    let len = std::fs::metadata(sqfs).map_err(|e| e.to_string())?.len();
-    if len > rootfs.size {
-        return Err(format!(
-            "{} ({len} bytes) does not fit the rootfs partition ({} bytes)",
-            sqfs.display(),
-            rootfs.size
-        ));
+    for (name, image) in [("rootfs", sqfs), ("rootfs_b", sqfs_b)] {
+        let p = part(&parts, name)?;
+        let bytes = std::fs::read(image).map_err(|e| e.to_string())?;
+        if bytes.len() as u64 > p.size {
+            return Err(format!(
+                "{} ({} bytes) does not fit partition {name} ({} bytes)",
+                image.display(),
+                bytes.len(),
+                p.size
+            ));
+        }
+        write_at(out, p.start, &bytes)?;
     }
-    write_at(out, rootfs.start, &std::fs::read(sqfs).map_err(|e| e.to_string())?)?;
     let data = part(&parts, "userdata")?;
     let content = b.out_dir(root).join("data-content");
     let _ = std::fs::remove_dir_all(&content);
     std::fs::create_dir_all(content.join("images")).map_err(|e| e.to_string())?;
     std::fs::copy(sqfs, content.join("images/rootfs.sqfs")).map_err(|e| e.to_string())?;
+    std::fs::copy(sqfs_b, content.join("images/b.sqfs")).map_err(|e| e.to_string())?;
     let img = b.out_dir(root).join("userdata.ext4");
     let _ = std::fs::remove_file(&img);
     sh::run(

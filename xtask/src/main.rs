@@ -4,6 +4,7 @@
 mod bench;
 mod board;
 mod e2e;
+mod e2e_ab;
 mod image;
 mod qemu;
 mod sh;
@@ -31,9 +32,9 @@ fn main() {
             with_board(&root, args.get(1), |b| image::initramfs(&root, b).map(|p| println!("{}", p.display())))
         }
         Some("disk") => with_board(&root, args.get(1), |b| {
-            let sqfs = image::rootfs(&root, b)?;
+            let (a, bimg) = (image::rootfs(&root, b, "a")?, image::rootfs(&root, b, "b")?);
             let out = b.out_dir(&root).join("disk.img");
-            image::disk(&root, b, &sqfs, &out).map(|()| println!("{}", out.display()))
+            image::disk(&root, b, &a, &bimg, &out).map(|()| println!("{}", out.display()))
         }),
         Some("demo") => with_board(&root, args.get(1).or(Some(&"qemu-aarch64".to_string())), |b| e2e::demo(&root, b)),
         Some("e2e") => e2e::main(&root, &args[1..]),

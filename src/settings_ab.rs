@@ -1,0 +1,139 @@
+//! Settings of the A/B slots, factory reset and keep-list: same `oinit.` prefix and parser as
+//! every other key (see `settings`).
+
+use crate::devspec::DevSpec;
+use crate::settings::{abs_path, flag, list, need, seconds, Settings};
+use crate::state::SlotId;
+
+/// Where a slot's image is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotSource {
+    Partition(DevSpec),
+    /// A squashfs file on the data partition.
+    File(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbSettings {
+    pub slots: [Option<SlotSource>; 2],
+    pub tries: u8,
+    pub late_fallback: bool,
+    /// Command line trigger: wipe every upper on this boot.
+    pub factory_reset: bool,
+    /// Factory reset after this many boots in a row that never reached mark-good (0: off).
+    pub reset_cycles: u8,
+    /// Paths carried into a fresh upper (after an install or a factory reset).
+    pub keep: Vec<String>,
+}
+
+impl Default for AbSettings {
+    fn default() -> Self {
+        AbSettings {
+            slots: [None, None],
+            tries: 3,
+            late_fallback: false,
+            factory_reset: false,
+            reset_cycles: 0,
+            keep: Vec::new(),
+        }
+    }
+}
+
+impl AbSettings {
+    pub fn enabled(&self) -> bool {
+        self.slots.iter().any(Option::is_some)
+    }
+
+    pub(crate) fn set(&mut self, name: &str, v: Option<&str>) -> Result<bool, String> {
+        match name {
+            "a" => self.slots[0] = Some(SlotSource::Partition(DevSpec::parse(need(v)?)?)),
+            "b" => self.slots[1] = Some(SlotSource::Partition(DevSpec::parse(need(v)?)?)),
+            "afile" => self.slots[0] = Some(SlotSource::File(abs_path(need(v)?)?)),
+            "bfile" => self.slots[1] = Some(SlotSource::File(abs_path(need(v)?)?)),
+            "tries" => {
+                self.tries = need(v)?.parse().ok().filter(|t| (1..=20).contains(t)).ok_or("must be 1 to 20")?;
+            }
+            "latefallback" => self.late_fallback = flag(v)?,
+            "factoryreset" => self.factory_reset = flag(v)?,
+            "resetcycles" => self.reset_cycles = seconds(need(v)?)?.min(255) as u8,
+            "keep" => {
+                self.keep = list(need(v)?).into_iter().map(|p| abs_path(&p)).collect::<Result<_, _>>()?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The first problem with the slot settings: (key, reason).
+    pub(crate) fn validate(&self, has_data: bool) -> Option<(&'static str, &'static str)> {
+        match &self.slots {
+            [None, None] => None,
+            [Some(_), None] => Some(("oinit.b", "slot a is set but slot b is not: set oinit.b= or oinit.bfile=")),
+            [None, Some(_)] => Some(("oinit.a", "slot b is set but slot a is not: set oinit.a= or oinit.afile=")),
+            _ if !has_data => Some(("oinit.data", "A/B slots keep their state on the data partition: set oinit.data=")),
+            _ => None,
+        }
+    }
+}
+
+impl Settings {
+    /// The settings that boot `slot`: its image as the lower, its own upper under `oinit.dir`.
+    pub fn for_slot(&self, slot: SlotId) -> Settings {
+        let mut s = self.clone();
+        match &self.ab.slots[slot.index()] {
+            Some(SlotSource::Partition(spec)) => {
+                s.root = Some(spec.clone());
+                s.lower_file = None;
+            }
+            Some(SlotSource::File(path)) => {
+                s.root = None;
+                s.lower_file = Some(path.clone());
+            }
+            None => {}
+        }
+        s.dir = format!("{}/{}", self.dir, slot.name());
+        s.root_key = match slot {
+            SlotId::A => "oinit.a",
+            SlotId::B => "oinit.b",
+        };
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_from_partitions_and_files() {
+        let (s, l) = Settings::load(
+            "oinit.data=PARTLABEL=userdata oinit.a=PARTLABEL=rootfs oinit.bfile=/images/b.sqfs",
+            "oinit.tries=1 oinit.keep=/etc/hostname,/etc/ssh",
+        );
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(s.ab.tries, 1);
+        assert_eq!(s.ab.keep, ["/etc/hostname", "/etc/ssh"]);
+        let a = s.for_slot(SlotId::A);
+        assert_eq!(
+            (a.root, a.lower_file, a.dir.as_str()),
+            (Some(DevSpec::PartLabel("rootfs".into())), None, "overlay/a")
+        );
+        let b = s.for_slot(SlotId::B);
+        assert_eq!((b.root, b.lower_file.as_deref(), b.dir.as_str()), (None, Some("/images/b.sqfs"), "overlay/b"));
+    }
+
+    #[test]
+    fn bad_slot_settings_name_the_key() {
+        for (cmd, key) in [
+            ("oinit.a=/dev/vda1", "oinit.b"),
+            ("oinit.tries=0", "oinit.tries"),
+            ("oinit.keep=etc/x", "oinit.keep"),
+            ("oinit.bfile=b.sqfs", "oinit.bfile"),
+        ] {
+            let (_, l) = Settings::load("root=/dev/vda1 oinit.data=/dev/vda2", cmd);
+            assert_eq!(l.errors.first().map(|e| e.key.as_str()), Some(key), "{cmd}: {:?}", l.errors);
+        }
+        let (_, l) = Settings::load("", "oinit.a=/dev/vda1 oinit.b=/dev/vda2");
+        assert_eq!(l.errors[0].key, "oinit.data");
+    }
+}

@@ -1,0 +1,244 @@
+//! The A/B boot: data partition first (the slot state lives there), then the slot choice,
+//! persisted before anything else; the chosen slot's lower, falling back to the other slot in the
+//! same boot; factory reset and new-image uppers; then upper and overlay.
+
+use crate::boot::{announce, assemble};
+use crate::error::{Error, Result};
+use crate::paths;
+use crate::plan::{self, Found, Plan, Role, Step};
+use crate::probe;
+use crate::report::Report;
+use crate::settings::Settings;
+use crate::settings_ab::SlotSource;
+use crate::slots::{self, Policy};
+use crate::stage::{mounts, upper};
+use crate::state::{Reason, SlotId, State};
+use crate::store::{self, Loaded, Store};
+use std::path::{Path, PathBuf};
+
+/// The state record, relative to the data partition.
+pub const STATE_FILE: &str = ".overlay-init/state";
+/// What the CLI needs after the switch (the initramfs and its config are gone by then).
+pub const SLOTS_FILE: &str = "/run/overlay-init/slots";
+/// A factory reset that fails on this many boots in a row is given up, so the device still boots.
+const MAX_RESET_ATTEMPTS: u8 = 3;
+
+pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan> {
+    let policy = Policy { tries: s.ab.tries, late_fallback: s.ab.late_fallback };
+    let data_plan = assemble(report, found, |f| plan::decide_data(&s.for_slot(SlotId::A), f))?;
+    let writable = data_plan.volatile.is_none() && s.data.is_some();
+    let state_path = Path::new(paths::DATA).join(STATE_FILE);
+    let (mut store, mut st, loaded) = if writable {
+        store::load_or_default(&state_path, policy.tries)
+    } else {
+        (None, State::factory(policy.tries), Loaded::Default("the data partition is not writable"))
+    };
+    if let Loaded::Default(why) = loaded {
+        log::warn!("slot state: {why}; using the default (slot a)");
+        report.fallbacks.push(format!("slot state: {why}; default used"));
+    }
+
+    let before = st.clone();
+    let previous = before.last_booted;
+    let mut choice = slots::choose(&mut st, policy);
+    if let Err(e) = save(&mut store, &mut st) {
+        if choice.counted {
+            log::error!("cannot record the trial boot ({e}): booting the last good slot uncounted");
+            choice = slots::uncounted(&before);
+            st = before;
+            st.active = choice.slot;
+        }
+    }
+    log::info!("slot {}: {}", choice.slot.name(), choice.reason.text());
+
+    let (slot, plan) = mount_lower(s, found, report, &mut st, &mut store, choice.slot)?;
+    report.slot = Some((slot.name().into(), st.history.last().map_or("", |e| e.reason.text()).into()));
+
+    if writable {
+        uppers(s, found, &mut st, &mut store, (previous, slot), report)?;
+    }
+    let rest: Vec<Step> = plan
+        .steps
+        .iter()
+        .filter(|x| matches!(x.role(), Role::Volatile | Role::Upper | Role::Overlay))
+        .cloned()
+        .collect();
+    mounts::run(&rest, report).map_err(|e| *e.error)?;
+    write_slots_file(s, found, slot, &state_path);
+    Ok(plan)
+}
+
+fn save(store: &mut Option<Store>, st: &mut State) -> std::result::Result<(), String> {
+    match store {
+        Some(store) => store.save(st).map_err(|e| e.to_string()),
+        None => Err("no state file".into()),
+    }
+}
+
+/// Mounts the slot's lower; if its image is missing or unmountable, marks it bad and tries the
+/// other slot in the same boot.
+fn mount_lower(
+    s: &Settings,
+    found: &mut Found,
+    report: &mut Report,
+    st: &mut State,
+    store: &mut Option<Store>,
+    first: SlotId,
+) -> Result<(SlotId, Plan)> {
+    let mut slot = first;
+    loop {
+        let ss = s.for_slot(slot);
+        found.root = found.slots[slot.index()].clone();
+        let attempt = plan::decide(&ss, found).map_err(Error::Plan).and_then(|plan| {
+            announce(&plan, report);
+            let lower: Vec<Step> =
+                plan.steps.iter().filter(|x| matches!(x.role(), Role::LowerDev | Role::Lower)).cloned().collect();
+            mounts::run(&lower, report).map_err(|e| *e.error)?;
+            Ok(plan)
+        });
+        match attempt {
+            Ok(plan) => return Ok((slot, plan)),
+            Err(e) => {
+                log::error!("slot {}: {e}", slot.name());
+                report.fallbacks.push(format!("slot {} unusable: {e}", slot.name()));
+                let Some(other) = slots::lower_failed(st, slot) else { return Err(e) };
+                if let Err(w) = save(store, st) {
+                    log::warn!("cannot record the failed slot: {w}");
+                }
+                log::warn!("falling back to slot {} in this boot", other.name());
+                slot = other;
+            }
+        }
+    }
+}
+
+/// Factory reset and new-image uppers, before upper and work are prepared.
+/// `slots`: the slot booted before this boot (if known) and the slot booting now.
+fn uppers(
+    s: &Settings,
+    found: &Found,
+    st: &mut State,
+    store: &mut Option<Store>,
+    slots: (Option<SlotId>, SlotId),
+    report: &mut Report,
+) -> Result<()> {
+    let (previous, slot) = slots;
+    let base = Path::new(paths::DATA).join(&s.dir);
+    let cycles = s.ab.reset_cycles;
+    let trigger = if s.ab.factory_reset {
+        Some("oinit.factoryreset on the command line")
+    } else if st.reset_requested {
+        Some("requested by 'overlay-init factory-reset'")
+    } else if cycles > 0 && st.unconfirmed_boots >= cycles {
+        Some("too many boots in a row without mark-good")
+    } else {
+        None
+    };
+    if let Some(why) = trigger {
+        factory_reset(s, st, store, &base, why, report)?;
+    }
+    let id = image_id(s, found, slot);
+    if let Some(id) = id.filter(|id| *id != st.slot(slot).image) {
+        let recorded = st.slot(slot).image;
+        // Move the old upper aside only when it is known to belong to another image: after a
+        // lost state record (identity 0) the upper is kept, never wiped on a guess.
+        let tag = format!("image-{}-{}", st.boots, slot.name());
+        let old = if recorded != 0 { upper::move_aside(&base, slot.name(), &tag)? } else { None };
+        let new_upper = base.join(slot.name()).join("upper");
+        if old.is_some() || !new_upper.exists() {
+            // Carry the keep-list from the upper of the slot booted before this one.
+            let from_slot = previous.unwrap_or(slot);
+            let from = if from_slot == slot {
+                old.map(|o| o.join("upper"))
+            } else {
+                Some(base.join(from_slot.name()).join("upper"))
+            };
+            if let Some(from) = from.filter(|f| f.is_dir()) {
+                let n = upper::carry(&upper::keep_list(&s.ab.keep, &from), &from, &new_upper);
+                log::info!(
+                    "slot {}: new image {id:08x}: fresh upper, {n} kept entries carried from slot {}",
+                    slot.name(),
+                    from_slot.name()
+                );
+            }
+            st.record(slot, Reason::NewImage);
+            report.fallbacks.push(format!("slot {} boots image {id:08x} for the first time: fresh upper", slot.name()));
+        }
+        st.slot_mut(slot).image = id;
+        if let Err(e) = save(store, st) {
+            log::warn!("cannot record the image identity: {e}");
+        }
+    }
+    upper::delete_trash_in_background(&base);
+    Ok(())
+}
+
+fn factory_reset(
+    s: &Settings,
+    st: &mut State,
+    store: &mut Option<Store>,
+    base: &Path,
+    why: &str,
+    report: &mut Report,
+) -> Result<()> {
+    if st.reset_attempts >= MAX_RESET_ATTEMPTS {
+        log::error!("factory reset failed on {MAX_RESET_ATTEMPTS} boots; giving up so the device boots");
+        st.reset_requested = false;
+        st.reset_attempts = 0;
+        let _ = save(store, st);
+        return Ok(());
+    }
+    // Count the attempt first: a reset that kills every boot must not loop forever.
+    st.reset_attempts += 1;
+    st.reset_requested = true;
+    let _ = save(store, st);
+    log::warn!("FACTORY RESET ({why}): every upper is moved aside and deleted");
+    let tag = format!("reset-{}", st.boots);
+    for slot in [SlotId::A, SlotId::B] {
+        if let Some(old) = upper::move_aside(base, slot.name(), &format!("{tag}-{}", slot.name()))? {
+            if !s.ab.keep.is_empty() {
+                let from = old.join("upper");
+                let n = upper::carry(&s.ab.keep, &from, &base.join(slot.name()).join("upper"));
+                log::info!("factory reset: {n} kept entries carried into slot {}", slot.name());
+            }
+        }
+    }
+    st.reset_requested = false;
+    st.reset_attempts = 0;
+    st.unconfirmed_boots = 0;
+    st.record(st.active, Reason::FactoryReset);
+    if let Err(e) = save(store, st) {
+        log::warn!("cannot record the finished reset: {e}; it runs again on the next boot");
+    }
+    report.fallbacks.push(format!("factory reset: {why}"));
+    Ok(())
+}
+
+/// The identity of the slot's image, read from its squashfs superblock.
+fn image_id(s: &Settings, found: &Found, slot: SlotId) -> Option<u32> {
+    let path = source_path(s, found, slot)?;
+    crate::blockdev::read_head(&path, 0, probe::PROBE_LEN).and_then(|b| probe::image_id(&b))
+}
+
+/// Where a slot's image is: its partition's device node, or the file on the data partition.
+fn source_path(s: &Settings, found: &Found, slot: SlotId) -> Option<PathBuf> {
+    match &s.ab.slots[slot.index()] {
+        Some(SlotSource::File(f)) => Some(PathBuf::from(format!("{}{f}", paths::DATA))),
+        Some(SlotSource::Partition(_)) => {
+            found.slots[slot.index()].as_ref().map(|d| PathBuf::from(format!("/dev/{}", d.name)))
+        }
+        None => None,
+    }
+}
+
+fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path) {
+    let mut text = format!("booted={}\nstate={}\ntries={}\n", booted.name(), state.display(), s.ab.tries);
+    for slot in [SlotId::A, SlotId::B] {
+        if let Some(p) = source_path(s, found, slot) {
+            text.push_str(&format!("{}={}\n", slot.name(), p.display()));
+        }
+    }
+    if let Err(e) = std::fs::write(SLOTS_FILE, text) {
+        log::warn!("cannot write {SLOTS_FILE}: {e}");
+    }
+}

@@ -1,0 +1,186 @@
+//! Fresh uppers without losing what must be kept: an old upper is renamed aside atomically (a
+//! power cut leaves it whole or gone from its place, never half-deleted in use), the keep-list is
+//! copied into the new upper without following any symlink, and the old one is deleted off the
+//! boot path.
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use rustix::fs::{fsync, open, Mode, OFlags};
+use rustix::io::Errno;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where uppers wait to be deleted, under `oinit.dir`.
+pub const TRASH: &str = ".trash";
+/// The keep-list file inside an upper, one absolute path per line (like OpenWRT's
+/// /etc/sysupgrade.conf).
+pub const KEEP_FILE: &str = "etc/overlay-init.keep";
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    let fd = open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys("open", dir.display().to_string(), e, "check the data partition"))?;
+    fsync(&fd).map_err(|e| Error::sys("fsync", dir.display().to_string(), e, "check the data partition"))
+}
+
+/// Renames `base/slot` to `base/.trash/tag`; returns the new path, or None if there was nothing.
+pub fn move_aside(base: &Path, slot: &str, tag: &str) -> Result<Option<PathBuf>> {
+    let src = base.join(slot);
+    if !src.exists() {
+        return Ok(None);
+    }
+    let trash = base.join(TRASH);
+    std::fs::create_dir_all(&trash).map_err(|e| io("mkdir", &trash, e))?;
+    let dst = trash.join(tag);
+    let _ = std::fs::remove_dir_all(&dst); // a name reused after an interrupted deletion
+    rustix::fs::rename(&src, &dst)
+        .map_err(|e| Error::sys("rename", src.display().to_string(), e, "check the data partition"))?;
+    sync_dir(&trash)?;
+    sync_dir(base)?;
+    Ok(Some(dst))
+}
+
+fn io(call: &'static str, p: &Path, e: std::io::Error) -> Error {
+    Error::sys(call, p.display().to_string(), Errno::from_io_error(&e).unwrap_or(Errno::IO), "check the data partition")
+}
+
+/// The keep-list: the board's paths plus those in the previous upper's keep file.
+pub fn keep_list(board: &[String], old_upper: &Path) -> Vec<String> {
+    let mut list = board.to_vec();
+    let text = safe_path(old_upper, KEEP_FILE).and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with('/') && !l.split('/').any(|c| c == "..")) {
+        list.push(line.to_string());
+    }
+    list.sort();
+    list.dedup();
+    list
+}
+
+/// `root/rel` if no component of it is a symlink (checked with lstat, component by component).
+fn safe_path(root: &Path, rel: &str) -> Option<PathBuf> {
+    let mut p = root.to_path_buf();
+    for c in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if c == ".." {
+            return None;
+        }
+        p.push(c);
+        if p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) && p != root.join(rel.trim_start_matches('/'))
+        {
+            return None;
+        }
+    }
+    Some(p)
+}
+
+/// Copies each kept path from `from` (an old upper) into `to` (the new one). Symlinks are copied
+/// as links and never followed; a path whose parents include a symlink, in either tree, is
+/// skipped. Returns how many entries were copied.
+pub fn carry(keep: &[String], from: &Path, to: &Path) -> usize {
+    let mut copied = 0;
+    for k in keep {
+        let rel = k.trim_start_matches('/');
+        let (Some(src), Some(dst)) = (safe_path(from, rel), safe_path(to, rel)) else {
+            log::warn!("keep-list: {k} goes through a symlink; not carried over");
+            continue;
+        };
+        if src.symlink_metadata().is_err() {
+            continue;
+        }
+        if let Some(parent) = dst.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        match copy_tree(&src, &dst) {
+            Ok(n) => copied += n,
+            Err(e) => log::warn!("keep-list: {k}: {e}"),
+        }
+    }
+    copied
+}
+
+/// Copies files, directories, symlinks (as links) and overlay whiteouts; iterative.
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    let mut stack = vec![(src.to_path_buf(), dst.to_path_buf())];
+    while let Some((s, d)) = stack.pop() {
+        let m = s.symlink_metadata()?;
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&s)?, &d)?;
+        } else if ft.is_dir() {
+            std::fs::create_dir_all(&d)?;
+            for e in std::fs::read_dir(&s)? {
+                let e = e?;
+                stack.push((e.path(), d.join(e.file_name())));
+            }
+        } else if ft.is_file() {
+            std::fs::copy(&s, &d)?;
+        } else if m.rdev() == 0 && m.mode() & 0o170000 == 0o020000 {
+            // An overlay whiteout (char device 0:0): the kept path was deleted on purpose.
+            rustix::fs::mknodat(rustix::fs::CWD, &d, rustix::fs::FileType::CharacterDevice, Mode::empty(), 0)?;
+        } else {
+            continue;
+        }
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+            let _ = std::os::unix::fs::lchown(&d, Some(m.uid()), Some(m.gid()));
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Deletes everything in `base/.trash` in a child process that outlives the exec of the real
+/// init; the boot does not wait. An interrupted deletion resumes on the next boot.
+pub fn delete_trash_in_background(base: &Path) {
+    let trash = base.join(TRASH);
+    let Ok(fd) = open(&trash, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
+    let started = crate::sys::process::spawn_detached(move || {
+        let _ = fsutil::remove_contents(fd);
+    });
+    if started {
+        log::info!("deleting old uppers in {} in the background", trash.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carries_keep_list_without_following_symlinks() {
+        let base = std::env::temp_dir().join(format!("oi-carry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (old, new, outside) = (base.join("old"), base.join("new"), base.join("outside"));
+        for d in [old.join("etc/ssh"), new.clone(), outside.clone()] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(old.join("etc/hostname"), "router-7\n").unwrap();
+        std::fs::write(old.join("etc/ssh/key"), "secret").unwrap();
+        std::fs::write(old.join("etc/junk"), "not kept").unwrap();
+        std::fs::write(outside.join("passwd"), "host file").unwrap();
+        std::os::unix::fs::symlink(&outside, old.join("etc/evil")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", old.join("etc/link")).unwrap();
+        std::fs::write(old.join(KEEP_FILE), "/etc/ssh\n# comment\n/etc/evil/passwd\n../x\n").unwrap();
+        let keep = keep_list(&["/etc/hostname".into(), "/etc/link".into()], &old);
+        assert_eq!(keep, ["/etc/evil/passwd", "/etc/hostname", "/etc/link", "/etc/ssh"]);
+        let n = carry(&keep, &old, &new);
+        assert_eq!(n, 4); // hostname, link (as a link), ssh/, ssh/key
+        assert_eq!(std::fs::read_to_string(new.join("etc/hostname")).unwrap(), "router-7\n");
+        assert_eq!(std::fs::read_to_string(new.join("etc/ssh/key")).unwrap(), "secret");
+        assert!(std::fs::symlink_metadata(new.join("etc/link")).unwrap().file_type().is_symlink());
+        assert!(!new.join("etc/junk").exists());
+        assert!(!new.join("etc/evil").exists(), "followed a symlink out of the upper");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn move_aside_is_a_rename() {
+        let base = std::env::temp_dir().join(format!("oi-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("a/upper/etc")).unwrap();
+        let moved = move_aside(&base, "a", "reset-1-a").unwrap().unwrap();
+        assert!(!base.join("a").exists());
+        assert!(moved.join("upper/etc").is_dir());
+        assert_eq!(move_aside(&base, "a", "x").unwrap(), None);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

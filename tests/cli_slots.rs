@@ -1,0 +1,67 @@
+//! The userspace slot commands against a state file, through the real binary: what an operator
+//! (or RAUC, or a systemd unit) would run.
+
+use overlay_init::state::{SlotId, State};
+use overlay_init::store::Store;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn cli(state: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_overlay-init")).args(args).arg("--state").arg(state).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn state_file(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("oi-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("state")
+}
+
+fn read(path: &Path) -> State {
+    Store::open(path).unwrap().1.unwrap()
+}
+
+#[test]
+fn mark_good_bad_rollback_and_reset() {
+    let path = state_file("cmds");
+    let (code, out) = cli(&path, &["rollback"]);
+    assert_eq!((code, out.trim()), (0, "slot b boots next"));
+    assert_eq!(read(&path).active, SlotId::B);
+    let (code, out) = cli(&path, &["mark-good", "a"]);
+    assert_eq!((code, out.trim()), (0, "slot a marked good"));
+    let (code, out) = cli(&path, &["mark-bad", "b"]);
+    assert_eq!((code, out.trim()), (0, "slot b marked bad; slot a boots next"));
+    let (code, out) = cli(&path, &["rollback"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("slot b is marked bad; refusing"), "{out}");
+    let st = read(&path);
+    assert!(st.slot(SlotId::B).bad && st.slot(SlotId::A).good);
+    assert_eq!(st.active, SlotId::A);
+    let (code, out) = cli(&path, &["mark-bad", "c"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("'c' is not a slot"), "{out}");
+    let (code, _) = cli(&path, &["factory-reset"]);
+    assert_eq!(code, 0);
+    assert!(read(&path).reset_requested);
+    let (code, out) = cli(&path, &["status", "--json"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"reset_requested\": true") && out.contains("\"bad\": true"), "{out}");
+    let (code, out) = cli(&path, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("slot b: bad") && out.contains("factory reset requested"), "{out}");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn a_write_that_cannot_happen_fails_loudly() {
+    let path = state_file("ro");
+    cli(&path, &["mark-good", "a"]);
+    let dir = path.parent().unwrap();
+    // A state path inside a regular file cannot be opened: non-zero exit, the reason named.
+    let bogus = path.join("nested");
+    let (code, out) = cli(&bogus, &["mark-good", "a"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("cannot open the slot state"), "{out}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,100 @@
+//! End-to-end tests of A/B slots and factory reset, on the same boards and disks as `e2e`.
+
+use crate::e2e::{booted, contains, upper_file_at, want, Ctx};
+use crate::image;
+
+/// Both slots as partitions, two tries, a keep-list path.
+const AB: &str = "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2 oinit.keep=/var/lib/keepme";
+
+fn boot(ctx: &Ctx<'_>, disk: &std::path::Path, extra: &str, log: &str) -> Result<crate::qemu::Boot, String> {
+    let b = ctx.boot(disk, &format!("{AB} {extra}"), log)?;
+    booted(&b)?;
+    Ok(b)
+}
+
+/// Each slot keeps its own upper; a trial slot never marked good rolls back after its tries with
+/// the old slot's upper intact; the keep-list reaches the new slot's fresh upper.
+pub fn trial_and_rollback(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-rollback")?;
+    let b = boot(ctx, &disk, "oitest=keep,mark-good", "ab-1")?;
+    want(&b, "slot", "a")?;
+    want(&b, "counter", "1")?;
+    want(&b, "mark-good-exit", "0")?;
+    let b = boot(ctx, &disk, "oitest=rollback", "ab-2")?;
+    want(&b, "slot", "a")?;
+    want(&b, "counter", "2")?;
+    want(&b, "rollback-exit", "0")?;
+    // Slot b: its own fresh upper, the kept file carried over from a.
+    let b = boot(ctx, &disk, "", "ab-3")?;
+    want(&b, "slot", "b")?;
+    want(&b, "image", "b")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")?;
+    contains(&b, "trial boot")?;
+    let b = boot(ctx, &disk, "", "ab-4")?;
+    want(&b, "slot", "b")?;
+    want(&b, "counter", "2")?;
+    // Never marked good: its two tries are used up, back to a with a's upper as it was.
+    let b = boot(ctx, &disk, "", "ab-5")?;
+    want(&b, "slot", "a")?;
+    want(&b, "image", "a")?;
+    want(&b, "counter", "3")?;
+    contains(&b, "rolled back")?;
+    contains(&b, "OI-STATUS: slot b: bad")?;
+    if upper_file_at(&disk, "/overlay/b/upper/var/lib/boot-counter")? != "2" {
+        return Err("slot b's upper lost its counter".into());
+    }
+    Ok(())
+}
+
+/// The chosen slot's image is corrupt: the same boot falls back to the other slot.
+pub fn corrupt_slot_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-corrupt")?;
+    let b = boot(ctx, &disk, "oitest=mark-good,rollback", "ab-corrupt-1")?;
+    want(&b, "rollback-exit", "0")?;
+    let p = image::part(&image::partitions(&disk)?, "rootfs_b")?;
+    image::write_at(&disk, p.start, &[0xa5; 4096])?;
+    let b = boot(ctx, &disk, "", "ab-corrupt-2")?;
+    want(&b, "slot", "a")?;
+    want(&b, "counter", "2")?;
+    contains(&b, "falling back to slot a in this boot")?;
+    contains(&b, "slot b unusable")
+}
+
+/// Factory reset from the command line, then from the CLI: every upper is gone, the keep-list
+/// stays, the slot state stays.
+pub fn factory_reset(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-reset")?;
+    boot(ctx, &disk, "oitest=keep,mark-good", "reset-1")?;
+    let b = boot(ctx, &disk, "", "reset-2")?;
+    want(&b, "counter", "2")?;
+    let b = boot(ctx, &disk, "oinit.factoryreset", "reset-3")?;
+    contains(&b, "FACTORY RESET (oinit.factoryreset on the command line)")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")?;
+    contains(&b, "OI-STATUS: slot a: good")?;
+    let b = boot(ctx, &disk, "oitest=factory-reset", "reset-4")?;
+    want(&b, "counter", "2")?;
+    want(&b, "factory-reset-exit", "0")?;
+    let b = boot(ctx, &disk, "", "reset-5")?;
+    contains(&b, "FACTORY RESET (requested by 'overlay-init factory-reset')")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")?;
+    // The requests are one-shot.
+    let b = boot(ctx, &disk, "", "reset-6")?;
+    want(&b, "counter", "2")
+}
+
+/// Slots as image files on the data partition.
+pub fn file_slots(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-files")?;
+    let files = "oinit.afile=/images/rootfs.sqfs oinit.bfile=/images/b.sqfs";
+    let b = ctx.boot(&disk, &format!("{files} oitest=mark-good,rollback"), "files-1")?;
+    booted(&b)?;
+    want(&b, "slot", "a")?;
+    want(&b, "lower-visible", "/dev/loop0")?;
+    let b = ctx.boot(&disk, files, "files-2")?;
+    booted(&b)?;
+    want(&b, "slot", "b")?;
+    want(&b, "image", "b")
+}
