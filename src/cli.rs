@@ -16,6 +16,9 @@ pub const USAGE: &str = "usage: overlay-init COMMAND
   mark-bad [SLOT]           never boot it again until reinstalled; the other slot boots next
   rollback                  boot the other slot next time
   factory-reset [--reboot]  wipe every upper at the next boot (keep-list kept)
+  install IMAGE [--slot a|b] [--sha256 HEX]
+                            write a squashfs image into the slot not booted, verify it, and
+                            make it the next boot's trial slot
   (slot commands take --state FILE to name the state record; default from /run/overlay-init/slots)
 plan options:
   --cmdline  kernel command line (default: /proc/cmdline)
@@ -35,7 +38,7 @@ pub fn main(args: &[String]) -> i32 {
                 2
             }
         },
-        Some(cmd @ ("status" | "mark-good" | "mark-bad" | "rollback" | "factory-reset")) => {
+        Some(cmd @ ("status" | "mark-good" | "mark-bad" | "rollback" | "factory-reset" | "install")) => {
             crate::cli_slots::run(cmd, &args[1..])
         }
         Some("--version") => {

@@ -69,12 +69,15 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
     let mut rest = Vec::new();
     let mut json = false;
     let mut reboot = false;
+    let (mut slot, mut sha) = (None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--state" => state = it.next().map(PathBuf::from),
             "--json" => json = true,
             "--reboot" => reboot = true,
+            "--slot" => slot = it.next().cloned(),
+            "--sha256" => sha = it.next().cloned(),
             _ => rest.push(a.clone()),
         }
     }
@@ -112,6 +115,15 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
             st.reset_attempts = 0;
             Ok("factory reset requested: every upper is wiped on the next boot".into())
         }),
+        "install" => match rest.first() {
+            None => Err("install needs an IMAGE".into()),
+            Some(image) => slot.as_deref().map(|s| ctx.slot_arg(Some(&s.to_string()))).transpose().and_then(|slot| {
+                crate::install::install(
+                    &ctx,
+                    &crate::install::Request { image: std::path::Path::new(image), slot, sha256: sha.as_deref() },
+                )
+            }),
+        },
         _ => Err(format!("unknown command {cmd}")),
     };
     match result {

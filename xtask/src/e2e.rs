@@ -128,7 +128,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
 /// A scenario: its name, the test, and the Rust target it is limited to (None: every board).
 type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Option<&'static str>);
 
-const SCENARIOS: [Scenario; 13] = [
+const SCENARIOS: [Scenario; 14] = [
     ("persist-across-boots", persist, None),
     ("device-spec-forms", specs, None),
     ("lower-image-file", lower_file, None),
@@ -143,6 +143,7 @@ const SCENARIOS: [Scenario; 13] = [
     ("ab-corrupt-slot-falls-back", e2e_ab::corrupt_slot_falls_back, None),
     ("ab-factory-reset", e2e_ab::factory_reset, None),
     ("ab-file-slots", e2e_ab::file_slots, None),
+    ("ab-install", e2e_ab::install, None),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;

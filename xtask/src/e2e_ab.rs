@@ -98,3 +98,26 @@ pub fn file_slots(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "slot", "b")?;
     want(&b, "image", "b")
 }
+
+/// `overlay-init install` into the empty slot b: a wrong checksum and the booted slot are refused,
+/// a good image is written, verified and boots next on trial with the keep-list carried over.
+pub fn install(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-install")?;
+    let p = image::part(&image::partitions(&disk)?, "rootfs_b")?;
+    image::write_at(&disk, p.start, &vec![0u8; p.size as usize])?;
+    let b = boot(ctx, &disk, "oitest=keep,mark-good,install", "install-1")?;
+    contains(&b, "sha256 is ")?;
+    contains(&b, "expected 0123; nothing written")?;
+    want(&b, "install-booted-exit", "1")?;
+    want(&b, "install-exit", "0")?;
+    contains(&b, "install: 100%")?;
+    contains(&b, "into slot b; it boots next on trial")?;
+    let b = boot(ctx, &disk, "oitest=mark-good", "install-2")?;
+    want(&b, "slot", "b")?;
+    want(&b, "image", "b")?;
+    want(&b, "keepme", "kept-from-a")?;
+    want(&b, "mark-good-exit", "0")?;
+    let b = boot(ctx, &disk, "", "install-3")?;
+    want(&b, "slot", "b")?;
+    want(&b, "counter", "2")
+}
