@@ -72,6 +72,14 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
         }));
     };
     let init = switch::find_init(root, inits)?;
+    if let Some(wd) = &s.ab.watchdog {
+        match crate::sys::watchdog::arm(wd, s.ab.watchdog_timeout) {
+            Ok(t) => log::info!("watchdog {wd} armed: {t} s for the real system to take it over"),
+            Err((call, e)) => {
+                log::warn!("watchdog {wd}: {call}: {e}; booting without it (is its driver in oinit.modules?)")
+            }
+        }
+    }
     report.init = init.clone();
     report.end_stage();
     write_report(report);

@@ -24,6 +24,10 @@ pub struct AbSettings {
     pub reset_cycles: u8,
     /// Paths carried into a fresh upper (after an install or a factory reset).
     pub keep: Vec<String>,
+    /// A watchdog armed before the switch, so a hung userspace resets the board and boot
+    /// counting rolls back; the real system must take it over.
+    pub watchdog: Option<String>,
+    pub watchdog_timeout: u32,
 }
 
 impl Default for AbSettings {
@@ -35,6 +39,8 @@ impl Default for AbSettings {
             factory_reset: false,
             reset_cycles: 0,
             keep: Vec::new(),
+            watchdog: None,
+            watchdog_timeout: 60,
         }
     }
 }
@@ -58,6 +64,10 @@ impl AbSettings {
             "resetcycles" => self.reset_cycles = seconds(need(v)?)?.min(255) as u8,
             "keep" => {
                 self.keep = list(need(v)?).into_iter().map(|p| abs_path(&p)).collect::<Result<_, _>>()?;
+            }
+            "watchdog" => self.watchdog = Some(need(v)?).filter(|w| *w != "none").map(abs_path).transpose()?,
+            "watchdogtimeout" => {
+                self.watchdog_timeout = seconds(need(v)?)?.max(1);
             }
             _ => return Ok(false),
         }

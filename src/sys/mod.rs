@@ -5,3 +5,4 @@ pub mod fds;
 pub mod loopdev;
 pub mod mount;
 pub mod process;
+pub mod watchdog;

@@ -44,6 +44,15 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn boot_with(&self, initrd: &Path, disk: &Path, append: &str, log: &str) -> Result<Boot, String> {
+        self.run(initrd, disk, append, log, false)
+    }
+
+    /// Boots and lets the guest reset (a watchdog) until it powers off.
+    pub fn boot_allowing_resets(&self, disk: &Path, append: &str, log: &str) -> Result<Boot, String> {
+        self.run(&self.initrd, disk, append, log, true)
+    }
+
+    fn run(&self, initrd: &Path, disk: &Path, append: &str, log: &str, allow_reboot: bool) -> Result<Boot, String> {
         let log = self.work.join(format!("{log}.log"));
         let b = qemu::boot(&qemu::Run {
             board: self.board,
@@ -52,7 +61,7 @@ impl<'a> Ctx<'a> {
             append: append.to_string(),
             timeout: Duration::from_secs(240),
             log: &log,
-            extra: Vec::new(),
+            allow_reboot,
         })?;
         if b.panicked {
             return Err(format!("Kernel panic on the console (see {})", log.display()));
@@ -128,7 +137,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
 /// A scenario: its name, the test, and the Rust target it is limited to (None: every board).
 type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Option<&'static str>);
 
-const SCENARIOS: [Scenario; 14] = [
+const SCENARIOS: [Scenario; 15] = [
     ("persist-across-boots", persist, None),
     ("device-spec-forms", specs, None),
     ("lower-image-file", lower_file, None),
@@ -144,6 +153,7 @@ const SCENARIOS: [Scenario; 14] = [
     ("ab-factory-reset", e2e_ab::factory_reset, None),
     ("ab-file-slots", e2e_ab::file_slots, None),
     ("ab-install", e2e_ab::install, None),
+    ("ab-watchdog-rollback", e2e_ab::watchdog, None),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;

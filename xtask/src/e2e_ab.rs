@@ -121,3 +121,20 @@ pub fn install(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "slot", "b")?;
     want(&b, "counter", "2")
 }
+
+/// A trial slot whose userspace hangs: the watchdog armed by the init resets the board, boot
+/// counting uses up the tries, and the device comes back on the good slot by itself.
+pub fn watchdog(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-watchdog")?;
+    let b = boot(ctx, &disk, "oitest=mark-good,rollback", "watchdog-1")?;
+    want(&b, "rollback-exit", "0")?;
+    let b = ctx.boot_allowing_resets(&disk, &format!("{AB} oinit.watchdogtimeout=5 oitest=hang-b"), "watchdog-2")?;
+    let hangs = b.console.matches("OI: hanging").count();
+    if hangs != 2 {
+        return Err(format!("expected 2 hung trial boots of b (oinit.tries=2), saw {hangs}"));
+    }
+    contains(&b, "watchdog /dev/watchdog armed: 5 s")?;
+    booted(&b)?;
+    want(&b, "slot", "a")?;
+    contains(&b, "rolled back")
+}

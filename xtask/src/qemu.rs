@@ -14,10 +14,14 @@ pub struct Boot {
 }
 
 impl Boot {
-    /// Lines the guest test init printed with the `OI: ` marker.
+    /// The value the guest test init printed as `OI: key=value`; the last one when the console
+    /// holds several boots (watchdog resets).
     pub fn marker(&self, key: &str) -> Option<String> {
         let prefix = format!("OI: {key}=");
-        self.console.lines().find_map(|l| l.trim_end_matches('\r').split_once(&prefix).map(|(_, v)| v.to_string()))
+        self.console
+            .lines()
+            .filter_map(|l| l.trim_end_matches('\r').split_once(&prefix).map(|(_, v)| v.to_string()))
+            .last()
     }
 
     /// The JSON boot report the guest printed between markers.
@@ -35,20 +39,22 @@ pub struct Run<'a> {
     pub append: String,
     pub timeout: Duration,
     pub log: &'a Path,
-    pub extra: Vec<String>,
+    /// Let the guest reboot (watchdog resets) instead of exiting QEMU on the first reset.
+    pub allow_reboot: bool,
 }
 
 pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
     let b = r.board;
     let mut c = Command::new(&b.qemu);
     c.args(&b.qemu_args)
-        .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-kernel"])
+        .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+        .args(if r.allow_reboot { &[][..] } else { &["-no-reboot"][..] })
+        .arg("-kernel")
         .arg(b.kernel_dir.join("vmlinuz"))
         .arg("-initrd")
         .arg(r.initrd)
         .arg("-append")
-        .arg(format!("{} {}", b.cmdline, r.append))
-        .args(&r.extra);
+        .arg(format!("{} {}", b.cmdline, r.append));
     if let Some(disk) = r.disk {
         c.arg("-drive")
             .arg(format!("file={},format=raw,if=none,id=d0", disk.display()))

@@ -1,0 +1,28 @@
+//! Arming a hardware watchdog before the switch, mirroring `<linux/watchdog.h>`.
+#![allow(unsafe_code)]
+
+use rustix::fd::AsRawFd;
+use rustix::fs::{open, Mode, OFlags};
+use rustix::io::Errno;
+
+/// `_IOWR('W', 6, int)`.
+const WDIOC_SETTIMEOUT: libc::Ioctl = 0xC004_5706u32 as libc::Ioctl;
+/// `_IOR('W', 5, int)`.
+const WDIOC_KEEPALIVE: libc::Ioctl = 0x8004_5705u32 as libc::Ioctl;
+
+/// Opens the watchdog (which starts it), sets its timeout, pings it once and closes it WITHOUT
+/// the magic 'V': the kernel keeps it running, so a userspace that never takes it over resets
+/// the board. Returns the timeout the driver accepted.
+pub fn arm(path: &str, timeout: u32) -> Result<u32, (&'static str, Errno)> {
+    let fd = open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
+    let mut t = timeout as libc::c_int;
+    // SAFETY: WDIOC_SETTIMEOUT reads and writes one int through the pointer, which is valid for
+    // the duration of the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), WDIOC_SETTIMEOUT, &mut t as *mut libc::c_int) } < 0 {
+        return Err(("WDIOC_SETTIMEOUT", Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)));
+    }
+    let mut dummy: libc::c_int = 0;
+    // SAFETY: WDIOC_KEEPALIVE ignores its argument; the pointer is valid anyway.
+    unsafe { libc::ioctl(fd.as_raw_fd(), WDIOC_KEEPALIVE, &mut dummy as *mut libc::c_int) };
+    Ok(t as u32)
+}
