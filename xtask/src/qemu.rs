@@ -21,7 +21,7 @@ impl Boot {
         self.console
             .lines()
             .filter_map(|l| l.trim_end_matches('\r').split_once(&prefix).map(|(_, v)| v.to_string()))
-            .last()
+            .next_back()
     }
 
     /// The JSON boot report the guest printed between markers.
