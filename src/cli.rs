@@ -19,6 +19,7 @@ pub const USAGE: &str = "usage: overlay-init COMMAND
   install IMAGE [--slot a|b] [--sha256 HEX]
                             write a squashfs image into the slot not booted, verify it, and
                             make it the next boot's trial slot
+  rauc REQUEST...           RAUC custom bootloader backend (also as argv[0] overlay-init-rauc)
   (slot commands take --state FILE to name the state record; default from /run/overlay-init/slots)
 plan options:
   --cmdline  kernel command line (default: /proc/cmdline)
@@ -38,7 +39,7 @@ pub fn main(args: &[String]) -> i32 {
                 2
             }
         },
-        Some(cmd @ ("status" | "mark-good" | "mark-bad" | "rollback" | "factory-reset" | "install")) => {
+        Some(cmd @ ("status" | "mark-good" | "mark-bad" | "rollback" | "factory-reset" | "install" | "rauc")) => {
             crate::cli_slots::run(cmd, &args[1..])
         }
         Some("--version") => {

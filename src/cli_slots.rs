@@ -115,6 +115,7 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
             st.reset_attempts = 0;
             Ok("factory reset requested: every upper is wiped on the next boot".into())
         }),
+        "rauc" => crate::rauc::handle(&ctx, &rest),
         "install" => match rest.first() {
             None => Err("install needs an IMAGE".into()),
             Some(image) => slot.as_deref().map(|s| ctx.slot_arg(Some(&s.to_string()))).transpose().and_then(|slot| {
@@ -127,6 +128,7 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
         _ => Err(format!("unknown command {cmd}")),
     };
     match result {
+        Ok(msg) if msg.is_empty() => 0,
         Ok(msg) => {
             println!("{msg}");
             log_user(&format!("{cmd}: {}", msg.lines().next().unwrap_or("")));

@@ -18,6 +18,7 @@ pub mod modules;
 pub mod paths;
 pub mod plan;
 pub mod probe;
+pub mod rauc;
 pub mod report;
 pub mod settings;
 pub mod settings_ab;

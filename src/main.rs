@@ -5,6 +5,13 @@ fn main() {
         overlay_init::fatal::install_panic_hook();
         overlay_init::boot::run()
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    // Multi-call: RAUC runs its backend with the request as the first argument.
+    let name = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    if name == "overlay-init-rauc" {
+        args[0] = "rauc".into();
+    } else {
+        args.remove(0);
+    }
     std::process::exit(overlay_init::cli::main(&args))
 }

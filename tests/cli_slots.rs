@@ -65,3 +65,28 @@ fn a_write_that_cannot_happen_fails_loudly() {
     assert!(out.contains("cannot open the slot state"), "{out}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn rauc_backend_requests() {
+    let path = state_file("rauc");
+    let (code, out) = cli(&path, &["rauc", "get-primary"]);
+    assert_eq!((code, out.trim()), (0, "a"));
+    let (code, out) = cli(&path, &["rauc", "set-primary", "b"]);
+    assert_eq!((code, out.trim()), (0, ""));
+    assert_eq!(cli(&path, &["rauc", "get-primary"]).1.trim(), "b");
+    let st = read(&path);
+    assert!(!st.slot(SlotId::B).good && st.slot(SlotId::B).tries > 0, "set-primary starts a trial");
+    assert_eq!(cli(&path, &["rauc", "set-state", "b", "bad"]).0, 0);
+    assert_eq!(cli(&path, &["rauc", "get-state", "b"]).1.trim(), "bad");
+    assert_eq!(cli(&path, &["rauc", "set-state", "b", "good"]).0, 0);
+    assert_eq!(cli(&path, &["rauc", "get-state", "b"]).1.trim(), "good");
+    let (code, out) = cli(&path, &["rauc", "set-state", "c", "good"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("unknown bootname 'c'"), "{out}");
+    // Invoked through a symlink named overlay-init-rauc, as system.conf names the handler.
+    let link = path.parent().unwrap().join("overlay-init-rauc");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_overlay-init"), &link).unwrap();
+    let out = Command::new(&link).args(["get-primary", "--state"]).arg(&path).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
