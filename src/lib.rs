@@ -5,6 +5,7 @@
 
 pub mod blockdev;
 pub mod boot;
+pub mod button;
 pub mod cli;
 pub mod cli_slots;
 pub mod cmdline;

@@ -28,6 +28,8 @@ pub struct AbSettings {
     /// counting rolls back; the real system must take it over.
     pub watchdog: Option<String>,
     pub watchdog_timeout: u32,
+    /// A GPIO button that, held at power-on, triggers a factory reset.
+    pub reset_button: Option<crate::button::Button>,
 }
 
 impl Default for AbSettings {
@@ -41,6 +43,7 @@ impl Default for AbSettings {
             keep: Vec::new(),
             watchdog: None,
             watchdog_timeout: 60,
+            reset_button: None,
         }
     }
 }
@@ -66,6 +69,7 @@ impl AbSettings {
                 self.keep = list(need(v)?).into_iter().map(|p| abs_path(&p)).collect::<Result<_, _>>()?;
             }
             "watchdog" => self.watchdog = Some(need(v)?).filter(|w| *w != "none").map(abs_path).transpose()?,
+            "resetbutton" => self.reset_button = Some(crate::button::Button::parse(need(v)?)?),
             "watchdogtimeout" => {
                 self.watchdog_timeout = seconds(need(v)?)?.max(1);
             }

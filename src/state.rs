@@ -109,6 +109,9 @@ pub struct State {
     pub unconfirmed_boots: u8,
     pub reset_requested: bool,
     pub reset_attempts: u8,
+    /// The boot that started the pending factory reset: names its trash, so an interrupted reset
+    /// carries the keep-list from the original uppers, not from a half-made new one.
+    pub reset_boot: u32,
     /// The slot booted last, whose upper a new image's keep-list is carried from.
     pub last_booted: Option<SlotId>,
     /// The slot most recently marked good: where the device goes when nothing else can boot.
@@ -129,6 +132,7 @@ impl State {
             unconfirmed_boots: 0,
             reset_requested: false,
             reset_attempts: 0,
+            reset_boot: 0,
             last_booted: None,
             last_good: Some(SlotId::A),
             history: Vec::new(),
@@ -161,6 +165,7 @@ impl State {
         b[21] = self.history.len() as u8;
         b[22] = self.last_good.map_or(0xff, |s| s as u8);
         b[24..28].copy_from_slice(&self.boots.to_le_bytes());
+        b[28..32].copy_from_slice(&self.reset_boot.to_le_bytes());
         for (i, s) in self.slots.iter().enumerate() {
             let o = 32 + i * 8;
             b[o] = s.tries;
@@ -211,6 +216,7 @@ impl State {
             reset_requested: b[19] != 0,
             reset_attempts: b[20],
             boots: u32_at(24),
+            reset_boot: u32_at(28),
             slots: [slot(0), slot(1)],
             history,
         })

@@ -129,6 +129,8 @@ fn uppers(
         Some("oinit.factoryreset on the command line")
     } else if st.reset_requested {
         Some("requested by 'overlay-init factory-reset'")
+    } else if s.ab.reset_button.as_ref().is_some_and(|b| b.held()) {
+        Some("the reset button was held at power-on")
     } else if cycles > 0 && st.unconfirmed_boots >= cycles {
         Some("too many boots in a row without mark-good")
     } else {
@@ -164,6 +166,7 @@ fn uppers(
             st.record(slot, Reason::NewImage);
             report.fallbacks.push(format!("slot {} boots image {id:08x} for the first time: fresh upper", slot.name()));
         }
+        upper::sync_data(&base);
         st.slot_mut(slot).image = id;
         if let Err(e) = save(store, st) {
             log::warn!("cannot record the image identity: {e}");
@@ -189,20 +192,29 @@ fn factory_reset(
         return Ok(());
     }
     // Count the attempt first: a reset that kills every boot must not loop forever.
+    if st.reset_attempts == 0 {
+        st.reset_boot = st.boots;
+    }
     st.reset_attempts += 1;
     st.reset_requested = true;
     let _ = save(store, st);
     log::warn!("FACTORY RESET ({why}): every upper is moved aside and deleted");
-    let tag = format!("reset-{}", st.boots);
     for slot in [SlotId::A, SlotId::B] {
-        if let Some(old) = upper::move_aside(base, slot.name(), &format!("{tag}-{}", slot.name()))? {
-            if !s.ab.keep.is_empty() {
-                let from = old.join("upper");
-                let n = upper::carry(&s.ab.keep, &from, &base.join(slot.name()).join("upper"));
-                log::info!("factory reset: {n} kept entries carried into slot {}", slot.name());
-            }
+        let original = format!("reset-{}-{}", st.reset_boot, slot.name());
+        if base.join(upper::TRASH).join(&original).exists() {
+            // An interrupted attempt moved the original aside already; what stands in its place
+            // is an unfinished fresh upper.
+            upper::move_aside(base, slot.name(), &format!("{original}-unfinished-{}", st.boots))?;
+        } else {
+            upper::move_aside(base, slot.name(), &original)?;
+        }
+        let from = base.join(upper::TRASH).join(&original).join("upper");
+        if !s.ab.keep.is_empty() && from.is_dir() {
+            let n = upper::carry(&s.ab.keep, &from, &base.join(slot.name()).join("upper"));
+            log::info!("factory reset: {n} kept entries carried into slot {}", slot.name());
         }
     }
+    upper::sync_data(base);
     st.reset_requested = false;
     st.reset_attempts = 0;
     st.unconfirmed_boots = 0;

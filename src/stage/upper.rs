@@ -31,7 +31,10 @@ pub fn move_aside(base: &Path, slot: &str, tag: &str) -> Result<Option<PathBuf>>
     let trash = base.join(TRASH);
     std::fs::create_dir_all(&trash).map_err(|e| io("mkdir", &trash, e))?;
     let dst = trash.join(tag);
-    let _ = std::fs::remove_dir_all(&dst); // a name reused after an interrupted deletion
+    if dst.exists() {
+        // Never replace what is already in the trash: it may be the only copy of the keep-list.
+        return Err(Error::sys("rename", dst.display().to_string(), Errno::EXIST, "report this with the boot log"));
+    }
     rustix::fs::rename(&src, &dst)
         .map_err(|e| Error::sys("rename", src.display().to_string(), e, "check the data partition"))?;
     sync_dir(&trash)?;
@@ -126,6 +129,16 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
         n += 1;
     }
     Ok(n)
+}
+
+/// Makes everything written to the data filesystem durable (`syncfs`): the carried keep-list
+/// must be on disk before the state says the old upper may be deleted.
+pub fn sync_data(base: &Path) {
+    if let Ok(fd) = open(base, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+        if let Err(e) = rustix::fs::syncfs(&fd) {
+            log::warn!("syncfs {}: {e}", base.display());
+        }
+    }
 }
 
 /// Deletes everything in `base/.trash` in a child process that outlives the exec of the real

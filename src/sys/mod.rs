@@ -2,6 +2,7 @@
 //! in `loopdev` and `fds` (raw ioctls and a syscall rustix does not wrap).
 
 pub mod fds;
+pub mod gpio;
 pub mod loopdev;
 pub mod mount;
 pub mod process;

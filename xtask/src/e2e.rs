@@ -52,6 +52,28 @@ impl<'a> Ctx<'a> {
         self.run(&self.initrd, disk, append, log, true)
     }
 
+    /// Boots and cuts the power `delay` after `marker` shows on the console.
+    pub fn boot_cut(
+        &self,
+        disk: &Path,
+        append: &str,
+        log: &str,
+        marker: &str,
+        delay: Duration,
+    ) -> Result<Boot, String> {
+        let log_path = self.work.join(format!("{log}.log"));
+        qemu::boot(&qemu::Run {
+            board: self.board,
+            initrd: &self.initrd,
+            disk: Some(disk),
+            append: append.to_string(),
+            timeout: Duration::from_secs(240),
+            log: &log_path,
+            allow_reboot: false,
+            cut: Some((marker, delay)),
+        })
+    }
+
     fn run(&self, initrd: &Path, disk: &Path, append: &str, log: &str, allow_reboot: bool) -> Result<Boot, String> {
         let log = self.work.join(format!("{log}.log"));
         let b = qemu::boot(&qemu::Run {
@@ -62,6 +84,7 @@ impl<'a> Ctx<'a> {
             timeout: Duration::from_secs(240),
             log: &log,
             allow_reboot,
+            cut: None,
         })?;
         if b.panicked {
             return Err(format!("Kernel panic on the console (see {})", log.display()));
@@ -321,6 +344,19 @@ pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
                     println!("FAIL {name} {sname}: {e}");
                     failures.push(format!("{name} {sname}"));
                 }
+            }
+        }
+    }
+    if only.is_none() || only.as_deref() == Some("powercut") {
+        for name in boards {
+            let board = Board::load(root, name)?;
+            let ctx = Ctx::build(root, &board)?;
+            // A sample: one cut point per kind; `cargo xtask powercut N` runs more.
+            let (tried, failed) = crate::powercut::run(&ctx, 1);
+            println!("power cuts on {name}: {tried} tried, {} passed", tried - failed.len() as u64);
+            for f in &failed {
+                println!("FAIL {f}");
+                failures.push(f.clone());
             }
         }
     }

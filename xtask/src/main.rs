@@ -6,6 +6,7 @@ mod board;
 mod e2e;
 mod e2e_ab;
 mod image;
+mod powercut;
 mod qemu;
 mod sh;
 
@@ -17,6 +18,7 @@ const USAGE: &str = "cargo xtask <command>
   disk BOARD          build target/boards/BOARD/disk.img (GPT: squashfs rootfs + ext4 userdata)
   demo [BOARD]        build everything and boot twice, showing a counter kept on the overlay
   e2e [BOARD...]      QEMU end-to-end tests (default: qemu-x86_64 qemu-aarch64)
+  powercut [N] [BOARD...]  N power cuts per kind (factory reset, state writes, install)
   bench [RUNS]        boot each board RUNS times (default 5) and report medians
 BOARD is a folder under board/: qemu-x86_64, qemu-aarch64";
 
@@ -38,6 +40,12 @@ fn main() {
         }),
         Some("demo") => with_board(&root, args.get(1).or(Some(&"qemu-aarch64".to_string())), |b| e2e::demo(&root, b)),
         Some("e2e") => e2e::main(&root, &args[1..]),
+        Some("powercut") => {
+            let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10);
+            let boards: Vec<String> =
+                if args.len() > 2 { args[2..].to_vec() } else { vec!["qemu-x86_64".into(), "qemu-aarch64".into()] };
+            powercut::main(&root, &boards, n)
+        }
         Some("bench") => bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5)),
         _ => Err(USAGE.to_string()),
     };

@@ -41,6 +41,8 @@ pub struct Run<'a> {
     pub log: &'a Path,
     /// Let the guest reboot (watchdog resets) instead of exiting QEMU on the first reset.
     pub allow_reboot: bool,
+    /// Cut the power: SIGKILL QEMU this long after the marker appears on the console.
+    pub cut: Option<(&'a str, Duration)>,
 }
 
 pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
@@ -91,18 +93,31 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
     let start = Instant::now();
     let mut timed_out = false;
     let mut panicked = false;
+    let mut cut_at: Option<Instant> = None;
     loop {
         if child.try_wait().map_err(|e| e.to_string())?.is_some() {
             break;
         }
-        panicked = out.lock().map(|o| o.contains("Kernel panic")).unwrap_or(false);
+        let (seen_panic, seen_marker) = out
+            .lock()
+            .map(|o| (o.contains("Kernel panic"), r.cut.is_some_and(|(m, _)| o.contains(m))))
+            .unwrap_or((false, false));
+        panicked = seen_panic;
+        if seen_marker && cut_at.is_none() {
+            cut_at = r.cut.map(|(_, d)| Instant::now() + d);
+        }
+        if cut_at.is_some_and(|t| Instant::now() >= t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
         if panicked || start.elapsed() > r.timeout {
             timed_out = !panicked;
             let _ = child.kill();
             let _ = child.wait();
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
     for t in readers {
         let _ = t.join();

@@ -1,0 +1,128 @@
+//! Power-cut tests: QEMU is killed (SIGKILL: guest RAM and unflushed guest caches are lost) at
+//! spread-out delays after a console marker, during a factory reset, the boot's state writes and
+//! an install; the next boot must come up with the invariants a user relies on. The default test
+//! run samples a few cut points per kind; `cargo xtask powercut N` runs N per kind.
+
+use crate::board::Board;
+use crate::e2e::{booted, want, Ctx};
+use crate::qemu::Boot;
+use std::path::Path;
+use std::time::Duration;
+
+const AB: &str = "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2 oinit.keep=/var/lib/keepme";
+
+/// How one kind of cut is set up, where it cuts, and what must hold afterwards.
+struct Kind {
+    name: &'static str,
+    /// Boots before the cut (each must succeed), as extra command-line words.
+    setup: &'static [&'static str],
+    /// The boot that is cut: its command line, the marker, and the longest delay after it.
+    cut: (&'static str, &'static str, u64),
+    check: fn(&Boot) -> Result<(), String>,
+}
+
+const KINDS: [Kind; 3] = [
+    Kind {
+        name: "factory-reset",
+        setup: &["oitest=keep,many,mark-good"],
+        cut: ("oinit.factoryreset", "FACTORY RESET", 600),
+        check: |b| {
+            // The old upper whole, or a clean new one; the kept file survives either way.
+            let many = b.marker("many").unwrap_or_default();
+            if many != "0" && many != "2000" {
+                return Err(format!("half-wiped upper mounted: {many} of 2000 files"));
+            }
+            want(b, "keepme", "kept-from-a")?;
+            want(b, "slot", "a")
+        },
+    },
+    Kind {
+        name: "state-write",
+        setup: &["oitest=mark-good,rollback"],
+        cut: ("", "overlay-init 0.1.0 starting", 1500),
+        check: |b| {
+            // Either slot, never a failed boot; the state record reads back.
+            let slot = b.marker("slot").unwrap_or_default();
+            if slot != "a" && slot != "b" {
+                return Err(format!("no slot booted ({slot:?})"));
+            }
+            if b.console.contains("OI-STATUS: overlay-init: cannot") {
+                return Err("the state record is unreadable".into());
+            }
+            Ok(())
+        },
+    },
+    Kind {
+        name: "install",
+        setup: &["oitest=mark-good"],
+        cut: ("oitest=install-a", "OI-REPORT-END", 2500),
+        check: |b| {
+            // Image a goes into slot b. The booted slot and the state stay as they were until the
+            // install completed: the next boot is slot a, or slot b holding the whole new image.
+            match b.marker("slot").as_deref() {
+                Some("a" | "b") => want(b, "image", "a"),
+                other => Err(format!("no slot booted ({other:?})")),
+            }
+        },
+    },
+];
+
+/// Runs `points` cut points of every kind on `board`; returns (tried, failures).
+pub fn run(ctx: &Ctx<'_>, points: u64) -> (u64, Vec<String>) {
+    let mut tried = 0;
+    let mut failures = Vec::new();
+    for kind in &KINDS {
+        for i in 0..points {
+            // Spread the cut over the window, offset so repeated runs hit different instants.
+            let delay = kind.cut.2 * (2 * i + 1) / (2 * points);
+            tried += 1;
+            if let Err(e) = one(ctx, kind, i, delay) {
+                failures.push(format!("{} {} cut {delay} ms after {:?}: {e}", ctx.board.name, kind.name, kind.cut.1));
+            }
+        }
+    }
+    (tried, failures)
+}
+
+fn one(ctx: &Ctx<'_>, kind: &Kind, i: u64, delay: u64) -> Result<(), String> {
+    let disk = ctx.fresh_disk(&format!("cut-{}-{i}", kind.name))?;
+    for (n, extra) in kind.setup.iter().enumerate() {
+        booted(&ctx.boot(&disk, &format!("{AB} {extra}"), &format!("cut-{}-{i}-setup{n}", kind.name))?)?;
+    }
+    let (cmd, marker, _) = kind.cut;
+    let cut = ctx.boot_cut(
+        &disk,
+        &format!("{AB} {cmd}"),
+        &format!("cut-{}-{i}-cut", kind.name),
+        marker,
+        Duration::from_millis(delay),
+    )?;
+    if !cut.console.contains(marker) {
+        return Err(format!("the marker {marker:?} never appeared"));
+    }
+    let after = ctx.boot(&disk, AB, &format!("cut-{}-{i}-after", kind.name))?;
+    booted(&after)?;
+    (kind.check)(&after)
+}
+
+pub fn main(root: &Path, boards: &[String], points: u64) -> Result<(), String> {
+    let mut tried = 0;
+    let mut failures = Vec::new();
+    for name in boards {
+        let board = Board::load(root, name)?;
+        let ctx = Ctx::build(root, &board)?;
+        let (t, f) = run(&ctx, points);
+        println!("power cuts on {name}: {t} tried, {} passed", t - f.len() as u64);
+        tried += t;
+        failures.extend(f);
+    }
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    println!("power cuts: {tried} tried, {} passed", tried - failures.len() as u64);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} power-cut points failed", failures.len()))
+    }
+}
