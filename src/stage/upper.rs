@@ -145,9 +145,17 @@ pub fn sync_data(base: &Path) {
 /// init; the boot does not wait. An interrupted deletion resumes on the next boot.
 pub fn delete_trash_in_background(base: &Path) {
     let trash = base.join(TRASH);
+    // Nothing to delete on most boots: no fork then.
+    if std::fs::read_dir(&trash).map_or(true, |mut d| d.next().is_none()) {
+        return;
+    }
     let Ok(fd) = open(&trash, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
     let started = crate::sys::process::spawn_detached(move || {
-        let _ = fsutil::remove_contents(fd);
+        let t = crate::report::now_us();
+        match fsutil::remove_contents(fd) {
+            Ok(n) => log::info!("old uppers deleted: {n} entries in {} ms", (crate::report::now_us() - t) / 1000),
+            Err(e) => log::warn!("deleting old uppers stopped ({e}); it resumes on the next boot"),
+        }
     });
     if started {
         log::info!("deleting old uppers in {} in the background", trash.display());

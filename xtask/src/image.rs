@@ -156,6 +156,15 @@ pub fn rootfs(root: &Path, b: &Board, variant: &str) -> Result<PathBuf, String> 
     std::fs::copy(root.join("tests/guest/init"), dir.join("sbin/init"))
         .map_err(|e| format!("tests/guest/init: {e}"))?;
     std::fs::copy(build_init(root, b)?, dir.join("usr/bin/overlay-init")).map_err(|e| format!("overlay-init: {e}"))?;
+    // The board integration scripts, so the tests drive mark-good and reset the way products do.
+    std::fs::create_dir_all(dir.join("etc/init.d")).map_err(|e| e.to_string())?;
+    let integration = root.join("board/integration");
+    for (src, dst) in [
+        ("sysvinit/S99overlay-init-mark-good", "etc/init.d/S99overlay-init-mark-good"),
+        ("openwrt/firstboot", "sbin/firstboot"),
+    ] {
+        std::fs::copy(integration.join(src), dir.join(dst)).map_err(|e| format!("{src}: {e}"))?;
+    }
     std::fs::write(dir.join("etc/image-version"), format!("{variant}\n")).map_err(|e| e.to_string())?;
     let img = out.join(format!("rootfs-{variant}.sqfs"));
     sh::run(sh::cmd("mksquashfs").arg(&dir).arg(&img).args(["-noappend", "-all-root", "-quiet", "-no-progress"]))?;
