@@ -110,25 +110,6 @@ pub fn main(root: &Path, runs: usize) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_dmesg_lines() {
-        let console = "OI-DMESG: [    1.000000] Run /init as init process
-OI-DMESG: [    1.100000] overlay-init: stage early done in 100000 us (0 us in the kernel)
-OI-DMESG: [    1.500000] overlay-init: stage modules done in 400000 us (390000 us in the kernel)
-OI-DMESG: [    1.600000] overlay-init: exec /sbin/init  (peak memory VmHWM 1234 kB)
-";
-        let s = parse(console).unwrap();
-        assert_eq!(s.total_us.round(), 600000.0);
-        assert_eq!(s.stages["modules"], (400000.0, 390000.0));
-        assert_eq!(s.switch_us.round(), 100000.0);
-        assert_eq!(s.vmhwm_kb, 1234.0);
-    }
-}
-
 /// The boot time a factory reset adds with a large upper (`files` files), against deleting that
 /// upper in place (timed by the background deleter, which does exactly that work).
 pub fn reset(root: &Path, files: usize) -> Result<(), String> {
@@ -198,4 +179,23 @@ fn big_upper_disk(ctx: &Ctx<'_>, files: usize) -> Result<std::path::PathBuf, Str
     let _ = std::fs::remove_file(&img);
     let _ = std::fs::remove_dir_all(&content);
     Ok(disk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dmesg_lines() {
+        let console = "OI-DMESG: [    1.000000] Run /init as init process
+OI-DMESG: [    1.100000] overlay-init: stage early done in 100000 us (0 us in the kernel)
+OI-DMESG: [    1.500000] overlay-init: stage modules done in 400000 us (390000 us in the kernel)
+OI-DMESG: [    1.600000] overlay-init: exec /sbin/init  (peak memory VmHWM 1234 kB)
+";
+        let s = parse(console).unwrap();
+        assert_eq!(s.total_us.round(), 600000.0);
+        assert_eq!(s.stages["modules"], (400000.0, 390000.0));
+        assert_eq!(s.switch_us.round(), 100000.0);
+        assert_eq!(s.vmhwm_kb, 1234.0);
+    }
 }
