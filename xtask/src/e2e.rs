@@ -71,10 +71,29 @@ impl<'a> Ctx<'a> {
             log: &log_path,
             allow_reboot: false,
             cut: Some((marker, delay)),
+            write_log: None,
         })
     }
 
+    /// Boots with every write and flush recorded in `write_log` (see `writelog`).
+    pub fn boot_logged(&self, disk: &Path, append: &str, log: &str, write_log: &Path) -> Result<Boot, String> {
+        std::fs::write(write_log, b"").map_err(|e| e.to_string())?;
+        self.run_with(&self.initrd, disk, append, log, false, Some(write_log))
+    }
+
     fn run(&self, initrd: &Path, disk: &Path, append: &str, log: &str, allow_reboot: bool) -> Result<Boot, String> {
+        self.run_with(initrd, disk, append, log, allow_reboot, None)
+    }
+
+    fn run_with(
+        &self,
+        initrd: &Path,
+        disk: &Path,
+        append: &str,
+        log: &str,
+        allow_reboot: bool,
+        write_log: Option<&Path>,
+    ) -> Result<Boot, String> {
         let log = self.work.join(format!("{log}.log"));
         let b = qemu::boot(&qemu::Run {
             board: self.board,
@@ -85,6 +104,7 @@ impl<'a> Ctx<'a> {
             log: &log,
             allow_reboot,
             cut: None,
+            write_log,
         })?;
         if b.panicked {
             return Err(format!("Kernel panic on the console (see {})", log.display()));
@@ -352,8 +372,12 @@ pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
             let board = Board::load(root, name)?;
             let ctx = Ctx::build(root, &board)?;
             // A sample: one cut point per kind; `cargo xtask powercut N` runs more.
-            let (tried, failed) = crate::powercut::run(&ctx, 1);
+            let (tried, mut failed) = crate::powercut::run(&ctx, 1);
             println!("power cuts on {name}: {tried} tried, {} passed", tried - failed.len() as u64);
+            // And two flush points per kind from a recorded write log.
+            let (rt, rf) = crate::powercut::replay(&ctx, 2);
+            println!("write-log replays on {name}: {rt} tried, {} passed", rt - rf.len() as u64);
+            failed.extend(rf);
             for f in &failed {
                 println!("FAIL {f}");
                 failures.push(f.clone());

@@ -9,6 +9,7 @@ mod image;
 mod powercut;
 mod qemu;
 mod sh;
+mod writelog;
 
 use board::Board;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@
 use crate::board::Board;
 use crate::e2e::{booted, want, Ctx};
 use crate::qemu::Boot;
+use crate::writelog;
 use std::path::Path;
 use std::time::Duration;
 
@@ -120,8 +121,11 @@ pub fn main(root: &Path, boards: &[String], points: u64) -> Result<(), String> {
         let ctx = Ctx::build(root, &board)?;
         let (t, f) = run(&ctx, points);
         println!("power cuts on {name}: {t} tried, {} passed", t - f.len() as u64);
-        tried += t;
+        let (rt, rf) = replay(&ctx, points as usize);
+        println!("write-log replays on {name}: {rt} tried, {} passed", rt - rf.len() as u64);
+        tried += t + rt;
         failures.extend(f);
+        failures.extend(rf);
     }
     for f in &failures {
         println!("FAIL {f}");
@@ -132,4 +136,63 @@ pub fn main(root: &Path, boards: &[String], points: u64) -> Result<(), String> {
     } else {
         Err(format!("{} power-cut points failed", failures.len()))
     }
+}
+
+/// Write-log replay: a factory reset and an install are booted with every write and flush
+/// recorded (QEMU blklogwrites); the disk is rebuilt as it was at `points` flushes spread over
+/// the log (always including the last) and each is booted and checked like a cut.
+pub fn replay(ctx: &Ctx<'_>, points: usize) -> (u64, Vec<String>) {
+    let mut tried = 0;
+    let mut failures = Vec::new();
+    for kind in KINDS.iter().filter(|k| k.name != "state-write") {
+        match replay_kind(ctx, kind, points) {
+            Ok((t, f)) => {
+                tried += t;
+                failures.extend(f);
+            }
+            Err(e) => failures.push(format!("{} {} write-log replay: {e}", ctx.board.name, kind.name)),
+        }
+    }
+    (tried, failures)
+}
+
+fn replay_kind(ctx: &Ctx<'_>, kind: &Kind, points: usize) -> Result<(u64, Vec<String>), String> {
+    let tag = format!("replay-{}", kind.name);
+    let disk = ctx.fresh_disk(&tag)?;
+    for (n, extra) in kind.setup.iter().enumerate() {
+        booted(&ctx.boot(&disk, &format!("{AB} {extra}"), &format!("{tag}-setup{n}"))?)?;
+    }
+    let base = ctx.work.join(format!("{tag}-base.img"));
+    std::fs::copy(&disk, &base).map_err(|e| e.to_string())?;
+    let log = ctx.work.join(format!("{tag}.wlog"));
+    booted(&ctx.boot_logged(&disk, &format!("{AB} {}", kind.cut.0), &format!("{tag}-logged"), &log)?)?;
+    let entries = writelog::parse(&std::fs::read(&log).map_err(|e| e.to_string())?)?;
+    let flushes = writelog::flushes(&entries);
+    let picks: Vec<usize> = if flushes.len() <= points {
+        flushes.clone()
+    } else {
+        (1..=points).map(|k| flushes[(k * flushes.len()) / points - 1]).collect()
+    };
+    println!(
+        "{} {}: {} writes, {} flushes logged; replaying {} flush points",
+        ctx.board.name,
+        kind.name,
+        entries.len(),
+        flushes.len(),
+        picks.len()
+    );
+    let mut failures = Vec::new();
+    for &i in &picks {
+        let img = ctx.work.join(format!("{tag}-at-{i}.img"));
+        writelog::replay(&base, &entries[..i], &img)?;
+        let result = ctx.boot(&img, AB, &format!("{tag}-at-{i}")).and_then(|b| {
+            booted(&b)?;
+            (kind.check)(&b)
+        });
+        if let Err(e) = result {
+            failures.push(format!("{} {} replayed to flush {i} of {}: {e}", ctx.board.name, kind.name, entries.len()));
+        }
+        let _ = std::fs::remove_file(&img);
+    }
+    Ok((picks.len() as u64, failures))
 }

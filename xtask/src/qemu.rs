@@ -43,6 +43,8 @@ pub struct Run<'a> {
     pub allow_reboot: bool,
     /// Cut the power: SIGKILL QEMU this long after the marker appears on the console.
     pub cut: Option<(&'a str, Duration)>,
+    /// Record every write and flush to this file (QEMU's blklogwrites driver).
+    pub write_log: Option<&'a Path>,
 }
 
 pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
@@ -57,10 +59,21 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
         .arg(r.initrd)
         .arg("-append")
         .arg(format!("{} {}", b.cmdline, r.append));
-    if let Some(disk) = r.disk {
-        c.arg("-drive")
-            .arg(format!("file={},format=raw,if=none,id=d0", disk.display()))
-            .args(["-device", "virtio-blk-pci,drive=d0"]);
+    match (r.disk, r.write_log) {
+        (Some(disk), None) => {
+            c.arg("-drive").arg(format!("file={},format=raw,if=none,id=d0", disk.display()));
+        }
+        (Some(disk), Some(log)) => {
+            c.arg("-drive").arg(format!(
+                "if=none,id=d0,driver=blklogwrites,file.driver=file,file.filename={},log.driver=file,log.filename={}",
+                disk.display(),
+                log.display()
+            ));
+        }
+        (None, _) => {}
+    }
+    if r.disk.is_some() {
+        c.args(["-device", "virtio-blk-pci,drive=d0"]);
     }
     let mut child = c
         .stdin(Stdio::null())
