@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::fatal::fatal;
-use crate::plan::{self, DataState, Found, Plan, Role};
+use crate::plan;
 use crate::report::Report;
 use crate::settings::Settings;
 use crate::stage::{devices, early, modules, mounts, slot, switch};
@@ -61,7 +61,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     let plan = if s.ab.enabled() {
         slot::boot(s, &mut found, report)?
     } else {
-        assemble(report, &mut found, |f| plan::decide(s, f))?
+        mounts::assemble(report, &mut found, |f| plan::decide(s, f))?
     };
 
     report.stage("switch-check");
@@ -84,46 +84,6 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     report.end_stage();
     write_report(report);
     Ok((root.clone(), init, args.clone()))
-}
-
-/// Decides and runs the steps; when the data partition fails, decides again without it
-/// (volatile, or the data-missing policy's error).
-pub fn assemble(
-    report: &mut Report,
-    found: &mut Found,
-    decide: impl Fn(&Found) -> Result<Plan, plan::PlanError>,
-) -> Result<Plan, Error> {
-    loop {
-        let plan = decide(found).map_err(Error::Plan)?;
-        announce(&plan, report);
-        match mounts::run(&plan.steps, report) {
-            Ok(()) => return Ok(plan),
-            Err(e)
-                if matches!(e.role, Role::Data | Role::Upper) && !matches!(found.data, DataState::Unmountable(_)) =>
-            {
-                log::error!("{}", e.error);
-                report.fallbacks.push(format!("data partition unusable: {}", e.error));
-                found.data = DataState::Unmountable(e.error.to_string());
-            }
-            Err(e) => return Err(*e.error),
-        }
-    }
-}
-
-pub fn announce(plan: &Plan, report: &mut Report) {
-    for line in plan.to_string().lines() {
-        log::info!("{line}");
-    }
-    if let Some(v) = &plan.volatile {
-        log::warn!("*** VOLATILE ROOT: {v} ***");
-        report.volatile = Some(v.clone());
-    }
-    for d in &plan.devices {
-        if !report.devices.contains(d) {
-            report.devices.push(d.clone());
-        }
-    }
-    report.warnings.extend(plan.warnings.iter().cloned());
 }
 
 fn write_report(report: &Report) {

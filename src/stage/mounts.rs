@@ -3,7 +3,7 @@
 use crate::blockdev::read_head;
 use crate::error::{mount_hint, Error, Result};
 use crate::fsutil;
-use crate::plan::{Mount, Role, Source, Step};
+use crate::plan::{self, DataState, Found, Mount, Plan, Role, Source, Step};
 use crate::probe::{self, FsKind};
 use crate::report::Report;
 use crate::sys::{loopdev, mount::mount_fs};
@@ -36,6 +36,46 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
         report.steps.push(step.to_string());
     }
     Ok(())
+}
+
+/// Decides and runs the steps; when the data partition fails, decides again without it
+/// (volatile, or the data-missing policy's error).
+pub fn assemble(
+    report: &mut Report,
+    found: &mut Found,
+    decide: impl Fn(&Found) -> std::result::Result<Plan, plan::PlanError>,
+) -> Result<Plan> {
+    loop {
+        let plan = decide(found).map_err(Error::Plan)?;
+        announce(&plan, report);
+        match run(&plan.steps, report) {
+            Ok(()) => return Ok(plan),
+            Err(e)
+                if matches!(e.role, Role::Data | Role::Upper) && !matches!(found.data, DataState::Unmountable(_)) =>
+            {
+                log::error!("{}", e.error);
+                report.fallbacks.push(format!("data partition unusable: {}", e.error));
+                found.data = DataState::Unmountable(e.error.to_string());
+            }
+            Err(e) => return Err(*e.error),
+        }
+    }
+}
+
+pub fn announce(plan: &Plan, report: &mut Report) {
+    for line in plan.to_string().lines() {
+        log::info!("{line}");
+    }
+    if let Some(v) = &plan.volatile {
+        log::warn!("*** VOLATILE ROOT: {v} ***");
+        report.volatile = Some(v.clone());
+    }
+    for d in &plan.devices {
+        if !report.devices.contains(d) {
+            report.devices.push(d.clone());
+        }
+    }
+    report.warnings.extend(plan.warnings.iter().cloned());
 }
 
 /// `mkdir -p` with mode 0755 for each missing component.

@@ -2,7 +2,6 @@
 //! persisted before anything else; the chosen slot's lower, falling back to the other slot in the
 //! same boot; factory reset and new-image uppers; then upper and overlay.
 
-use crate::boot::{announce, assemble};
 use crate::error::{Error, Result};
 use crate::paths;
 use crate::plan::{self, Found, Plan, Role, Step};
@@ -11,7 +10,8 @@ use crate::report::Report;
 use crate::settings::Settings;
 use crate::settings_ab::SlotSource;
 use crate::slots::{self, Policy};
-use crate::stage::{mounts, upper};
+use crate::stage::mounts::{self, announce, assemble};
+use crate::stage::upper;
 use crate::state::{Reason, SlotId, State};
 use crate::store::{self, Loaded, Store};
 use std::path::{Path, PathBuf};
