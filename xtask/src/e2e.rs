@@ -71,18 +71,38 @@ impl<'a> Ctx<'a> {
             log: &log_path,
             allow_reboot: false,
             cut: Some((marker, delay)),
-            write_log: None,
+            drive: qemu::Drive::Plain,
         })
     }
 
     /// Boots with every write and flush recorded in `write_log` (see `writelog`).
     pub fn boot_logged(&self, disk: &Path, append: &str, log: &str, write_log: &Path) -> Result<Boot, String> {
         std::fs::write(write_log, b"").map_err(|e| e.to_string())?;
-        self.run_with(&self.initrd, disk, append, log, false, Some(write_log))
+        self.run_with(&self.initrd, disk, append, log, false, qemu::Drive::WriteLog(write_log))
     }
 
     fn run(&self, initrd: &Path, disk: &Path, append: &str, log: &str, allow_reboot: bool) -> Result<Boot, String> {
-        self.run_with(initrd, disk, append, log, allow_reboot, None)
+        self.run_with(initrd, disk, append, log, allow_reboot, qemu::Drive::Plain)
+    }
+
+    /// Boots on a disk that fails as the blkdebug `rules` say; only a kernel panic is an error.
+    pub fn boot_failing(&self, disk: &Path, append: &str, log: &str, rules: &Path) -> Result<Boot, String> {
+        let log_path = self.work.join(format!("{log}.log"));
+        let b = qemu::boot(&qemu::Run {
+            board: self.board,
+            initrd: &self.initrd,
+            disk: Some(disk),
+            append: append.to_string(),
+            timeout: Duration::from_secs(120),
+            log: &log_path,
+            allow_reboot: false,
+            cut: None,
+            drive: qemu::Drive::Debug(rules),
+        })?;
+        if b.panicked {
+            return Err(format!("Kernel panic on a failing disk (see {})", log_path.display()));
+        }
+        Ok(b)
     }
 
     fn run_with(
@@ -92,7 +112,7 @@ impl<'a> Ctx<'a> {
         append: &str,
         log: &str,
         allow_reboot: bool,
-        write_log: Option<&Path>,
+        drive: qemu::Drive<'_>,
     ) -> Result<Boot, String> {
         let log = self.work.join(format!("{log}.log"));
         let b = qemu::boot(&qemu::Run {
@@ -104,7 +124,7 @@ impl<'a> Ctx<'a> {
             log: &log,
             allow_reboot,
             cut: None,
-            write_log,
+            drive,
         })?;
         if b.panicked {
             return Err(format!("Kernel panic on the console (see {})", log.display()));
@@ -378,6 +398,10 @@ pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
             let (rt, rf) = crate::powercut::replay(&ctx, 2);
             println!("write-log replays on {name}: {rt} tried, {} passed", rt - rf.len() as u64);
             failed.extend(rf);
+            // And a disk whose writes start failing in the middle of a factory reset.
+            let (ft, ff) = crate::powercut::failing_disk(&ctx, 1);
+            println!("failing-disk points on {name}: {ft} tried, {} passed", ft - ff.len() as u64);
+            failed.extend(ff);
             for f in &failed {
                 println!("FAIL {f}");
                 failures.push(f.clone());

@@ -123,9 +123,12 @@ pub fn main(root: &Path, boards: &[String], points: u64) -> Result<(), String> {
         println!("power cuts on {name}: {t} tried, {} passed", t - f.len() as u64);
         let (rt, rf) = replay(&ctx, points as usize);
         println!("write-log replays on {name}: {rt} tried, {} passed", rt - rf.len() as u64);
-        tried += t + rt;
+        let (ft, ff) = failing_disk(&ctx, points);
+        println!("failing-disk points on {name}: {ft} tried, {} passed", ft - ff.len() as u64);
+        tried += t + rt + ft;
         failures.extend(f);
         failures.extend(rf);
+        failures.extend(ff);
     }
     for f in &failures {
         println!("FAIL {f}");
@@ -195,4 +198,39 @@ fn replay_kind(ctx: &Ctx<'_>, kind: &Kind, points: usize) -> Result<(u64, Vec<St
         let _ = std::fs::remove_file(&img);
     }
     Ok((picks.len() as u64, failures))
+}
+
+/// A disk that starts failing: every write after the Nth returns EIO (QEMU blkdebug) during a
+/// factory reset, N spread over the first 400 writes; then the next boot on the healthy disk
+/// must hold the same invariants as after a power cut.
+pub fn failing_disk(ctx: &Ctx<'_>, points: u64) -> (u64, Vec<String>) {
+    let kind = &KINDS[0];
+    let mut failures = Vec::new();
+    for k in 0..points {
+        let n = 400 * (2 * k + 1) / (2 * points);
+        if let Err(e) = failing_one(ctx, kind, k, n) {
+            failures.push(format!("{} {} with writes failing after the {n}th: {e}", ctx.board.name, kind.name));
+        }
+    }
+    (points, failures)
+}
+
+fn failing_one(ctx: &Ctx<'_>, kind: &Kind, k: u64, n: u64) -> Result<(), String> {
+    let tag = format!("failing-{k}");
+    let disk = ctx.fresh_disk(&tag)?;
+    for (i, extra) in kind.setup.iter().enumerate() {
+        booted(&ctx.boot(&disk, &format!("{AB} {extra}"), &format!("{tag}-setup{i}"))?)?;
+    }
+    // blkdebug has no counter: a chain of states, one per write, then an error in the last.
+    let mut rules = String::new();
+    for s in 1..=n {
+        rules.push_str(&format!("[set-state]\nstate = \"{s}\"\nevent = \"pwritev\"\nnew_state = \"{}\"\n\n", s + 1));
+    }
+    rules.push_str(&format!("[inject-error]\nstate = \"{}\"\nevent = \"pwritev\"\nerrno = \"5\"\n", n + 1));
+    let rules_path = ctx.work.join(format!("{tag}.blkdebug"));
+    std::fs::write(&rules_path, rules).map_err(|e| e.to_string())?;
+    ctx.boot_failing(&disk, &format!("{AB} {}", kind.cut.0), &format!("{tag}-failing"), &rules_path)?;
+    let after = ctx.boot(&disk, AB, &format!("{tag}-after"))?;
+    booted(&after)?;
+    (kind.check)(&after)
 }

@@ -43,8 +43,17 @@ pub struct Run<'a> {
     pub allow_reboot: bool,
     /// Cut the power: SIGKILL QEMU this long after the marker appears on the console.
     pub cut: Option<(&'a str, Duration)>,
+    pub drive: Drive<'a>,
+}
+
+/// How the disk is attached.
+#[derive(Clone, Copy)]
+pub enum Drive<'a> {
+    Plain,
     /// Record every write and flush to this file (QEMU's blklogwrites driver).
-    pub write_log: Option<&'a Path>,
+    WriteLog(&'a Path),
+    /// Inject errors with this blkdebug rule file (a failing disk).
+    Debug(&'a Path),
 }
 
 pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
@@ -59,18 +68,18 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
         .arg(r.initrd)
         .arg("-append")
         .arg(format!("{} {}", b.cmdline, r.append));
-    match (r.disk, r.write_log) {
-        (Some(disk), None) => {
-            c.arg("-drive").arg(format!("file={},format=raw,if=none,id=d0", disk.display()));
-        }
-        (Some(disk), Some(log)) => {
-            c.arg("-drive").arg(format!(
-                "if=none,id=d0,driver=blklogwrites,file.driver=file,file.filename={},log.driver=file,log.filename={}",
-                disk.display(),
+    if let Some(disk) = r.disk {
+        let d = disk.display();
+        c.arg("-drive").arg(match r.drive {
+            Drive::Plain => format!("file={d},format=raw,if=none,id=d0"),
+            Drive::WriteLog(log) => format!(
+                "if=none,id=d0,driver=blklogwrites,file.driver=file,file.filename={d},log.driver=file,log.filename={}",
                 log.display()
-            ));
-        }
-        (None, _) => {}
+            ),
+            Drive::Debug(rules) => {
+                format!("if=none,id=d0,driver=blkdebug,config={},image.driver=file,image.filename={d}", rules.display())
+            }
+        });
     }
     if r.disk.is_some() {
         c.args(["-device", "virtio-blk-pci,drive=d0"]);
