@@ -39,7 +39,12 @@ fetch_kernel() {
     apt-get "${o[@]}" update -qq 2>&1 | grep -v unsandboxed || true
   fi
   local pkg
-  pkg=$(apt-cache "${o[@]}" depends "linux-image-$flavour:$arch" | awk '/Depends: linux-image-/{print $2; exit}')
+  pkg=$(apt-cache "${o[@]}" depends "linux-image-$flavour:$arch" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+  if [ -z "$pkg" ]; then
+    apt-get "${o[@]}" update -qq 2>&1 | grep -v unsandboxed || true
+    pkg=$(apt-cache "${o[@]}" depends "linux-image-$flavour:$arch" | awk '/Depends: linux-image-/{print $2; exit}')
+  fi
+  [ -n "$pkg" ] || { log "cannot resolve linux-image-$flavour for $arch from the Debian archive"; exit 1; }
   pkg=${pkg%%:*}
   log "downloading $pkg and busybox-static ($arch)"
   (cd "$out" && apt-get "${o[@]}" download -qq "$pkg:$arch" "busybox-static:$arch" 2>&1 | grep -v unsandboxed || true)

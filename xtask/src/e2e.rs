@@ -44,12 +44,18 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn boot_with(&self, initrd: &Path, disk: &Path, append: &str, log: &str) -> Result<Boot, String> {
-        self.run(initrd, disk, append, log, false)
+        finished(self.launch(&Launch { initrd, ..Launch::new(disk, append, log) }))
     }
 
     /// Boots and lets the guest reset (a watchdog) until it powers off.
     pub fn boot_allowing_resets(&self, disk: &Path, append: &str, log: &str) -> Result<Boot, String> {
-        self.run(&self.initrd, disk, append, log, true)
+        finished(self.launch(&Launch { allow_reboot: true, ..Launch::new(disk, append, log) }))
+    }
+
+    /// Boots with every write and flush recorded in `write_log` (see `writelog`).
+    pub fn boot_logged(&self, disk: &Path, append: &str, log: &str, write_log: &Path) -> Result<Boot, String> {
+        std::fs::write(write_log, b"").map_err(|e| e.to_string())?;
+        finished(self.launch(&Launch { drive: qemu::Drive::WriteLog(write_log), ..Launch::new(disk, append, log) }))
     }
 
     /// Boots and cuts the power `delay` after `marker` shows on the console.
@@ -61,79 +67,63 @@ impl<'a> Ctx<'a> {
         marker: &str,
         delay: Duration,
     ) -> Result<Boot, String> {
-        let log_path = self.work.join(format!("{log}.log"));
-        qemu::boot(&qemu::Run {
-            board: self.board,
-            initrd: &self.initrd,
-            disk: Some(disk),
-            append: append.to_string(),
-            timeout: Duration::from_secs(240),
-            log: &log_path,
-            allow_reboot: false,
-            cut: Some((marker, delay)),
-            drive: qemu::Drive::Plain,
-        })
-    }
-
-    /// Boots with every write and flush recorded in `write_log` (see `writelog`).
-    pub fn boot_logged(&self, disk: &Path, append: &str, log: &str, write_log: &Path) -> Result<Boot, String> {
-        std::fs::write(write_log, b"").map_err(|e| e.to_string())?;
-        self.run_with(&self.initrd, disk, append, log, false, qemu::Drive::WriteLog(write_log))
-    }
-
-    fn run(&self, initrd: &Path, disk: &Path, append: &str, log: &str, allow_reboot: bool) -> Result<Boot, String> {
-        self.run_with(initrd, disk, append, log, allow_reboot, qemu::Drive::Plain)
+        self.launch(&Launch { cut: Some((marker, delay)), ..Launch::new(disk, append, log) }).map(|(b, _)| b)
     }
 
     /// Boots on a disk that fails as the blkdebug `rules` say; only a kernel panic is an error.
     pub fn boot_failing(&self, disk: &Path, append: &str, log: &str, rules: &Path) -> Result<Boot, String> {
-        let log_path = self.work.join(format!("{log}.log"));
-        let b = qemu::boot(&qemu::Run {
-            board: self.board,
-            initrd: &self.initrd,
-            disk: Some(disk),
-            append: append.to_string(),
-            timeout: Duration::from_secs(120),
-            log: &log_path,
-            allow_reboot: false,
-            cut: None,
-            drive: qemu::Drive::Debug(rules),
-        })?;
+        let (b, log) = self.launch(&Launch { drive: qemu::Drive::Debug(rules), ..Launch::new(disk, append, log) })?;
         if b.panicked {
-            return Err(format!("Kernel panic on a failing disk (see {})", log_path.display()));
+            return Err(format!("Kernel panic on a failing disk (see {})", log.display()));
         }
         Ok(b)
     }
 
-    fn run_with(
-        &self,
-        initrd: &Path,
-        disk: &Path,
-        append: &str,
-        log: &str,
-        allow_reboot: bool,
-        drive: qemu::Drive<'_>,
-    ) -> Result<Boot, String> {
-        let log = self.work.join(format!("{log}.log"));
+    fn launch(&self, l: &Launch<'_>) -> Result<(Boot, PathBuf), String> {
+        let log = self.work.join(format!("{}.log", l.log));
+        let initrd = if l.initrd.as_os_str().is_empty() { &self.initrd } else { l.initrd };
         let b = qemu::boot(&qemu::Run {
             board: self.board,
             initrd,
-            disk: Some(disk),
-            append: append.to_string(),
+            disk: Some(l.disk),
+            append: l.append.to_string(),
             timeout: Duration::from_secs(240),
             log: &log,
-            allow_reboot,
-            cut: None,
-            drive,
+            allow_reboot: l.allow_reboot,
+            cut: l.cut,
+            drive: l.drive,
         })?;
-        if b.panicked {
-            return Err(format!("Kernel panic on the console (see {})", log.display()));
-        }
-        if b.timed_out {
-            return Err(format!("no poweroff within the timeout (see {})", log.display()));
-        }
-        Ok(b)
+        Ok((b, log))
     }
+}
+
+/// One QEMU run of a scenario; `initrd` empty means the board's.
+struct Launch<'a> {
+    initrd: &'a Path,
+    disk: &'a Path,
+    append: &'a str,
+    log: &'a str,
+    allow_reboot: bool,
+    cut: Option<(&'a str, Duration)>,
+    drive: qemu::Drive<'a>,
+}
+
+impl<'a> Launch<'a> {
+    fn new(disk: &'a Path, append: &'a str, log: &'a str) -> Launch<'a> {
+        Launch { initrd: Path::new(""), disk, append, log, allow_reboot: false, cut: None, drive: qemu::Drive::Plain }
+    }
+}
+
+/// A run that must end by itself (poweroff or reboot), without a kernel panic.
+fn finished(run: Result<(Boot, PathBuf), String>) -> Result<Boot, String> {
+    let (b, log) = run?;
+    if b.panicked {
+        return Err(format!("Kernel panic on the console (see {})", log.display()));
+    }
+    if b.timed_out {
+        return Err(format!("no poweroff within the timeout (see {})", log.display()));
+    }
+    Ok(b)
 }
 
 pub fn want(b: &Boot, key: &str, value: &str) -> Result<(), String> {
