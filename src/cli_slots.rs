@@ -173,12 +173,13 @@ fn status_json(ctx: &Context, st: &State) -> String {
     let slot = |s: SlotId| {
         let v = st.slot(s);
         format!(
-            "{{\"name\": \"{}\", \"tries\": {}, \"good\": {}, \"bad\": {}, \"image\": \"{:08x}\", \"source\": {}}}",
+            "{{\"name\": \"{}\", \"tries\": {}, \"good\": {}, \"bad\": {}, \"image\": \"{:08x}\", \"last_boot\": \"{}\", \"source\": {}}}",
             s.name(),
             v.tries,
             v.good,
             v.bad,
             v.image,
+            v.last.text(),
             ctx.sources[s.index()].as_deref().map_or("null".into(), json_str)
         )
     };

@@ -1,7 +1,7 @@
 //! Which slot boots, in the style of RAUC, Android A/B and ChromeOS: pure functions over the
 //! state record. The boot persists the changed state (fsynced) BEFORE switching root.
 
-use crate::state::{Reason, SlotId, State};
+use crate::state::{Outcome, Reason, SlotId, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -45,6 +45,7 @@ pub fn choose(st: &mut State, p: Policy) -> Choice {
     };
     st.active = choice.slot;
     st.last_booted = Some(choice.slot);
+    st.slot_mut(choice.slot).last = Outcome::Unconfirmed;
     st.record(choice.slot, choice.reason);
     choice
 }
@@ -83,6 +84,7 @@ pub fn lower_failed(st: &mut State, failed: SlotId) -> Option<SlotId> {
     }
     st.active = other;
     st.last_booted = Some(other);
+    st.slot_mut(other).last = Outcome::Unconfirmed;
     st.record(other, Reason::LowerFailed);
     Some(other)
 }
@@ -92,6 +94,7 @@ pub fn mark_good(st: &mut State, s: SlotId, p: Policy) {
     slot.good = true;
     slot.bad = false;
     slot.tries = p.tries;
+    slot.last = Outcome::Good;
     st.last_good = Some(s);
     st.unconfirmed_boots = 0;
     st.record(s, Reason::MarkedGood);
@@ -102,6 +105,7 @@ pub fn mark_bad(st: &mut State, s: SlotId) {
     slot.bad = true;
     slot.good = false;
     slot.tries = 0;
+    slot.last = Outcome::Failed;
 }
 
 /// Makes `s` the slot of the next boot with fresh tries (after an install, or a rollback).
@@ -128,8 +132,8 @@ mod tests {
     fn st(active: SlotId, a: (u8, bool, bool), b: (u8, bool, bool), last_good: Option<SlotId>) -> State {
         let mut s = State::factory(3);
         s.active = active;
-        s.slots =
-            [Slot { tries: a.0, good: a.1, bad: a.2, image: 0 }, Slot { tries: b.0, good: b.1, bad: b.2, image: 0 }];
+        let slot = |(tries, good, bad): (u8, bool, bool)| Slot { tries, good, bad, ..Slot::default() };
+        s.slots = [slot(a), slot(b)];
         s.last_good = last_good;
         s
     }
@@ -247,6 +251,8 @@ mod tests {
         let booted: Vec<SlotId> = (0..5).map(|_| choose(&mut s, P).slot).collect();
         assert_eq!(booted, [B, B, B, A, A]);
         assert!(s.slot(B).bad);
+        assert_eq!(s.slot(B).last, Outcome::Failed);
+        assert_eq!(s.slot(A).last, Outcome::Unconfirmed);
         assert_eq!(s.history.iter().filter(|e| e.reason == Reason::RolledBack).count(), 1);
     }
 
@@ -257,6 +263,7 @@ mod tests {
         choose(&mut s, P);
         mark_good(&mut s, B, P);
         assert_eq!((s.last_good, s.slot(B).tries, s.unconfirmed_boots), (Some(B), 3, 0));
+        assert_eq!(s.slot(B).last, Outcome::Good);
         for _ in 0..10 {
             assert_eq!(choose(&mut s, P).slot, B);
         }

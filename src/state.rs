@@ -83,6 +83,32 @@ impl Reason {
     }
 }
 
+/// How a slot's last boot ended, as far as the record knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    #[default]
+    Never = 0,
+    /// Booted, not (yet) marked good: a hang or power cut before mark-good leaves it so.
+    Unconfirmed = 1,
+    Good = 2,
+    /// Rolled back from, marked bad, or its image could not be mounted.
+    Failed = 3,
+}
+
+impl Outcome {
+    fn from_byte(b: u8) -> Option<Outcome> {
+        [Outcome::Never, Outcome::Unconfirmed, Outcome::Good, Outcome::Failed].get(usize::from(b)).copied()
+    }
+    pub fn text(self) -> &'static str {
+        match self {
+            Outcome::Never => "never booted",
+            Outcome::Unconfirmed => "not confirmed",
+            Outcome::Good => "marked good",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Slot {
     pub tries: u8,
@@ -90,6 +116,7 @@ pub struct Slot {
     pub bad: bool,
     /// Identity of the image this slot's upper was made for (CRC32 of its squashfs superblock).
     pub image: u32,
+    pub last: Outcome,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +150,7 @@ impl State {
     /// The documented default when no valid copy exists: slot a, considered good (it is the
     /// factory image), so a device with a lost state record always boots.
     pub fn factory(tries: u8) -> State {
-        let good = Slot { tries, good: true, bad: false, image: 0 };
+        let good = Slot { tries, good: true, bad: false, image: 0, last: Outcome::Never };
         State {
             generation: 0,
             active: SlotId::A,
@@ -170,6 +197,7 @@ impl State {
             let o = 32 + i * 8;
             b[o] = s.tries;
             b[o + 1] = u8::from(s.good) | u8::from(s.bad) << 1;
+            b[o + 2] = s.last as u8;
             b[o + 4..o + 8].copy_from_slice(&s.image.to_le_bytes());
         }
         for (i, e) in self.history.iter().enumerate() {
@@ -194,7 +222,13 @@ impl State {
         gen.copy_from_slice(&b[8..16]);
         let slot = |i: usize| {
             let o = 32 + i * 8;
-            Slot { tries: b[o], good: b[o + 1] & 1 != 0, bad: b[o + 1] & 2 != 0, image: u32_at(o + 4) }
+            Some(Slot {
+                tries: b[o],
+                good: b[o + 1] & 1 != 0,
+                bad: b[o + 1] & 2 != 0,
+                image: u32_at(o + 4),
+                last: Outcome::from_byte(b[o + 2])?,
+            })
         };
         let n = usize::from(b[21]).min(HISTORY);
         let history = (0..n)
@@ -217,7 +251,7 @@ impl State {
             reset_attempts: b[20],
             boots: u32_at(24),
             reset_boot: u32_at(28),
-            slots: [slot(0), slot(1)],
+            slots: [slot(0)?, slot(1)?],
             history,
         })
     }
@@ -255,7 +289,14 @@ impl fmt::Display for State {
                 (true, false) => "good",
                 (false, false) => "on trial",
             };
-            writeln!(f, "slot {}: {status}, {} tries left, image {:08x}", s.name(), v.tries, v.image)?;
+            writeln!(
+                f,
+                "slot {}: {status}, {} tries left, image {:08x}, last boot {}",
+                s.name(),
+                v.tries,
+                v.image,
+                v.last.text()
+            )?;
         }
         if self.reset_requested {
             writeln!(f, "factory reset requested for the next boot")?;
@@ -275,7 +316,7 @@ mod tests {
         let mut s = State::factory(3);
         s.generation = 41;
         s.active = SlotId::B;
-        s.slots[1] = Slot { tries: 2, good: false, bad: false, image: 0xdead_beef };
+        s.slots[1] = Slot { tries: 2, good: false, bad: false, image: 0xdead_beef, last: Outcome::Unconfirmed };
         s.boots = 7;
         s.reset_requested = true;
         s.last_booted = Some(SlotId::A);

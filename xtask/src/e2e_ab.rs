@@ -41,6 +41,7 @@ pub fn trial_and_rollback(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "counter", "3")?;
     contains(&b, "rolled back")?;
     contains(&b, "OI-STATUS: slot b: bad")?;
+    contains(&b, "last boot failed")?;
     if upper_file_at(&disk, "/overlay/b/upper/var/lib/boot-counter")? != "2" {
         return Err("slot b's upper lost its counter".into());
     }

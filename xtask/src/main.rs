@@ -21,7 +21,7 @@ const USAGE: &str = "cargo xtask <command>
   e2e [BOARD...]      QEMU end-to-end tests (default: qemu-x86_64 qemu-aarch64)
   powercut [N] [BOARD...]  N power cuts per kind (factory reset, state writes, install)
   bench [RUNS]        boot each board RUNS times (default 5) and report medians
-  bench-reset [FILES] the boot time a factory reset adds with FILES (100000) files in the upper
+  bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper
 BOARD is a folder under board/: qemu-x86_64, qemu-aarch64";
 
 fn repo_root() -> PathBuf {
@@ -48,7 +48,12 @@ fn main() {
                 if args.len() > 2 { args[2..].to_vec() } else { vec!["qemu-x86_64".into(), "qemu-aarch64".into()] };
             powercut::main(&root, &boards, n)
         }
-        Some("bench-reset") => bench::reset(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000)),
+        Some("bench-reset") => {
+            let files = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000);
+            let boards: Vec<String> =
+                if args.len() > 2 { args[2..].to_vec() } else { vec!["qemu-x86_64".into(), "qemu-aarch64".into()] };
+            bench::reset(&root, files, &boards)
+        }
         Some("bench") => bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5)),
         _ => Err(USAGE.to_string()),
     };
