@@ -116,6 +116,9 @@ pub fn activate(st: &mut State, s: SlotId, p: Policy, fresh_image: bool) {
     if fresh_image {
         slot.good = false;
         slot.tries = p.tries;
+        // Two builds can share a superblock (reproducible builds, same sizes): an install says
+        // "new image" itself, so the boot gives the slot a fresh upper whatever it reads.
+        slot.image = crate::state::IMAGE_INSTALLED;
     } else if !slot.good {
         slot.tries = p.tries;
     }
@@ -278,6 +281,16 @@ mod tests {
         assert!(s.slot(B).bad);
         assert_eq!(s.active, A);
         assert_eq!(lower_failed(&mut s, A), None);
+    }
+
+    #[test]
+    fn an_install_marks_the_image_new() {
+        let mut s = st(A, (3, true, false), (3, true, false), Some(A));
+        s.slots[1].image = 0x1234;
+        activate(&mut s, B, P, true);
+        assert_eq!((s.active, s.slot(B).image, s.slot(B).good), (B, crate::state::IMAGE_INSTALLED, false));
+        activate(&mut s, A, P, false);
+        assert_eq!(s.slot(A).image, 0, "a rollback keeps the identity");
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub const COPY_STRIDE: u64 = 4096;
 pub const FILE_LEN: u64 = 2 * COPY_STRIDE;
 const MAGIC: &[u8; 8] = b"OISTATE1";
 pub const HISTORY: usize = 8;
+/// The identity recorded when an image is installed and not yet booted: never a real CRC the
+/// boot compares equal to in practice, and not 0 (unknown, which keeps the upper).
+pub const IMAGE_INSTALLED: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotId {

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::paths;
-use crate::plan::{self, Found, Plan, Role, Step};
+use crate::plan::{self, DataState, Found, Plan, Role, Step};
 use crate::probe;
 use crate::report::Report;
 use crate::settings::Settings;
@@ -57,15 +57,28 @@ pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan
     if writable {
         uppers(s, found, &mut st, &mut store, (previous, slot), report)?;
     }
-    let rest: Vec<Step> = plan
-        .steps
-        .iter()
-        .filter(|x| matches!(x.role(), Role::Volatile | Role::Upper | Role::Overlay))
-        .cloned()
-        .collect();
-    mounts::run(&rest, report).map_err(|e| *e.error)?;
+    let plan = match mounts::run(&upper_steps(&plan), report) {
+        Ok(()) => plan,
+        // Upper or work cannot be made (a full data partition, say): the same slot on a tmpfs
+        // upper, or the data-missing policy's error.
+        Err(e) if e.role == Role::Upper => {
+            log::error!("{}", e.error);
+            report.fallbacks.push(format!("slot {}: upper unusable: {}", slot.name(), e.error));
+            found.data = DataState::Unmountable(e.error.to_string());
+            let volatile = plan::decide(&s.for_slot(slot), found).map_err(Error::Plan)?;
+            announce(&volatile, report);
+            mounts::run(&upper_steps(&volatile), report).map_err(|e| *e.error)?;
+            volatile
+        }
+        Err(e) => return Err(*e.error),
+    };
     write_slots_file(s, found, slot, &state_path);
     Ok(plan)
+}
+
+/// The steps after the lower is mounted: tmpfs for a volatile upper, upper and work, overlay.
+fn upper_steps(plan: &Plan) -> Vec<Step> {
+    plan.steps.iter().filter(|x| matches!(x.role(), Role::Volatile | Role::Upper | Role::Overlay)).cloned().collect()
 }
 
 fn save(store: &mut Option<Store>, st: &mut State) -> std::result::Result<(), String> {

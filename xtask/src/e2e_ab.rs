@@ -139,3 +139,17 @@ pub fn watchdog(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "slot", "a")?;
     contains(&b, "rolled back")
 }
+
+/// A full data partition, and a slot that has no upper yet: it still boots, on a tmpfs upper, and
+/// says so; the slot state is still recorded (preallocated).
+pub fn full_data_new_slot(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-full")?;
+    let b = boot(ctx, &disk, "oitest=mark-good,fill,rollback", "ab-full-1")?;
+    want(&b, "filled", "0")?;
+    want(&b, "rollback-exit", "0")?;
+    let b = boot(ctx, &disk, "", "ab-full-2")?;
+    want(&b, "slot", "b")?;
+    want(&b, "image", "b")?;
+    contains(&b, "VOLATILE ROOT")?;
+    contains(&b, "OI-STATUS: slot b: on trial, 1 tries left")
+}
