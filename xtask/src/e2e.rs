@@ -190,7 +190,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
 /// A scenario: its name, the test, and the Rust target it is limited to (None: every board).
 type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Option<&'static str>);
 
-const SCENARIOS: [Scenario; 16] = [
+const SCENARIOS: [Scenario; 17] = [
     ("persist-across-boots", persist, None),
     ("device-spec-forms", specs, None),
     ("lower-image-file", lower_file, None),
@@ -208,6 +208,7 @@ const SCENARIOS: [Scenario; 16] = [
     ("ab-install", e2e_ab::install, None),
     ("ab-watchdog-rollback", e2e_ab::watchdog, None),
     ("ab-full-data-new-slot", e2e_ab::full_data_new_slot, None),
+    ("ab-reset-after-unconfirmed-boots", e2e_ab::reset_cycles, None),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;
