@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, then lint, unit, golden, loop-device mount and
-# QEMU end-to-end tests on x86_64 and aarch64. Any failure stops the run with a non-zero exit.
+# QEMU end-to-end tests on x86_64, aarch64 and armv7. Any failure stops the run with a non-zero exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
@@ -13,6 +13,6 @@ step "unit, golden and mount tests"
 if [ "$(id -u)" = 0 ]; then export OI_REQUIRE_ROOT=1; fi
 cargo test --workspace --quiet
 step "QEMU end-to-end tests"
-cargo xtask e2e qemu-x86_64 qemu-aarch64
+cargo xtask e2e qemu-x86_64 qemu-aarch64 qemu-armv7
 step "binary sizes (stripped, static)"
-ls -l target/*-unknown-linux-musl/release/overlay-init | awk '{ print $5, $9 }'
+ls -l target/*-unknown-linux-*/release/overlay-init | awk '{ print $5, $9 }'

@@ -10,8 +10,11 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_pkgs=()
 for p in qemu-system-x86:qemu-system-x86_64 qemu-system-arm:qemu-system-aarch64 \
-         squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 e2fsck-static:e2fsck.static; do
-  command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
+         squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 e2fsck-static:e2fsck.static \
+         genimage:genimage dosfstools:mkfs.vfat mtools:mcopy gcc-arm-linux-gnueabihf:arm-linux-gnueabihf-gcc \
+         libc6-dev-armhf-cross:/usr/arm-linux-gnueabihf/lib/libc.a \
+         shellcheck:shellcheck; do
+  [ -e "${p#*:}" ] || command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
 done
 # QEMU's aarch64 firmware-less boot needs nothing more; x86 needs SeaBIOS (pulled by qemu-system-x86).
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -21,7 +24,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 installed=$(rustup target list --installed)
-for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+# armv7 has no musl target in rustup here: glibc, linked statically with Debian's cross gcc.
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do
   grep -qx "$t" <<<"$installed" || { log "rustup target add $t"; rustup target add "$t"; }
 done
 
@@ -29,7 +33,7 @@ done
 # $KDIR/ARCH (vmlinuz + lib/modules/VERSION with a fresh modules.dep).
 fetch_kernel() {
   local arch=$1 flavour=$2 out=$KDIR/$1
-  [ -f "$out/.done" ] && [ -f "$out/busybox" ] && return 0
+  [ -f "$out/.done" ] && [ -d "$out/dtbs" ] && return 0
   rm -rf "$out"; mkdir -p "$out"
   local o=()
   if [ "$arch" != "$(dpkg --print-architecture)" ]; then
@@ -54,7 +58,9 @@ fetch_kernel() {
   cp "$out/root/bin/busybox" "$out/busybox"
   local ver; ver=$(ls "$out/root/lib/modules")
   cp "$out/root/boot/vmlinuz-$ver" "$out/vmlinuz"
-  mkdir -p "$out/lib/modules"; mv "$out/root/lib/modules/$ver" "$out/lib/modules/"
+  mkdir -p "$out/lib/modules" "$out/dtbs"; mv "$out/root/lib/modules/$ver" "$out/lib/modules/"
+  # Device trees (arm64, armhf) for the boot partitions of the real-hardware boards.
+  if [ -d "$out/root/usr/lib/linux-image-$ver" ]; then cp -r "$out/root/usr/lib/linux-image-$ver/." "$out/dtbs/"; fi
   rm -rf "$out/root"
   depmod -b "$out" "$ver"
   echo "$ver" >"$out/version"
@@ -63,3 +69,4 @@ fetch_kernel() {
 }
 fetch_kernel amd64 amd64
 fetch_kernel arm64 arm64
+fetch_kernel armhf armmp

@@ -61,7 +61,7 @@ fn ms(us: f64) -> String {
 
 pub fn main(root: &Path, runs: usize) -> Result<(), String> {
     let mut out = String::new();
-    for name in ["qemu-x86_64", "qemu-aarch64"] {
+    for name in crate::QEMU_BOARDS {
         let board = Board::load(root, name)?;
         let ctx = Ctx::build(root, &board)?;
         let disk = ctx.fresh_disk("bench")?;

@@ -187,28 +187,52 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-/// A scenario: its name, the test, and the Rust target it is limited to (None: every board).
-type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Option<&'static str>);
+/// What a scenario needs from the board beyond a disk and a kernel.
+#[derive(Clone, Copy)]
+enum Needs {
+    Nothing,
+    /// Host tools packed into the initramfs must run on the guest: the host's architecture.
+    HostArch,
+    /// A watchdog the board's config arms (`oinit.watchdog`).
+    Watchdog,
+}
+
+impl Needs {
+    /// Why the board cannot run the scenario, if it cannot.
+    fn unmet(self, b: &Board) -> Option<String> {
+        match self {
+            Needs::Nothing => None,
+            Needs::HostArch if b.rust_target.starts_with(std::env::consts::ARCH) => None,
+            Needs::HostArch => {
+                Some(format!("packs {} host tools, the board is {}", std::env::consts::ARCH, b.rust_target))
+            }
+            Needs::Watchdog if b.config.lines().any(|l| l.trim_start().starts_with("oinit.watchdog=")) => None,
+            Needs::Watchdog => Some("the board's kernel has no watchdog driver for this QEMU machine".into()),
+        }
+    }
+}
+
+/// A scenario: its name, the test, and what it needs from the board.
+type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
 const SCENARIOS: [Scenario; 17] = [
-    ("persist-across-boots", persist, None),
-    ("device-spec-forms", specs, None),
-    ("lower-image-file", lower_file, None),
-    ("missing-data-is-volatile", missing_data, None),
-    ("lower-missing-or-corrupt", bad_lower, None),
-    ("bad-settings-named", bad_settings, None),
-    ("failsafe-keeps-upper", failsafe, None),
-    ("full-data-partition", full_data, None),
-    // Packs the host's mke2fs and e2fsck into the initramfs, so only where the host can run them.
-    ("blank-data-formatted-and-checked", blank_data, Some("x86_64-unknown-linux-musl")),
-    ("ab-trial-and-rollback", e2e_ab::trial_and_rollback, None),
-    ("ab-corrupt-slot-falls-back", e2e_ab::corrupt_slot_falls_back, None),
-    ("ab-factory-reset", e2e_ab::factory_reset, None),
-    ("ab-file-slots", e2e_ab::file_slots, None),
-    ("ab-install", e2e_ab::install, None),
-    ("ab-watchdog-rollback", e2e_ab::watchdog, None),
-    ("ab-full-data-new-slot", e2e_ab::full_data_new_slot, None),
-    ("ab-reset-after-unconfirmed-boots", e2e_ab::reset_cycles, None),
+    ("persist-across-boots", persist, Needs::Nothing),
+    ("device-spec-forms", specs, Needs::Nothing),
+    ("lower-image-file", lower_file, Needs::Nothing),
+    ("missing-data-is-volatile", missing_data, Needs::Nothing),
+    ("lower-missing-or-corrupt", bad_lower, Needs::Nothing),
+    ("bad-settings-named", bad_settings, Needs::Nothing),
+    ("failsafe-keeps-upper", failsafe, Needs::Nothing),
+    ("full-data-partition", full_data, Needs::Nothing),
+    ("blank-data-formatted-and-checked", blank_data, Needs::HostArch),
+    ("ab-trial-and-rollback", e2e_ab::trial_and_rollback, Needs::Nothing),
+    ("ab-corrupt-slot-falls-back", e2e_ab::corrupt_slot_falls_back, Needs::Nothing),
+    ("ab-factory-reset", e2e_ab::factory_reset, Needs::Nothing),
+    ("ab-file-slots", e2e_ab::file_slots, Needs::Nothing),
+    ("ab-install", e2e_ab::install, Needs::Nothing),
+    ("ab-watchdog-rollback", e2e_ab::watchdog, Needs::Watchdog),
+    ("ab-full-data-new-slot", e2e_ab::full_data_new_slot, Needs::Nothing),
+    ("ab-reset-after-unconfirmed-boots", e2e_ab::reset_cycles, Needs::Nothing),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;
@@ -353,7 +377,7 @@ fn blank_data(ctx: &Ctx<'_>) -> Result<(), String> {
 }
 
 pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
-    let default = ["qemu-x86_64".to_string(), "qemu-aarch64".to_string()];
+    let default = crate::QEMU_BOARDS.map(String::from);
     let boards = if args.is_empty() { &default[..] } else { args };
     let only = std::env::var("OI_SCENARIO").ok();
     let mut failures = Vec::new();
@@ -361,9 +385,9 @@ pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
     for name in boards {
         let board = Board::load(root, name)?;
         let ctx = Ctx::build(root, &board)?;
-        for (sname, f, target) in SCENARIOS.iter().filter(|(n, _, _)| only.as_deref().is_none_or(|o| n.contains(o))) {
-            if target.is_some_and(|t| t != board.rust_target) {
-                println!("SKIP {name} {sname}: runs on {} only", target.unwrap_or_default());
+        for (sname, f, needs) in SCENARIOS.iter().filter(|(n, _, _)| only.as_deref().is_none_or(|o| n.contains(o))) {
+            if let Some(why) = needs.unmet(&board) {
+                println!("SKIP {name} {sname}: {why}");
                 continue;
             }
             let t = std::time::Instant::now();

@@ -18,11 +18,14 @@ const USAGE: &str = "cargo xtask <command>
   initramfs BOARD     build target/boards/BOARD/initramfs.cpio.gz (and its gen_init_cpio list)
   disk BOARD          build target/boards/BOARD/disk.img (GPT: squashfs rootfs + ext4 userdata)
   demo [BOARD]        build everything and boot twice, showing a counter kept on the overlay
-  e2e [BOARD...]      QEMU end-to-end tests (default: qemu-x86_64 qemu-aarch64)
+  e2e [BOARD...]      QEMU end-to-end tests (default: every qemu-* board)
   powercut [N] [BOARD...]  N power cuts per kind (factory reset, state writes, install)
   bench [RUNS]        boot each board RUNS times (default 5) and report medians
   bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper
-BOARD is a folder under board/: qemu-x86_64, qemu-aarch64";
+BOARD is a folder under board/: qemu-x86_64, qemu-aarch64, qemu-armv7, imx6, imx8, openwrt";
+
+/// The boards QEMU can boot, the default for e2e, powercut, bench and bench-reset.
+pub const QEMU_BOARDS: [&str; 3] = ["qemu-x86_64", "qemu-aarch64", "qemu-armv7"];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -45,13 +48,13 @@ fn main() {
         Some("powercut") => {
             let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10);
             let boards: Vec<String> =
-                if args.len() > 2 { args[2..].to_vec() } else { vec!["qemu-x86_64".into(), "qemu-aarch64".into()] };
+                if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
             powercut::main(&root, &boards, n)
         }
         Some("bench-reset") => {
             let files = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000);
             let boards: Vec<String> =
-                if args.len() > 2 { args[2..].to_vec() } else { vec!["qemu-x86_64".into(), "qemu-aarch64".into()] };
+                if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
             bench::reset(&root, files, &boards)
         }
         Some("bench") => bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5)),
