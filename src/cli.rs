@@ -114,6 +114,10 @@ fn plan_cmd(a: &PlanArgs) -> i32 {
     if !s.ab.enabled() {
         return print_plan(plan::decide(&s, &found));
     }
+    if s.ab.one_slot() && s.ab.slots[0].is_none() {
+        // One image with the state record (oinit.state): its upper is slot a's.
+        return print_plan(plan::decide(&s.for_slot(SlotId::A), &found));
+    }
     // Which slot boots comes from the state record on the data partition, which planning does
     // not read: show both. The boot falls back to the other slot when one fails.
     let mut codes = Vec::new();

@@ -29,11 +29,16 @@ impl Context {
         let state = state_override.or_else(|| get("state").map(PathBuf::from)).ok_or(format!(
             "{SLOTS_FILE} is missing: this system was not booted by overlay-init with A/B slots (or pass --state FILE)"
         ))?;
+        let sources = [get("a"), get("b")];
         Ok(Context {
             booted: get("booted").and_then(|s| SlotId::parse(&s)),
             state,
-            policy: Policy { tries: get("tries").and_then(|t| t.parse().ok()).unwrap_or(3), late_fallback: false },
-            sources: [get("a"), get("b")],
+            policy: Policy {
+                tries: get("tries").and_then(|t| t.parse().ok()).unwrap_or(3),
+                late_fallback: false,
+                one_slot: sources[0].is_some() && sources[1].is_none(),
+            },
+            sources,
         })
     }
 
@@ -93,6 +98,9 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
                 Ok(format!("slot {} marked good", s.name()))
             })
         }),
+        "mark-bad" | "rollback" if ctx.policy.one_slot => {
+            Err(format!("{cmd}: this board boots one image (oinit.state without slots): there is no other slot"))
+        }
         "mark-bad" => ctx.slot_arg(rest.first()).and_then(|s| {
             ctx.update(|st| {
                 slots::mark_bad(st, s);

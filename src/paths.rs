@@ -13,3 +13,5 @@ pub const REPORT: &str = "/run/overlay-init/report.json";
 pub const NEWROOT: &str = "/newroot";
 /// The board config inside the initramfs.
 pub const CONFIG: &str = "/etc/overlay-init.conf";
+/// The loop device over an appended data area (`oinit.data=appended`), named as OpenWRT does.
+pub const APPENDED_DATA: &str = "/dev/rootfs_data";

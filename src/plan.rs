@@ -33,6 +33,8 @@ pub enum DataState {
     Found {
         dev: BlockDev,
         blank: bool,
+        /// Non-zero: the data area starts this far into `dev` (`oinit.data=appended`).
+        offset: u64,
     },
     Missing(String),
     /// The mount was tried and failed (set by the executor before deciding again).
@@ -78,6 +80,12 @@ pub enum Step {
     Mkfs {
         device: String,
     },
+    /// Attaches `device` from `offset` on to a read-write loop device and links it as `link`.
+    AttachLoop {
+        device: String,
+        offset: u64,
+        link: String,
+    },
     Mount(Mount),
     /// Creates upper (0755: the merged root inherits it) and work (0700), and empties a stale work.
     PrepareUpper {
@@ -114,7 +122,7 @@ fn err(what: String, hint: &str) -> PlanError {
 impl Step {
     pub fn role(&self) -> Role {
         match self {
-            Step::Fsck { .. } | Step::Mkfs { .. } => Role::Data,
+            Step::Fsck { .. } | Step::Mkfs { .. } | Step::AttachLoop { .. } => Role::Data,
             Step::Mount(m) => m.role,
             Step::PrepareUpper { .. } => Role::Upper,
             Step::SwitchRoot { .. } => Role::Switch,
@@ -182,9 +190,19 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
             }
             why.clone()
         }
-        DataState::Found { dev, blank } => {
-            p.devices.push(format!("data: {dev}"));
-            let device = format!("/dev/{}", dev.name);
+        DataState::Found { dev, blank, offset } => {
+            let mut device = format!("/dev/{}", dev.name);
+            if *offset > 0 {
+                p.devices.push(format!("data: after the squashfs at byte {offset} of {dev}"));
+                if !s.failsafe && !s.volatile {
+                    p.steps.push(Step::AttachLoop { device, offset: *offset, link: paths::APPENDED_DATA.into() });
+                }
+                device = paths::APPENDED_DATA.into();
+            } else {
+                p.devices.push(format!("data: {dev}"));
+            }
+            // The appended area belongs to the image's partition: formatting it is its first boot.
+            let format = *blank && (s.mkfs || *offset > 0);
             if s.failsafe || s.volatile {
                 // The data partition may still hold the lower image file; mount it, but the upper
                 // goes to tmpfs and nothing on the partition is touched.
@@ -200,14 +218,14 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
                 }
                 return Ok(None);
             }
-            if *blank && s.mkfs {
+            if format {
                 p.steps.push(Step::Mkfs { device: device.clone() });
             } else if dev.fs.is_none() {
                 p.warnings.push(format!(
                     "{device} holds no known filesystem; its mount will likely fail (oinit.mkfs=1 formats a blank one)"
                 ));
             }
-            if s.fsck && !(*blank && s.mkfs) {
+            if s.fsck && !format {
                 p.steps.push(Step::Fsck { device: device.clone(), budget: s.fsck_timeout });
             }
             p.steps.push(data_mount(s, &device, ""));
@@ -326,6 +344,9 @@ impl fmt::Display for Step {
                 write!(f, "check {device} with e2fsck -p (at most {budget} s)")
             }
             Step::Mkfs { device } => write!(f, "format blank {device} with mkfs.ext4"),
+            Step::AttachLoop { device, offset, link } => {
+                write!(f, "attach {device} from byte {offset} to a read-write loop device, linked as {link}")
+            }
             Step::Mount(m) => {
                 let src = match &m.source {
                     Source::Device(d) => d.clone(),
@@ -407,7 +428,7 @@ mod tests {
     #[test]
     fn nothing_touches_data_before_the_lower_is_mounted() {
         let dev = BlockDev { name: "vda2".into(), ..Default::default() };
-        let p = decide(&settings(""), &found(DataState::Found { dev, blank: false })).unwrap();
+        let p = decide(&settings(""), &found(DataState::Found { dev, blank: false, offset: 0 })).unwrap();
         let lower = p.steps.iter().position(|s| matches!(s, Step::Mount(m) if m.role == Role::Lower));
         let prepare = p.steps.iter().position(|s| matches!(s, Step::PrepareUpper { .. }));
         assert!(lower < prepare);

@@ -51,6 +51,9 @@ pub struct Settings {
     pub init_args: Vec<String>,
     pub read_only: bool,
     pub data: Option<DevSpec>,
+    /// `oinit.data=appended`: the data area is the rest of the root partition after the squashfs
+    /// (OpenWRT's rootfs_data on block devices), reached through a loop device with an offset.
+    pub data_appended: bool,
     pub data_fstype: String,
     pub data_flags: String,
     pub dir: String,
@@ -87,6 +90,7 @@ impl Default for Settings {
             init_args: Vec::new(),
             read_only: false,
             data: None,
+            data_appended: false,
             data_fstype: "ext4".into(),
             data_flags: "nodev,nosuid".into(),
             dir: "overlay".into(),
@@ -193,7 +197,10 @@ impl Settings {
             return Ok(false);
         };
         match name {
-            "data" => self.data = optional(v, DevSpec::parse)?,
+            "data" => {
+                self.data_appended = v == Some("appended");
+                self.data = if self.data_appended { None } else { optional(v, DevSpec::parse)? };
+            }
             "datafstype" => self.data_fstype = word(v)?,
             "dataflags" => self.data_flags = need(v)?.to_string(),
             "dir" => self.dir = rel_path(need(v)?)?,
@@ -220,6 +227,11 @@ impl Settings {
         Ok(true)
     }
 
+    /// Whether a data area is configured (a partition, or the rest of the root partition).
+    pub fn has_data(&self) -> bool {
+        self.data.is_some() || self.data_appended
+    }
+
     fn validate(&self, out: &mut Loaded) {
         let mut bad = |key: &str, value: &str, reason: &str| {
             out.errors.push(SettingError {
@@ -229,8 +241,15 @@ impl Settings {
                 reason: reason.into(),
             })
         };
-        if let Some((key, reason)) = self.ab.validate(self.data.is_some()) {
+        if let Some((key, reason)) = self.ab.validate(self.has_data()) {
             bad(key, "", reason);
+        }
+        if self.data_appended && (self.root.is_none() || self.lower_file.is_some()) {
+            bad(
+                "oinit.data",
+                "appended",
+                "the data follows the squashfs in its partition: set root= to that partition",
+            );
         }
         if self.root.is_none() && !self.ab.enabled() && !(self.lower_file.is_some() && self.data.is_some()) {
             bad(

@@ -24,6 +24,11 @@ pub struct AbSettings {
     pub reset_cycles: u8,
     /// Paths carried into a fresh upper (after an install or a factory reset).
     pub keep: Vec<String>,
+    /// The file in the old upper that adds to the keep-list (`/etc/sysupgrade.conf` on OpenWRT).
+    pub keep_file: String,
+    /// `oinit.state=1` on a board with one image: the state record without slots, for factory
+    /// reset, mark-good bookkeeping and a fresh upper (plus keep-list) when the image changes.
+    pub single: bool,
     /// A watchdog armed before the switch, so a hung userspace resets the board and boot
     /// counting rolls back; the real system must take it over.
     pub watchdog: Option<String>,
@@ -41,6 +46,8 @@ impl Default for AbSettings {
             factory_reset: false,
             reset_cycles: 0,
             keep: Vec::new(),
+            keep_file: "/etc/overlay-init.keep".into(),
+            single: false,
             watchdog: None,
             watchdog_timeout: 60,
             reset_button: None,
@@ -49,8 +56,14 @@ impl Default for AbSettings {
 }
 
 impl AbSettings {
+    /// Whether the boot keeps a state record (A/B slots, or one image with `oinit.state`).
     pub fn enabled(&self) -> bool {
-        self.slots.iter().any(Option::is_some)
+        self.single || self.slots.iter().any(Option::is_some)
+    }
+
+    /// One image, no second slot to roll back to.
+    pub fn one_slot(&self) -> bool {
+        self.slots[1].is_none()
     }
 
     pub(crate) fn set(&mut self, name: &str, v: Option<&str>) -> Result<bool, String> {
@@ -63,6 +76,8 @@ impl AbSettings {
                 self.tries = need(v)?.parse().ok().filter(|t| (1..=20).contains(t)).ok_or("must be 1 to 20")?;
             }
             "latefallback" => self.late_fallback = flag(v)?,
+            "state" => self.single = flag(v)?,
+            "keepfile" => self.keep_file = abs_path(need(v)?)?,
             "factoryreset" => self.factory_reset = flag(v)?,
             "resetcycles" => self.reset_cycles = seconds(need(v)?)?.min(255) as u8,
             "keep" => {
@@ -81,6 +96,9 @@ impl AbSettings {
     /// The first problem with the slot settings: (key, reason).
     pub(crate) fn validate(&self, has_data: bool) -> Option<(&'static str, &'static str)> {
         match &self.slots {
+            [None, None] if self.single && !has_data => {
+                Some(("oinit.data", "oinit.state keeps its record on the data partition: set oinit.data="))
+            }
             [None, None] => None,
             [Some(_), None] => Some(("oinit.b", "slot a is set but slot b is not: set oinit.b= or oinit.bfile=")),
             [None, Some(_)] => Some(("oinit.a", "slot b is set but slot a is not: set oinit.a= or oinit.afile=")),
@@ -134,6 +152,24 @@ mod tests {
         );
         let b = s.for_slot(SlotId::B);
         assert_eq!((b.root, b.lower_file.as_deref(), b.dir.as_str()), (None, Some("/images/b.sqfs"), "overlay/b"));
+    }
+
+    #[test]
+    fn one_image_with_state_and_an_appended_data_area() {
+        let (s, l) = Settings::load(
+            "root=PARTLABEL=rootfs oinit.data=appended",
+            "oinit.state=1 oinit.keepfile=/etc/sysupgrade.conf",
+        );
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert!(s.ab.enabled() && s.ab.one_slot() && s.data_appended && s.has_data());
+        assert_eq!(s.ab.keep_file, "/etc/sysupgrade.conf");
+        let a = s.for_slot(SlotId::A);
+        assert_eq!((a.root, a.dir.as_str()), (Some(DevSpec::PartLabel("rootfs".into())), "overlay/a"));
+        // The command line can name a partition instead of the appended area.
+        let (s, _) = Settings::load("root=/dev/vda2 oinit.data=appended", "oinit.data=PARTLABEL=rootfs_data");
+        assert!(!s.data_appended && s.data.is_some());
+        let (_, l) = Settings::load("", "oinit.state=1 root=/dev/vda2");
+        assert_eq!(l.errors[0].key, "oinit.data");
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub struct Policy {
     /// Count boots of a good slot too, so that a good slot that stops booting falls back to the
     /// other (RAUC's "prevent late fallback" turned off). Off by default.
     pub late_fallback: bool,
+    /// One image (`oinit.state` without slots): no tries to spend, nothing to roll back to.
+    pub one_slot: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +28,20 @@ pub fn choose(st: &mut State, p: Policy) -> Choice {
     st.boots = st.boots.wrapping_add(1);
     st.unconfirmed_boots = st.unconfirmed_boots.saturating_add(1);
     let active = st.active;
-    let choice = match try_slot(st, active, p) {
+    let choice = if p.one_slot {
+        Choice { slot: SlotId::A, reason: Reason::OnlyImage, counted: false }
+    } else {
+        choose_slot(st, active, p)
+    };
+    st.active = choice.slot;
+    st.last_booted = Some(choice.slot);
+    st.slot_mut(choice.slot).last = Outcome::Unconfirmed;
+    st.record(choice.slot, choice.reason);
+    choice
+}
+
+fn choose_slot(st: &mut State, active: SlotId, p: Policy) -> Choice {
+    match try_slot(st, active, p) {
         Some(c) => c,
         None => {
             // The active slot is out of tries (or bad): mark it bad and roll back.
@@ -42,12 +57,7 @@ pub fn choose(st: &mut State, p: Policy) -> Choice {
                 }
             }
         }
-    };
-    st.active = choice.slot;
-    st.last_booted = Some(choice.slot);
-    st.slot_mut(choice.slot).last = Outcome::Unconfirmed;
-    st.record(choice.slot, choice.reason);
-    choice
+    }
 }
 
 /// Boots `s` if it may: a good slot as it is, a trial slot by spending a try.
@@ -130,7 +140,7 @@ mod tests {
     use crate::state::Slot;
     use SlotId::{A, B};
 
-    const P: Policy = Policy { tries: 3, late_fallback: false };
+    const P: Policy = Policy { tries: 3, late_fallback: false, one_slot: false };
 
     fn st(active: SlotId, a: (u8, bool, bool), b: (u8, bool, bool), last_good: Option<SlotId>) -> State {
         let mut s = State::factory(3);
@@ -139,6 +149,18 @@ mod tests {
         s.slots = [slot(a), slot(b)];
         s.last_good = last_good;
         s
+    }
+
+    #[test]
+    fn one_image_never_counts_or_rolls_back() {
+        let p = Policy { one_slot: true, ..P };
+        let mut s = st(A, (0, false, false), (0, false, false), None);
+        for boot in 1..=5 {
+            let c = choose(&mut s, p);
+            assert_eq!((c.slot, c.reason, c.counted), (A, Reason::OnlyImage, false));
+            assert_eq!(s.unconfirmed_boots, boot, "unconfirmed boots still counted for oinit.resetcycles");
+        }
+        assert!(!s.slot(A).bad);
     }
 
     #[test]

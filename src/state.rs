@@ -62,12 +62,13 @@ pub enum Reason {
     FactoryReset = 7,
     NewImage = 8,
     MarkedGood = 9,
+    OnlyImage = 10,
 }
 
 impl Reason {
     fn from_byte(b: u8) -> Option<Reason> {
         use Reason::*;
-        [Good, Trial, RolledBack, BothBad, LowerFailed, Uncounted, FactoryReset, NewImage, MarkedGood]
+        [Good, Trial, RolledBack, BothBad, LowerFailed, Uncounted, FactoryReset, NewImage, MarkedGood, OnlyImage]
             .into_iter()
             .find(|r| *r as u8 == b)
     }
@@ -82,6 +83,7 @@ impl Reason {
             Reason::Uncounted => "state write failed: booting the last good slot",
             Reason::FactoryReset => "factory reset",
             Reason::NewImage => "new image: fresh upper",
+            Reason::OnlyImage => "the only image (no second slot)",
         }
     }
 }

@@ -79,6 +79,14 @@ fn fixture() -> PathBuf {
     write(&dev.join("vda1"), &squashfs());
     write(&dev.join("vda2"), &ext4(DATA_UUID, "userdata"));
     write(&dev.join("vdb"), &vec![0u8; 128 * 1024]);
+    // An OpenWRT-style root partition: the squashfs, then an ext4 data area at bytes_used rounded
+    // up to 64 KiB (1_052_672 -> 1_114_112).
+    sys_dev(&sys, "vdc", None, 32, 65536);
+    sys_dev(&sys, "vdc", Some((1, "rootfs")), 33, 32768);
+    let mut part = squashfs();
+    part.resize(1_114_112, 0xaa);
+    part.extend(ext4(DATA_UUID, "rootfs_data"));
+    write(&dev.join("vdc1"), &part);
     base
 }
 
@@ -106,6 +114,10 @@ const CASES: &[(&str, &str)] = &[
     ("ab-partitions", "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2"),
     ("ab-files", "oinit.afile=/images/a.sqfs oinit.bfile=/images/b.sqfs oinit.keep=/etc/hostname"),
     ("ab-missing-b", "oinit.a=PARTLABEL=rootfs"),
+    ("appended-data-first-boot", "root=/dev/vda1 oinit.data=appended"),
+    ("appended-data-existing", "root=/dev/vdc1 oinit.data=appended oinit.fsck=1"),
+    ("appended-data-needs-root", "root= oinit.lowerfile=/images/a.sqfs oinit.data=appended"),
+    ("one-image-with-state", "oinit.state=1 oinit.data=appended root=/dev/vdc1"),
 ];
 
 fn run_plan(base: &Path, cmdline: &str) -> String {

@@ -16,6 +16,12 @@ use std::time::Duration;
 /// spin (a scan reads a few KiB per device).
 const POLL: Duration = Duration::from_millis(20);
 
+/// OpenWRT aligns the data area after the squashfs to 64 KiB (fstools' libfstools/rootdisk.c), so
+/// a new image of about the same size finds the data where it was.
+pub const APPENDED_ALIGN: u64 = 64 * 1024;
+/// Below this, an appended data area cannot hold an ext4 with a journal worth having.
+const APPENDED_MIN: u64 = 4 << 20;
+
 /// Bytes that must all be zero (or all 0xff) for the data partition to count as factory-blank.
 const BLANK_PROBE: usize = 64 * 1024;
 
@@ -81,11 +87,12 @@ fn resolve(
         });
     }
     let data = match (data, &s.data) {
+        _ if s.data_appended => root.map_or(DataState::NotConfigured, |r| appended(r, dev)),
         (None, _) | (_, None) => DataState::NotConfigured,
         (Some(Some(d)), _) => {
             let blank = d.fs.is_none()
                 && blockdev::read_head(&dev.join(&d.name), 0, BLANK_PROBE).is_some_and(|b| probe::is_blank(&b));
-            DataState::Found { dev: d.clone(), blank }
+            DataState::Found { dev: d.clone(), blank, offset: 0 }
         }
         (Some(None), Some(spec)) => DataState::Missing(format!(
             "data partition {spec} not found after {} s (saw: {})",
@@ -94,4 +101,52 @@ fn resolve(
         )),
     };
     Ok(Found { root: root.cloned(), data, slots: [None, None] })
+}
+
+/// `oinit.data=appended`: the data area is the rest of the root partition, from the squashfs's
+/// `bytes_used` rounded up to 64 KiB. Without a filesystem there it counts as blank: what is
+/// there is left from an older, longer image (OpenWRT formats it too).
+pub fn appended(root: &BlockDev, dev: &Path) -> DataState {
+    let Some(sq) = root.fs.as_ref().filter(|f| f.kind == probe::FsKind::Squashfs) else {
+        return DataState::Missing(format!(
+            "oinit.data=appended: /dev/{} holds no squashfs to find the data area after",
+            root.name
+        ));
+    };
+    let offset = sq.size.div_ceil(APPENDED_ALIGN) * APPENDED_ALIGN;
+    if root.size < offset + APPENDED_MIN {
+        return DataState::Missing(format!(
+            "oinit.data=appended: /dev/{} has {} KiB after its squashfs, less than the {} KiB a data area needs: \
+             make the partition larger",
+            root.name,
+            root.size.saturating_sub(offset) >> 10,
+            APPENDED_MIN >> 10
+        ));
+    }
+    let fs = blockdev::read_head(&dev.join(&root.name), offset, probe::PROBE_LEN).and_then(|h| probe::probe_fs(&h));
+    let area = BlockDev { size: root.size - offset, fs, ..root.clone() };
+    DataState::Found { blank: area.fs.is_none(), dev: area, offset }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::tests::squashfs_image;
+
+    #[test]
+    fn appended_area_starts_at_the_next_64k_after_the_squashfs() {
+        let dir = std::env::temp_dir().join(format!("oi-appended-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = squashfs_image(100_000);
+        let root = BlockDev { name: "vda2".into(), size: 8 << 20, fs: probe::probe_fs(&image), ..Default::default() };
+        std::fs::write(dir.join("vda2"), &image).unwrap();
+        let DataState::Found { dev, blank, offset } = appended(&root, &dir) else { panic!("not found") };
+        assert_eq!((offset, blank, dev.size), (131_072, true, (8 << 20) - 131_072));
+        // Too little room after the image: the data-missing policy decides, with the reason.
+        let small = BlockDev { size: 2 << 20, ..root.clone() };
+        assert!(matches!(appended(&small, &dir), DataState::Missing(m) if m.contains("make the partition larger")));
+        let not_squashfs = BlockDev { fs: None, ..root };
+        assert!(matches!(appended(&not_squashfs, &dir), DataState::Missing(m) if m.contains("no squashfs")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -27,6 +27,7 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
         let result = match step {
             Step::Fsck { device, budget } => fsck(device, *budget),
             Step::Mkfs { device } => mkfs(device),
+            Step::AttachLoop { device, offset, link } => attach_appended(device, *offset, link, report),
             Step::Mount(m) => mount(m, report),
             Step::PrepareUpper { upper, work } => prepare_upper(upper, work),
             Step::SwitchRoot { .. } => continue,
@@ -163,6 +164,20 @@ fn prepare_upper(upper: &str, work: &str) -> Result<()> {
     if n > 0 {
         log::info!("emptied stale work directory {work} ({n} entries)");
     }
+    Ok(())
+}
+
+/// The loop device over the data area after the squashfs. It stays attached (no autoclear): the
+/// data mount and the running system use it, as OpenWRT's `/dev/loop0` on `/overlay`.
+fn attach_appended(device: &str, offset: u64, link: &str, report: &mut Report) -> Result<()> {
+    let options = loopdev::Options { offset, read_only: false };
+    let attached = report
+        .kernel(|| loopdev::attach(device, options))
+        .map_err(|(call, e)| Error::sys(call, device, e, "add loop to oinit.modules (or build it into the kernel)"))?;
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(attached.path.trim_start_matches("/dev/"), link)
+        .map_err(|e| Error::sys("symlink", link, Errno::from_io_error(&e).unwrap_or(Errno::IO), "check /dev"))?;
+    log::info!("data area of {device} from byte {offset} is {} ({link})", attached.path);
     Ok(())
 }
 

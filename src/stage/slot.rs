@@ -24,9 +24,9 @@ pub const SLOTS_FILE: &str = "/run/overlay-init/slots";
 const MAX_RESET_ATTEMPTS: u8 = 3;
 
 pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan> {
-    let policy = Policy { tries: s.ab.tries, late_fallback: s.ab.late_fallback };
+    let policy = Policy { tries: s.ab.tries, late_fallback: s.ab.late_fallback, one_slot: s.ab.one_slot() };
     let data_plan = assemble(report, found, |f| plan::decide_data(&s.for_slot(SlotId::A), f))?;
-    let writable = data_plan.volatile.is_none() && s.data.is_some();
+    let writable = data_plan.volatile.is_none() && s.has_data();
     let state_path = Path::new(paths::DATA).join(STATE_FILE);
     let (mut store, mut st, loaded) = if writable {
         store::load_or_default(&state_path, policy.tries)
@@ -101,7 +101,9 @@ fn mount_lower(
     let mut slot = first;
     loop {
         let ss = s.for_slot(slot);
-        found.root = found.slots[slot.index()].clone();
+        if s.ab.slots[slot.index()].is_some() {
+            found.root = found.slots[slot.index()].clone();
+        }
         let attempt = plan::decide(&ss, found).map_err(Error::Plan).and_then(|plan| {
             announce(&plan, report);
             let lower: Vec<Step> =
@@ -114,6 +116,9 @@ fn mount_lower(
             Err(e) => {
                 log::error!("slot {}: {e}", slot.name());
                 report.fallbacks.push(format!("slot {} unusable: {e}", slot.name()));
+                if s.ab.one_slot() {
+                    return Err(e);
+                }
                 let Some(other) = slots::lower_failed(st, slot) else { return Err(e) };
                 if let Err(w) = save(store, st) {
                     log::warn!("cannot record the failed slot: {w}");
@@ -169,7 +174,7 @@ fn uppers(
                 Some(base.join(from_slot.name()).join("upper"))
             };
             if let Some(from) = from.filter(|f| f.is_dir()) {
-                let n = upper::carry(&upper::keep_list(&s.ab.keep, &from), &from, &new_upper);
+                let n = upper::carry(&upper::keep_list(&s.ab.keep, &s.ab.keep_file, &from), &from, &new_upper);
                 log::info!(
                     "slot {}: new image {id:08x}: fresh upper, {n} kept entries carried from slot {}",
                     slot.name(),
@@ -251,6 +256,10 @@ fn source_path(s: &Settings, found: &Found, slot: SlotId) -> Option<PathBuf> {
         Some(SlotSource::File(f)) => Some(PathBuf::from(format!("{}{f}", paths::DATA))),
         Some(SlotSource::Partition(_)) => {
             found.slots[slot.index()].as_ref().map(|d| PathBuf::from(format!("/dev/{}", d.name)))
+        }
+        // One image (oinit.state): root= is slot a.
+        None if slot == SlotId::A && s.ab.one_slot() => {
+            found.root.as_ref().map(|d| PathBuf::from(format!("/dev/{}", d.name)))
         }
         None => None,
     }

@@ -12,9 +12,6 @@ use std::path::{Path, PathBuf};
 
 /// Where uppers wait to be deleted, under `oinit.dir`.
 pub const TRASH: &str = ".trash";
-/// The keep-list file inside an upper, one absolute path per line (like OpenWRT's
-/// /etc/sysupgrade.conf).
-pub const KEEP_FILE: &str = "etc/overlay-init.keep";
 
 fn sync_dir(dir: &Path) -> Result<()> {
     let fd = open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -46,10 +43,11 @@ fn io(call: &'static str, p: &Path, e: std::io::Error) -> Error {
     Error::sys(call, p.display().to_string(), Errno::from_io_error(&e).unwrap_or(Errno::IO), "check the data partition")
 }
 
-/// The keep-list: the board's paths plus those in the previous upper's keep file.
-pub fn keep_list(board: &[String], old_upper: &Path) -> Vec<String> {
+/// The keep-list: the board's paths plus those in the previous upper's keep file (same format as
+/// OpenWRT's `/etc/sysupgrade.conf`: one absolute path per line, `#` comments).
+pub fn keep_list(board: &[String], keep_file: &str, old_upper: &Path) -> Vec<String> {
     let mut list = board.to_vec();
-    let text = safe_path(old_upper, KEEP_FILE).and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    let text = safe_path(old_upper, keep_file).and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
     for line in text.lines().map(str::trim).filter(|l| l.starts_with('/') && !l.split('/').any(|c| c == "..")) {
         list.push(line.to_string());
     }
@@ -180,8 +178,8 @@ mod tests {
         std::fs::write(outside.join("passwd"), "host file").unwrap();
         std::os::unix::fs::symlink(&outside, old.join("etc/evil")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", old.join("etc/link")).unwrap();
-        std::fs::write(old.join(KEEP_FILE), "/etc/ssh\n# comment\n/etc/evil/passwd\n../x\n").unwrap();
-        let keep = keep_list(&["/etc/hostname".into(), "/etc/link".into()], &old);
+        std::fs::write(old.join("etc/overlay-init.keep"), "/etc/ssh\n# comment\n/etc/evil/passwd\n../x\n").unwrap();
+        let keep = keep_list(&["/etc/hostname".into(), "/etc/link".into()], "/etc/overlay-init.keep", &old);
         assert_eq!(keep, ["/etc/evil/passwd", "/etc/hostname", "/etc/link", "/etc/ssh"]);
         let n = carry(&keep, &old, &new);
         assert_eq!(n, 4); // hostname, link (as a link), ssh/, ssh/key

@@ -1,4 +1,5 @@
-//! Read-only loop devices for a lower image file. Structures mirror `<linux/loop.h>`.
+//! Loop devices: read-only for a lower image file, read-write at an offset for an appended data
+//! area. Structures mirror `<linux/loop.h>`.
 #![allow(unsafe_code)]
 
 use rustix::fd::{AsRawFd, OwnedFd};
@@ -40,7 +41,15 @@ struct LoopConfig {
     reserved: [u64; 8],
 }
 
-fn info(file: &str) -> LoopInfo64 {
+/// How to attach: where the device starts in the backing file, and whether it is the read-only,
+/// self-detaching kind (a lower image) or a lasting read-write one (an appended data area).
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub offset: u64,
+    pub read_only: bool,
+}
+
+fn info(file: &str, o: Options) -> LoopInfo64 {
     let mut name = [0u8; 64];
     let n = file.len().min(63);
     name[..n].copy_from_slice(&file.as_bytes()[..n]);
@@ -48,12 +57,12 @@ fn info(file: &str) -> LoopInfo64 {
         lo_device: 0,
         lo_inode: 0,
         lo_rdevice: 0,
-        lo_offset: 0,
+        lo_offset: o.offset,
         lo_sizelimit: 0,
         lo_number: 0,
         lo_encrypt_type: 0,
         lo_encrypt_key_size: 0,
-        lo_flags: LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR,
+        lo_flags: if o.read_only { LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR } else { 0 },
         lo_file_name: name,
         lo_crypt_name: [0; 64],
         lo_encrypt_key: [0; 32],
@@ -89,18 +98,23 @@ pub struct Attached {
 }
 
 /// Attaches `file` to a free loop device read-only with autoclear.
-/// Uses LOOP_CONFIGURE (one atomic call, Linux 5.8+), else LOOP_SET_FD + LOOP_SET_STATUS64.
 pub fn attach_ro(file: &str) -> Result<Attached, (&'static str, Errno)> {
-    let backing = open(file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
+    attach(file, Options { offset: 0, read_only: true })
+}
+
+/// Attaches `file` to a free loop device. Uses LOOP_CONFIGURE (one atomic call, Linux 5.8+),
+/// else LOOP_SET_FD + LOOP_SET_STATUS64.
+pub fn attach(file: &str, o: Options) -> Result<Attached, (&'static str, Errno)> {
+    let mode = if o.read_only { OFlags::RDONLY } else { OFlags::RDWR };
+    let backing = open(file, mode | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
     let ctl = open("/dev/loop-control", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| ("open /dev/loop-control", e))?;
     // Another process may take the free device between GET_FREE and attach: retry on EBUSY.
     for _ in 0..8 {
         let n = ioctl(&ctl, LOOP_CTL_GET_FREE, 0).map_err(|e| ("LOOP_CTL_GET_FREE", e))?;
         let path = format!("/dev/loop{n}");
-        let dev = open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| ("open loop device", e))?;
-        let cfg = LoopConfig { fd: backing.as_raw_fd() as u32, block_size: 0, info: info(file), reserved: [0; 8] };
+        let dev = open(path.as_str(), mode | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open loop device", e))?;
+        let cfg = LoopConfig { fd: backing.as_raw_fd() as u32, block_size: 0, info: info(file, o), reserved: [0; 8] };
         match ioctl(&dev, LOOP_CONFIGURE, &cfg as *const LoopConfig as usize) {
             Ok(_) => return Ok(Attached { path, method: Method::Configure, fd: dev }),
             Err(Errno::BUSY) => continue,
@@ -112,7 +126,7 @@ pub fn attach_ro(file: &str) -> Result<Attached, (&'static str, Errno)> {
             Err(e) => return Err(("LOOP_SET_FD", e)),
             Ok(_) => {}
         }
-        let status = info(file);
+        let status = info(file, o);
         ioctl(&dev, LOOP_SET_STATUS64, &status as *const LoopInfo64 as usize).map_err(|e| ("LOOP_SET_STATUS64", e))?;
         return Ok(Attached { path, method: Method::SetFdStatus, fd: dev });
     }
