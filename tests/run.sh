@@ -12,7 +12,9 @@ step "unit, golden and mount tests"
 # As root (CI), the loop-device tests must run, never skip.
 if [ "$(id -u)" = 0 ]; then export OI_REQUIRE_ROOT=1; fi
 cargo test --workspace --quiet
+step "boards: settings against layout and kernel, disk images built with genimage and read back"
+cargo xtask check-boards
 step "QEMU end-to-end tests"
-cargo xtask e2e qemu-x86_64 qemu-aarch64 qemu-armv7
+cargo xtask e2e qemu-x86_64 qemu-aarch64 qemu-armv7 openwrt
 step "binary sizes (stripped, static)"
 ls -l target/*-unknown-linux-*/release/overlay-init | awk '{ print $5, $9 }'

@@ -21,12 +21,17 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn build(root: &'a Path, board: &'a Board) -> Result<Ctx<'a>, String> {
-        let initrd = image::initramfs(root, board)?;
-        let sqfs = image::rootfs(root, board, "a")?;
-        let sqfs_b = image::rootfs(root, board, "b")?;
+        if !board.bootable() {
+            return Err(format!(
+                "board {} is real hardware: QEMU cannot boot it (cargo xtask check-boards)",
+                board.name
+            ));
+        }
         let out = board.out_dir(root);
         let pristine = out.join("disk.img");
-        image::disk(root, board, &sqfs, &sqfs_b, &pristine)?;
+        crate::disk::build(root, board, &pristine)?;
+        let initrd = out.join("initramfs.cpio.gz");
+        let sqfs = out.join("rootfs-a.sqfs");
         let work = out.join("e2e");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -166,10 +171,15 @@ fn upper_file(disk: &Path, path: &str) -> Result<String, String> {
 
 /// Reads a file at `path` on the data partition of `disk`.
 pub fn upper_file_at(disk: &Path, path: &str) -> Result<String, String> {
+    file_in(disk, "userdata", 0, path)
+}
+
+/// Reads a file at `path` on the ext4 that starts `offset` bytes into partition `part`.
+pub fn file_in(disk: &Path, part: &str, offset: u64, path: &str) -> Result<String, String> {
     let parts = image::partitions(disk)?;
-    let data = image::part(&parts, "userdata")?;
+    let data = image::part(&parts, part)?;
     let img = disk.with_extension("userdata");
-    std::fs::write(&img, image::read_at(disk, data.start, data.size)?).map_err(|e| e.to_string())?;
+    std::fs::write(&img, image::read_at(disk, data.start + offset, data.size - offset)?).map_err(|e| e.to_string())?;
     let out = sh::output(sh::cmd("debugfs").arg("-R").arg(format!("cat {path}")).arg(&img));
     let _ = std::fs::remove_file(&img);
     out.map(|s| s.trim().to_string())
@@ -189,7 +199,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
 
 /// What a scenario needs from the board beyond a disk and a kernel.
 #[derive(Clone, Copy)]
-enum Needs {
+pub enum Needs {
     Nothing,
     /// Host tools packed into the initramfs must run on the guest: the host's architecture.
     HostArch,
@@ -213,7 +223,7 @@ impl Needs {
 }
 
 /// A scenario: its name, the test, and what it needs from the board.
-type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
+pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
 const SCENARIOS: [Scenario; 17] = [
     ("persist-across-boots", persist, Needs::Nothing),
@@ -376,6 +386,14 @@ fn blank_data(ctx: &Ctx<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// The scenarios for a board: the qemu-* boards share one layout; others bring their own.
+fn scenarios(b: &Board) -> &'static [Scenario] {
+    match b.name.as_str() {
+        "openwrt" => &crate::e2e_openwrt::SCENARIOS,
+        _ => &SCENARIOS,
+    }
+}
+
 pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
     let default = crate::QEMU_BOARDS.map(String::from);
     let boards = if args.is_empty() { &default[..] } else { args };
@@ -385,7 +403,9 @@ pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
     for name in boards {
         let board = Board::load(root, name)?;
         let ctx = Ctx::build(root, &board)?;
-        for (sname, f, needs) in SCENARIOS.iter().filter(|(n, _, _)| only.as_deref().is_none_or(|o| n.contains(o))) {
+        for (sname, f, needs) in
+            scenarios(&board).iter().filter(|(n, _, _)| only.as_deref().is_none_or(|o| n.contains(o)))
+        {
             if let Some(why) = needs.unmet(&board) {
                 println!("SKIP {name} {sname}: {why}");
                 continue;
@@ -404,7 +424,8 @@ pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
         }
     }
     if only.is_none() || only.as_deref() == Some("powercut") {
-        for name in boards {
+        // The power-cut points use the qemu-* layout (two slots and a data partition).
+        for name in boards.iter().filter(|n| n.starts_with("qemu-")) {
             let board = Board::load(root, name)?;
             let ctx = Ctx::build(root, &board)?;
             // A sample: one cut point per kind; `cargo xtask powercut N` runs more.

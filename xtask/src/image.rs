@@ -74,7 +74,8 @@ fn parents(path: &str) -> Vec<String> {
 
 /// Builds `initramfs.cpio.gz` for the board; returns its path.
 pub fn initramfs(root: &Path, b: &Board) -> Result<PathBuf, String> {
-    initramfs_with_tools(root, b, "initramfs", &[])
+    let tools: Vec<(&str, &str)> = b.tools.iter().map(|(d, h)| (d.as_str(), h.as_str())).collect();
+    initramfs_with_tools(root, b, "initramfs", &tools)
 }
 
 /// The board's initramfs plus host tools (`(path in the initramfs, host binary)`) and the shared
@@ -177,6 +178,8 @@ pub struct Part {
     pub name: String,
     pub start: u64,
     pub size: u64,
+    /// GPT partition GUID (lower case); None on MBR disks.
+    pub uuid: Option<String>,
 }
 
 /// Partitions of a disk image, read back with `sfdisk -d` (offsets in bytes).
@@ -193,6 +196,7 @@ pub fn partitions(disk: &Path) -> Result<Vec<Part>, String> {
             name: field("name").unwrap_or_default(),
             start: num("start")? * 512,
             size: num("size")? * 512,
+            uuid: field("uuid").map(|u| u.to_ascii_lowercase()),
         });
     }
     Ok(parts)
@@ -204,46 +208,6 @@ pub fn part(parts: &[Part], name: &str) -> Result<Part, String> {
 
 /// The data partition's filesystem UUID (fixed, so tests can name it with UUID=).
 pub const DATA_UUID: &str = "5e1f7c3a-9b2d-4c8e-a6f0-1d3b5e7a9c2f";
-
-/// Builds the board's GPT disk: image a in `rootfs`, image b in `rootfs_b`, and an ext4 `userdata`
-/// holding copies of both under /images/ (for the lower-as-file modes).
-pub fn disk(root: &Path, b: &Board, sqfs: &Path, sqfs_b: &Path, out: &Path) -> Result<(), String> {
-    let layout = std::fs::read_to_string(b.dir.join("disk.sfdisk")).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(out);
-    sh::run(sh::cmd("truncate").args(["-s", "96M"]).arg(out))?;
-    sh::run_stdin(sh::cmd("sfdisk").args(["--quiet", "--no-reread", "--no-tell-kernel"]).arg(out), &layout)?;
-    let parts = partitions(out)?;
-    for (name, image) in [("rootfs", sqfs), ("rootfs_b", sqfs_b)] {
-        let p = part(&parts, name)?;
-        let bytes = std::fs::read(image).map_err(|e| e.to_string())?;
-        if bytes.len() as u64 > p.size {
-            return Err(format!(
-                "{} ({} bytes) does not fit partition {name} ({} bytes)",
-                image.display(),
-                bytes.len(),
-                p.size
-            ));
-        }
-        write_at(out, p.start, &bytes)?;
-    }
-    let data = part(&parts, "userdata")?;
-    let content = b.out_dir(root).join("data-content");
-    let _ = std::fs::remove_dir_all(&content);
-    std::fs::create_dir_all(content.join("images")).map_err(|e| e.to_string())?;
-    std::fs::copy(sqfs, content.join("images/rootfs.sqfs")).map_err(|e| e.to_string())?;
-    std::fs::copy(sqfs_b, content.join("images/b.sqfs")).map_err(|e| e.to_string())?;
-    let img = b.out_dir(root).join("userdata.ext4");
-    let _ = std::fs::remove_file(&img);
-    sh::run(
-        sh::cmd("mkfs.ext4")
-            .args(["-q", "-F", "-L", "userdata", "-U", DATA_UUID, "-E", "root_owner=0:0", "-d"])
-            .arg(&content)
-            .arg(&img)
-            .arg(format!("{}k", data.size / 1024)),
-    )?;
-    write_at(out, data.start, &std::fs::read(&img).map_err(|e| e.to_string())?)?;
-    Ok(())
-}
 
 pub fn write_at(file: &Path, offset: u64, bytes: &[u8]) -> Result<(), String> {
     use std::io::{Seek, SeekFrom, Write};

@@ -3,8 +3,12 @@
 
 mod bench;
 mod board;
+mod boards;
+mod disk;
 mod e2e;
 mod e2e_ab;
+mod e2e_openwrt;
+mod genimage;
 mod image;
 mod powercut;
 mod qemu;
@@ -16,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 const USAGE: &str = "cargo xtask <command>
   initramfs BOARD     build target/boards/BOARD/initramfs.cpio.gz (and its gen_init_cpio list)
-  disk BOARD          build target/boards/BOARD/disk.img (GPT: squashfs rootfs + ext4 userdata)
+  disk BOARD          build target/boards/BOARD/disk.img from board/BOARD/genimage.cfg
+  check-boards [BOARD...]  check settings against layout and kernel, build each disk with genimage
+                      and read it back (default: every board)
   demo [BOARD]        build everything and boot twice, showing a counter kept on the overlay
   e2e [BOARD...]      QEMU end-to-end tests (default: every qemu-* board)
   powercut [N] [BOARD...]  N power cuts per kind (factory reset, state writes, install)
@@ -27,7 +33,7 @@ BOARD is a folder under board/: qemu-x86_64, qemu-aarch64, qemu-armv7, imx6, imx
 /// The boards QEMU can boot, the default for e2e, powercut, bench and bench-reset.
 pub const QEMU_BOARDS: [&str; 3] = ["qemu-x86_64", "qemu-aarch64", "qemu-armv7"];
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
@@ -39,9 +45,8 @@ fn main() {
             with_board(&root, args.get(1), |b| image::initramfs(&root, b).map(|p| println!("{}", p.display())))
         }
         Some("disk") => with_board(&root, args.get(1), |b| {
-            let (a, bimg) = (image::rootfs(&root, b, "a")?, image::rootfs(&root, b, "b")?);
             let out = b.out_dir(&root).join("disk.img");
-            image::disk(&root, b, &a, &bimg, &out).map(|()| println!("{}", out.display()))
+            disk::build(&root, b, &out).map(|()| println!("{}", out.display()))
         }),
         Some("demo") => with_board(&root, args.get(1).or(Some(&"qemu-aarch64".to_string())), |b| e2e::demo(&root, b)),
         Some("e2e") => e2e::main(&root, &args[1..]),
@@ -57,6 +62,7 @@ fn main() {
                 if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
             bench::reset(&root, files, &boards)
         }
+        Some("check-boards") => boards::main(&root, &args[1..]),
         Some("bench") => bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5)),
         _ => Err(USAGE.to_string()),
     };

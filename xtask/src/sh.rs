@@ -22,11 +22,25 @@ pub fn run(c: &mut Command) -> Result<(), String> {
 }
 
 pub fn output(c: &mut Command) -> Result<String, String> {
+    output_bytes(c).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+pub fn output_bytes(c: &mut Command) -> Result<Vec<u8>, String> {
     let out = c.stderr(Stdio::inherit()).output().map_err(|e| format!("{}: {e}", describe(c)))?;
     if !out.status.success() {
         return Err(format!("{} failed: {}", describe(c), out.status));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out.stdout)
+}
+
+/// Runs a chatty tool (genimage) silently; on failure its output is in the error.
+pub fn quiet(c: &mut Command) -> Result<(), String> {
+    let out = c.output().map_err(|e| format!("{}: {e} (run tests/setup.sh?)", describe(c)))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    Err(format!("{} failed: {}\n{}", describe(c), out.status, text.trim_end()))
 }
 
 pub fn run_stdin(c: &mut Command, input: &str) -> Result<(), String> {

@@ -1,0 +1,125 @@
+//! `cargo xtask check-boards`: every board's settings are checked against its layout and kernel
+//! (when it loads), its disk image is built with genimage, and the image is read back: the
+//! partition table, each partition's place and size, and what sits in it (squashfs byte for byte,
+//! ext4 with the expected label, the boot partition's files).
+
+use crate::board::{self, Board};
+use crate::genimage::{Partition, Table};
+use crate::image::{self, read_at, Part};
+use crate::sh;
+use std::path::Path;
+
+pub fn main(root: &Path, names: &[String]) -> Result<(), String> {
+    let names = if names.is_empty() { board::list(root) } else { names.to_vec() };
+    let mut failed = Vec::new();
+    for name in &names {
+        match Board::load(root, name).and_then(|b| check(root, &b)) {
+            Ok(lines) => {
+                println!("PASS board {name}");
+                for l in lines {
+                    println!("  {l}");
+                }
+            }
+            Err(e) => {
+                println!("FAIL board {name}: {e}");
+                failed.push(name.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("boards failed: {}", failed.join(", ")))
+    }
+}
+
+/// Builds the board's disk and compares it with the layout; returns one line per partition.
+fn check(root: &Path, b: &Board) -> Result<Vec<String>, String> {
+    let disk = b.out_dir(root).join("disk.img");
+    crate::disk::build(root, b, &disk)?;
+    let l = &b.layout;
+    let dump = sh::output(sh::cmd("sfdisk").arg("-d").arg(&disk))?;
+    let want_label = if l.table == Table::Gpt { "label: gpt" } else { "label: dos" };
+    if !dump.lines().any(|x| x == want_label) {
+        return Err(format!("{} table expected, sfdisk says:\n{dump}", l.table));
+    }
+    if let Some(id) = &l.disk_id {
+        let got = dump.lines().find_map(|x| x.strip_prefix("label-id: ")).unwrap_or("").to_ascii_lowercase();
+        if got.trim_start_matches("0x") != id.trim_start_matches("0x") {
+            return Err(format!("disk id {got}, genimage.cfg says {id}"));
+        }
+    }
+    if let Some(size) = l.size {
+        let got = std::fs::metadata(&disk).map_err(|e| e.to_string())?.len();
+        if got != size {
+            return Err(format!("disk is {got} bytes, genimage.cfg says {size}"));
+        }
+    }
+    let parts = image::partitions(&disk)?;
+    let table: Vec<&Partition> = l.partitions.iter().filter(|p| p.number.is_some()).collect();
+    if parts.len() != table.len() {
+        return Err(format!("{} partitions on disk, genimage.cfg has {} ({})", parts.len(), table.len(), l.names()));
+    }
+    let mut lines = vec![format!("{} {} disk, {} MiB", l.table, l.disk, l.size.unwrap_or(0) >> 20)];
+    for (want, got) in table.iter().zip(&parts) {
+        lines.push(partition(b, &disk, want, got).map_err(|e| format!("partition {}: {e}", want.name))?);
+    }
+    Ok(lines)
+}
+
+fn partition(b: &Board, disk: &Path, want: &Partition, got: &Part) -> Result<String, String> {
+    let l = &b.layout;
+    if l.table == Table::Gpt && got.name != want.name {
+        return Err(format!("named {:?} on disk", got.name));
+    }
+    if want.offset.is_some_and(|o| o != got.start) || want.size.is_some_and(|s| s != got.size) {
+        return Err(format!(
+            "at {} size {} on disk, genimage.cfg says {:?} {:?}",
+            got.start, got.size, want.offset, want.size
+        ));
+    }
+    if l.table == Table::Gpt && want.uuid.is_some() && want.uuid != got.uuid {
+        return Err(format!("PARTUUID {:?} on disk, genimage.cfg says {:?}", got.uuid, want.uuid));
+    }
+    let what = match want.image.as_deref() {
+        Some(img) if img.ends_with(".sqfs") => {
+            let input =
+                std::fs::read(b.out_dir(&crate::repo_root()).join("inputs").join(img)).map_err(|e| e.to_string())?;
+            if read_at(disk, got.start, input.len() as u64)? != input || &input[..4] != b"hsqs" {
+                return Err(format!("does not hold {img} byte for byte"));
+            }
+            format!("squashfs {img} ({} KiB)", input.len() >> 10)
+        }
+        Some("userdata.ext4") => {
+            let sb = read_at(disk, got.start + 1024, 1024)?;
+            let label = String::from_utf8_lossy(&sb[0x78..0x88]).trim_end_matches('\0').to_string();
+            if sb[0x38..0x3a] != [0x53, 0xef] || label != want.name {
+                return Err(format!("no ext4 labelled {} (label {label:?})", want.name));
+            }
+            format!("ext4 LABEL={label}")
+        }
+        Some(img) if img.ends_with(".vfat") => {
+            let listing = sh::output(
+                sh::cmd("mdir")
+                    .env("MTOOLS_SKIP_CHECK", "1")
+                    .arg("-i")
+                    .arg(format!("{}@@{}", disk.display(), got.start))
+                    .args(["-/", "-b", "::"]),
+            )?;
+            let files: Vec<&str> =
+                listing.lines().filter(|x| !x.ends_with('/')).map(|x| x.trim_start_matches("::/")).collect();
+            let spec =
+                l.images.iter().find(|s| s.name == img).and_then(|s| s.child("vfat")).cloned().unwrap_or_default();
+            let mut expected = spec.list("files");
+            expected.extend(spec.children.iter().filter(|c| c.kind == "file").map(|c| c.name.clone()));
+            if let Some(missing) = expected.iter().find(|f| !files.contains(&f.as_str())) {
+                return Err(format!("the vfat lacks {missing} (has {})", files.join(", ")));
+            }
+            format!("vfat: {}", files.join(", "))
+        }
+        Some(other) => other.to_string(),
+        None => "empty".to_string(),
+    };
+    let id = l.partuuid(want).map(|u| format!(" PARTUUID={u}")).unwrap_or_default();
+    Ok(format!("{:<12} {:>5} MiB at {:>4} MiB{id}: {what}", want.name, got.size >> 20, got.start >> 20))
+}
