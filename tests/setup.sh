@@ -70,3 +70,15 @@ fetch_kernel() {
 fetch_kernel amd64 amd64
 fetch_kernel arm64 arm64
 fetch_kernel armhf armmp
+
+# The kernel's own usr/gen_init_cpio, built from Debian's linux-source: the tests hand it the
+# initramfs lists unchanged, as CONFIG_INITRAMFS_SOURCE would, and compare its archive with ours.
+if [ ! -x "$KDIR/gen_init_cpio" ]; then
+  log "building the kernel's gen_init_cpio from linux-source"
+  src=$(mktemp -d) series=$(cut -d. -f1,2 "$KDIR/amd64/version")
+  (cd "$src" && apt-get download -qq "linux-source-$series" 2>&1 | grep -v unsandboxed || true)
+  dpkg-deb --fsys-tarfile "$src"/linux-source-*.deb | tar -x -C "$src" --wildcards './usr/src/linux-source-*.tar.xz'
+  tar -xJf "$src"/usr/src/linux-source-*.tar.xz -C "$src" --wildcards '*/usr/gen_init_cpio.c'
+  cc -O2 -o "$KDIR/gen_init_cpio" "$src"/linux-source-*/usr/gen_init_cpio.c
+  rm -rf "$src"
+fi

@@ -28,9 +28,11 @@ pub fn parse_list(text: &str) -> Result<Vec<Entry>, String> {
             [] => continue,
             [c, ..] if c.starts_with('#') => continue,
             ["dir", name, mode, _uid, _gid] => Entry::Dir { name: name.to_string(), mode: octal(mode, n)? },
-            ["file", name, src, mode, _uid, _gid, ..] => {
-                Entry::File { name: name.to_string(), src: src.to_string(), mode: octal(mode, n)? }
-            }
+            ["file", name, src, mode, _uid, _gid, ..] => Entry::File {
+                name: name.to_string(),
+                src: expand_env(src, |v| std::env::var(v).ok()),
+                mode: octal(mode, n)?,
+            },
             ["nod", name, mode, _uid, _gid, kind @ ("c" | "b"), maj, min] => Entry::Nod {
                 name: name.to_string(),
                 mode: octal(mode, n)?,
@@ -46,6 +48,55 @@ pub fn parse_list(text: &str) -> Result<Vec<Entry>, String> {
         out.push(e);
     }
     Ok(out)
+}
+
+/// Replaces `${VAR}` in a source path with the variable's value (empty when unset), as the
+/// kernel's gen_init_cpio does, so a list can name files relative to a build directory.
+pub fn expand_env(src: &str, var: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = src.to_string();
+    while let Some(start) = out.find("${") {
+        let Some(len) = out[start + 2..].find('}') else { break };
+        let value = var(&out[start + 2..start + 2 + len]).unwrap_or_default();
+        out.replace_range(start..start + 3 + len, &value);
+    }
+    out
+}
+
+/// One member of a newc archive, as the kernel unpacks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub mode: u32,
+    pub rdev: (u32, u32),
+    pub data: Vec<u8>,
+}
+
+/// Reads an uncompressed newc archive (up to its trailer).
+pub fn read_newc(mut b: &[u8]) -> Result<Vec<Member>, String> {
+    let mut out = Vec::new();
+    let field = |h: &[u8], i: usize| {
+        std::str::from_utf8(&h[6 + i * 8..14 + i * 8])
+            .ok()
+            .and_then(|s| u32::from_str_radix(s, 16).ok())
+            .ok_or(format!("bad header field {i}"))
+    };
+    loop {
+        if b.len() < 110 || &b[..6] != b"070701" {
+            return Err("not a newc header".into());
+        }
+        let (mode, size, rmaj, rmin, namesize) =
+            (field(b, 1)?, field(b, 6)?, field(b, 9)?, field(b, 10)?, field(b, 11)?);
+        let name_end = 110 + namesize as usize;
+        let name = String::from_utf8_lossy(b.get(110..name_end - 1).ok_or("archive truncated")?).into_owned();
+        let data_start = name_end.next_multiple_of(4);
+        let data_end = data_start + size as usize;
+        if name == "TRAILER!!!" {
+            return Ok(out);
+        }
+        let data = b.get(data_start..data_end).ok_or("archive truncated")?.to_vec();
+        out.push(Member { name, mode, rdev: (rmaj, rmin), data });
+        b = b.get(data_end.next_multiple_of(4)..).ok_or("archive truncated")?;
+    }
 }
 
 fn pad4(w: &mut Vec<u8>) {
@@ -131,5 +182,18 @@ mod tests {
         assert!(s.contains("dev/console\0"));
         assert!(s.contains("TRAILER!!!"));
         assert!(parse_list("file /init").is_err());
+        let back = read_newc(&out).unwrap();
+        assert_eq!(back.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["dev", "dev/console", "bin/sh"]);
+        assert_eq!((back[1].mode, back[1].rdev), (0o020600, (5, 1)));
+        assert_eq!(back[2].data, b"busybox");
+    }
+
+    #[test]
+    fn expands_variables_like_gen_init_cpio() {
+        let var = |v: &str| (v == "OUT").then(|| "/build".to_string());
+        assert_eq!(expand_env("${OUT}/init", var), "/build/init");
+        assert_eq!(expand_env("${UNSET}/x${OUT}", var), "/x/build");
+        assert_eq!(expand_env("/no/vars", var), "/no/vars");
+        assert_eq!(expand_env("${open", var), "${open");
     }
 }

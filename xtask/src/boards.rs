@@ -64,7 +64,33 @@ fn check(root: &Path, b: &Board) -> Result<Vec<String>, String> {
     for (want, got) in table.iter().zip(&parts) {
         lines.push(partition(b, &disk, want, got).map_err(|e| format!("partition {}: {e}", want.name))?);
     }
+    lines.push(kernel_list(root, b)?);
     Ok(lines)
+}
+
+/// The board's initramfs list handed unchanged to the kernel's own gen_init_cpio (what
+/// CONFIG_INITRAMFS_SOURCE does) must give the same members as our builder.
+fn kernel_list(root: &Path, b: &Board) -> Result<String, String> {
+    let ours = image::initramfs(root, b)?;
+    let list = b.out_dir(root).join("initramfs.list");
+    let tool = root.join("target/kernels/gen_init_cpio");
+    let theirs = sh::output_bytes(sh::cmd(&tool.to_string_lossy()).args(["-t", "0"]).arg(&list))?;
+    let ours = sh::output_bytes(sh::cmd("gzip").arg("-dc").arg(&ours))?;
+    let (theirs, ours) = (initramfs::read_newc(&theirs)?, initramfs::read_newc(&ours)?);
+    if let Some((t, o)) = theirs.iter().zip(&ours).find(|(t, o)| t != o) {
+        return Err(format!(
+            "gen_init_cpio and our builder differ at {} (mode {:o}/{:o}, {} and {} bytes)",
+            t.name,
+            t.mode,
+            o.mode,
+            t.data.len(),
+            o.data.len()
+        ));
+    }
+    if theirs.len() != ours.len() {
+        return Err(format!("gen_init_cpio wrote {} members, our builder {}", theirs.len(), ours.len()));
+    }
+    Ok(format!("initramfs.list through the kernel's gen_init_cpio: the same {} members as ours", ours.len()))
 }
 
 fn partition(b: &Board, disk: &Path, want: &Partition, got: &Part) -> Result<String, String> {
