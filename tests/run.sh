@@ -14,6 +14,8 @@ if [ "$(id -u)" = 0 ]; then export OI_REQUIRE_ROOT=1; fi
 cargo test --workspace --quiet
 step "boards: settings against layout and kernel, disk images built with genimage and read back"
 cargo xtask check-boards
+step "Buildroot external tree: style checks, post-image.sh's initramfs booted"
+cargo xtask check-buildroot
 step "QEMU end-to-end tests"
 cargo xtask e2e qemu-x86_64 qemu-aarch64 qemu-armv7 openwrt
 step "binary sizes (stripped, static)"

@@ -90,7 +90,24 @@ fn kernel_list(root: &Path, b: &Board) -> Result<String, String> {
     if theirs.len() != ours.len() {
         return Err(format!("gen_init_cpio wrote {} members, our builder {}", theirs.len(), ours.len()));
     }
-    Ok(format!("initramfs.list through the kernel's gen_init_cpio: the same {} members as ours", ours.len()))
+    // initramfs/base.list as CONFIG_INITRAMFS_SOURCE: the kernel's tool expands its variables
+    // from the environment; every member it makes is in the board's archive, byte for byte.
+    let base = sh::output_bytes(
+        sh::cmd(&tool.to_string_lossy())
+            .env("OVERLAY_INIT_BIN", root.join("target").join(&b.rust_target).join("release/overlay-init"))
+            .env("OVERLAY_INIT_CONF", b.dir.join("overlay-init.conf"))
+            .args(["-t", "0"])
+            .arg(root.join("initramfs/base.list")),
+    )?;
+    let base = initramfs::read_newc(&base)?;
+    if let Some(m) = base.iter().find(|m| !ours.contains(m)) {
+        return Err(format!("initramfs/base.list through gen_init_cpio makes {}, which differs from ours", m.name));
+    }
+    Ok(format!(
+        "initramfs.list through the kernel's gen_init_cpio: the same {} members as ours; base.list: {} members",
+        ours.len(),
+        base.len()
+    ))
 }
 
 fn partition(b: &Board, disk: &Path, want: &Partition, got: &Part) -> Result<String, String> {

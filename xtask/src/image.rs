@@ -35,16 +35,22 @@ pub fn initramfs_list(root: &Path, b: &Board, init: &Path) -> Result<String, Str
     let (dep, soft, alias) = ix.subset(&files);
     let conf = b.dir.join("overlay-init.conf");
     let m = format!("/lib/modules/{}", b.kernel_version);
-    let mut l = String::from("# overlay-init initramfs for board ");
-    let _ = writeln!(l, "{} (kernel {})", b.name, b.kernel_version);
-    for d in ["/dev", "/etc", "/lib", "/lib/modules", &m, "/proc", "/sys", "/run", "/newroot"] {
-        let _ = writeln!(l, "dir {d} 0755 0 0");
+    let base =
+        std::fs::read_to_string(root.join("initramfs/base.list")).map_err(|e| format!("initramfs/base.list: {e}"))?;
+    let mut l = format!("# overlay-init initramfs for board {} (kernel {})\n", b.name, b.kernel_version);
+    // The fixed part with its variables resolved, so the list names absolute paths only.
+    for line in base.lines().filter(|x| !x.starts_with('#')) {
+        let _ = writeln!(
+            l,
+            "{}",
+            initramfs::expand_env(line, |v| match v {
+                "OVERLAY_INIT_BIN" => Some(init.display().to_string()),
+                "OVERLAY_INIT_CONF" => Some(conf.display().to_string()),
+                _ => None,
+            })
+        );
     }
-    // Rust's runtime needs fds 0-2 before main: the kernel opens /dev/console for us when it
-    // exists, and std falls back to /dev/null.
-    l.push_str("nod /dev/console 0600 0 0 c 5 1\nnod /dev/null 0666 0 0 c 1 3\n");
-    let _ = writeln!(l, "file /init {} 0755 0 0", init.display());
-    let _ = writeln!(l, "file /etc/overlay-init.conf {} 0644 0 0", conf.display());
+    let _ = writeln!(l, "dir {m} 0755 0 0");
     let mut dirs: Vec<String> = files.iter().flat_map(|f| parents(f)).collect::<HashSet<_>>().into_iter().collect();
     dirs.sort_by_key(|d| (d.matches('/').count(), d.clone()));
     for d in dirs {

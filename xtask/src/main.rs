@@ -4,6 +4,7 @@
 mod bench;
 mod board;
 mod boards;
+mod buildroot;
 mod disk;
 mod e2e;
 mod e2e_ab;
@@ -23,6 +24,7 @@ const USAGE: &str = "cargo xtask <command>
   disk BOARD          build target/boards/BOARD/disk.img from board/BOARD/genimage.cfg
   check-boards [BOARD...]  check settings against layout and kernel, build each disk with genimage
                       and read it back (default: every board)
+  check-buildroot     Buildroot's style rules over buildroot/, and its post-image script run for real
   demo [BOARD]        build everything and boot twice, showing a counter kept on the overlay
   e2e [BOARD...]      QEMU end-to-end tests (default: every qemu-* board)
   powercut [N] [BOARD...]  N power cuts per kind (factory reset, state writes, install)
@@ -63,6 +65,7 @@ fn main() {
             bench::reset(&root, files, &boards)
         }
         Some("check-boards") => boards::main(&root, &args[1..]),
+        Some("check-buildroot") => buildroot::main(&root),
         Some("bench") => bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5)),
         _ => Err(USAGE.to_string()),
     };
