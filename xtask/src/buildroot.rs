@@ -102,7 +102,8 @@ fn makefile(text: &str, package: &str) -> Vec<String> {
             define = false;
         } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
             let conditional = ["ifeq", "ifneq", "ifdef", "ifndef", "else", "endif"].contains(&word);
-            let tabs = (define || continued) && !(conditional && !continued);
+            // Conditionals stay at column 0 even inside a define; continuations are always tabbed.
+            let tabs = continued || (define && !conditional);
             if tabs && !line.starts_with('\t') {
                 out.push(format!("{n}: expected indent with tabs"));
             }
