@@ -48,9 +48,17 @@ fn relocate(steps: &[Step], base: &Path) -> Vec<Step> {
                 if let Source::LoopFile(f) = &m.source {
                     m.source = Source::LoopFile(fix(f));
                 }
+                if m.source == Source::Device(paths::APPENDED_DATA.into()) {
+                    m.source = Source::Device(format!("{b}{}", paths::APPENDED_DATA));
+                }
                 Step::Mount(m)
             }
             Step::PrepareUpper { upper, work } => Step::PrepareUpper { upper: fix(upper), work: fix(work) },
+            // The appended data area's link goes under `base` too, not into the host's /dev.
+            Step::AttachLoop { device, offset, link } => {
+                Step::AttachLoop { device: device.clone(), offset: *offset, link: format!("{b}{link}") }
+            }
+            Step::Mkfs { device } if device == paths::APPENDED_DATA => Step::Mkfs { device: format!("{b}{device}") },
             other => other.clone(),
         })
         .collect()
@@ -103,11 +111,16 @@ fn in_private_namespace(f: impl FnOnce() + Send + 'static) {
 }
 
 fn assemble(cmdline: String, base: PathBuf) {
+    assemble_in(cmdline, base, "overlay/upper")
+}
+
+fn assemble_in(cmdline: String, base: PathBuf, upper_dir: &str) {
     let (s, loaded) = Settings::load("", &cmdline);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     let found = devices::find(&s, Path::new("/sys"), Path::new("/dev"), false).unwrap();
     let plan = plan::decide(&s, &found).unwrap();
     let steps = relocate(&plan.steps, &base);
+    std::fs::create_dir_all(base.join("dev")).unwrap();
     let mut report = Report::default();
     if let Err(e) = mounts::run(&steps, &mut report) {
         panic!("{}", e.error);
@@ -117,7 +130,7 @@ fn assemble(cmdline: String, base: PathBuf) {
     assert_eq!(std::fs::read_to_string(root.join("etc/hello")).unwrap(), "from the lower\n");
     std::fs::write(root.join("etc/hello"), "changed\n").unwrap();
     std::fs::write(root.join("new-file"), "new\n").unwrap();
-    let upper = base.join("run/overlay-init/data/overlay/upper");
+    let upper = base.join("run/overlay-init/data").join(upper_dir);
     assert_eq!(std::fs::read_to_string(upper.join("etc/hello")).unwrap(), "changed\n");
     assert!(upper.join("new-file").exists());
     let lower = base.join("run/overlay-init/lower");
@@ -177,4 +190,33 @@ fn lower_image_file_on_the_data_partition() {
         left = loops_backed_by(&fx.dir);
     }
     assert!(left.is_empty(), "loop devices still attached: {left:?}");
+}
+
+/// OpenWRT's layout: one "partition" (a loop device) holding the squashfs and, from its
+/// bytes_used rounded up to 64 KiB, a blank data area the boot formats and mounts.
+#[test]
+fn appended_data_area_is_formatted_and_holds_the_upper() {
+    if !can_run() {
+        return;
+    }
+    let fx = fixture("appended");
+    let mut part = std::fs::read(&fx.sqfs).unwrap();
+    let offset = (part.len() as u64).div_ceil(65536) * 65536;
+    part.resize(offset as usize + (8 << 20), 0);
+    let part_file = fx.dir.join("rootfs.part");
+    std::fs::write(&part_file, &part).unwrap();
+    let root_loop = sh(Command::new("losetup").args(["-f", "--show"]).arg(&part_file));
+    let cmdline = format!("root={root_loop} oinit.data=appended");
+    let base = fx.dir.join("mnt");
+    in_private_namespace(move || assemble_in(cmdline, base, "overlay/upper"));
+    // The data area's loop device stays attached by design (the running system uses it); it is
+    // backed by the root "partition" itself.
+    let data_area = sh(Command::new("losetup").args(["-j", &root_loop, "-O", "NAME", "-n"]));
+    assert!(!data_area.is_empty(), "no loop device over {root_loop}");
+    sh(Command::new("losetup").args(["-d", &data_area]));
+    sh(Command::new("losetup").args(["-d", &root_loop]));
+    // The squashfs is intact and an ext4 now starts at the offset.
+    let after = std::fs::read(&part_file).unwrap();
+    assert_eq!(after[..std::fs::metadata(&fx.sqfs).unwrap().len() as usize], std::fs::read(&fx.sqfs).unwrap()[..]);
+    assert_eq!(after[offset as usize + 1024 + 0x38..offset as usize + 1024 + 0x3a], [0x53, 0xef]);
 }

@@ -175,7 +175,8 @@ fn attach_appended(device: &str, offset: u64, link: &str, report: &mut Report) -
         .kernel(|| loopdev::attach(device, options))
         .map_err(|(call, e)| Error::sys(call, device, e, "add loop to oinit.modules (or build it into the kernel)"))?;
     let _ = std::fs::remove_file(link);
-    std::os::unix::fs::symlink(attached.path.trim_start_matches("/dev/"), link)
+    // Absolute, so the link resolves wherever /dev is (moved into the new root at the switch).
+    std::os::unix::fs::symlink(&attached.path, link)
         .map_err(|e| Error::sys("symlink", link, Errno::from_io_error(&e).unwrap_or(Errno::IO), "check /dev"))?;
     log::info!("data area of {device} from byte {offset} is {} ({link})", attached.path);
     Ok(())

@@ -14,8 +14,11 @@ pub fn build(root: &Path, b: &Board, out: &Path) -> Result<(), String> {
     let inputs = dir.join("inputs");
     let _ = std::fs::remove_dir_all(&inputs);
     std::fs::create_dir_all(&inputs).map_err(|e| e.to_string())?;
+    // Both test images, built once: the disk and the tests that compare against them must see
+    // the same bytes (mksquashfs stamps each build with its time).
+    let sqfs = [image::rootfs(root, b, "a")?, image::rootfs(root, b, "b")?];
     for name in needed(b) {
-        let made = input(root, b, &name, &inputs.join(&name))
+        let made = input(root, b, &sqfs, &name, &inputs.join(&name))
             .map_err(|e| format!("board {}: input {name} of genimage.cfg: {e}", b.name))?;
         if let Some(p) = b.layout.holding(&name).filter(|p| p.size.is_some_and(|s| made > s)) {
             return Err(format!(
@@ -65,11 +68,12 @@ fn needed(b: &Board) -> Vec<String> {
 }
 
 /// Makes one input; returns its size.
-fn input(root: &Path, b: &Board, name: &str, dest: &Path) -> Result<u64, String> {
+fn input(root: &Path, b: &Board, sqfs: &[PathBuf; 2], name: &str, dest: &Path) -> Result<u64, String> {
     let copy = |from: &Path| std::fs::copy(from, dest).map_err(|e| format!("{}: {e}", from.display()));
     match name {
-        "rootfs-a.sqfs" | "rootfs-b.sqfs" => copy(&image::rootfs(root, b, &name[7..8])?),
-        "userdata.ext4" => userdata(root, b, dest),
+        "rootfs-a.sqfs" => copy(&sqfs[0]),
+        "rootfs-b.sqfs" => copy(&sqfs[1]),
+        "userdata.ext4" => userdata(root, b, sqfs, dest),
         "initramfs.cpio.gz" => copy(&image::initramfs(root, b)?),
         "extlinux.conf" => {
             let text = extlinux(b)?;
@@ -97,15 +101,14 @@ fn input(root: &Path, b: &Board, name: &str, dest: &Path) -> Result<u64, String>
 
 /// The ext4 data partition: labelled after its partition, with copies of both test images under
 /// /images/ (for the lower-as-file modes), sized to fill the partition.
-fn userdata(root: &Path, b: &Board, dest: &Path) -> Result<u64, String> {
+fn userdata(root: &Path, b: &Board, sqfs: &[PathBuf; 2], dest: &Path) -> Result<u64, String> {
     let part = b.layout.holding("userdata.ext4").ok_or("no partition holds it")?;
     let size = part.size.ok_or(format!("partition {} has no size", part.name))?;
     let content = b.out_dir(root).join("data-content");
     let _ = std::fs::remove_dir_all(&content);
     std::fs::create_dir_all(content.join("images")).map_err(|e| e.to_string())?;
-    for (variant, file) in [("a", "rootfs.sqfs"), ("b", "b.sqfs")] {
-        std::fs::copy(image::rootfs(root, b, variant)?, content.join("images").join(file))
-            .map_err(|e| e.to_string())?;
+    for (image, file) in sqfs.iter().zip(["rootfs.sqfs", "b.sqfs"]) {
+        std::fs::copy(image, content.join("images").join(file)).map_err(|e| e.to_string())?;
     }
     // An existing (empty) file keeps mke2fs from announcing that it creates one.
     std::fs::write(dest, b"").map_err(|e| e.to_string())?;

@@ -76,7 +76,7 @@ fn sysupgrade(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "image", "a")?;
     want(&boot(ctx, &disk, own, "sysupgrade-2")?, "counter", "2")?;
     let p = image::part(&image::partitions(&disk)?, "rootfs")?;
-    let new = std::fs::read(image::rootfs(ctx.root, ctx.board, "b")?).map_err(|e| e.to_string())?;
+    let new = std::fs::read(ctx.board.out_dir(ctx.root).join("rootfs-b.sqfs")).map_err(|e| e.to_string())?;
     image::write_at(&disk, p.start, &new)?;
     let b = boot(ctx, &disk, own, "sysupgrade-3")?;
     want(&b, "image", "b")?;
