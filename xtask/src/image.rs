@@ -174,7 +174,21 @@ pub fn rootfs(root: &Path, b: &Board, variant: &str) -> Result<PathBuf, String> 
     }
     std::fs::write(dir.join("etc/image-version"), format!("{variant}\n")).map_err(|e| e.to_string())?;
     let img = out.join(format!("rootfs-{variant}.sqfs"));
-    sh::run(sh::cmd("mksquashfs").arg(&dir).arg(&img).args(["-noappend", "-all-root", "-quiet", "-no-progress"]))?;
+    // A fixed build time per image, as a reproducible build from a release's commit would have:
+    // the same image every time, and two releases that differ even when they are the same size
+    // (the init tells images apart by their superblock).
+    let mkfs_time = match variant {
+        "a" => "1700000000",
+        _ => "1700086400",
+    };
+    sh::run(sh::cmd("mksquashfs").arg(&dir).arg(&img).args([
+        "-noappend",
+        "-all-root",
+        "-quiet",
+        "-no-progress",
+        "-mkfs-time",
+        mkfs_time,
+    ]))?;
     Ok(img)
 }
 
