@@ -23,6 +23,8 @@ pub struct Board {
     pub config: String,
     pub cmdline: String,
     pub layout: Layout,
+    /// The kernel's module index (modules.dep, softdep, alias, builtin), read once.
+    pub modules_index: ModIndex,
     /// Unpacked Debian kernel: vmlinuz, lib/modules/VERSION, dtbs/, busybox.
     pub kernel_dir: PathBuf,
     pub kernel_version: String,
@@ -32,15 +34,7 @@ impl Board {
     /// Loads and checks the board; every problem found is in the error.
     pub fn load(root: &Path, name: &str) -> Result<Board, String> {
         let b = Board::read(root, name)?;
-        let mdir = b.module_dir();
-        let read = |f: &str| std::fs::read_to_string(mdir.join(f)).unwrap_or_default();
-        let ix = ModIndex::parse(
-            &read("modules.dep"),
-            &read("modules.softdep"),
-            &read("modules.alias"),
-            &read("modules.builtin"),
-        );
-        let problems = check(name, &b.config, &b.cmdline, &b.layout, &ix, &b.kernel_version);
+        let problems = check(name, &b.config, &b.cmdline, &b.layout, &b.modules_index, &b.kernel_version);
         if problems.is_empty() {
             Ok(b)
         } else {
@@ -79,6 +73,14 @@ impl Board {
                 "board {name}: board.txt tools= packs host programs, which cannot run on {rust_target}: remove tools="
             ));
         }
+        let mdir = kernel_dir.join("lib/modules").join(&kernel_version);
+        let read_mod = |f: &str| std::fs::read_to_string(mdir.join(f)).unwrap_or_default();
+        let modules_index = ModIndex::parse(
+            &read_mod("modules.dep"),
+            &read_mod("modules.softdep"),
+            &read_mod("modules.alias"),
+            &read_mod("modules.builtin"),
+        );
         Ok(Board {
             name: name.into(),
             rust_target,
@@ -88,6 +90,7 @@ impl Board {
             config: read("overlay-init.conf")?,
             cmdline: read("cmdline")?.trim().to_string(),
             layout,
+            modules_index,
             dir,
             kernel_dir,
             kernel_version,

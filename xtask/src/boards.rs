@@ -151,12 +151,8 @@ fn partition(b: &Board, disk: &Path, want: &Partition, got: &Part) -> Result<Str
             )?;
             let files: Vec<&str> =
                 listing.lines().filter(|x| !x.ends_with('/')).map(|x| x.trim_start_matches("::/")).collect();
-            let spec =
-                l.images.iter().find(|s| s.name == img).and_then(|s| s.child("vfat")).cloned().unwrap_or_default();
-            let mut expected = spec.list("files");
-            expected.extend(spec.children.iter().filter(|c| c.kind == "file").map(|c| c.name.clone()));
-            if let Some(missing) = expected.iter().find(|f| !files.contains(&f.as_str())) {
-                return Err(format!("the vfat lacks {missing} (has {})", files.join(", ")));
+            if let Some(missing) = l.vfat_files(Some(img)).into_iter().find(|f| !files.contains(&f.path.as_str())) {
+                return Err(format!("the vfat lacks {} (has {})", missing.path, files.join(", ")));
             }
             format!("vfat: {}", files.join(", "))
         }

@@ -3,7 +3,6 @@
 //! its partition, and runs genimage.
 
 use crate::board::Board;
-use crate::genimage::Section;
 use crate::image::{self, DATA_UUID};
 use crate::sh;
 use std::path::{Path, PathBuf};
@@ -57,11 +56,7 @@ fn needed(b: &Board) -> Vec<String> {
     let made: Vec<&str> = b.layout.images.iter().map(|s| s.name.as_str()).collect();
     let mut names: Vec<String> =
         b.layout.partitions.iter().filter_map(|p| p.image.clone()).filter(|i| !made.contains(&i.as_str())).collect();
-    for vfat in b.layout.images.iter().filter_map(|s| s.child("vfat")) {
-        names.extend(vfat.list("files"));
-        names
-            .extend(vfat.children.iter().filter(|c| c.kind == "file").filter_map(|c| c.get("image").map(String::from)));
-    }
+    names.extend(b.layout.vfat_files(None).into_iter().map(|f| f.input));
     names.sort();
     names.dedup();
     names
@@ -125,8 +120,7 @@ fn userdata(root: &Path, b: &Board, sqfs: &[PathBuf; 2], dest: &Path) -> Result<
 /// U-Boot's generic distro boot reads /extlinux/extlinux.conf from the boot partition: the
 /// kernel and device tree of the vfat image, the initramfs, and the board's command line.
 fn extlinux(b: &Board) -> Result<String, String> {
-    let files: Vec<String> =
-        b.layout.images.iter().filter_map(|s: &Section| s.child("vfat")).flat_map(|v| v.list("files")).collect();
+    let files: Vec<String> = b.layout.vfat_files(None).into_iter().map(|f| f.path).collect();
     let kernel = files
         .iter()
         .find(|f| ["zImage", "Image", "vmlinuz"].contains(&f.as_str()))

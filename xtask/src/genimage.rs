@@ -77,7 +77,29 @@ pub struct Layout {
     pub images: Vec<Section>,
 }
 
+/// One file of a vfat image: its path inside the filesystem and the input it is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfatFile {
+    pub path: String,
+    pub input: String,
+}
+
 impl Layout {
+    /// The files of every vfat image: `files = { ... }` (same name inside and out) and
+    /// `file PATH { image = INPUT }`.
+    pub fn vfat_files(&self, image: Option<&str>) -> Vec<VfatFile> {
+        let mut out = Vec::new();
+        for vfat in self.images.iter().filter(|s| image.is_none_or(|i| s.name == i)).filter_map(|s| s.child("vfat")) {
+            out.extend(vfat.list("files").into_iter().map(|f| VfatFile { path: f.clone(), input: f }));
+            for c in vfat.children.iter().filter(|c| c.kind == "file") {
+                if let Some(input) = c.get("image") {
+                    out.push(VfatFile { path: c.name.clone(), input: input.to_string() });
+                }
+            }
+        }
+        out
+    }
+
     pub fn parse(text: &str) -> Result<Layout, String> {
         let top = parse(text)?;
         let images: Vec<Section> = top.into_iter().filter(|s| s.kind == "image").collect();
@@ -289,7 +311,8 @@ image emmc.img {
         assert_eq!((root.size, root.number), (Some(64 << 20), Some(2)));
         assert_eq!(l.partuuid(root).as_deref(), Some("4f1c2a3b-02"));
         assert_eq!(l.partition("u-boot").unwrap().number, None);
-        assert_eq!(l.images[0].child("vfat").unwrap().list("files"), ["zImage", "board.dtb"]);
+        let files: Vec<String> = l.vfat_files(Some("boot.vfat")).into_iter().map(|f| f.path).collect();
+        assert_eq!(files, ["zImage", "board.dtb"]);
         assert_eq!(l.holding("boot.vfat").map(|p| p.offset), Some(Some(4 << 20)));
     }
 

@@ -2,7 +2,6 @@
 
 use crate::board::Board;
 use crate::sh;
-use overlay_init::modules::ModIndex;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,12 +23,7 @@ pub fn initramfs_list(root: &Path, b: &Board, init: &Path) -> Result<String, Str
     std::fs::create_dir_all(&gen).map_err(|e| e.to_string())?;
     let mdir = b.module_dir();
     let read = |f: &str| std::fs::read_to_string(mdir.join(f)).unwrap_or_default();
-    let ix = ModIndex::parse(
-        &read("modules.dep"),
-        &read("modules.softdep"),
-        &read("modules.alias"),
-        &read("modules.builtin"),
-    );
+    let ix = &b.modules_index;
     let steps = ix.plan(&b.modules())?;
     let files: HashSet<String> = steps.into_iter().flat_map(|s| s.chains).flatten().collect();
     let (dep, soft, alias) = ix.subset(&files);
