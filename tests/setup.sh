@@ -13,7 +13,7 @@ for p in qemu-system-x86:qemu-system-x86_64 qemu-system-arm:qemu-system-aarch64 
          squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 e2fsck-static:e2fsck.static \
          genimage:genimage dosfstools:mkfs.vfat mtools:mcopy gcc-arm-linux-gnueabihf:arm-linux-gnueabihf-gcc \
          libc6-dev-armhf-cross:/usr/arm-linux-gnueabihf/lib/libc.a \
-         shellcheck:shellcheck; do
+         shellcheck:shellcheck libmagic1:/usr/lib/x86_64-linux-gnu/libmagic.so.1; do
   [ -e "${p#*:}" ] || command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
 done
 # QEMU's aarch64 firmware-less boot needs nothing more; x86 needs SeaBIOS (pulled by qemu-system-x86).
@@ -21,6 +21,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "apt-get install ${need_pkgs[*]}"
   apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# Buildroot's own utils/check-package (check-buildroot) imports python-magic and runs flake8.
+if ! python3 -c 'import magic' 2>/dev/null || ! python3 -m flake8 --version >/dev/null 2>&1; then
+  log "pip install python-magic flake8"
+  python3 -m pip install -q --root-user-action=ignore python-magic flake8
 fi
 
 installed=$(rustup target list --installed)

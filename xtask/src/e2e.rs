@@ -30,7 +30,8 @@ impl<'a> Ctx<'a> {
         let out = board.out_dir(root);
         let pristine = out.join("disk.img");
         crate::disk::build(root, board, &pristine)?;
-        let initrd = out.join("initramfs.cpio.gz");
+        // Built here, not left to an earlier command: a fresh clone runs the demo first.
+        let initrd = image::initramfs(root, board)?;
         let sqfs = out.join("rootfs-a.sqfs");
         let work = out.join("e2e");
         let _ = std::fs::remove_dir_all(&work);

@@ -8,7 +8,8 @@ OVERLAY_INIT_VERSION = 0.1.0
 # Built from this checkout: the external tree lives in its buildroot/ folder.
 OVERLAY_INIT_SITE = $(BR2_EXTERNAL_OVERLAY_INIT_PATH)/..
 OVERLAY_INIT_SITE_METHOD = local
-OVERLAY_INIT_LICENSE = MIT
+OVERLAY_INIT_LICENSE = MIT or Apache-2.0
+OVERLAY_INIT_LICENSE_FILES = LICENSE-MIT LICENSE-APACHE
 # The checkout's build output is not part of the source.
 OVERLAY_INIT_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = --exclude target
 OVERLAY_INIT_CARGO_BUILD_OPTS = --package overlay-init
