@@ -37,10 +37,15 @@ pub fn run() -> ! {
     }
 }
 
+/// The board config, then the command line; both read as bytes, so one stray byte costs one
+/// word, not every setting.
 fn read_settings() -> (Settings, crate::settings::Loaded) {
-    let config = std::fs::read_to_string(paths::CONFIG).unwrap_or_default();
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    Settings::load(&config, &cmdline)
+    let read = |path: &str| crate::cmdline::decode(&std::fs::read(path).unwrap_or_default(), path);
+    let (config, w1) = read(paths::CONFIG);
+    let (cmdline, w2) = read("/proc/cmdline");
+    let (settings, mut loaded) = Settings::load(&config, &cmdline);
+    loaded.warnings.extend(w1.into_iter().chain(w2));
+    (settings, loaded)
 }
 
 /// Everything up to the switch; returns the new root, the init to exec and its arguments.

@@ -85,14 +85,21 @@ impl PlanArgs {
 }
 
 fn plan_cmd(a: &PlanArgs) -> i32 {
-    let config = match std::fs::read_to_string(&a.config) {
-        Ok(c) => c,
+    let config = match std::fs::read(&a.config) {
+        Ok(c) => crate::cmdline::decode(&c, &a.config.display().to_string()),
         Err(e) => {
             eprintln!("overlay-init: cannot read config {}: {e}", a.config.display());
             return 2;
         }
     };
-    let cmdline = a.cmdline.clone().unwrap_or_else(|| std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let cmdline = match &a.cmdline {
+        Some(c) => (c.clone(), None),
+        None => crate::cmdline::decode(&std::fs::read("/proc/cmdline").unwrap_or_default(), "/proc/cmdline"),
+    };
+    for w in config.1.iter().chain(&cmdline.1) {
+        println!("warning: {w}");
+    }
+    let (config, cmdline) = (config.0, cmdline.0);
     let (s, loaded) = Settings::load(&config, &cmdline);
     for w in &loaded.warnings {
         println!("warning: {w}");

@@ -2,7 +2,6 @@
 //! the RAUC custom bootloader backend. Each reads the state record, changes it in memory with the
 //! same functions the boot uses, and writes it with one crash-safe save.
 
-use crate::cmdline::parse_config;
 use crate::slots::{self, Policy};
 use crate::stage::slot::SLOTS_FILE;
 use crate::state::{SlotId, State};
@@ -24,8 +23,7 @@ pub struct Context {
 impl Context {
     pub fn load(state_override: Option<PathBuf>) -> Result<Context, String> {
         let text = std::fs::read_to_string(SLOTS_FILE).unwrap_or_default();
-        let kv = parse_config(&text);
-        let get = |k: &str| kv.iter().find(|(_, p)| p.key == k).and_then(|(_, p)| p.value.clone());
+        let get = |k: &str| slots_file_value(&text, k);
         let state = state_override.or_else(|| get("state").map(PathBuf::from)).ok_or(format!(
             "{SLOTS_FILE} is missing: this system was not booted by overlay-init with A/B slots (or pass --state FILE)"
         ))?;
@@ -54,9 +52,10 @@ impl Context {
         Ok(msg)
     }
 
+    /// Reads the state without writing anything (a missing file is the documented default).
     pub fn read(&self) -> Result<State, String> {
-        let (_, st) = Store::open(&self.state)
-            .map_err(|e| format!("cannot open the slot state {}: {e}", self.state.display()))?;
+        let st = crate::store::read_only(&self.state)
+            .map_err(|e| format!("cannot read the slot state {}: {e}", self.state.display()))?;
         Ok(st.unwrap_or_else(|| State::factory(self.policy.tries)))
     }
 
@@ -66,6 +65,12 @@ impl Context {
             None => self.booted.ok_or("which slot? the booted one is unknown; name it: a or b".into()),
         }
     }
+}
+
+/// One value of the slots file: `key=value` per line, the value is the rest of the line, so a
+/// path with spaces or quotes reads back as it was written.
+fn slots_file_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| l.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
 }
 
 /// Runs one slot command; returns the exit code.
@@ -215,4 +220,17 @@ fn status_json(ctx: &Context, st: &State) -> String {
         history.join(", "),
         report.trim()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_file_values_keep_spaces() {
+        let text = "booted=a\nstate=/run/overlay-init/data/.overlay-init/state\na=/run/overlay-init/data/my images/a \"1\".sqfs\n";
+        assert_eq!(slots_file_value(text, "a").as_deref(), Some("/run/overlay-init/data/my images/a \"1\".sqfs"));
+        assert_eq!(slots_file_value(text, "booted").as_deref(), Some("a"));
+        assert_eq!(slots_file_value(text, "b"), None);
+    }
 }

@@ -1,6 +1,22 @@
 //! Tokenizer shared by the kernel command line and the board config file, so that both speak the
 //! same `key=value` language (one parser, one set of keys).
 
+/// Text from bytes that should be UTF-8 (the command line, the config file): one stray byte must
+/// not cost the whole text, so invalid bytes become U+FFFD and the warning names the first one.
+pub fn decode(bytes: &[u8], what: &str) -> (String, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_string(), None),
+        Err(e) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            Some(format!(
+                "{what}: byte {:#04x} at offset {} is not UTF-8; read with invalid bytes replaced",
+                bytes[e.valid_up_to()],
+                e.valid_up_to()
+            )),
+        ),
+    }
+}
+
 /// One `key` or `key=value` word.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param<'a> {
@@ -87,6 +103,16 @@ mod tests {
         assert_eq!(w.params[2].value.as_deref(), Some("nodev, noatime"));
         assert_eq!(w.params[3], Param { key: "rootwait", value: None });
         assert_eq!(w.init_args, vec!["single", "-x"]);
+    }
+
+    #[test]
+    fn a_stray_byte_keeps_the_rest_of_the_line() {
+        let (text, warning) = decode(b"root=PARTLABEL=rootfs x=\xff oinit.data=LABEL=data", "/proc/cmdline");
+        assert_eq!(warning.as_deref(), Some("/proc/cmdline: byte 0xff at offset 24 is not UTF-8; read with invalid bytes replaced"));
+        let w = parse(&text);
+        assert_eq!(w.params[0].value.as_deref(), Some("PARTLABEL=rootfs"));
+        assert_eq!(w.params[2].value.as_deref(), Some("LABEL=data"));
+        assert_eq!(decode(b"ro", "x"), ("ro".to_string(), None));
     }
 
     #[test]

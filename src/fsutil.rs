@@ -2,9 +2,42 @@
 //! filesystem, iterative (no recursion depth limit on a deep tree).
 
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{fstat, openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::fs::{fstat, openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
 use std::ffi::CString;
+use std::path::Path;
+
+/// Opens a file found on the data partition (or any place a user can write) the way PID 1 may:
+/// never through a symlink in the last component, never blocking on a FIFO, and only a regular
+/// file (a device node or socket is refused with `EINVAL`).
+pub fn open_regular(path: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+    let fd = openat(CWD, path, flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?;
+    if FileType::from_raw_mode(fstat(&fd)?.st_mode) != FileType::RegularFile {
+        return Err(Errno::INVAL);
+    }
+    Ok(fd)
+}
+
+/// Reads at most `max` bytes of a regular file opened by `open_regular`; a longer file is
+/// refused with `EFBIG` rather than read in part (a truncated keep-list would drop paths).
+pub fn read_regular(path: &Path, max: usize) -> Result<Vec<u8>, Errno> {
+    let fd = open_regular(path, OFlags::RDONLY)?;
+    let mut buf = vec![0u8; max.saturating_add(1)];
+    let mut len = 0;
+    while len < buf.len() {
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if len > max {
+        return Err(Errno::FBIG);
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
 
 struct Frame {
     fd: OwnedFd,
@@ -70,6 +103,27 @@ pub fn remove_contents(root: OwnedFd) -> Result<u64, Errno> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn reads_only_small_regular_files_and_no_symlink() {
+        let base = std::env::temp_dir().join(format!("oi-read-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(base.join("keep"), "/etc/x\n").unwrap();
+        std::fs::write(base.join("big"), vec![b'x'; 100]).unwrap();
+        symlink("/etc/passwd", base.join("link")).unwrap();
+        symlink("/dev/zero", base.join("zero")).unwrap();
+        rustix::fs::mknodat(CWD, &base.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        assert_eq!(read_regular(&base.join("keep"), 64).unwrap(), b"/etc/x\n");
+        assert_eq!(read_regular(&base.join("big"), 99), Err(Errno::FBIG));
+        assert_eq!(read_regular(&base.join("big"), 100).unwrap().len(), 100);
+        assert_eq!(read_regular(&base.join("link"), 64), Err(Errno::LOOP));
+        assert_eq!(read_regular(&base.join("zero"), 64), Err(Errno::LOOP));
+        // A FIFO with no writer: refused at once, never a hang.
+        assert_eq!(read_regular(&base.join("fifo"), 64), Err(Errno::INVAL));
+        assert_eq!(read_regular(Path::new("/dev/null"), 64), Err(Errno::INVAL));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn removes_tree_but_not_symlink_targets() {

@@ -85,12 +85,16 @@ pub fn uncounted(before: &State) -> Choice {
 }
 
 /// The chosen slot's image could not be mounted: mark it bad and fall back to the other in the
-/// same boot; None when the other is bad as well.
-pub fn lower_failed(st: &mut State, failed: SlotId) -> Option<SlotId> {
+/// same boot, even when the other is marked bad as well (a slot marked bad by a failed trial may
+/// still mount, and booting it beats rebooting forever). None once this boot has tried both.
+pub fn lower_failed(st: &mut State, failed: SlotId, other_tried: bool) -> Option<SlotId> {
     mark_bad(st, failed);
     let other = failed.other();
-    if st.slot(other).bad {
+    if other_tried {
         return None;
+    }
+    if st.slot(other).bad {
+        log::warn!("slot {} is marked bad, but the image of slot {} does not mount: trying it anyway", other.name(), failed.name());
     }
     st.active = other;
     st.last_booted = Some(other);
@@ -299,10 +303,21 @@ mod tests {
         let mut s = st(B, (3, true, false), (2, false, false), Some(A));
         let c = choose(&mut s, P);
         assert_eq!(c.slot, B);
-        assert_eq!(lower_failed(&mut s, B), Some(A));
+        assert_eq!(lower_failed(&mut s, B, false), Some(A));
         assert!(s.slot(B).bad);
         assert_eq!(s.active, A);
-        assert_eq!(lower_failed(&mut s, A), None);
+        assert_eq!(lower_failed(&mut s, A, true), None);
+    }
+
+    #[test]
+    fn both_bad_and_the_last_good_does_not_mount_tries_the_other() {
+        // B failed its trial (bad), A is last good but bad too (marked by hand): choose() takes
+        // the last good one; when its image does not mount, B is tried rather than rebooting.
+        let mut s = st(A, (0, false, true), (3, true, true), Some(A));
+        assert_eq!(choose(&mut s, P).slot, A);
+        assert_eq!(lower_failed(&mut s, A, false), Some(B));
+        assert_eq!(s.active, B);
+        assert_eq!(lower_failed(&mut s, B, true), None);
     }
 
     #[test]

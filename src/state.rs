@@ -262,12 +262,19 @@ impl State {
     }
 }
 
+/// Whether generation `a` is newer than `b` in serial-number arithmetic (RFC 1982): the two
+/// copies are always one write apart, so a generation that wrapped from `u64::MAX` to 0 is still
+/// the newer one.
+pub fn newer(a: u64, b: u64) -> bool {
+    (a.wrapping_sub(b) as i64) > 0
+}
+
 /// Of the two copies, the newer valid one, and which copy index it came from.
 pub fn pick(copies: [&[u8]; 2]) -> Option<(State, usize)> {
     let a = State::decode(copies[0]).map(|s| (s, 0));
     let b = State::decode(copies[1]).map(|s| (s, 1));
     match (a, b) {
-        (Some(x), Some(y)) => Some(if y.0.generation > x.0.generation { y } else { x }),
+        (Some(x), Some(y)) => Some(if newer(y.0.generation, x.0.generation) { y } else { x }),
         (x, y) => x.or(y),
     }
 }

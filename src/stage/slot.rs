@@ -99,7 +99,9 @@ fn mount_lower(
     first: SlotId,
 ) -> Result<(SlotId, Plan)> {
     let mut slot = first;
+    let mut tried = 0;
     loop {
+        tried += 1;
         let ss = s.for_slot(slot);
         if s.ab.slots[slot.index()].is_some() {
             found.root = found.slots[slot.index()].clone();
@@ -119,7 +121,7 @@ fn mount_lower(
                 if s.ab.one_slot() {
                     return Err(e);
                 }
-                let Some(other) = slots::lower_failed(st, slot) else { return Err(e) };
+                let Some(other) = slots::lower_failed(st, slot, tried > 1) else { return Err(e) };
                 if let Err(w) = save(store, st) {
                     log::warn!("cannot record the failed slot: {w}");
                 }

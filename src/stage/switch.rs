@@ -7,6 +7,7 @@ use crate::stage::mounts::mkdir_p;
 use crate::sys::{fds, mount};
 use rustix::fs::{openat2, statat, statfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -40,28 +41,53 @@ pub fn find_init(root: &str, candidates: &[String]) -> Result<String> {
     Err(Error::NoInit { root: root.into(), tried: candidates.to_vec() })
 }
 
-/// Environment variables that change how the dynamic loader or libc behave; a kernel command line
-/// must not be able to inject them into the real init.
+/// Environment variables that change how the dynamic loader or libc behave (glibc's
+/// `unsecvars` list, which it drops for setuid programs); a kernel command line must not be able to
+/// inject them into the real init.
 pub fn is_loader_variable(name: &str) -> bool {
     name.starts_with("LD_")
         || name.starts_with("MALLOC_")
         || name.starts_with("GLIBC_")
-        || matches!(name, "GCONV_PATH" | "LOCPATH" | "NLSPATH" | "HOSTALIASES" | "RES_OPTIONS" | "TMPDIR")
+        || matches!(
+            name,
+            "GCONV_PATH"
+                | "GETCONF_DIR"
+                | "HOSTALIASES"
+                | "LOCALDOMAIN"
+                | "LOCPATH"
+                | "NIS_PATH"
+                | "NLSPATH"
+                | "RESOLV_HOST_CONF"
+                | "RES_OPTIONS"
+                | "TMPDIR"
+                | "TZDIR"
+        )
+}
+
+/// The real init's environment: ours (the kernel's unknown `key=value` words) minus loader
+/// variables. Read as raw bytes: a value that is not UTF-8 is passed on unchanged, never a panic.
+fn init_environment() -> Vec<(OsString, OsString)> {
+    std::env::vars_os().filter(|(k, _)| !is_loader_variable(&k.to_string_lossy())).collect()
 }
 
 /// Moves the API filesystems, deletes the initramfs, enters `root` and execs `init`.
 /// Returns only on failure.
+///
+/// Everything that reads input or can fail for a reason other than the kernel refusing a call
+/// (the environment, the command, the log line) is done before `prepare`, which deletes the
+/// initramfs: after that point there is no file to fall back to, so only syscalls remain.
 pub fn switch_root(root: &str, init: &str, args: &[String]) -> Error {
-    match prepare(root) {
-        Ok(()) => {}
-        Err(e) => return e,
-    }
-    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !is_loader_variable(k)).collect();
+    let mut command = Command::new(init);
+    command.args(args).env_clear().envs(init_environment());
     let shown: Vec<&str> = std::iter::once(init).chain(args.iter().map(String::as_str)).collect();
-    log::info!("exec {} (peak memory VmHWM {} kB)", shown.join(" "), peak_memory_kb());
+    let line = format!("exec {} (peak memory VmHWM {} kB)", shown.join(" "), peak_memory_kb());
+    if let Err(e) = prepare(root) {
+        return e;
+    }
+    log::info!("{line}");
     crate::logger::restore_kmsg_ratelimit();
     fds::close_from_3();
-    let err = Command::new(init).args(args).env_clear().envs(env).exec();
+    let err = command.exec();
     Error::sys(
         "execve",
         init,
@@ -126,12 +152,24 @@ mod tests {
 
     #[test]
     fn loader_variables() {
-        for v in ["LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "MALLOC_CHECK_"] {
+        for v in ["LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "MALLOC_CHECK_", "GETCONF_DIR", "LOCALDOMAIN", "NIS_PATH"]
+            .into_iter()
+            .chain(["RESOLV_HOST_CONF", "TZDIR", "GLIBC_TUNABLES"])
+        {
             assert!(is_loader_variable(v), "{v}");
         }
         for v in ["TERM", "HOME", "PATH", "BOOT_IMAGE", "init"] {
             assert!(!is_loader_variable(v), "{v}");
         }
+    }
+
+    #[test]
+    fn a_non_utf8_value_reaches_the_init_unchanged() {
+        use std::os::unix::ffi::OsStrExt;
+        let value = std::ffi::OsStr::from_bytes(b"a\xffb");
+        std::env::set_var("OI_TEST_RAW_BYTES", value);
+        let env = init_environment();
+        assert!(env.iter().any(|(k, v)| k == "OI_TEST_RAW_BYTES" && v == value));
     }
 
     #[test]

@@ -43,11 +43,26 @@ fn io(call: &'static str, p: &Path, e: std::io::Error) -> Error {
     Error::sys(call, p.display().to_string(), Errno::from_io_error(&e).unwrap_or(Errno::IO), "check the data partition")
 }
 
+/// The largest keep file read from an upper: a user (or an attacker with the data partition)
+/// controls it, and PID 1 must not be made to hold gigabytes.
+pub const KEEP_FILE_MAX: usize = 64 * 1024;
+
 /// The keep-list: the board's paths plus those in the previous upper's keep file (same format as
-/// OpenWRT's `/etc/sysupgrade.conf`: one absolute path per line, `#` comments).
+/// OpenWRT's `/etc/sysupgrade.conf`: one absolute path per line, `#` comments). The keep file is
+/// read only if it is a regular file of at most `KEEP_FILE_MAX` bytes reached without a symlink.
 pub fn keep_list(board: &[String], keep_file: &str, old_upper: &Path) -> Vec<String> {
     let mut list = board.to_vec();
-    let text = safe_path(old_upper, keep_file).and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    let text = match safe_path(old_upper, keep_file).map(|p| fsutil::read_regular(&p, KEEP_FILE_MAX)) {
+        Some(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Some(Err(Errno::NOENT)) | None => String::new(),
+        Some(Err(e)) => {
+            log::warn!(
+                "keep file {keep_file} in {}: {e} (it must be a regular file, no symlink, at most {KEEP_FILE_MAX} bytes); ignored",
+                old_upper.display()
+            );
+            String::new()
+        }
+    };
     for line in text.lines().map(str::trim).filter(|l| l.starts_with('/') && !l.split('/').any(|c| c == "..")) {
         list.push(line.to_string());
     }
