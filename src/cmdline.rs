@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn a_stray_byte_keeps_the_rest_of_the_line() {
         let (text, warning) = decode(b"root=PARTLABEL=rootfs x=\xff oinit.data=LABEL=data", "/proc/cmdline");
-        assert_eq!(warning.as_deref(), Some("/proc/cmdline: byte 0xff at offset 24 is not UTF-8; read with invalid bytes replaced"));
+        assert_eq!(
+            warning.as_deref(),
+            Some("/proc/cmdline: byte 0xff at offset 24 is not UTF-8; read with invalid bytes replaced")
+        );
         let w = parse(&text);
         assert_eq!(w.params[0].value.as_deref(), Some("PARTLABEL=rootfs"));
         assert_eq!(w.params[2].value.as_deref(), Some("LABEL=data"));

@@ -11,7 +11,12 @@ use std::path::Path;
 /// never through a symlink in the last component, never blocking on a FIFO, and only a regular
 /// file (a device node or socket is refused with `EINVAL`).
 pub fn open_regular(path: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
-    let fd = openat(CWD, path, flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?;
+    let fd = openat(
+        CWD,
+        path,
+        flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     if FileType::from_raw_mode(fstat(&fd)?.st_mode) != FileType::RegularFile {
         return Err(Errno::INVAL);
     }
@@ -113,7 +118,7 @@ mod tests {
         std::fs::write(base.join("big"), vec![b'x'; 100]).unwrap();
         symlink("/etc/passwd", base.join("link")).unwrap();
         symlink("/dev/zero", base.join("zero")).unwrap();
-        rustix::fs::mknodat(CWD, &base.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        rustix::fs::mknodat(CWD, base.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
         assert_eq!(read_regular(&base.join("keep"), 64).unwrap(), b"/etc/x\n");
         assert_eq!(read_regular(&base.join("big"), 99), Err(Errno::FBIG));
         assert_eq!(read_regular(&base.join("big"), 100).unwrap().len(), 100);

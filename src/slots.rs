@@ -94,7 +94,11 @@ pub fn lower_failed(st: &mut State, failed: SlotId, other_tried: bool) -> Option
         return None;
     }
     if st.slot(other).bad {
-        log::warn!("slot {} is marked bad, but the image of slot {} does not mount: trying it anyway", other.name(), failed.name());
+        log::warn!(
+            "slot {} is marked bad, but the image of slot {} does not mount: trying it anyway",
+            other.name(),
+            failed.name()
+        );
     }
     st.active = other;
     st.last_booted = Some(other);

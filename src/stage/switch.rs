@@ -152,9 +152,10 @@ mod tests {
 
     #[test]
     fn loader_variables() {
-        for v in ["LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "MALLOC_CHECK_", "GETCONF_DIR", "LOCALDOMAIN", "NIS_PATH"]
-            .into_iter()
-            .chain(["RESOLV_HOST_CONF", "TZDIR", "GLIBC_TUNABLES"])
+        for v in
+            ["LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "MALLOC_CHECK_", "GETCONF_DIR", "LOCALDOMAIN", "NIS_PATH"]
+                .into_iter()
+                .chain(["RESOLV_HOST_CONF", "TZDIR", "GLIBC_TUNABLES"])
         {
             assert!(is_loader_variable(v), "{v}");
         }
