@@ -50,58 +50,110 @@ struct Frame {
     subdirs: Vec<CString>,
 }
 
+/// What a deletion did: entries removed, and entries it could not remove and left in place
+/// (an immutable file, an I/O error), each logged with its name.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub removed: u64,
+    pub skipped: u64,
+}
+
 /// Opens a directory below `parent` without following a symlink in the last component.
 pub fn open_dir_at(parent: impl AsFd, name: &std::ffi::CStr) -> Result<OwnedFd, Errno> {
     openat(parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
 }
 
-/// Unlinks the non-directories of `fd` and lists its subdirectories on device `dev`.
-fn scan(fd: OwnedFd, name: Option<CString>, dev: u64, removed: &mut u64) -> Result<Frame, Errno> {
+/// Opens the directory `path` one component at a time, none of them through a symlink: a
+/// directory on the data partition replaced by a link (`work -> ../../victim`) is refused with
+/// `ELOOP`/`ENOTDIR` instead of leading a deletion elsewhere.
+pub fn open_dir_nofollow(path: &Path) -> Result<OwnedFd, Errno> {
+    let start = if path.is_absolute() { "/" } else { "." };
+    let mut fd = openat(CWD, start, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    for c in path.components() {
+        if let std::path::Component::Normal(name) = c {
+            let name = CString::new(name.as_encoded_bytes()).map_err(|_| Errno::INVAL)?;
+            fd = open_dir_at(&fd, &name)?;
+        } else if c == std::path::Component::ParentDir {
+            return Err(Errno::INVAL);
+        }
+    }
+    Ok(fd)
+}
+
+/// Unlinks the non-directories of `fd` and lists its subdirectories on device `dev`. An entry
+/// that cannot be removed is logged and left; the walk goes on.
+fn scan(fd: OwnedFd, name: Option<CString>, dev: u64, done: &mut Removed) -> Frame {
     let mut subdirs = Vec::new();
-    for entry in Dir::read_from(&fd)? {
-        let entry = entry?;
+    let entries = match Dir::read_from(&fd) {
+        Ok(d) => d,
+        Err(e) => {
+            log::warn!("cannot list {name:?} for deletion: {e}; left in place");
+            done.skipped += 1;
+            return Frame { fd, name, subdirs };
+        }
+    };
+    for entry in entries {
+        let Ok(entry) = entry else {
+            done.skipped += 1;
+            break;
+        };
         let n = entry.file_name();
         if n.to_bytes() == b"." || n.to_bytes() == b".." {
             continue;
         }
-        let st = statat(&fd, n, AtFlags::SYMLINK_NOFOLLOW)?;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        let result = statat(&fd, n, AtFlags::SYMLINK_NOFOLLOW).and_then(|st| {
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                return unlinkat(&fd, n, AtFlags::empty()).map(|()| done.removed += 1);
+            }
             // A directory on another device is a mount point: leave it and what is under it.
             if st.st_dev == dev {
                 subdirs.push(n.to_owned());
             }
-        } else {
-            unlinkat(&fd, n, AtFlags::empty())?;
-            *removed += 1;
+            Ok(())
+        });
+        if let Err(e) = result {
+            log::warn!("cannot delete {n:?}: {e}; left in place");
+            done.skipped += 1;
         }
     }
-    Ok(Frame { fd, name, subdirs })
+    Frame { fd, name, subdirs }
 }
 
-/// Removes everything inside the directory `root` that is on the same filesystem as `root`.
-/// Returns how many entries were removed.
-pub fn remove_contents(root: OwnedFd) -> Result<u64, Errno> {
+/// Removes everything inside the directory `root` that is on the same filesystem as `root`,
+/// never following a symlink. Entries that cannot be removed are skipped (and counted); only a
+/// root that cannot be examined is an error.
+pub fn remove_contents(root: OwnedFd) -> Result<Removed, Errno> {
     let dev = fstat(&root)?.st_dev;
-    let mut removed = 0;
-    let mut stack = vec![scan(root, None, dev, &mut removed)?];
+    let mut done = Removed::default();
+    let mut stack = vec![scan(root, None, dev, &mut done)];
     while let Some(top) = stack.last_mut() {
         if let Some(name) = top.subdirs.pop() {
-            let fd = open_dir_at(&top.fd, &name)?;
-            let frame = scan(fd, Some(name), dev, &mut removed)?;
-            stack.push(frame);
+            match open_dir_at(&top.fd, &name) {
+                Ok(fd) => {
+                    let frame = scan(fd, Some(name), dev, &mut done);
+                    stack.push(frame);
+                }
+                Err(e) => {
+                    log::warn!("cannot open {name:?} for deletion: {e}; left in place");
+                    done.skipped += 1;
+                }
+            }
             continue;
         }
-        let done = stack.pop();
-        if let (Some(Frame { name: Some(name), .. }), Some(parent)) = (done, stack.last()) {
+        let finished = stack.pop();
+        if let (Some(Frame { name: Some(name), .. }), Some(parent)) = (finished, stack.last()) {
             match unlinkat(&parent.fd, &name, AtFlags::REMOVEDIR) {
-                // Still holds a mount point of another filesystem: keep the directory.
-                Ok(()) => removed += 1,
+                Ok(()) => done.removed += 1,
+                // Still holds a mount point or a skipped entry: keep the directory.
                 Err(Errno::NOTEMPTY | Errno::BUSY) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    log::warn!("cannot delete directory {name:?}: {e}; left in place");
+                    done.skipped += 1;
+                }
             }
         }
     }
-    Ok(removed)
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -131,6 +183,55 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_replaced_by_a_symlink_is_refused() {
+        let base = std::env::temp_dir().join(format!("oi-nofollow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("victim")).unwrap();
+        std::fs::create_dir_all(base.join("overlay/a")).unwrap();
+        std::fs::write(base.join("victim/state"), "x").unwrap();
+        // overlay/a/work -> ../../victim, overlay/.trash -> ../victim
+        symlink("../../victim", base.join("overlay/a/work")).unwrap();
+        symlink("../victim", base.join("overlay/.trash")).unwrap();
+        for p in ["overlay/a/work", "overlay/.trash"] {
+            assert!(open_dir_nofollow(&base.join(p)).is_err(), "{p} was followed");
+        }
+        assert!(base.join("victim/state").exists());
+        assert!(open_dir_nofollow(&base.join("overlay/a")).is_ok());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn an_entry_that_cannot_be_deleted_does_not_stop_the_walk() {
+        let base = std::env::temp_dir().join(format!("oi-skip-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("a/locked")).unwrap();
+        std::fs::create_dir_all(base.join("b")).unwrap();
+        std::fs::write(base.join("a/locked/stuck"), "x").unwrap();
+        std::fs::write(base.join("b/file"), "x").unwrap();
+        // As root, an immutable file (chattr +i) cannot be unlinked; without root, a directory we
+        // cannot write does the same.
+        let locked = base.join("a/locked");
+        let is_root = rustix::process::geteuid().is_root();
+        if is_root {
+            let st = std::process::Command::new("chattr").arg("+i").arg(locked.join("stuck")).status();
+            assert!(st.is_ok_and(|s| s.success()), "chattr +i failed (e2fsprogs, a filesystem with attributes)");
+        } else {
+            rustix::fs::chmod(&locked, Mode::from_raw_mode(0o500)).unwrap();
+        }
+        let fd = open_dir_nofollow(&base).unwrap();
+        let done = remove_contents(fd).unwrap();
+        if is_root {
+            let _ = std::process::Command::new("chattr").arg("-i").arg(locked.join("stuck")).status();
+        } else {
+            rustix::fs::chmod(&locked, Mode::from_raw_mode(0o700)).unwrap();
+        }
+        assert!(!base.join("b").exists(), "the walk stopped at the first error");
+        assert!(done.skipped >= 1, "{done:?}");
+        assert!(base.join("a/locked/stuck").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
     fn removes_tree_but_not_symlink_targets() {
         let base = std::env::temp_dir().join(format!("oi-fsutil-{}", std::process::id()));
         let victim = base.join("victim");
@@ -144,7 +245,7 @@ mod tests {
         let fd =
             rustix::fs::open(&victim, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
         let n = remove_contents(fd).unwrap();
-        assert_eq!(n, 6); // top, file, link, c, b, a
+        assert_eq!(n, Removed { removed: 6, skipped: 0 }); // top, file, link, c, b, a
         assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
         assert!(outside.join("keep").exists());
         std::fs::remove_dir_all(&base).unwrap();

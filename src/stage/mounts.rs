@@ -147,22 +147,32 @@ fn check_squashfs_file(file: &str) -> Result<()> {
 /// unclean shutdown. Existing directories are reused, so a full partition still boots.
 fn prepare_upper(upper: &str, work: &str) -> Result<()> {
     for (dir, mode) in [(upper, 0o755), (work, 0o700)] {
+        // A symlink in place of upper or work (planted on the data partition) would send the
+        // overlay's writes, or the emptying of work, somewhere else: it is removed, not followed.
+        if Path::new(dir).symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            log::warn!("{dir} is a symlink on the data partition: removed, a directory is made in its place");
+            rustix::fs::unlink(dir).map_err(|e| Error::sys("unlink", dir, e, "check the data partition"))?;
+        }
         if !Path::new(dir).is_dir() {
             mkdir_p(dir)?;
             chmod(dir, Mode::from_raw_mode(mode))
                 .map_err(|e| Error::sys("chmod", dir, e, "check that the data filesystem is writable"))?;
         }
     }
-    let fd = rustix::fs::open(
-        work,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::sys("open", work, e, "check the data partition with e2fsck (oinit.fsck=1)"))?;
+    // Never through a symlink: `work -> ../../victim` planted on the data partition must not
+    // lead the emptying anywhere else.
+    let fd = fsutil::open_dir_nofollow(Path::new(work)).map_err(|e| {
+        Error::sys(
+            "open (no symlinks)",
+            work,
+            e,
+            "the work directory must be a directory on the data partition: remove what is there",
+        )
+    })?;
     let n = fsutil::remove_contents(fd)
         .map_err(|e| Error::sys("empty", work, e, "check the data partition with e2fsck (oinit.fsck=1)"))?;
-    if n > 0 {
-        log::info!("emptied stale work directory {work} ({n} entries)");
+    if n.removed > 0 || n.skipped > 0 {
+        log::info!("emptied stale work directory {work} ({} entries, {} left)", n.removed, n.skipped);
     }
     Ok(())
 }

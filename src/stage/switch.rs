@@ -139,7 +139,7 @@ fn delete_initramfs() -> Result<()> {
     let fd = rustix::fs::openat(CWD, "/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys("open", "/", e, ""))?;
     match fsutil::remove_contents(fd) {
-        Ok(n) => log::debug!("deleted {n} initramfs entries"),
+        Ok(n) => log::debug!("deleted {} initramfs entries ({} left)", n.removed, n.skipped),
         // Memory stays in use but the boot can go on.
         Err(e) => log::warn!("deleting the initramfs stopped: {e}"),
     }

@@ -162,11 +162,23 @@ pub fn delete_trash_in_background(base: &Path) {
     if std::fs::read_dir(&trash).map_or(true, |mut d| d.next().is_none()) {
         return;
     }
-    let Ok(fd) = open(&trash, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
+    // Never through a symlink: `.trash -> ../victim` on the data partition must not empty victim.
+    let fd = match fsutil::open_dir_nofollow(&trash) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::warn!("{}: {e}: not a directory on the data partition; nothing deleted", trash.display());
+            return;
+        }
+    };
     let started = crate::sys::process::spawn_detached(move || {
         let t = crate::report::now_us();
         match fsutil::remove_contents(fd) {
-            Ok(n) => log::info!("old uppers deleted: {n} entries in {} ms", (crate::report::now_us() - t) / 1000),
+            Ok(n) => log::info!(
+                "old uppers deleted: {} entries in {} ms ({} left that cannot be deleted)",
+                n.removed,
+                (crate::report::now_us() - t) / 1000,
+                n.skipped
+            ),
             Err(e) => log::warn!("deleting old uppers stopped ({e}); it resumes on the next boot"),
         }
     });
