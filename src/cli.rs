@@ -16,9 +16,10 @@ pub const USAGE: &str = "usage: overlay-init COMMAND
   mark-bad [SLOT]           never boot it again until reinstalled; the other slot boots next
   rollback                  boot the other slot next time
   factory-reset [--reboot]  wipe every upper at the next boot (keep-list kept)
-  install IMAGE [--slot a|b] [--sha256 HEX]
+  install IMAGE [--slot a|b] [--sha256 HEX] [--force]
                             write a squashfs image into the slot not booted, verify it, and
-                            make it the next boot's trial slot
+                            make it the next boot's trial slot (--force: even over the last
+                            good slot while the booted one is still on trial)
   rauc REQUEST...           RAUC custom bootloader backend (also as argv[0] overlay-init-rauc)
   (slot commands take --state FILE to name the state record; default from /run/overlay-init/slots)
 plan options:

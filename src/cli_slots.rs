@@ -59,6 +59,13 @@ impl Context {
         Ok(st.unwrap_or_else(|| State::factory(self.policy.tries)))
     }
 
+    /// The identity of the image in the slot now (its squashfs superblock), if readable.
+    pub fn image_id(&self, slot: SlotId) -> Option<u32> {
+        let path = self.sources[slot.index()].as_ref()?;
+        crate::blockdev::read_head(std::path::Path::new(path), 0, crate::probe::PROBE_LEN)
+            .and_then(|b| crate::probe::image_id(&b))
+    }
+
     fn slot_arg(&self, arg: Option<&String>) -> Result<SlotId, String> {
         match arg {
             Some(a) => SlotId::parse(a).ok_or(format!("'{a}' is not a slot: use a or b")),
@@ -77,18 +84,36 @@ fn slots_file_value(text: &str, key: &str) -> Option<String> {
 pub fn run(cmd: &str, args: &[String]) -> i32 {
     let mut state = None;
     let mut rest = Vec::new();
-    let mut json = false;
-    let mut reboot = false;
+    let (mut json, mut reboot, mut force) = (false, false, false);
     let (mut slot, mut sha) = (None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        match a.as_str() {
-            "--state" => state = it.next().map(PathBuf::from),
-            "--json" => json = true,
-            "--reboot" => reboot = true,
-            "--slot" => slot = it.next().cloned(),
-            "--sha256" => sha = it.next().cloned(),
-            _ => rest.push(a.clone()),
+        // A flag right after a value-taking flag means the value is missing.
+        let mut value = || it.next().filter(|v| !v.starts_with("--")).cloned().ok_or(format!("{a} needs a value"));
+        let parsed = match a.as_str() {
+            "--state" => value().map(|v| state = Some(PathBuf::from(v))),
+            "--slot" => value().map(|v| slot = Some(v)),
+            "--sha256" => value().map(|v| sha = Some(v)),
+            "--json" => {
+                json = true;
+                Ok(())
+            }
+            "--reboot" => {
+                reboot = true;
+                Ok(())
+            }
+            "--force" => {
+                force = true;
+                Ok(())
+            }
+            flag if flag.starts_with("--") => Err(format!("unknown option {flag}; see 'overlay-init help'")),
+            _ => {
+                rest.push(a.clone());
+                Ok(())
+            }
+        };
+        if let Err(e) = parsed {
+            return fail(&e, EXIT_USAGE);
         }
     }
     let ctx = match Context::load(state) {
@@ -134,7 +159,12 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
             Some(image) => slot.as_deref().map(|s| ctx.slot_arg(Some(&s.to_string()))).transpose().and_then(|slot| {
                 crate::install::install(
                     &ctx,
-                    &crate::install::Request { image: std::path::Path::new(image), slot, sha256: sha.as_deref() },
+                    &crate::install::Request {
+                        image: std::path::Path::new(image),
+                        slot,
+                        sha256: sha.as_deref(),
+                        force,
+                    },
                 )
             }),
         },

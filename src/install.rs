@@ -2,14 +2,20 @@
 //! it, and only then makes it the next boot's trial slot. A power cut at any point before the
 //! final state write leaves the booted slot and the state as they were; a half-written slot is
 //! never activated (and would be refused by the boot's same-boot fallback anyway).
+//!
+//! The image is opened once: its superblock check, the copy and the sha256 all read the same open
+//! file, so swapping the path during an install (a symlink flip) changes nothing. The read-back
+//! drops the written pages from the page cache first, so it reads the medium.
 
 use crate::cli_slots::Context;
 use crate::probe::{self, FsKind};
 use crate::sha256::Sha256;
 use crate::slots;
 use crate::state::SlotId;
+use rustix::fs::{fadvise, Advice};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const CHUNK: usize = 1 << 20;
@@ -18,33 +24,41 @@ pub struct Request<'a> {
     pub image: &'a Path,
     pub slot: Option<SlotId>,
     pub sha256: Option<&'a str>,
+    /// Install over the last good slot although the booted slot is still on trial.
+    pub force: bool,
 }
 
 pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
-    let target = match (req.slot, ctx.booted) {
-        (Some(s), Some(b)) if s == b => {
-            return Err(format!("slot {} is the booted slot; refusing to overwrite the running system", s.name()))
-        }
-        (Some(s), _) => s,
-        (None, Some(b)) => b.other(),
-        (None, None) => return Err("the booted slot is unknown; name the target with --slot".into()),
-    };
+    let target = target_slot(ctx, req)?;
     let dest = ctx.sources[target.index()]
         .clone()
         .ok_or(format!("slot {} has no image location in /run/overlay-init/slots", target.name()))?;
-    let len = check_image(req.image)?;
     if let Some(want) = req.sha256 {
-        let got = hash_file(req.image, len)?;
-        if !got.eq_ignore_ascii_case(want) {
-            return Err(format!("{}: sha256 is {got}, expected {want}; nothing written", req.image.display()));
+        if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("--sha256 '{want}' is not 64 hex digits; nothing written"));
         }
     }
+    let mut src = File::open(req.image).map_err(|e| format!("{}: {e}", req.image.display()))?;
+    let len = check_image(&src, req.image)?;
     let written = if dest.starts_with("/dev/") {
-        write_partition(req.image, Path::new(&dest), len)?
+        write_partition(&mut src, req.image, Path::new(&dest), len)?
     } else {
-        write_file(req.image, Path::new(&dest), len)?
+        write_file(&mut src, Path::new(&dest), len)?
     };
-    let readback = hash_file(Path::new(&dest), len)?;
+    if let Some(want) = req.sha256.filter(|w| !w.eq_ignore_ascii_case(&written)) {
+        // The slot now holds bytes nobody asked for: make sure it never boots, not even as a
+        // fallback.
+        let _ = ctx.update(|st| {
+            slots::mark_bad(st, target);
+            Ok(String::new())
+        });
+        return Err(format!(
+            "{}: sha256 is {written}, expected {want}; slot {} marked bad, not activated",
+            req.image.display(),
+            target.name()
+        ));
+    }
+    let readback = hash_medium(Path::new(&dest), len)?;
     if readback != written {
         return Err(format!(
             "{dest}: read-back sha256 {readback} differs from the written {written}; slot {} not activated",
@@ -62,11 +76,33 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
     })
 }
 
+/// The slot to write: never the booted one, and not the last good one while the booted slot is
+/// still on trial (that would leave no known-good image to roll back to) unless forced.
+fn target_slot(ctx: &Context, req: &Request<'_>) -> Result<SlotId, String> {
+    let target = match (req.slot, ctx.booted) {
+        (Some(s), Some(b)) if s == b => {
+            return Err(format!("slot {} is the booted slot; refusing to overwrite the running system", s.name()))
+        }
+        (Some(s), _) => s,
+        (None, Some(b)) => b.other(),
+        (None, None) => return Err("the booted slot is unknown; name the target with --slot".into()),
+    };
+    let st = ctx.read()?;
+    let booted_on_trial = ctx.booted.is_some_and(|b| !st.slot(b).good);
+    if booted_on_trial && st.last_good == Some(target) && !req.force {
+        return Err(format!(
+            "slot {} is the last good slot and the booted slot is still on trial: mark the booted slot good first, or pass --force",
+            target.name()
+        ));
+    }
+    Ok(target)
+}
+
 /// A squashfs 4 image whose superblock size fits the file; returns its length.
-fn check_image(image: &Path) -> Result<u64, String> {
-    let len = std::fs::metadata(image).map_err(|e| format!("{}: {e}", image.display()))?.len();
-    let head = crate::blockdev::read_head(image, 0, probe::PROBE_LEN)
-        .ok_or(format!("{}: too short to be an image", image.display()))?;
+fn check_image(f: &File, image: &Path) -> Result<u64, String> {
+    let len = f.metadata().map_err(|e| format!("{}: {e}", image.display()))?.len();
+    let mut head = vec![0u8; probe::PROBE_LEN];
+    f.read_exact_at(&mut head, 0).map_err(|_| format!("{}: too short to be an image", image.display()))?;
     match probe::probe_fs(&head) {
         Some(fs) if fs.kind == FsKind::Squashfs && fs.size <= len => Ok(len),
         Some(fs) if fs.kind == FsKind::Squashfs => {
@@ -76,13 +112,16 @@ fn check_image(image: &Path) -> Result<u64, String> {
     }
 }
 
-fn hash_file(path: &Path, len: u64) -> Result<String, String> {
+/// The sha256 of the first `len` bytes of `path` as stored on the medium: the page cache is
+/// dropped first (after the writer's fsync), so the bytes come from the disk again.
+fn hash_medium(path: &Path, len: u64) -> Result<String, String> {
     let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    fadvise(&f, 0, None, Advice::DontNeed).map_err(|e| format!("{}: fadvise(DONTNEED): {e}", path.display()))?;
     let mut h = Sha256::default();
     let mut buf = vec![0u8; CHUNK];
     let mut left = len;
     while left > 0 {
-        let n = (left as usize).min(CHUNK);
+        let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
         f.read_exact(&mut buf[..n]).map_err(|e| format!("{}: {e}", path.display()))?;
         h.update(&buf[..n]);
         left -= n as u64;
@@ -90,15 +129,16 @@ fn hash_file(path: &Path, len: u64) -> Result<String, String> {
     Ok(h.hex())
 }
 
-/// Copies `len` bytes with progress on stderr; returns the sha256 of what was written.
-fn copy(image: &Path, out: &mut File, len: u64, what: &str) -> Result<String, String> {
-    let mut src = File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+/// Copies `len` bytes from the start of `src` with progress on stderr; returns the sha256 of
+/// what was written.
+fn copy(src: &mut File, out: &mut File, len: u64, what: &str) -> Result<String, String> {
+    src.seek(SeekFrom::Start(0)).map_err(|e| format!("{what}: {e}"))?;
     let mut h = Sha256::default();
     let mut buf = vec![0u8; CHUNK];
     let (mut done, mut shown) = (0u64, 0u64);
     while done < len {
-        let n = ((len - done) as usize).min(CHUNK);
-        src.read_exact(&mut buf[..n]).map_err(|e| format!("{}: {e}", image.display()))?;
+        let n = usize::try_from(len - done).unwrap_or(CHUNK).min(CHUNK);
+        src.read_exact(&mut buf[..n]).map_err(|e| format!("reading the image: {e}"))?;
         out.write_all(&buf[..n]).map_err(|e| format!("{what}: write: {e}"))?;
         h.update(&buf[..n]);
         done += n as u64;
@@ -112,24 +152,68 @@ fn copy(image: &Path, out: &mut File, len: u64, what: &str) -> Result<String, St
     Ok(h.hex())
 }
 
-fn write_partition(image: &Path, dev: &Path, len: u64) -> Result<String, String> {
-    let mut out = OpenOptions::new().write(true).open(dev).map_err(|e| format!("{}: {e}", dev.display()))?;
+/// A partition slot, opened `O_EXCL`: the kernel refuses (EBUSY) while it is mounted.
+fn write_partition(src: &mut File, image: &Path, dev: &Path, len: u64) -> Result<String, String> {
+    let mut out = OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::EXCL.bits() as i32)
+        .open(dev)
+        .map_err(|e| format!("{}: {e} (is it mounted or in use?)", dev.display()))?;
     let capacity = out.seek(SeekFrom::End(0)).map_err(|e| format!("{}: {e}", dev.display()))?;
     if len > capacity {
         return Err(format!("{} ({len} bytes) does not fit {} ({capacity} bytes)", image.display(), dev.display()));
     }
     out.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-    copy(image, &mut out, len, &dev.display().to_string())
+    copy(src, &mut out, len, &dev.display().to_string())
 }
 
 /// A file slot: written next to its place, fsynced, renamed over it, directory fsynced, so the
 /// slot holds the old image or the new one, never half of one.
-fn write_file(image: &Path, dest: &Path, len: u64) -> Result<String, String> {
+fn write_file(src: &mut File, dest: &Path, len: u64) -> Result<String, String> {
     let tmp = PathBuf::from(format!("{}.new", dest.display()));
-    let mut out = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let digest = copy(image, &mut out, len, &tmp.display().to_string())?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let digest = copy(src, &mut out, len, &tmp.display().to_string())?;
     std::fs::rename(&tmp, dest).map_err(|e| format!("rename {} over {}: {e}", tmp.display(), dest.display()))?;
     let dir = dest.parent().unwrap_or(Path::new("/"));
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: fsync: {e}", dir.display()))?;
     Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slots::Policy;
+    use crate::state::State;
+    use crate::store::Store;
+
+    #[test]
+    fn the_last_good_slot_is_kept_while_the_booted_one_is_on_trial() {
+        let dir = std::env::temp_dir().join(format!("oi-install-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("state");
+        let (mut store, _) = Store::open(&path).unwrap();
+        let mut st = State::factory(3);
+        // Booted b on trial; a is the last good slot.
+        slots::mark_good(&mut st, SlotId::A, Policy { tries: 3, late_fallback: false, one_slot: false });
+        slots::activate(&mut st, SlotId::B, Policy { tries: 3, late_fallback: false, one_slot: false }, true);
+        store.save(&mut st).unwrap();
+        drop(store);
+        let ctx = Context {
+            booted: Some(SlotId::B),
+            state: path.clone(),
+            policy: Policy { tries: 3, late_fallback: false, one_slot: false },
+            sources: [Some("/dev/null-a".into()), Some("/dev/null-b".into())],
+        };
+        let req = |force| Request { image: Path::new("/x"), slot: None, sha256: None, force };
+        let err = target_slot(&ctx, &req(false)).unwrap_err();
+        assert!(err.contains("slot a is the last good slot"), "{err}");
+        assert_eq!(target_slot(&ctx, &req(true)), Ok(SlotId::A));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

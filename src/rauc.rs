@@ -22,13 +22,22 @@ pub fn handle(ctx: &Context, args: &[String]) -> Result<String, String> {
         Some("get-state") => {
             let s = slot(1)?;
             let st = ctx.read()?;
-            Ok(if st.slot(s).bad { "bad" } else { "good" }.to_string())
+            // Only a confirmed slot is good: a trial (tries left or not) or a slot that never
+            // booted is not, so RAUC and the servers behind it never see an unconfirmed update
+            // as healthy.
+            let v = st.slot(s);
+            Ok(if v.good && !v.bad { "good" } else { "bad" }.to_string())
         }
         Some("set-primary") => {
             let s = slot(1)?;
-            // RAUC has just written a new image into the slot: a trial with fresh tries.
+            // RAUC calls set-primary after writing an image AND for `rauc status mark-active`.
+            // Only an image that differs from the one the slot last booted (its superblock
+            // identity, read from the slot now) is new: a trial, and a fresh upper at its boot.
+            // The same image keeps its upper and, if it was confirmed, stays confirmed.
+            let on_disk = ctx.image_id(s);
             ctx.update(|st| {
-                slots::activate(st, s, ctx.policy, true);
+                let written = on_disk.is_none_or(|id| id != st.slot(s).image);
+                slots::activate(st, s, ctx.policy, written);
                 Ok(String::new())
             })
         }
@@ -49,5 +58,63 @@ pub fn handle(ctx: &Context, args: &[String]) -> Result<String, String> {
             })
         }
         other => Err(format!("unknown RAUC backend request {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slots::Policy;
+    use crate::state::State;
+    use crate::store::Store;
+
+    const P: Policy = Policy { tries: 3, late_fallback: false, one_slot: false };
+
+    /// The first bytes of a squashfs image whose superblock differs by `build`.
+    fn image(build: u8) -> Vec<u8> {
+        let mut b = vec![0u8; crate::probe::PROBE_LEN];
+        b[0..4].copy_from_slice(b"hsqs");
+        b[8] = build;
+        b[28..30].copy_from_slice(&4u16.to_le_bytes());
+        b[40..48].copy_from_slice(&4096u64.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn mark_active_keeps_a_confirmed_image_and_a_written_one_starts_a_trial() {
+        let dir = std::env::temp_dir().join(format!("oi-rauc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.sqfs"), dir.join("b.sqfs"));
+        std::fs::write(&a, image(1)).unwrap();
+        std::fs::write(&b, image(2)).unwrap();
+        let ctx = Context {
+            booted: Some(SlotId::A),
+            state: dir.join("state"),
+            policy: P,
+            sources: [Some(a.display().to_string()), Some(b.display().to_string())],
+        };
+        // Slot a booted image 1 and is confirmed; b booted image 2 and is confirmed too.
+        let (mut store, _) = Store::open(&ctx.state).unwrap();
+        let mut st = State::factory(3);
+        st.slot_mut(SlotId::A).image = ctx.image_id(SlotId::A).unwrap();
+        st.slot_mut(SlotId::B).image = ctx.image_id(SlotId::B).unwrap();
+        slots::mark_good(&mut st, SlotId::B, P);
+        slots::mark_good(&mut st, SlotId::A, P);
+        store.save(&mut st).unwrap();
+        drop(store);
+        let run = |args: &[&str]| handle(&ctx, &args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        // `rauc status mark-active booted`: nothing was written, a stays good, its upper stays.
+        run(&["set-primary", "a"]).unwrap();
+        assert_eq!(run(&["get-state", "a"]).unwrap(), "good");
+        let st = ctx.read().unwrap();
+        assert_ne!(st.slot(SlotId::A).image, crate::state::IMAGE_INSTALLED);
+        // RAUC writes a new image into b, then set-primary b: a trial, not good yet.
+        std::fs::write(&b, image(3)).unwrap();
+        run(&["set-primary", "b"]).unwrap();
+        assert_eq!(run(&["get-primary"]).unwrap(), "b");
+        assert_eq!(run(&["get-state", "b"]).unwrap(), "bad", "a slot on trial is not good");
+        assert_eq!(ctx.read().unwrap().slot(SlotId::B).image, crate::state::IMAGE_INSTALLED);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -90,3 +90,31 @@ fn rauc_backend_requests() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b");
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+#[test]
+fn usage_errors_and_read_only_queries() {
+    let path = state_file("usage");
+    // Read-only commands never create the state record.
+    let (code, out) = cli(&path, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!path.exists(), "status created the state file");
+    assert_eq!(cli(&path, &["rauc", "get-state", "a"]).0, 0);
+    assert!(!path.exists(), "get-state created the state file");
+    // A misspelt flag is a usage error, not silently ignored.
+    let (code, out) = cli(&path, &["install", "/nonexistent.sqfs", "--sha-256", "00"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("unknown option --sha-256"), "{out}");
+    // An empty or malformed checksum fails before anything is read or written.
+    let img = path.with_file_name("img.sqfs");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&img, b"hsqs").unwrap();
+    for bad in ["", "0123"] {
+        let (code, out) = cli(&path, &["install", img.to_str().unwrap(), "--slot", "b", "--sha256", bad]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("is not 64 hex digits") || out.contains("no image location"), "{out}");
+    }
+    let (code, out) = cli(&path, &["install", img.to_str().unwrap(), "--sha256"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--sha256 needs a value"), "{out}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

@@ -226,7 +226,7 @@ impl Needs {
 /// A scenario: its name, the test, and what it needs from the board.
 pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
-const SCENARIOS: [Scenario; 17] = [
+const SCENARIOS: [Scenario; 18] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
     ("lower-image-file", lower_file, Needs::Nothing),
@@ -238,6 +238,7 @@ const SCENARIOS: [Scenario; 17] = [
     ("blank-data-formatted-and-checked", blank_data, Needs::HostArch),
     ("ab-trial-and-rollback", e2e_ab::trial_and_rollback, Needs::Nothing),
     ("ab-corrupt-slot-falls-back", e2e_ab::corrupt_slot_falls_back, Needs::Nothing),
+    ("ab-hostile-data", e2e_ab::hostile_data, Needs::Nothing),
     ("ab-factory-reset", e2e_ab::factory_reset, Needs::Nothing),
     ("ab-file-slots", e2e_ab::file_slots, Needs::Nothing),
     ("ab-install", e2e_ab::install, Needs::Nothing),

@@ -56,6 +56,28 @@ pub enum Drive<'a> {
     Debug(&'a Path),
 }
 
+/// The command line with each `\xNN` turned into that raw byte, so a scenario can hand the
+/// kernel bytes that are not UTF-8 (QEMU passes -append through unchanged).
+fn raw_bytes(text: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&c, tail)) = rest.split_first() {
+        let hex = tail.strip_prefix(b"x").and_then(|t| t.get(..2)).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(byte) if c == b'\\' => {
+                out.push(byte);
+                rest = &tail[3..];
+            }
+            _ => {
+                out.push(c);
+                rest = tail;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
     let b = r.board;
     let mut c = Command::new(&b.qemu);
@@ -67,7 +89,7 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
         .arg("-initrd")
         .arg(r.initrd)
         .arg("-append")
-        .arg(format!("{} {}", b.cmdline, r.append));
+        .arg(raw_bytes(&format!("{} {}", b.cmdline, r.append)));
     if let Some(disk) = r.disk {
         let d = disk.display();
         c.arg("-drive").arg(match r.drive {
@@ -147,4 +169,13 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
     let console = out.lock().map(|o| o.clone()).unwrap_or_default();
     let _ = std::fs::write(r.log, &console);
     Ok(Boot { panicked: panicked || console.contains("Kernel panic"), console, timed_out })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn raw_bytes_on_the_command_line() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(super::raw_bytes("a x=\\xff b\\xZZ").as_bytes(), b"a x=\xff b\\xZZ");
+    }
 }
