@@ -123,7 +123,7 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
             name,
             major: u.major,
             minor: u.minor,
-            size: sectors * 512,
+            size: sectors.saturating_mul(512),
             partn: u.partn,
             partlabel: u.partname,
             parent,
@@ -161,7 +161,9 @@ fn partuuid(disk: &Path, partn: u32) -> Option<String> {
         if partn == 0 || partn > table.count {
             return None;
         }
-        let at = table.entries_offset + u64::from(partn - 1) * u64::from(table.entry_size);
+        // Both factors are u32: the product fits u64; the sum is checked (entries_offset comes
+        // from the disk).
+        let at = table.entries_offset.checked_add(u64::from(partn - 1) * u64::from(table.entry_size))?;
         return read_head(disk, at, 128).and_then(|e| probe::gpt_entry_uuid(&e));
     }
     read_head(disk, 0, 512).and_then(|s| probe::mbr_partuuid(&s, partn))

@@ -47,7 +47,12 @@ pub fn probe_fs(buf: &[u8]) -> Option<FsInfo> {
     if le16(sb, 0x38) != 0xEF53 {
         return None;
     }
-    let block = 1024u64.checked_shl(le32(sb, 0x18)).unwrap_or(0);
+    // s_log_block_size: ext4 blocks are 1 KiB to 64 KiB; anything else is not an ext4 we mount.
+    let log_block = le32(sb, 0x18);
+    if log_block > 6 {
+        return None;
+    }
+    let block = 1024u64 << log_block;
     let label_bytes = &sb[0x78..0x88];
     let end = label_bytes.iter().position(|&c| c == 0).unwrap_or(16);
     let label = String::from_utf8_lossy(&label_bytes[..end]).into_owned();
@@ -55,6 +60,7 @@ pub fn probe_fs(buf: &[u8]) -> Option<FsInfo> {
         kind: FsKind::Ext4,
         uuid: Some(uuid_be(&sb[0x68..0x78])),
         label: (!label.is_empty()).then_some(label),
+        // At most 2^32 blocks of 64 KiB: fits u64, never wraps.
         size: u64::from(le32(sb, 0x4)) * block,
     })
 }
@@ -108,11 +114,10 @@ pub fn gpt_header(buf: &[u8], sector: u64) -> Option<GptTable> {
         return None;
     }
     let entry_size = le32(buf, 84);
-    (entry_size >= 128).then(|| GptTable {
-        entries_offset: le64(buf, 72).saturating_mul(sector),
-        entry_size,
-        count: le32(buf, 80),
-    })
+    if entry_size < 128 {
+        return None;
+    }
+    Some(GptTable { entries_offset: le64(buf, 72).checked_mul(sector)?, entry_size, count: le32(buf, 80) })
 }
 
 /// The unique partition GUID (PARTUUID) from one GPT entry; None for an unused entry.
@@ -165,6 +170,21 @@ pub mod tests {
         let fs = probe_fs(&ext4_image(uuid, "sixteen-chars-ok", 1)).unwrap();
         assert_eq!(fs.label.as_deref(), Some("sixteen-chars-ok"));
         assert_eq!(probe_fs(&ext4_image(uuid, "", 1)).unwrap().label, None);
+        // A block size field past 64 KiB (1024 << 53 would wrap the size) is not an ext4.
+        let mut big = ext4_image(uuid, "x", u32::MAX);
+        big[1024 + 0x18..1024 + 0x1c].copy_from_slice(&53u32.to_le_bytes());
+        assert_eq!(probe_fs(&big), None);
+    }
+
+    #[test]
+    fn gpt_entry_table_past_the_end_of_u64() {
+        let mut h = vec![0u8; 512];
+        h[0..8].copy_from_slice(b"EFI PART");
+        h[72..80].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        h[80..84].copy_from_slice(&128u32.to_le_bytes());
+        h[84..88].copy_from_slice(&128u32.to_le_bytes());
+        assert_eq!(gpt_header(&h, 512), None);
+        assert_eq!(gpt_header(&h, 1).map(|t| t.count), Some(128));
     }
 
     #[test]

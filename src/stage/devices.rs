@@ -113,8 +113,9 @@ pub fn appended(root: &BlockDev, dev: &Path) -> DataState {
             root.name
         ));
     };
-    let offset = sq.size.div_ceil(APPENDED_ALIGN) * APPENDED_ALIGN;
-    if root.size < offset + APPENDED_MIN {
+    // bytes_used comes from the image: near u64::MAX the rounding would wrap to a small offset.
+    let offset = sq.size.div_ceil(APPENDED_ALIGN).saturating_mul(APPENDED_ALIGN);
+    if root.size < offset.saturating_add(APPENDED_MIN) {
         return DataState::Missing(format!(
             "oinit.data=appended: /dev/{} has {} KiB after its squashfs, less than the {} KiB a data area needs: \
              make the partition larger",
@@ -143,6 +144,9 @@ mod tests {
         let DataState::Found { dev, blank, offset } = appended(&root, &dir) else { panic!("not found") };
         assert_eq!((offset, blank, dev.size), (131_072, true, (8 << 20) - 131_072));
         // Too little room after the image: the data-missing policy decides, with the reason.
+        // A bytes_used near u64::MAX must not wrap into a small offset.
+        let huge = BlockDev { fs: probe::probe_fs(&squashfs_image(u64::MAX - 5)), ..root.clone() };
+        assert!(matches!(appended(&huge, Path::new("/nonexistent")), DataState::Missing(_)));
         let small = BlockDev { size: 2 << 20, ..root.clone() };
         assert!(matches!(appended(&small, &dir), DataState::Missing(m) if m.contains("make the partition larger")));
         let not_squashfs = BlockDev { fs: None, ..root };
