@@ -90,56 +90,65 @@ impl ModIndex {
     }
 
     /// The ordered steps that load `requests`. Built-in modules need nothing; soft dependencies
-    /// come before (pre) or after (post) their module, as modprobe does.
+    /// come before (pre) or after (post) their module, as modprobe does. Iterative with an
+    /// explicit stack: a long (or looping) softdep chain in a crafted modules.softdep can neither
+    /// overflow PID 1's stack nor loop, since each module is planned once.
     pub fn plan(&self, requests: &[String]) -> Result<Vec<LoadStep>, String> {
+        enum Work {
+            Visit(String, bool),
+            Emit(LoadStep),
+            Post(Vec<String>),
+        }
         let mut steps = Vec::new();
         let mut seen = HashSet::new();
-        for r in requests {
-            self.plan_one(r, true, &mut steps, &mut seen)?;
+        let mut stack: Vec<Work> = requests.iter().rev().map(|r| Work::Visit(r.clone(), true)).collect();
+        while let Some(work) = stack.pop() {
+            let (request, required) = match work {
+                Work::Emit(step) => {
+                    steps.push(step);
+                    continue;
+                }
+                Work::Post(names) => {
+                    let posts = names.iter().flat_map(|n| self.soft_post.get(n).into_iter().flatten());
+                    let posts: Vec<&String> = posts.collect();
+                    stack.extend(posts.into_iter().rev().map(|p| Work::Visit(p.clone(), false)));
+                    continue;
+                }
+                Work::Visit(request, required) => (request, required),
+            };
+            if !seen.insert(norm(&request)) {
+                continue;
+            }
+            let names = self.candidates(&request);
+            if names.is_empty() {
+                if required {
+                    return Err(format!(
+                        "module '{request}' is neither in modules.dep, modules.builtin nor modules.alias"
+                    ));
+                }
+                log::warn!("soft dependency '{request}' not found in the initramfs modules; continuing");
+                continue;
+            }
+            if names.iter().any(|n| self.builtin.contains(n)) {
+                continue; // built in: nothing to load, no soft dependencies needed either
+            }
+            let chains = names
+                .iter()
+                .filter_map(|n| self.deps.get(n))
+                .map(|(path, deps)| {
+                    // modules.dep lists the deepest dependency last; load from the end.
+                    let mut chain: Vec<String> = deps.iter().rev().cloned().collect();
+                    chain.push(path.clone());
+                    chain
+                })
+                .collect();
+            let pres: Vec<&String> = names.iter().flat_map(|n| self.soft_pre.get(n).into_iter().flatten()).collect();
+            // Popped in reverse: pre softdeps first, then this module, then its post softdeps.
+            stack.push(Work::Post(names));
+            stack.push(Work::Emit(LoadStep { request, chains, required }));
+            stack.extend(pres.into_iter().rev().map(|p| Work::Visit(p.clone(), false)));
         }
         Ok(steps)
-    }
-
-    fn plan_one(
-        &self,
-        request: &str,
-        required: bool,
-        steps: &mut Vec<LoadStep>,
-        seen: &mut HashSet<String>,
-    ) -> Result<(), String> {
-        if !seen.insert(norm(request)) {
-            return Ok(());
-        }
-        let names = self.candidates(request);
-        if names.is_empty() {
-            if required {
-                return Err(format!("module '{request}' is neither in modules.dep, modules.builtin nor modules.alias"));
-            }
-            log::warn!("soft dependency '{request}' not found in the initramfs modules; continuing");
-            return Ok(());
-        }
-        let mut chains = Vec::new();
-        for name in &names {
-            if self.builtin.contains(name) {
-                return Ok(()); // built in: nothing to load, no soft dependencies needed either
-            }
-            for pre in self.soft_pre.get(name).into_iter().flatten() {
-                self.plan_one(pre, false, steps, seen)?;
-            }
-            if let Some((path, deps)) = self.deps.get(name) {
-                // modules.dep lists the deepest dependency last; load from the end.
-                let mut chain: Vec<String> = deps.iter().rev().cloned().collect();
-                chain.push(path.clone());
-                chains.push(chain);
-            }
-        }
-        steps.push(LoadStep { request: request.to_string(), chains, required });
-        for name in &names {
-            for post in self.soft_post.get(name).into_iter().flatten() {
-                self.plan_one(post, false, steps, seen)?;
-            }
-        }
-        Ok(())
     }
 
     /// The depmod files restricted to the modules in `paths`, for a trimmed initramfs.
@@ -256,5 +265,18 @@ kernel/drivers/virtio/virtio_ring.ko:
         // The subset resolves the same way as the whole.
         let sub = ModIndex::parse(&dep, &soft, &alias, "");
         assert_eq!(sub.plan(&["ext4".into()]).unwrap(), ix.plan(&["ext4".into()]).unwrap());
+    }
+
+    #[test]
+    fn long_and_looping_softdep_chains_end() {
+        // m0 pre: m1, m1 pre: m2, ... 100000 deep, and the last one points back to m0.
+        let n = 100_000;
+        let dep: String = (0..n).map(|i| format!("kernel/m{i}.ko:\n")).collect();
+        let soft: String = (0..n).map(|i| format!("softdep m{i} pre: m{}\n", (i + 1) % n)).collect();
+        let ix = ModIndex::parse(&dep, &soft, "", "");
+        let plan = ix.plan(&["m0".into()]).unwrap();
+        assert_eq!(plan.len(), n);
+        assert_eq!(plan.last().unwrap().request, "m0");
+        assert_eq!(plan[0].request, format!("m{}", n - 1));
     }
 }

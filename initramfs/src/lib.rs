@@ -45,22 +45,39 @@ pub fn parse_list(text: &str) -> Result<Vec<Entry>, String> {
             }
             _ => return Err(format!("line {n}: not a gen_init_cpio entry: {line}")),
         };
+        let name = match &e {
+            Entry::Dir { name, .. }
+            | Entry::File { name, .. }
+            | Entry::Nod { name, .. }
+            | Entry::Slink { name, .. } => name,
+        };
+        if name.trim_start_matches('/') == TRAILER {
+            return Err(format!("line {n}: {name} is the archive's end marker and cannot be a member"));
+        }
         out.push(e);
     }
     Ok(out)
 }
 
 /// Replaces `${VAR}` in a source path with the variable's value (empty when unset), as the
-/// kernel's gen_init_cpio does, so a list can name files relative to a build directory.
+/// kernel's gen_init_cpio does, so a list can name files relative to a build directory. One pass
+/// over the input: a value is never expanded again (`A='${A}'` would otherwise loop forever).
 pub fn expand_env(src: &str, var: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = src.to_string();
-    while let Some(start) = out.find("${") {
-        let Some(len) = out[start + 2..].find('}') else { break };
-        let value = var(&out[start + 2..start + 2 + len]).unwrap_or_default();
-        out.replace_range(start..start + 3 + len, &value);
+    let mut out = String::with_capacity(src.len());
+    let mut rest = src;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else { break };
+        out.push_str(&rest[..start]);
+        out.push_str(&var(&rest[start + 2..start + 2 + len]).unwrap_or_default());
+        rest = &rest[start + 3 + len..];
     }
+    out.push_str(rest);
     out
 }
+
+/// The name the newc format reserves for its end marker: a member so named would end the
+/// archive early when the kernel unpacks it, silently dropping everything after it.
+const TRAILER: &str = "TRAILER!!!";
 
 /// One member of a newc archive, as the kernel unpacks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +107,7 @@ pub fn read_newc(mut b: &[u8]) -> Result<Vec<Member>, String> {
         let name = String::from_utf8_lossy(b.get(110..name_end - 1).ok_or("archive truncated")?).into_owned();
         let data_start = name_end.next_multiple_of(4);
         let data_end = data_start + size as usize;
-        if name == "TRAILER!!!" {
+        if name == TRAILER {
             return Ok(out);
         }
         let data = b.get(data_start..data_end).ok_or("archive truncated")?.to_vec();
@@ -141,7 +158,7 @@ pub fn write_newc(entries: &[Entry], mut out: impl Write) -> Result<(), String> 
             }
         }
     }
-    header(&mut w, 0, 0, 0, (0, 0), "TRAILER!!!");
+    header(&mut w, 0, 0, 0, (0, 0), TRAILER);
     out.write_all(&w).map_err(|e| e.to_string())
 }
 
@@ -195,5 +212,14 @@ mod tests {
         assert_eq!(expand_env("${UNSET}/x${OUT}", var), "/x/build");
         assert_eq!(expand_env("/no/vars", var), "/no/vars");
         assert_eq!(expand_env("${open", var), "${open");
+        // A value holding a reference is not expanded again (it looped forever).
+        let selfref = |v: &str| (v == "A").then(|| "${A}".to_string());
+        assert_eq!(expand_env("x${A}y", selfref), "x${A}y");
+    }
+
+    #[test]
+    fn the_end_marker_is_no_member() {
+        let err = parse_list("dir /etc 0755 0 0\ndir /TRAILER!!! 0755 0 0\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("end marker"), "{err}");
     }
 }
