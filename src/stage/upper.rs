@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use rustix::fs::{fsync, open, Mode, OFlags};
 use rustix::io::Errno;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -112,9 +113,11 @@ pub fn carry(keep: &[String], from: &Path, to: &Path) -> usize {
     copied
 }
 
-/// Copies files, directories, symlinks (as links) and overlay whiteouts; iterative.
+/// Copies files, directories, symlinks (as links) and overlay whiteouts with their metadata;
+/// iterative. Directory times are set last, once nothing more is created in them.
 fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
     let mut n = 0;
+    let mut dirs = Vec::new();
     let mut stack = vec![(src.to_path_buf(), dst.to_path_buf())];
     while let Some((s, d)) = stack.pop() {
         let m = s.symlink_metadata()?;
@@ -135,13 +138,64 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
         } else {
             continue;
         }
-        if !ft.is_symlink() {
-            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
-            let _ = std::os::unix::fs::lchown(&d, Some(m.uid()), Some(m.gid()));
+        copy_metadata(&s, &d, &m)?;
+        if ft.is_dir() {
+            dirs.push((d, m));
         }
         n += 1;
     }
+    for (d, m) in dirs.iter().rev() {
+        set_times(d, m)?;
+    }
     Ok(n)
+}
+
+/// Owner, then mode, then extended attributes, then times, in that order: `chown` clears the
+/// setuid/setgid bits and file capabilities, so mode and xattrs must come after it. The xattrs
+/// carry overlay's own markers (`trusted.overlay.opaque`), file capabilities
+/// (`security.capability`), SELinux/SMACK labels and ACLs. Symlinks get owner, xattrs and times
+/// (a link has no mode of its own).
+fn copy_metadata(s: &Path, d: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
+    if let Err(e) = std::os::unix::fs::lchown(d, Some(m.uid()), Some(m.gid())) {
+        log::warn!("keep-list: cannot give {} its owner {}:{}: {e}", d.display(), m.uid(), m.gid());
+    }
+    if !m.file_type().is_symlink() {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+    }
+    copy_xattrs(s, d)?;
+    if !m.file_type().is_dir() {
+        set_times(d, m)?;
+    }
+    Ok(())
+}
+
+fn copy_xattrs(s: &Path, d: &Path) -> std::io::Result<()> {
+    // The kernel's limits for a name list and one value (XATTR_LIST_MAX, XATTR_SIZE_MAX).
+    let mut names = vec![0u8; 64 * 1024];
+    let len = match rustix::fs::llistxattr(s, &mut names[..]) {
+        Ok(len) => len,
+        Err(Errno::NOTSUP) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut value = vec![0u8; 64 * 1024];
+    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = std::ffi::OsStr::from_bytes(name);
+        let n = rustix::fs::lgetxattr(s, name, &mut value[..])?;
+        if let Err(e) = rustix::fs::lsetxattr(d, name, &value[..n], rustix::fs::XattrFlags::empty()) {
+            log::warn!("keep-list: cannot set {name:?} on {}: {e}", d.display());
+        }
+    }
+    Ok(())
+}
+
+fn set_times(d: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
+    let ts = |sec: i64, nsec: i64| rustix::fs::Timespec { tv_sec: sec, tv_nsec: nsec as _ };
+    let times = rustix::fs::Timestamps {
+        last_access: ts(m.atime(), m.atime_nsec()),
+        last_modification: ts(m.mtime(), m.mtime_nsec()),
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, d, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
 }
 
 /// Makes everything written to the data filesystem durable (`syncfs`): the carried keep-list
@@ -215,6 +269,50 @@ mod tests {
         assert!(std::fs::symlink_metadata(new.join("etc/link")).unwrap().file_type().is_symlink());
         assert!(!new.join("etc/junk").exists());
         assert!(!new.join("etc/evil").exists(), "followed a symlink out of the upper");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn carry_keeps_setuid_owner_xattrs_and_times() {
+        let base = std::env::temp_dir().join(format!("oi-carry-meta-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (old, new) = (base.join("old"), base.join("new"));
+        std::fs::create_dir_all(old.join("opt/app/opaque")).unwrap();
+        std::fs::create_dir_all(&new).unwrap();
+        let bin = old.join("opt/app/tool");
+        std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            std::os::unix::fs::lchown(&bin, Some(1000), Some(1000)).unwrap();
+            // The marker overlayfs puts on a directory that hides the lower's one.
+            rustix::fs::lsetxattr(
+                old.join("opt/app/opaque"),
+                "trusted.overlay.opaque",
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        rustix::fs::lsetxattr(&bin, "user.origin", b"factory", rustix::fs::XattrFlags::empty()).unwrap();
+        let t = rustix::fs::Timespec { tv_sec: 1_600_000_000, tv_nsec: 0 };
+        let times = rustix::fs::Timestamps { last_access: t, last_modification: t };
+        for p in [&bin, &old.join("opt/app")] {
+            rustix::fs::utimensat(rustix::fs::CWD, p.as_path(), &times, rustix::fs::AtFlags::empty()).unwrap();
+        }
+        assert_eq!(carry(&["/opt/app".into()], &old, &new), 3);
+        let m = std::fs::metadata(new.join("opt/app/tool")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o4755, "setuid lost");
+        assert_eq!(m.mtime(), 1_600_000_000);
+        assert_eq!(std::fs::metadata(new.join("opt/app")).unwrap().mtime(), 1_600_000_000);
+        let mut v = [0u8; 16];
+        let n = rustix::fs::lgetxattr(new.join("opt/app/tool"), "user.origin", &mut v[..]).unwrap();
+        assert_eq!(&v[..n], b"factory");
+        if root {
+            assert_eq!((m.uid(), m.gid()), (1000, 1000));
+            let n = rustix::fs::lgetxattr(new.join("opt/app/opaque"), "trusted.overlay.opaque", &mut v[..]).unwrap();
+            assert_eq!(&v[..n], b"y");
+        }
         std::fs::remove_dir_all(&base).unwrap();
     }
 
