@@ -149,7 +149,8 @@ pub fn decide(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
                 source: Source::Virtual("tmpfs"),
                 target: paths::VOLATILE.into(),
                 fstype: "tmpfs".into(),
-                options: "mode=0755".into(),
+                // Like the data partition: no device nodes or setuid programs from the upper.
+                options: "mode=0755,nodev,nosuid".into(),
             }));
             (format!("{}/upper", paths::VOLATILE), format!("{}/work", paths::VOLATILE))
         }
@@ -246,8 +247,13 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
 }
 
 fn data_mount(s: &Settings, device: &str, extra: &str) -> Step {
-    let options =
-        [s.data_flags.as_str(), extra].iter().filter(|o| !o.is_empty()).copied().collect::<Vec<_>>().join(",");
+    // nodev,nosuid always, whatever oinit.dataflags adds (settings refuses options undoing them).
+    let options = ["nodev,nosuid", s.data_flags.as_str(), extra]
+        .iter()
+        .filter(|o| !o.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",");
     Step::Mount(Mount {
         role: Role::Data,
         source: Source::Device(device.into()),
@@ -414,8 +420,11 @@ mod tests {
 
     #[test]
     fn overlay_always_states_the_safe_options_and_switches_last() {
-        let p =
-            decide(&settings("oinit.overlayflags=redirect_dir=on"), &found(DataState::Missing("gone".into()))).unwrap();
+        let p = decide(
+            &settings("oinit.overlayflags=redirect_dir=on oinit.overlayunsafe=1"),
+            &found(DataState::Missing("gone".into())),
+        )
+        .unwrap();
         let overlay = p.steps.iter().find_map(|s| match s {
             Step::Mount(m) if m.role == Role::Overlay => Some(m.options.clone()),
             _ => None,

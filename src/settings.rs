@@ -58,6 +58,8 @@ pub struct Settings {
     pub data_flags: String,
     pub dir: String,
     pub overlay_flags: String,
+    /// The explicit opt-in for overlay features that trust the upper (`oinit.overlayunsafe`).
+    pub overlay_unsafe: bool,
     pub volatile: bool,
     pub failsafe: bool,
     pub lower_file: Option<String>,
@@ -92,9 +94,10 @@ impl Default for Settings {
             data: None,
             data_appended: false,
             data_fstype: "ext4".into(),
-            data_flags: "nodev,nosuid".into(),
+            data_flags: String::new(),
             dir: "overlay".into(),
             overlay_flags: String::new(),
+            overlay_unsafe: false,
             volatile: false,
             failsafe: false,
             lower_file: None,
@@ -202,9 +205,10 @@ impl Settings {
                 self.data = if self.data_appended { None } else { optional(v, DevSpec::parse)? };
             }
             "datafstype" => self.data_fstype = word(v)?,
-            "dataflags" => self.data_flags = need(v)?.to_string(),
+            "dataflags" => self.data_flags = data_flags(need(v)?)?,
             "dir" => self.dir = rel_path(need(v)?)?,
             "overlayflags" => self.overlay_flags = need(v)?.to_string(),
+            "overlayunsafe" => self.overlay_unsafe = flag(v)?,
             "volatile" => self.volatile = flag(v)?,
             "failsafe" => self.failsafe = flag(v)?,
             "lowerfile" => self.lower_file = optional(v, abs_path)?,
@@ -261,6 +265,35 @@ impl Settings {
         if self.timeout == 0 {
             bad("oinit.timeout", "0", "must be at least 1 second");
         }
+        if self.fsck_timeout == 0 {
+            bad(
+                "oinit.fscktimeout",
+                "0",
+                "must be at least 1 second (0 would send every boot to the fsck failure path)",
+            );
+        }
+        let trusting = trusting_overlay_options(&self.overlay_flags);
+        if !trusting.is_empty() && !self.overlay_unsafe {
+            bad(
+                "oinit.overlayflags",
+                &self.overlay_flags,
+                "redirect_dir/metacopy let what is written in the upper redirect lookups and metadata (a crafted \
+                 data partition then reaches files it should not): set oinit.overlayunsafe=1 as well to accept that",
+            );
+        } else if !trusting.is_empty() {
+            out.warnings.push(format!("oinit.overlayunsafe: the overlay trusts the upper ({})", trusting.join(",")));
+        }
+        for (set, key) in [
+            (self.ab.factory_reset, "oinit.factoryreset"),
+            (!self.ab.keep.is_empty(), "oinit.keep"),
+            (self.ab.reset_button.is_some(), "oinit.resetbutton"),
+        ] {
+            if set && !self.ab.enabled() {
+                out.warnings.push(format!(
+                    "{key} is ignored: it needs A/B slots or oinit.state=1 (a reset is recorded in the state record)"
+                ));
+            }
+        }
         if self.failure == FailurePolicy::Shell && !self.allow_shell {
             bad("oinit.failure", "shell", "the board config does not allow a rescue shell (oinit.allowshell=1)");
         }
@@ -278,6 +311,27 @@ impl Settings {
     pub fn root_wait(&self) -> u32 {
         self.rootwait.unwrap_or(self.timeout)
     }
+}
+
+/// Extra data mount options. `nodev,nosuid` are always there (whoever writes the data partition
+/// must not get device nodes or setuid programs honoured), so options that undo them are refused.
+fn data_flags(v: &str) -> Result<String, String> {
+    match v.split(',').find(|o| matches!(o.trim(), "dev" | "suid" | "defaults")) {
+        Some(o) => Err(format!("'{o}' would undo nodev,nosuid, which the data partition always has")),
+        None => Ok(v.to_string()),
+    }
+}
+
+/// The options in `flags` that make overlayfs follow what the upper says (redirects, metadata-only
+/// copy-ups): unsafe when the data partition is not trusted.
+pub fn trusting_overlay_options(flags: &str) -> Vec<&str> {
+    flags
+        .split(',')
+        .filter(|o| {
+            let (k, v) = o.split_once('=').unwrap_or((o, ""));
+            (k == "redirect_dir" && !matches!(v, "nofollow" | "off")) || (k == "metacopy" && v != "off")
+        })
+        .collect()
 }
 
 pub(crate) fn need(v: Option<&str>) -> Result<&str, String> {
@@ -380,7 +434,7 @@ mod tests {
     fn defaults() {
         let (s, l) = Settings::load("", "root=/dev/vda1");
         assert!(l.errors.is_empty());
-        assert_eq!(s.data_flags, "nodev,nosuid");
+        assert_eq!(s.data_flags, "", "no extra data mount options; nodev,nosuid are always added");
         assert_eq!(s.failure, FailurePolicy::Reboot);
         assert_eq!(s.data_missing, DataMissing::Volatile);
         assert_eq!(s.init_candidates()[0], "/sbin/init");
@@ -442,5 +496,27 @@ mod tests {
     fn error_mentions_source() {
         let (_, l) = Settings::load("\n\noinit.timeout=x", "root=/dev/vda1");
         assert!(l.errors[0].to_string().contains("config line 3"), "{}", l.errors[0]);
+    }
+
+    #[test]
+    fn every_value_is_checked_with_its_key() {
+        let errors = |cmdline: &str| {
+            let (_, l) = Settings::load("", &format!("root=/dev/vda1 oinit.data=/dev/vda2 {cmdline}"));
+            l.errors.iter().map(|e| format!("{}: {}", e.key, e.reason)).collect::<Vec<_>>().join("; ")
+        };
+        assert!(errors("oinit.dataflags=noatime,dev").contains("oinit.dataflags: 'dev' would undo nodev,nosuid"));
+        assert!(errors("oinit.dataflags=suid").contains("oinit.dataflags"));
+        assert_eq!(errors("oinit.dataflags=noatime"), "");
+        assert!(errors("oinit.resetcycles=300").contains("oinit.resetcycles: must be a count of boots"));
+        assert!(errors("oinit.watchdogtimeout=0").contains("oinit.watchdogtimeout: must be 1 to 3600"));
+        assert!(errors("oinit.fscktimeout=0").contains("oinit.fscktimeout"));
+        assert!(errors("oinit.overlayflags=metacopy=on").contains("oinit.overlayflags: redirect_dir/metacopy"));
+        assert!(errors("oinit.overlayflags=redirect_dir=follow").contains("oinit.overlayunsafe=1"));
+        assert_eq!(errors("oinit.overlayflags=volatile"), "");
+        let (_, l) = Settings::load("", "root=/dev/vda1 oinit.overlayflags=metacopy=on oinit.overlayunsafe=1");
+        assert!(l.errors.is_empty() && l.warnings.iter().any(|w| w.contains("trusts the upper (metacopy=on)")));
+        // Keys that need the state record say so instead of being silently ignored.
+        let (_, l) = Settings::load("", "root=/dev/vda1 oinit.factoryreset oinit.keep=/etc/hostname");
+        assert_eq!(l.warnings.iter().filter(|w| w.contains("is ignored: it needs A/B slots")).count(), 2);
     }
 }

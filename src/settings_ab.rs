@@ -79,14 +79,17 @@ impl AbSettings {
             "state" => self.single = flag(v)?,
             "keepfile" => self.keep_file = abs_path(need(v)?)?,
             "factoryreset" => self.factory_reset = flag(v)?,
-            "resetcycles" => self.reset_cycles = seconds(need(v)?)?.min(255) as u8,
+            "resetcycles" => {
+                self.reset_cycles = need(v)?.parse().map_err(|_| "must be a count of boots from 0 (off) to 255")?
+            }
             "keep" => {
                 self.keep = list(need(v)?).into_iter().map(|p| abs_path(&p)).collect::<Result<_, _>>()?;
             }
             "watchdog" => self.watchdog = Some(need(v)?).filter(|w| *w != "none").map(abs_path).transpose()?,
             "resetbutton" => self.reset_button = Some(crate::button::Button::parse(need(v)?)?),
             "watchdogtimeout" => {
-                self.watchdog_timeout = seconds(need(v)?)?.max(1);
+                self.watchdog_timeout =
+                    seconds(need(v)?).ok().filter(|t| *t >= 1).ok_or("must be 1 to 3600 seconds")?;
             }
             _ => return Ok(false),
         }

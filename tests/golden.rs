@@ -82,11 +82,20 @@ fn fixture() -> PathBuf {
     // An OpenWRT-style root partition: the squashfs, then an ext4 data area at bytes_used rounded
     // up to 64 KiB (1_052_672 -> 1_114_112).
     sys_dev(&sys, "vdc", None, 32, 65536);
-    sys_dev(&sys, "vdc", Some((1, "rootfs")), 33, 32768);
+    sys_dev(&sys, "vdc", Some((1, "owrt_rootfs")), 33, 32768);
     let mut part = squashfs();
     part.resize(1_114_112, 0xaa);
     part.extend(ext4(DATA_UUID, "rootfs_data"));
     write(&dev.join("vdc1"), &part);
+    // Two USB sticks' partitions with the same GPT name: a name that is not unique.
+    sys_dev(&sys, "sda", None, 48, 65536);
+    sys_dev(&sys, "sda", Some((1, "backup")), 49, 32768);
+    sys_dev(&sys, "sdb", None, 64, 65536);
+    sys_dev(&sys, "sdb", Some((1, "backup")), 65, 32768);
+    for (disk, guid) in [("sda", 0x11), ("sdb", 0x33)] {
+        write(&dev.join(disk), &gpt_disk(&[[guid; 16]]));
+        write(&dev.join(format!("{disk}1")), &ext4([guid + 1; 16], "backup"));
+    }
     base
 }
 
@@ -108,6 +117,8 @@ const CASES: &[(&str, &str)] = &[
     ("blank-data-no-mkfs", "oinit.data=/dev/vdb"),
     ("read-only-init-args", "ro init=/bin/sh oinit.overlayflags=xino=off -- single"),
     ("lower-not-squashfs", "root=PARTLABEL=userdata"),
+    ("ambiguous-data-label", "oinit.data=PARTLABEL=backup"),
+    ("ambiguous-root-label", "root=LABEL=backup"),
     ("lower-missing", "root=PARTLABEL=nope"),
     ("bad-settings", "oinit.timeout=soon root=sda oinit.failure=shell"),
     ("unknown-key-warns", "oinit.colour=blue quiet"),

@@ -29,6 +29,14 @@ pub fn lookup<'a>(devs: &'a [BlockDev], spec: &DevSpec) -> Option<&'a BlockDev> 
     devs.iter().find(|d| d.matches(spec))
 }
 
+/// When `spec` matches more than one device (a USB stick carrying the eMMC's label, a cloned
+/// disk's PARTUUID), the message naming them all: taking the first in name order would let
+/// whoever plugs in a device choose what boots.
+pub fn ambiguity(devs: &[BlockDev], spec: &DevSpec) -> Option<String> {
+    let all: Vec<String> = devs.iter().filter(|d| d.matches(spec)).map(|d| format!("/dev/{}", d.name)).collect();
+    (all.len() > 1).then(|| format!("{spec} matches {} devices ({})", all.len(), all.join(", ")))
+}
+
 /// Finds the root (lower) and data devices. With `wait`, polls until both are there or their
 /// deadlines pass: the root's is fatal, the data partition's leads to the data-missing policy.
 pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found> {
@@ -78,6 +86,22 @@ fn resolve(
     waited_us: u64,
 ) -> Result<Found> {
     let saw = || devs.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+    let slot_specs = s.ab.slots.iter().flatten().filter_map(|src| match src {
+        SlotSource::Partition(spec) => Some(spec),
+        SlotSource::File(_) => None,
+    });
+    if let Some(what) = s.root.iter().chain(slot_specs).find_map(|spec| ambiguity(devs, spec)) {
+        return Err(Error::Plan(crate::plan::PlanError {
+            what: format!("root: {what}"),
+            hint: "name the image's partition unambiguously (PARTUUID= of the internal disk, or /dev/NAME), \
+                   or remove the other device"
+                .into(),
+        }));
+    }
+    if let Some(what) = s.data.as_ref().and_then(|spec| ambiguity(devs, spec)) {
+        let data = DataState::Missing(format!("data partition: {what}; none is used"));
+        return Ok(Found { root: root.cloned(), data, slots: [None, None] });
+    }
     if let (Some(spec), None) = (&s.root, root) {
         return Err(Error::DeviceNotFound {
             what: "root (lower image)",
@@ -132,7 +156,22 @@ pub fn appended(root: &BlockDev, dev: &Path) -> DataState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devspec::DevSpec;
     use crate::probe::tests::squashfs_image;
+
+    #[test]
+    fn a_label_on_two_devices_is_refused_with_both_named() {
+        let emmc = BlockDev { name: "mmcblk0p2".into(), partlabel: Some("rootfs".into()), ..Default::default() };
+        let usb = BlockDev { name: "sda1".into(), partlabel: Some("rootfs".into()), ..Default::default() };
+        let spec = DevSpec::parse("PARTLABEL=rootfs").unwrap();
+        assert_eq!(ambiguity(std::slice::from_ref(&emmc), &spec), None);
+        let devs = [emmc, usb];
+        let what = ambiguity(&devs, &spec).unwrap();
+        assert!(what.contains("2 devices (/dev/mmcblk0p2, /dev/sda1)"), "{what}");
+        let s = Settings::load("", "root=PARTLABEL=rootfs").0;
+        let err = resolve(&s, &devs, devs.first(), None, Path::new("/dev"), 0).unwrap_err().to_string();
+        assert!(err.contains("matches 2 devices") && err.contains("PARTUUID="), "{err}");
+    }
 
     #[test]
     fn appended_area_starts_at_the_next_64k_after_the_squashfs() {
