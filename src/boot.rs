@@ -85,6 +85,11 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
             }
         }
     }
+    // The way back at shutdown (systemd-shutdown and rc scripts exec it): without it the data
+    // partition is never cleanly unmounted, since the overlay holds it until the kernel stops.
+    if let Err(e) = crate::shutdown::install("/proc/self/exe") {
+        log::warn!("{e}: the data partition will not be unmounted cleanly at shutdown");
+    }
     report.init = init.clone();
     report.end_stage();
     write_report(report);

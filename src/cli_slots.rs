@@ -170,16 +170,24 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
         },
         _ => Err(format!("unknown command {cmd}")),
     };
+    // Only what changes the slots goes to syslog; queries (status, RAUC's get-*) would flood it.
+    let query = cmd == "status" || (cmd == "rauc" && rest.first().is_some_and(|r| r.starts_with("get-")));
     match result {
         Ok(msg) if msg.is_empty() => 0,
         Ok(msg) => {
             println!("{msg}");
-            log_user(&format!("{cmd}: {}", msg.lines().next().unwrap_or("")));
+            if !query {
+                log_user(&format!("{cmd}: {}", msg.lines().next().unwrap_or("")));
+            }
             if reboot && cmd == "factory-reset" {
                 rustix::fs::sync();
                 let _ = std::process::Command::new("reboot").status();
             }
             0
+        }
+        Err(e) if query => {
+            eprintln!("overlay-init: {e}");
+            EXIT_STATE
         }
         Err(e) => fail(&e, EXIT_STATE),
     }

@@ -24,6 +24,7 @@ pub mod report;
 pub mod settings;
 pub mod settings_ab;
 pub mod sha256;
+pub mod shutdown;
 pub mod slots;
 pub mod stage;
 pub mod state;

@@ -1,6 +1,12 @@
 //! One binary: PID 1 in the initramfs, a command-line tool anywhere else.
 
 fn main() {
+    let argv0 = std::env::args().next().unwrap_or_default();
+    // Run as /run/initramfs/shutdown (by systemd-shutdown, or an rc script): the way back.
+    if argv0.rsplit('/').next() == Some("shutdown") {
+        let verb = std::env::args().nth(1).unwrap_or_default();
+        overlay_init::shutdown::run(&verb)
+    }
     if rustix::process::getpid().is_init() {
         overlay_init::fatal::install_panic_hook();
         overlay_init::boot::run()

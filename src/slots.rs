@@ -137,6 +137,8 @@ pub fn activate(st: &mut State, s: SlotId, p: Policy, fresh_image: bool) {
         // Two builds can share a superblock (reproducible builds, same sizes): an install says
         // "new image" itself, so the boot gives the slot a fresh upper whatever it reads.
         slot.image = crate::state::IMAGE_INSTALLED;
+        // How the previous image's last boot ended says nothing about this one.
+        slot.last = crate::state::Outcome::Never;
     } else if !slot.good {
         slot.tries = p.tries;
     }

@@ -296,10 +296,12 @@ impl fmt::Display for State {
         writeln!(f, "active slot: {} (state generation {}, boot {})", self.active.name(), self.generation, self.boots)?;
         for s in [SlotId::A, SlotId::B] {
             let v = self.slot(s);
-            let status = match (v.good, v.bad) {
-                (_, true) => "bad",
-                (true, false) => "good",
-                (false, false) => "on trial",
+            let status = match (v.good, v.bad, v.last) {
+                (_, true, _) => "bad",
+                (true, false, _) => "good",
+                // Installed (or factory-fresh) and waiting for its first boot.
+                (false, false, Outcome::Never) => "not booted yet",
+                (false, false, _) => "on trial",
             };
             writeln!(
                 f,

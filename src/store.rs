@@ -10,6 +10,8 @@ use std::path::Path;
 
 pub struct Store {
     fd: OwnedFd,
+    /// The file was created by this open (the first boot on this data partition).
+    pub created: bool,
     /// Which copy holds the newest valid state, and its generation.
     newest: Option<(usize, u64)>,
 }
@@ -18,6 +20,8 @@ pub struct Store {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loaded {
     Valid,
+    /// No record yet: the first boot on this data partition, the default is what is wanted.
+    New,
     /// No valid copy (new file, or both copies corrupt): the documented default is used.
     Default(&'static str),
 }
@@ -28,14 +32,14 @@ impl Store {
     /// Store is dropped, so that two writers (RAUC and the CLI) cannot lose each other's update.
     /// Returns the newest valid state, or None. A symlink or a non-regular file is refused.
     pub fn open(path: &Path) -> Result<(Store, Option<State>), Errno> {
-        let fd = match open_regular(path, OFlags::RDWR) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => create(path)?,
+        let (fd, created) = match open_regular(path, OFlags::RDWR) {
+            Ok(fd) => (fd, false),
+            Err(Errno::NOENT) => (create(path)?, true),
             Err(e) => return Err(e),
         };
         flock(&fd, FlockOperation::LockExclusive)?;
         let (newest, st) = read_copies(&fd);
-        Ok((Store { fd, newest }, st))
+        Ok((Store { fd, created, newest }, st))
     }
 
     /// Writes `st` with the next generation into the older copy and waits for the disk.
@@ -109,6 +113,7 @@ fn create(path: &Path) -> Result<OwnedFd, Errno> {
 pub fn load_or_default(path: &Path, tries: u8) -> (Option<Store>, State, Loaded) {
     match Store::open(path) {
         Ok((store, Some(st))) => (Some(store), st, Loaded::Valid),
+        Ok((store, None)) if store.created => (Some(store), State::factory(tries), Loaded::New),
         Ok((store, None)) => (Some(store), State::factory(tries), Loaded::Default("no valid copy of the state record")),
         Err(e) => {
             log::warn!("cannot open the slot state {}: {e}; booting slot a uncounted", path.display());

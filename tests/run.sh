@@ -12,6 +12,8 @@ step "unit, golden and mount tests"
 # As root (CI), the loop-device tests must run, never skip.
 if [ "$(id -u)" = 0 ]; then export OI_REQUIRE_ROOT=1; fi
 cargo test --workspace --quiet
+step "fuzzing smoke: each libFuzzer target for 5 s from the committed corpus"
+cargo xtask fuzz 5
 step "boards: settings against layout and kernel, disk images built with genimage and read back"
 cargo xtask check-boards
 step "Buildroot external tree: style checks, post-image.sh's initramfs booted"

@@ -29,6 +29,9 @@ if ! python3 -c 'import magic' 2>/dev/null || ! python3 -m flake8 --version >/de
   python3 -m pip install -q --root-user-action=ignore python-magic flake8
 fi
 
+# The fuzz targets (fuzz/) build with cargo-fuzz on the machine's nightly toolchain.
+command -v cargo-fuzz >/dev/null 2>&1 || { log "cargo install cargo-fuzz"; cargo install -q --locked cargo-fuzz; }
+
 installed=$(rustup target list --installed)
 # armv7 has no musl target in rustup here: glibc, linked statically with Debian's cross gcc.
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do

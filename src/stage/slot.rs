@@ -33,6 +33,9 @@ pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan
     } else {
         (None, State::factory(policy.tries), Loaded::Default("the data partition is not writable"))
     };
+    if loaded == Loaded::New {
+        log::info!("slot state: none yet (first boot on this data partition): slot a, the factory default");
+    }
     if let Loaded::Default(why) = loaded {
         log::warn!("slot state: {why}; using the default (slot a)");
         report.fallbacks.push(format!("slot state: {why}; default used"));

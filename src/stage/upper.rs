@@ -64,12 +64,32 @@ pub fn keep_list(board: &[String], keep_file: &str, old_upper: &Path) -> Vec<Str
             String::new()
         }
     };
-    for line in text.lines().map(str::trim).filter(|l| l.starts_with('/') && !l.split('/').any(|c| c == "..")) {
-        list.push(line.to_string());
+    let (paths, rejected) = parse_keep(&text);
+    for n in rejected {
+        log::warn!("keep file {keep_file} line {n}: not an absolute path without '..'; ignored");
     }
+    list.extend(paths);
     list.sort();
     list.dedup();
     list
+}
+
+/// The paths of a keep file: one absolute path per line, `#` comments and blank lines skipped.
+/// Returns them and the 1-based numbers of the lines refused (relative, or with `..`).
+pub fn parse_keep(text: &str) -> (Vec<String>, Vec<usize>) {
+    let (mut paths, mut rejected) = (Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('/') && !line.split('/').any(|c| c == "..") {
+            paths.push(line.to_string());
+        } else {
+            rejected.push(i + 1);
+        }
+    }
+    (paths, rejected)
 }
 
 /// `root/rel` if no component of it is a symlink (checked with lstat, component by component).
@@ -314,6 +334,13 @@ mod tests {
             assert_eq!(&v[..n], b"y");
         }
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn keep_file_lines() {
+        let (paths, rejected) = parse_keep("# c\n/etc/hostname\n\netc/relative\n/etc/../shadow\n  /var/lib/x  \n");
+        assert_eq!(paths, ["/etc/hostname", "/var/lib/x"]);
+        assert_eq!(rejected, [4, 5]);
     }
 
     #[test]

@@ -46,6 +46,23 @@ pub fn unmount_detach(target: &str) -> Result<(), Errno> {
     mount::unmount(target, UnmountFlags::DETACH)
 }
 
+/// `umount2(target, 0)`: a real unmount, which writes the filesystem back and marks it clean.
+pub fn unmount(target: &str) -> Result<(), Errno> {
+    mount::unmount(target, UnmountFlags::empty())
+}
+
+/// `mount(NULL, target, NULL, MS_REMOUNT | MS_RDONLY, NULL)`: the filesystem stays mounted but
+/// is made read-only, which flushes it and leaves it clean (for mounts still in use at shutdown).
+pub fn remount_read_only(target: &str) -> Result<(), Errno> {
+    mount::mount_remount(target, MountFlags::RDONLY, "")
+}
+
+/// `mount(target, target, NULL, MS_BIND, NULL)`: makes a directory a mount point (pivot_root
+/// needs one).
+pub fn bind_onto_itself(target: &str) -> Result<(), Errno> {
+    mount::mount_bind(target, target)
+}
+
 /// `mount(NULL, target, NULL, MS_PRIVATE | MS_REC, NULL)`: keeps test mounts out of the host.
 pub fn make_private(target: &str) -> Result<(), Errno> {
     mount::mount_change(target, MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)

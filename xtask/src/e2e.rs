@@ -186,6 +186,42 @@ pub fn file_in(disk: &Path, part: &str, offset: u64, path: &str) -> Result<Strin
     out.map(|s| s.trim().to_string())
 }
 
+/// `dumpe2fs -h` of the ext4 that starts `offset` bytes into partition `part`.
+pub fn ext4_header(disk: &Path, part: &str, offset: u64) -> Result<String, String> {
+    let data = image::part(&image::partitions(disk)?, part)?;
+    let img = disk.with_extension("header");
+    std::fs::write(&img, image::read_at(disk, data.start + offset, data.size - offset)?).map_err(|e| e.to_string())?;
+    let out = sh::output(sh::cmd("dumpe2fs").arg("-h").arg(&img));
+    let _ = std::fs::remove_file(&img);
+    out
+}
+
+/// Whether the data filesystem was unmounted cleanly: no journal to replay.
+pub fn needs_recovery(header: &str) -> bool {
+    header.lines().any(|l| l.starts_with("Filesystem features:") && l.contains("needs_recovery"))
+}
+
+/// A normal poweroff returns to /run/initramfs/shutdown, which unmounts overlay, lower and data:
+/// the ext4 needs no journal replay. The same boot powered off hard leaves it dirty, so the
+/// check can tell the two apart.
+fn clean_shutdown(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("shutdown")?;
+    let b = ctx.boot(&disk, "", "shutdown-clean")?;
+    booted(&b)?;
+    contains(&b, "shutdown: ")?;
+    contains(&b, "left read-only; poweroff")?;
+    let header = ext4_header(&disk, "userdata", 0)?;
+    if needs_recovery(&header) {
+        return Err("the data partition needs journal recovery after a clean poweroff".into());
+    }
+    let b = ctx.boot(&disk, "oitest=hardoff", "shutdown-hard")?;
+    booted(&b)?;
+    if !needs_recovery(&ext4_header(&disk, "userdata", 0)?) {
+        return Err("a hard poweroff left a clean journal: the check cannot tell".into());
+    }
+    Ok(())
+}
+
 fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     let parts = image::partitions(disk)?;
     let p = image::part(&parts, "rootfs")?;
@@ -226,8 +262,9 @@ impl Needs {
 /// A scenario: its name, the test, and what it needs from the board.
 pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
-const SCENARIOS: [Scenario; 18] = [
+const SCENARIOS: [Scenario; 20] = [
     ("persist-across-boots", persist, Needs::Nothing),
+    ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
     ("lower-image-file", lower_file, Needs::Nothing),
     ("missing-data-is-volatile", missing_data, Needs::Nothing),
@@ -239,6 +276,7 @@ const SCENARIOS: [Scenario; 18] = [
     ("ab-trial-and-rollback", e2e_ab::trial_and_rollback, Needs::Nothing),
     ("ab-corrupt-slot-falls-back", e2e_ab::corrupt_slot_falls_back, Needs::Nothing),
     ("ab-hostile-data", e2e_ab::hostile_data, Needs::Nothing),
+    ("ab-both-bad-tries-the-other", e2e_ab::both_bad_tries_the_other, Needs::Nothing),
     ("ab-factory-reset", e2e_ab::factory_reset, Needs::Nothing),
     ("ab-file-slots", e2e_ab::file_slots, Needs::Nothing),
     ("ab-install", e2e_ab::install, Needs::Nothing),

@@ -68,6 +68,20 @@ pub fn hostile_data(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "not a directory on the data partition; nothing deleted")
 }
 
+/// Both slots bad (b marked bad by hand, a the last good one) and a's image no longer mounts:
+/// the same boot tries b anyway instead of rebooting forever.
+pub fn both_bad_tries_the_other(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-both-bad")?;
+    let b = boot(ctx, &disk, "oitest=mark-good,mark-bad-b", "both-bad-1")?;
+    contains(&b, "slot b marked bad")?;
+    let p = image::part(&image::partitions(&disk)?, "rootfs")?;
+    image::write_at(&disk, p.start, &[0x5a; 4096])?;
+    let b = boot(ctx, &disk, "", "both-bad-2")?;
+    want(&b, "slot", "b")?;
+    want(&b, "image", "b")?;
+    contains(&b, "slot b is marked bad, but the image of slot a does not mount: trying it anyway")
+}
+
 /// The chosen slot's image is corrupt: the same boot falls back to the other slot.
 pub fn corrupt_slot_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("ab-corrupt")?;

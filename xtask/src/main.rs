@@ -9,6 +9,7 @@ mod disk;
 mod e2e;
 mod e2e_ab;
 mod e2e_openwrt;
+mod fuzz;
 mod genimage;
 mod image;
 mod powercut;
@@ -28,6 +29,7 @@ const USAGE: &str = "cargo xtask <command>
   demo [BOARD]        build everything and boot twice, showing a counter kept on the overlay
   e2e [BOARD...]      QEMU end-to-end tests (default: every qemu-* board)
   powercut [N] [BOARD...]  N power cuts per kind (factory reset, state writes, install)
+  fuzz [SECONDS] [TARGET...]  run the libFuzzer targets of fuzz/ for SECONDS each (default 60)
   bench [RUNS]        boot each board RUNS times (default 5) and report medians
   bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper
 BOARD is a folder under board/: qemu-x86_64, qemu-aarch64, qemu-armv7, imx6, imx8, openwrt";
@@ -65,6 +67,10 @@ fn main() {
             bench::reset(&root, files, &boards)
         }
         Some("check-boards") => boards::main(&root, &args[1..]),
+        Some("fuzz") => {
+            let secs = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(60);
+            fuzz::main(&root, secs, args.get(2..).unwrap_or_default())
+        }
         Some("check-buildroot") => buildroot::main(&root),
         Some("bench") => bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5)),
         _ => Err(USAGE.to_string()),

@@ -1,0 +1,169 @@
+//! One function per parser fed by untrusted bytes. The fuzz targets call them; so does the stable
+//! regression test (`tests/fuzz_regressions.rs`), which replays the committed corpus and every
+//! crash input found. Each function panics only when the code under test misbehaves: a parser
+//! must return an error for bad input, never panic, loop or allocate without bound.
+
+use overlay_init::blockdev::{self, BlockDev};
+use overlay_init::devspec::DevSpec;
+use overlay_init::modules::ModIndex;
+use overlay_init::plan::{self, DataState, Found};
+use overlay_init::probe::{self, FsInfo, FsKind};
+use overlay_init::report::Report;
+use overlay_init::settings::Settings;
+use overlay_init::slots::{self, Policy};
+use overlay_init::stage::upper;
+use overlay_init::state::{self, SlotId, State};
+
+/// The parts of `data` split at NUL bytes, each decoded as the init decodes text.
+fn parts(data: &[u8], n: usize) -> Vec<String> {
+    let mut out: Vec<String> =
+        data.splitn(n, |&b| b == 0).map(|p| overlay_init::cmdline::decode(p, "fuzz").0).collect();
+    out.resize(n, String::new());
+    out
+}
+
+/// The board config and the command line, through settings and the plan for a board whose
+/// devices are all there.
+pub fn settings(data: &[u8]) {
+    let p = parts(data, 2);
+    let (s, loaded) = Settings::load(&p[0], &p[1]);
+    if !loaded.errors.is_empty() {
+        return;
+    }
+    let dev = |name: &str, kind| BlockDev {
+        name: name.into(),
+        size: 64 << 20,
+        fs: Some(FsInfo { kind, uuid: None, label: None, size: 1 << 20 }),
+        ..Default::default()
+    };
+    let found = Found {
+        root: Some(dev("vda1", FsKind::Squashfs)),
+        data: DataState::Found { dev: dev("vda2", FsKind::Ext4), blank: false, offset: 0 },
+        slots: [Some(dev("vda1", FsKind::Squashfs)), Some(dev("vda3", FsKind::Squashfs))],
+    };
+    if let Ok(plan) = plan::decide(&s, &found) {
+        let _ = plan.to_string();
+    }
+}
+
+/// `root=` / `oinit.data=` values; a parsed spec prints as text that parses to the same spec.
+pub fn devspec(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(spec) = DevSpec::parse(&text) {
+        let again = DevSpec::parse(&spec.to_string()).expect("a printed spec parses again");
+        assert_eq!(again, spec);
+    }
+}
+
+pub fn uevent(data: &[u8]) {
+    let _ = blockdev::parse_uevent(&String::from_utf8_lossy(data));
+}
+
+/// Superblocks and partition tables as read from a device's first bytes.
+pub fn superblocks(data: &[u8]) {
+    if let Some(fs) = probe::probe_fs(data) {
+        let _ = fs.label.as_deref().map(str::len);
+    }
+    let _ = probe::image_id(data);
+    let _ = probe::is_blank(data);
+    for sector in [512, 4096] {
+        let _ = probe::gpt_header(data, sector);
+    }
+    let _ = probe::gpt_entry_uuid(data);
+    for partn in [0, 1, 4, u32::MAX] {
+        let _ = probe::mbr_partuuid(data, partn);
+    }
+}
+
+/// modules.dep, modules.softdep, modules.alias, modules.builtin and the requested names.
+pub fn modules(data: &[u8]) {
+    let p = parts(data, 5);
+    let ix = ModIndex::parse(&p[0], &p[1], &p[2], &p[3]);
+    let requests: Vec<String> = p[4].split(',').map(String::from).collect();
+    if let Ok(steps) = ix.plan(&requests) {
+        let files = steps.into_iter().flat_map(|s| s.chains).flatten().collect();
+        let _ = ix.subset(&files);
+    }
+}
+
+/// The state record: a decoded record encodes to the same record, and every slot operation on it
+/// (driven by the bytes after the record) keeps it encodable and decodable.
+pub fn state(data: &[u8]) {
+    let (record, ops) = data.split_at(data.len().min(state::BLOCK));
+    let _ = state::pick([record, ops]);
+    let Some(mut st) = State::decode(record) else { return };
+    assert_eq!(State::decode(&st.encode()).as_ref(), Some(&st));
+    let policy = Policy { tries: 3, late_fallback: false, one_slot: false };
+    for &op in ops {
+        let slot = if op & 1 == 0 { SlotId::A } else { SlotId::B };
+        match op >> 1 & 7 {
+            0 => {
+                let _ = slots::choose(&mut st, policy);
+            }
+            1 => slots::mark_good(&mut st, slot, policy),
+            2 => slots::mark_bad(&mut st, slot),
+            3 => slots::activate(&mut st, slot, policy, op & 16 != 0),
+            4 => {
+                let _ = slots::lower_failed(&mut st, slot, op & 16 != 0);
+            }
+            5 => {
+                let _ = slots::uncounted(&st);
+            }
+            _ => st.generation = st.generation.wrapping_add(1),
+        }
+        let _ = st.to_string();
+        assert_eq!(State::decode(&st.encode()).as_ref(), Some(&st), "an operation made the record unencodable");
+    }
+}
+
+pub fn keep_list(data: &[u8]) {
+    let (paths, _) = upper::parse_keep(&String::from_utf8_lossy(data));
+    assert!(paths.iter().all(|p| p.starts_with('/') && !p.split('/').any(|c| c == "..")));
+}
+
+/// The boot report's JSON writer: any text in any field must give valid JSON.
+pub fn report_json(data: &[u8]) {
+    let p = parts(data, 4);
+    let mut r = Report::default();
+    r.devices.push(p[0].clone());
+    r.warnings.extend([p[1].clone(), p[2].clone()]);
+    r.init = p[3].clone();
+    r.volatile = Some(p[2].clone());
+    r.slot = Some((p[0].clone(), p[3].clone()));
+    let json = r.to_json();
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&json) {
+        panic!("invalid JSON ({e}): {json}");
+    }
+}
+
+/// The newc reader, and the gen_init_cpio list parser with a write-read round trip (files are
+/// left out: their data would be read from the host).
+pub fn newc(data: &[u8]) {
+    let _ = initramfs::read_newc(data);
+    let Ok(entries) = initramfs::parse_list(&String::from_utf8_lossy(data)) else { return };
+    let entries: Vec<_> = entries.into_iter().filter(|e| !matches!(e, initramfs::Entry::File { .. })).collect();
+    let mut out = Vec::new();
+    initramfs::write_newc(&entries, &mut out).expect("writing to memory");
+    let back = initramfs::read_newc(&out).expect("our own archive reads back");
+    assert_eq!(back.len(), entries.len(), "an entry was lost in the archive");
+}
+
+pub fn write_log(data: &[u8]) {
+    if let Ok(entries) = crate::writelog::parse(data) {
+        let _ = crate::writelog::flushes(&entries);
+    }
+}
+
+/// Every target by name, for the regression test and the smoke run.
+pub const TARGETS: [(&str, fn(&[u8])); 10] = [
+    ("settings", settings),
+    ("devspec", devspec),
+    ("uevent", uevent),
+    ("superblocks", superblocks),
+    ("modules", modules),
+    ("state", state),
+    ("keep_list", keep_list),
+    ("report_json", report_json),
+    ("newc", newc),
+    ("write_log", write_log),
+];
