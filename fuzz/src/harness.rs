@@ -154,8 +154,11 @@ pub fn write_log(data: &[u8]) {
     }
 }
 
+/// A harness function: takes the fuzzer's bytes, panics on a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the regression test and the smoke run.
-pub const TARGETS: [(&str, fn(&[u8])); 10] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("settings", settings),
     ("devspec", devspec),
     ("uevent", uevent),
