@@ -35,3 +35,14 @@ fn corpus_and_crash_inputs_pass() {
     }
     assert!(total >= harness::TARGETS.len(), "only {total} inputs: the corpus is missing");
 }
+
+#[test]
+fn every_fuzz_target_has_a_harness_function() {
+    let toml = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/Cargo.toml")).unwrap();
+    let bins: Vec<&str> = toml.lines().filter_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"')).collect();
+    let mut names: Vec<&str> = harness::TARGETS.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    let mut bins: Vec<&str> = bins.into_iter().filter(|b| *b != "overlay-init-fuzz").collect();
+    bins.sort_unstable();
+    assert_eq!(bins, names);
+}
