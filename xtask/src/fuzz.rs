@@ -28,7 +28,7 @@ pub fn main(root: &Path, seconds: u32, only: &[String]) -> Result<(), String> {
     }
     sh::run(sh::cmd("cargo").args(["+nightly", "fuzz", "build", "-O"]).current_dir(&fuzz))?;
     let mut failed = Vec::new();
-    for t in targets.into_iter().map(String::as_str) {
+    for t in targets {
         // New inputs go to a scratch corpus; the committed one stays as it is.
         let work = fuzz.join("target/corpus").join(t);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
