@@ -30,6 +30,8 @@ pub struct Report {
     pub init: String,
     /// The A/B slot booted and why, when slots are configured.
     pub slot: Option<(String, String)>,
+    /// e2fsck's exit code, when it ran (0 clean, 1 errors corrected, 4 errors left).
+    pub fsck_exit: Option<i32>,
     current: Option<(&'static str, u64, u64)>,
 }
 
@@ -86,6 +88,9 @@ impl Report {
         let _ = writeln!(o, "  \"stages\": [{}],", stages.join(", "));
         if let Some((slot, why)) = &self.slot {
             let _ = writeln!(o, "  \"slot\": {},\n  \"slot_reason\": {},", json_str(slot), json_str(why));
+        }
+        if let Some(code) = self.fsck_exit {
+            let _ = writeln!(o, "  \"fsck_exit\": {code},");
         }
         let _ = writeln!(o, "  \"init\": {}", json_str(&self.init));
         o.push_str("}\n");

@@ -37,18 +37,47 @@ pub fn command(verb: &str) -> Option<RebootCommand> {
     }
 }
 
-/// The mount points under `root` (itself included) in `mountinfo`, in the order to unmount
-/// them: deepest first, and of mounts stacked on one path the last mounted first.
-pub fn unmount_order(mountinfo: &str, root: &str) -> Vec<String> {
-    let mut points: Vec<(usize, usize, String)> = mountinfo
+/// One mount to release at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub point: String,
+    /// Backed by no device (tmpfs, proc, devtmpfs...): nothing to write back, so it is detached at
+    /// once even while in use (our own log and binary live there).
+    pub virtual_fs: bool,
+}
+
+/// Filesystems with nothing to write back.
+const VIRTUAL: [&str; 12] = [
+    "tmpfs",
+    "ramfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "mqueue",
+];
+
+/// The mounts under `root` (itself included) in `mountinfo`, in the order to release them:
+/// deepest first, and of mounts stacked on one path the last mounted first.
+pub fn unmount_order(mountinfo: &str, root: &str) -> Vec<Release> {
+    let mut points: Vec<(usize, usize, Release)> = mountinfo
         .lines()
         .enumerate()
-        .filter_map(|(i, l)| l.split(' ').nth(4).map(|p| (i, unescape(p))))
-        .filter(|(_, p)| p == root || p.strip_prefix(root).is_some_and(|rest| rest.starts_with('/')))
-        .map(|(i, p)| (p.matches('/').count(), i, p))
+        .filter_map(|(i, l)| {
+            let point = unescape(l.split(' ').nth(4)?);
+            let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
+            Some((i, Release { point, virtual_fs: VIRTUAL.contains(&fstype) }))
+        })
+        .filter(|(_, r)| r.point == root || r.point.strip_prefix(root).is_some_and(|rest| rest.starts_with('/')))
+        .map(|(i, r)| (r.point.matches('/').count(), i, r))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse((p.0, p.1)));
-    points.into_iter().map(|(_, _, p)| p).collect()
+    points.into_iter().map(|(_, _, r)| r).collect()
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -86,17 +115,17 @@ pub fn run(verb: &str) -> ! {
     let info = std::fs::read_to_string(format!("{OLD_ROOT}/proc/self/mountinfo"))
         .or_else(|_| std::fs::read_to_string("/proc/self/mountinfo"))
         .unwrap_or_default();
+    let order = unmount_order(&info, OLD_ROOT);
     let mut left = 0;
-    for point in unmount_order(&info, OLD_ROOT) {
-        if !unmount_one(&point) {
+    for r in &order {
+        if r.virtual_fs {
+            let _ = mount::unmount_detach(&r.point);
+        } else if !unmount_one(&r.point) {
             left += 1;
         }
     }
     rustix::fs::sync();
-    log::info!(
-        "shutdown: {} mounts under {OLD_ROOT} released, {left} left read-only; {verb}",
-        unmount_order(&info, OLD_ROOT).len() - left
-    );
+    log::info!("shutdown: {} mounts under {OLD_ROOT} released, {left} left read-only; {verb}", order.len() - left);
     let _ = rustix::system::reboot(cmd);
     crate::fatal::finish(RebootCommand::Restart, 0)
 }
@@ -155,8 +184,10 @@ mod tests {
 
     #[test]
     fn deepest_first_and_only_under_the_old_root() {
+        let order = unmount_order(INFO, "/oldroot");
+        let points: Vec<&str> = order.iter().map(|r| r.point.as_str()).collect();
         assert_eq!(
-            unmount_order(INFO, "/oldroot"),
+            points,
             [
                 "/oldroot/run/overlay-init/lower",
                 "/oldroot/run/overlay-init/data",
@@ -167,6 +198,11 @@ mod tests {
                 "/oldroot/dev",
                 "/oldroot",
             ]
+        );
+        let real: Vec<&str> = order.iter().filter(|r| !r.virtual_fs).map(|r| r.point.as_str()).collect();
+        assert_eq!(
+            real,
+            ["/oldroot/run/overlay-init/lower", "/oldroot/run/overlay-init/data", "/oldroot/mnt/my stick", "/oldroot"]
         );
     }
 

@@ -25,7 +25,7 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
     for step in steps {
         log::debug!("{step}");
         let result = match step {
-            Step::Fsck { device, budget } => fsck(device, *budget),
+            Step::Fsck { device, budget } => fsck(device, *budget, report),
             Step::Mkfs { device } => mkfs(device),
             Step::AttachLoop { device, offset, link } => attach_appended(device, *offset, link, report),
             Step::Mount(m) => mount(m, report),
@@ -217,19 +217,23 @@ fn run_tool(path: &str, args: &[&str], budget: u32) -> std::result::Result<i32, 
 
 /// `e2fsck -p`: exit 0/1 (clean or fixed) goes on; anything else is reported and the mount is
 /// tried anyway, so that the data-missing policy decides.
-fn fsck(device: &str, budget: u32) -> Result<()> {
+fn fsck(device: &str, budget: u32, report: &mut Report) -> Result<()> {
     let Some(tool) = find_tool(&["e2fsck", "e2fsck.static", "fsck.ext4"]) else {
         log::warn!("oinit.fsck=1 but no e2fsck in the initramfs; skipping the check");
         return Ok(());
     };
-    match run_tool(&tool, &["-p", device], budget) {
-        Ok(0 | 1) => Ok(()),
-        Ok(code) => {
-            log::warn!("{tool} -p {device} exited {code}: errors left; trying the mount anyway");
-            Ok(())
-        }
-        Err(why) => Err(Error::Tool { tool, device: device.into(), outcome: why }),
+    let code = run_tool(&tool, &["-p", device], budget).map_err(|why| Error::Tool {
+        tool: tool.clone(),
+        device: device.into(),
+        outcome: why,
+    })?;
+    report.fsck_exit = Some(code);
+    match code {
+        0 => log::info!("{tool} -p {device}: clean (exit 0)"),
+        1 => log::info!("{tool} -p {device}: errors corrected (exit 1)"),
+        _ => log::warn!("{tool} -p {device} exited {code}: errors left; trying the mount anyway"),
     }
+    Ok(())
 }
 
 /// Formats a factory-blank data partition. The UUID comes from the kernel's non-blocking
