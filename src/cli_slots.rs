@@ -52,10 +52,17 @@ impl Context {
         Ok(msg)
     }
 
-    /// Reads the state without writing anything (a missing file is the documented default).
+    /// Reads the state without writing anything. A missing file is the documented default; a
+    /// file with no valid copy is too, but never silently: the warning goes to stderr.
     pub fn read(&self) -> Result<State, String> {
         let st = crate::store::read_only(&self.state)
             .map_err(|e| format!("cannot read the slot state {}: {e}", self.state.display()))?;
+        if st.is_none() && self.state.exists() {
+            eprintln!(
+                "overlay-init: WARNING: no valid copy of the state record in {}: showing the default (slot a)",
+                self.state.display()
+            );
+        }
         Ok(st.unwrap_or_else(|| State::factory(self.policy.tries)))
     }
 

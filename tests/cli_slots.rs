@@ -118,3 +118,19 @@ fn usage_errors_and_read_only_queries() {
     assert!(out.contains("--sha256 needs a value"), "{out}");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn a_corrupt_record_is_never_shown_silently() {
+    let path = state_file("corrupt");
+    assert_eq!(cli(&path, &["mark-good", "a"]).0, 0);
+    // Both copies torn: the default is shown, with a warning that says so.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in bytes.iter_mut().step_by(7) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, out) = cli(&path, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no valid copy of the state record"), "{out}");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}

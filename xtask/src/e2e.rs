@@ -252,6 +252,8 @@ pub enum Needs {
     HostArch,
     /// A watchdog the board's config arms (`oinit.watchdog`).
     Watchdog,
+    /// A Debian amd64 userspace (debootstrap): the x86_64 QEMU board.
+    Debian,
 }
 
 impl Needs {
@@ -265,6 +267,9 @@ impl Needs {
             }
             Needs::Watchdog if b.config.lines().any(|l| l.trim_start().starts_with("oinit.watchdog=")) => None,
             Needs::Watchdog => Some("the board's kernel has no watchdog driver for this QEMU machine".into()),
+            Needs::Debian if b.name == "qemu-x86_64" => None,
+            // One architecture proves the integration; debootstrap per CPU would double the cost.
+            Needs::Debian => Some("the Debian userspace scenario runs on qemu-x86_64".into()),
         }
     }
 }
@@ -272,7 +277,7 @@ impl Needs {
 /// A scenario: its name, the test, and what it needs from the board.
 pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
-const SCENARIOS: [Scenario; 21] = [
+const SCENARIOS: [Scenario; 24] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -280,6 +285,7 @@ const SCENARIOS: [Scenario; 21] = [
     ("missing-data-is-volatile", missing_data, Needs::Nothing),
     ("lower-missing-or-corrupt", bad_lower, Needs::Nothing),
     ("bad-settings-named", bad_settings, Needs::Nothing),
+    ("failure-policies", failure_policies, Needs::Nothing),
     ("failsafe-keeps-upper", failsafe, Needs::Nothing),
     ("full-data-partition", full_data, Needs::Nothing),
     ("blank-data-formatted-and-checked", blank_data, Needs::HostArch),
@@ -294,6 +300,8 @@ const SCENARIOS: [Scenario; 21] = [
     ("ab-watchdog-rollback", e2e_ab::watchdog, Needs::Watchdog),
     ("ab-full-data-new-slot", e2e_ab::full_data_new_slot, Needs::Nothing),
     ("ab-reset-after-unconfirmed-boots", e2e_ab::reset_cycles, Needs::Nothing),
+    ("debian-systemd", crate::e2e_debian::systemd, Needs::Debian),
+    ("debian-rauc", crate::e2e_debian::rauc, Needs::Debian),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;
@@ -435,6 +443,33 @@ fn blank_data(ctx: &Ctx<'_>) -> Result<(), String> {
         return Err(format!("upper holds counter {stored:?}, want 2"));
     }
     Ok(())
+}
+
+/// The failure policy runs for real: a missing init reboots after the delay with the FATAL line
+/// naming what was tried; `oinit.failure=poweroff` powers off and `halt` halts (QEMU is cut
+/// once the kernel says so), each without a kernel panic.
+fn failure_policies(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("policies")?;
+    let b = ctx.boot(&disk, "init=/sbin/nothere oinit.rebootdelay=1", "policy-no-init")?;
+    failed_with(&b, "no executable init in the new root /newroot (tried /sbin/nothere)")?;
+    contains(&b, "rebooting in 1 s")?;
+    let bad = "root=PARTLABEL=nope oinit.timeout=1";
+    let b = ctx.boot(&disk, &format!("{bad} oinit.failure=poweroff"), "policy-poweroff")?;
+    failed_with(&b, "PARTLABEL=nope not found")?;
+    contains(&b, "powering off in 0 s")?;
+    contains(&b, "reboot: Power down")?;
+    let b = ctx.boot_cut(
+        &disk,
+        &format!("{bad} oinit.failure=halt"),
+        "policy-halt",
+        "halting in 0 s",
+        Duration::from_secs(5),
+    )?;
+    if b.panicked {
+        return Err("kernel panic instead of a halt".into());
+    }
+    failed_with(&b, "PARTLABEL=nope not found")?;
+    contains(&b, "reboot: System halted")
 }
 
 /// e2fsck really runs: a link count broken on the host is repaired at the next boot (exit 1 in

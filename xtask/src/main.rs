@@ -8,6 +8,7 @@ mod buildroot;
 mod disk;
 mod e2e;
 mod e2e_ab;
+mod e2e_debian;
 mod e2e_openwrt;
 mod fuzz;
 mod genimage;

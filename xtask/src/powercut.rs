@@ -50,6 +50,10 @@ const KINDS: [Kind; 3] = [
             if b.console.contains("OI-STATUS: overlay-init: cannot") {
                 return Err("the state record is unreadable".into());
             }
+            // Both copies torn at once would send the boot back to the factory default silently.
+            if b.console.contains("no valid copy of the state record") {
+                return Err("the cut left no valid copy of the state record".into());
+            }
             Ok(())
         },
     },
