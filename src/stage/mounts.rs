@@ -199,12 +199,19 @@ fn find_tool(names: &[&str]) -> Option<String> {
 
 /// Runs a tool with a time budget; kills it when the budget is spent.
 fn run_tool(path: &str, args: &[&str], budget: u32) -> std::result::Result<i32, String> {
-    let mut child = Command::new(path).args(args).spawn().map_err(|e| format!("cannot start: {e}"))?;
+    // Its own process group, so that a budget overrun kills what the tool started too (a
+    // leftover child would keep running from the initramfs after the switch).
+    let mut child = std::os::unix::process::CommandExt::process_group(Command::new(path).args(args), 0)
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
     let until = Instant::now() + Duration::from_secs(budget.into());
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Ok(status.code().unwrap_or(-1)),
             Ok(None) if Instant::now() >= until => {
+                if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!("killed after its {budget} s budget"));

@@ -11,8 +11,15 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-const RAMFS_MAGIC: i64 = 0x8584_58f6;
-const TMPFS_MAGIC: i64 = 0x0102_1994;
+const RAMFS_MAGIC: u32 = 0x8584_58f6;
+const TMPFS_MAGIC: u32 = 0x0102_1994;
+
+/// The filesystem magic from `statfs`'s `f_type`, which is a signed 32-bit field on 32-bit ARM:
+/// widened as it is, ramfs's 0x858458f6 became 0xffffffff858458f6 there and the initramfs was
+/// never freed when `root=` was on the command line (which makes the kernel use ramfs).
+fn fs_magic(f_type: impl Into<i64>) -> u32 {
+    f_type.into() as u32
+}
 
 /// Finds the first candidate that is an executable regular file inside `root`, resolving
 /// symlinks as the new root will see them (`/sbin/init -> /lib/systemd/systemd`), not as the
@@ -131,7 +138,7 @@ fn prepare(root: &str) -> Result<()> {
 /// PID 1; the walk never crosses into other filesystems, so the new root and /run are safe.
 fn delete_initramfs() -> Result<()> {
     let fs = statfs("/").map_err(|e| Error::sys("statfs", "/", e, ""))?;
-    let magic = fs.f_type as i64;
+    let magic = fs_magic(fs.f_type);
     if (magic != RAMFS_MAGIC && magic != TMPFS_MAGIC) || rustix::process::getpid().as_raw_nonzero().get() != 1 {
         log::warn!("/ is not an initramfs (f_type {magic:#x}) or we are not PID 1: not deleting it");
         return Ok(());
@@ -171,6 +178,14 @@ mod tests {
         std::env::set_var("OI_TEST_RAW_BYTES", value);
         let env = init_environment();
         assert!(env.iter().any(|(k, v)| k == "OI_TEST_RAW_BYTES" && v == value));
+    }
+
+    #[test]
+    fn magic_numbers_survive_a_signed_32_bit_f_type() {
+        // What 32-bit ARM's statfs gives for ramfs, and what a 64-bit kernel gives.
+        assert_eq!(fs_magic(0x8584_58f6_u32 as i32), RAMFS_MAGIC);
+        assert_eq!(fs_magic(0x8584_58f6_i64), RAMFS_MAGIC);
+        assert_eq!(fs_magic(0x0102_1994_i32), TMPFS_MAGIC);
     }
 
     #[test]
