@@ -2,7 +2,7 @@
 //! and formatted on first boot, `firstboot`, and a sysupgrade that keeps what
 //! /etc/sysupgrade.conf lists.
 
-use crate::e2e::{booted, contains, file_in, want, Ctx, Needs, Scenario};
+use crate::e2e::{booted, contains, ext4_header, file_in, needs_recovery, want, Ctx, Needs, Scenario};
 use crate::image;
 use crate::qemu::Boot;
 use std::path::Path;
@@ -44,6 +44,10 @@ fn appended_data(ctx: &Ctx<'_>) -> Result<(), String> {
     let stored = file_in(&disk, "rootfs", data_offset(ctx)?, "/overlay/a/upper/var/lib/boot-counter")?;
     if stored != "2" {
         return Err(format!("the appended area holds counter {stored:?}, want 2"));
+    }
+    // The poweroff went through /run/initramfs/shutdown: the area on its loop device is clean.
+    if needs_recovery(&ext4_header(&disk, "rootfs", data_offset(ctx)?)?) {
+        return Err("the appended data area needs journal recovery after a clean poweroff".into());
     }
     let p = image::part(&image::partitions(&disk)?, "rootfs")?;
     let sqfs = std::fs::read(&ctx.sqfs).map_err(|e| e.to_string())?;
