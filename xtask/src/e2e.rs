@@ -277,7 +277,7 @@ impl Needs {
 /// A scenario: its name, the test, and what it needs from the board.
 pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
-const SCENARIOS: [Scenario; 24] = [
+const SCENARIOS: [Scenario; 25] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -286,6 +286,7 @@ const SCENARIOS: [Scenario; 24] = [
     ("lower-missing-or-corrupt", bad_lower, Needs::Nothing),
     ("bad-settings-named", bad_settings, Needs::Nothing),
     ("failure-policies", failure_policies, Needs::Nothing),
+    ("failure-shell", failure_shell, Needs::Nothing),
     ("failsafe-keeps-upper", failsafe, Needs::Nothing),
     ("full-data-partition", full_data, Needs::Nothing),
     ("blank-data-formatted-and-checked", blank_data, Needs::HostArch),
@@ -470,6 +471,29 @@ fn failure_policies(ctx: &Ctx<'_>) -> Result<(), String> {
     }
     failed_with(&b, "PARTLABEL=nope not found")?;
     contains(&b, "reboot: System halted")
+}
+
+/// `oinit.failure=shell`, allowed by the board config only: the rescue program the config names
+/// runs on the console after the FATAL line, and the device reboots when it exits.
+fn failure_shell(ctx: &Ctx<'_>) -> Result<(), String> {
+    let conf = ctx.work.join("shell.conf");
+    let board_conf = std::fs::read_to_string(ctx.board.dir.join("overlay-init.conf")).map_err(|e| e.to_string())?;
+    std::fs::write(&conf, format!("{board_conf}\noinit.allowshell=1\noinit.shell=/bin/rescue\n"))
+        .map_err(|e| e.to_string())?;
+    let rescue = ctx.work.join("rescue");
+    std::fs::write(&rescue, "#!/bin/sh\necho OI: rescue=ran\n").map_err(|e| e.to_string())?;
+    let busybox = ctx.board.kernel_dir.join("busybox");
+    let (c, r, bb) = (conf.display().to_string(), rescue.display().to_string(), busybox.display().to_string());
+    // A second /etc/overlay-init.conf later in the archive replaces the board's when the kernel
+    // unpacks it.
+    let files = [("/etc/overlay-init.conf", c.as_str()), ("/bin/rescue", r.as_str()), ("/bin/sh", bb.as_str())];
+    let initrd = image::initramfs_with_tools(ctx.root, ctx.board, "initramfs-shell", &files)?;
+    let disk = ctx.fresh_disk("shell")?;
+    let b = ctx.boot_with(&initrd, &disk, "root=PARTLABEL=nope oinit.timeout=1 oinit.failure=shell", "policy-shell")?;
+    failed_with(&b, "PARTLABEL=nope not found")?;
+    contains(&b, "starting the rescue shell /bin/rescue")?;
+    want(&b, "rescue", "ran")?;
+    contains(&b, "rebooting in 0 s")
 }
 
 /// e2fsck really runs: a link count broken on the host is repaired at the next boot (exit 1 in
