@@ -18,6 +18,10 @@ pub fn run() -> ! {
     logger::lift_kmsg_ratelimit();
     logger::init(settings.log_level, true);
     log::info!("overlay-init {} starting", env!("CARGO_PKG_VERSION"));
+    #[cfg(feature = "panic-test")]
+    if std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.split_whitespace().any(|w| w == "oinit.testpanic")) {
+        panic!("oinit.testpanic on the command line of a panic-test build");
+    }
     if let Err(e) = early_result {
         fatal(&e, &settings);
     }

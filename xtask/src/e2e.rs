@@ -277,7 +277,7 @@ impl Needs {
 /// A scenario: its name, the test, and what it needs from the board.
 pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
-const SCENARIOS: [Scenario; 25] = [
+const SCENARIOS: [Scenario; 26] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -287,6 +287,7 @@ const SCENARIOS: [Scenario; 25] = [
     ("bad-settings-named", bad_settings, Needs::Nothing),
     ("failure-policies", failure_policies, Needs::Nothing),
     ("failure-shell", failure_shell, Needs::Nothing),
+    ("panic-hook-reboots", panic_hook, Needs::HostArch),
     ("failsafe-keeps-upper", failsafe, Needs::Nothing),
     ("full-data-partition", full_data, Needs::Nothing),
     ("blank-data-formatted-and-checked", blank_data, Needs::HostArch),
@@ -494,6 +495,32 @@ fn failure_shell(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "starting the rescue shell /bin/rescue")?;
     want(&b, "rescue", "ran")?;
     contains(&b, "rebooting in 0 s")
+}
+
+/// A panic in PID 1 (a test build's `oinit.testpanic`) is logged by the panic hook and the
+/// device reboots, instead of the kernel panicking on a dead init.
+fn panic_hook(ctx: &Ctx<'_>) -> Result<(), String> {
+    let target_dir = ctx.root.join("target/panic-test");
+    sh::run(
+        sh::cmd("cargo")
+            .args(["build", "--release", "--quiet", "-p", "overlay-init", "--features", "panic-test", "--target"])
+            .arg(&ctx.board.rust_target)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .current_dir(ctx.root),
+    )?;
+    let init = target_dir.join(&ctx.board.rust_target).join("release/overlay-init").display().to_string();
+    // A second /init later in the archive replaces the product's when the kernel unpacks it.
+    let initrd = image::initramfs_with_tools(ctx.root, ctx.board, "initramfs-panic", &[("/init", init.as_str())])?;
+    let disk = ctx.fresh_disk("panic")?;
+    let b = ctx.boot_with(&initrd, &disk, "oinit.testpanic", "panic-hook")?;
+    contains(&b, "FATAL: overlay-init panicked")?;
+    contains(&b, "This is a bug; please report it with the boot log")?;
+    contains(&b, "rebooting in 5 s")?;
+    if b.console.contains("OI: pid=") {
+        return Err("the real init ran after the panic".into());
+    }
+    Ok(())
 }
 
 /// e2fsck really runs: a link count broken on the host is repaired at the next boot (exit 1 in
