@@ -7,8 +7,8 @@ mod image {
         Ok(())
     }
 }
+mod harness;
 #[allow(dead_code)]
 #[path = "../../xtask/src/writelog.rs"]
 mod writelog;
-mod harness;
 pub use harness::*;
