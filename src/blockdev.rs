@@ -152,6 +152,11 @@ pub fn read_head(path: &Path, offset: u64, len: usize) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// The identity of the squashfs image at `path` (a slot's partition or file), if it holds one.
+pub fn image_id_at(path: &Path) -> Option<u32> {
+    read_head(path, 0, probe::PROBE_LEN).and_then(|b| probe::image_id(&b))
+}
+
 /// PARTUUID of partition `partn` on `disk`: from its GPT (512 or 4096-byte sectors), else MBR.
 fn partuuid(disk: &Path, partn: u32) -> Option<String> {
     for sector in [512u64, 4096] {

@@ -68,9 +68,7 @@ impl Context {
 
     /// The identity of the image in the slot now (its squashfs superblock), if readable.
     pub fn image_id(&self, slot: SlotId) -> Option<u32> {
-        let path = self.sources[slot.index()].as_ref()?;
-        crate::blockdev::read_head(std::path::Path::new(path), 0, crate::probe::PROBE_LEN)
-            .and_then(|b| crate::probe::image_id(&b))
+        crate::blockdev::image_id_at(std::path::Path::new(self.sources[slot.index()].as_ref()?))
     }
 
     fn slot_arg(&self, arg: Option<&String>) -> Result<SlotId, String> {

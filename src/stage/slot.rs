@@ -5,7 +5,6 @@
 use crate::error::{Error, Result};
 use crate::paths;
 use crate::plan::{self, DataState, Found, Plan, Role, Step};
-use crate::probe;
 use crate::report::Report;
 use crate::settings::Settings;
 use crate::settings_ab::SlotSource;
@@ -251,8 +250,7 @@ fn factory_reset(
 
 /// The identity of the slot's image, read from its squashfs superblock.
 fn image_id(s: &Settings, found: &Found, slot: SlotId) -> Option<u32> {
-    let path = source_path(s, found, slot)?;
-    crate::blockdev::read_head(&path, 0, probe::PROBE_LEN).and_then(|b| probe::image_id(&b))
+    crate::blockdev::image_id_at(&source_path(s, found, slot)?)
 }
 
 /// Where a slot's image is: its partition's device node, or the file on the data partition.

@@ -187,23 +187,29 @@ pub fn upper_file_at(disk: &Path, path: &str) -> Result<String, String> {
 
 /// Reads a file at `path` on the ext4 that starts `offset` bytes into partition `part`.
 pub fn file_in(disk: &Path, part: &str, offset: u64, path: &str) -> Result<String, String> {
-    let parts = image::partitions(disk)?;
-    let data = image::part(&parts, part)?;
-    let img = disk.with_extension("userdata");
-    std::fs::write(&img, image::read_at(disk, data.start + offset, data.size - offset)?).map_err(|e| e.to_string())?;
-    let out = sh::output(sh::cmd("debugfs").arg("-R").arg(format!("cat {path}")).arg(&img));
+    with_fs_copy(disk, part, offset, |img| sh::output(sh::cmd("debugfs").arg("-R").arg(format!("cat {path}")).arg(img)))
+        .map(|s| s.trim().to_string())
+}
+
+/// Runs `f` on a copy of the filesystem that starts `offset` bytes into partition `part`
+/// (the host tools read image files, not partitions of a disk image).
+fn with_fs_copy<T>(
+    disk: &Path,
+    part: &str,
+    offset: u64,
+    f: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<T, String> {
+    let p = image::part(&image::partitions(disk)?, part)?;
+    let img = disk.with_extension(format!("{part}-copy"));
+    std::fs::write(&img, image::read_at(disk, p.start + offset, p.size - offset)?).map_err(|e| e.to_string())?;
+    let out = f(&img);
     let _ = std::fs::remove_file(&img);
-    out.map(|s| s.trim().to_string())
+    out
 }
 
 /// `dumpe2fs -h` of the ext4 that starts `offset` bytes into partition `part`.
 pub fn ext4_header(disk: &Path, part: &str, offset: u64) -> Result<String, String> {
-    let data = image::part(&image::partitions(disk)?, part)?;
-    let img = disk.with_extension("header");
-    std::fs::write(&img, image::read_at(disk, data.start + offset, data.size - offset)?).map_err(|e| e.to_string())?;
-    let out = sh::output(sh::cmd("dumpe2fs").arg("-h").arg(&img));
-    let _ = std::fs::remove_file(&img);
-    out
+    with_fs_copy(disk, part, offset, |img| sh::output(sh::cmd("dumpe2fs").arg("-h").arg(img)))
 }
 
 /// Whether the data filesystem was unmounted cleanly: no journal to replay.
