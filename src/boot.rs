@@ -94,6 +94,14 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     if let Err(e) = crate::shutdown::install("/proc/self/exe") {
         log::warn!("{e}: the data partition will not be unmounted cleanly at shutdown");
     }
+    // `install` checks images against the same key after the switch, when the initramfs is gone.
+    if let Some(key) = &s.verity.key {
+        let copied =
+            std::fs::create_dir_all(paths::RUN_DIR).and_then(|()| std::fs::copy(key, crate::install::DEVICE_KEY));
+        if let Err(e) = copied {
+            log::warn!("cannot copy the verity key {key} to {}: {e}", crate::install::DEVICE_KEY);
+        }
+    }
     report.init = init.clone();
     report.end_stage();
     write_report(report);

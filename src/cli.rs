@@ -16,10 +16,12 @@ pub const USAGE: &str = "usage: overlay-init COMMAND
   mark-bad [SLOT]           never boot it again until reinstalled; the other slot boots next
   rollback                  boot the other slot next time
   factory-reset [--reboot]  wipe every upper at the next boot (keep-list kept)
-  install IMAGE [--slot a|b] [--sha256 HEX] [--force]
+  install IMAGE [--slot a|b] [--sha256 HEX] [--key PUBKEY] [--force]
                             write a squashfs image into the slot not booted, verify it, and
                             make it the next boot's trial slot (--force: even over the last
-                            good slot while the booted one is still on trial)
+                            good slot while the booted one is still on trial). A board that
+                            verifies its lowers takes only images signed with its key
+                            (--key, default /run/overlay-init/verity.pub)
   rauc REQUEST...           RAUC custom bootloader backend (also as argv[0] overlay-init-rauc)
   (slot commands take --state FILE to name the state record; default from /run/overlay-init/slots)
 plan options:

@@ -90,7 +90,7 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
     let mut state = None;
     let mut rest = Vec::new();
     let (mut json, mut reboot, mut force) = (false, false, false);
-    let (mut slot, mut sha) = (None, None);
+    let (mut slot, mut sha, mut key) = (None, None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         // A flag right after a value-taking flag means the value is missing.
@@ -99,6 +99,7 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
             "--state" => value().map(|v| state = Some(PathBuf::from(v))),
             "--slot" => value().map(|v| slot = Some(v)),
             "--sha256" => value().map(|v| sha = Some(v)),
+            "--key" => value().map(|v| key = Some(PathBuf::from(v))),
             "--json" => {
                 json = true;
                 Ok(())
@@ -169,6 +170,7 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
                         slot,
                         sha256: sha.as_deref(),
                         force,
+                        key: key.as_deref(),
                     },
                 )
             }),

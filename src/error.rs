@@ -10,12 +10,43 @@ use std::fmt;
 pub enum Error {
     Settings(Vec<SettingError>),
     Plan(PlanError),
-    DeviceNotFound { what: &'static str, spec: String, waited: u32, saw: Vec<String> },
-    Syscall { call: &'static str, path: String, errno: Errno, hint: &'static str },
-    Mount { source: String, target: String, fstype: String, options: String, errno: Errno, hint: String },
-    NotSquashfs { path: String },
-    Tool { tool: String, device: String, outcome: String },
-    NoInit { root: String, tried: Vec<String> },
+    DeviceNotFound {
+        what: &'static str,
+        spec: String,
+        waited: u32,
+        saw: Vec<String>,
+    },
+    Syscall {
+        call: &'static str,
+        path: String,
+        errno: Errno,
+        hint: &'static str,
+    },
+    Mount {
+        source: String,
+        target: String,
+        fstype: String,
+        options: String,
+        errno: Errno,
+        hint: String,
+    },
+    NotSquashfs {
+        path: String,
+    },
+    /// The image is not the one the trusted root hash describes, or its verity metadata is bad.
+    Verity {
+        image: String,
+        what: String,
+    },
+    Tool {
+        tool: String,
+        device: String,
+        outcome: String,
+    },
+    NoInit {
+        root: String,
+        tried: Vec<String>,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -63,6 +94,11 @@ impl fmt::Display for Error {
                 write!(f, "mount {source} on {target} type {fstype} ({options}): {errno}. Likely: {hint}")
             }
             Error::NotSquashfs { path } => write!(f, "{path} is not a squashfs image (bad magic or truncated). Fix: reinstall the image"),
+            Error::Verity { image, what } => write!(
+                f,
+                "dm-verity refuses {image}: {what}. Nothing from this image is used. Fix: reinstall a signed image \
+                 (overlay-init install), or check the root hash setting and the board's key"
+            ),
             Error::Tool { tool, device, outcome } => write!(f, "{tool} on {device}: {outcome}"),
             Error::NoInit { root, tried } => write!(
                 f,

@@ -26,7 +26,12 @@ pub struct Request<'a> {
     pub sha256: Option<&'a str>,
     /// Install over the last good slot although the booted slot is still on trial.
     pub force: bool,
+    /// The public key images must be signed with (default: the one the boot used, if any).
+    pub key: Option<&'a Path>,
 }
+
+/// Where the boot leaves a copy of the board's verity key for `install`.
+pub const DEVICE_KEY: &str = "/run/overlay-init/verity.pub";
 
 pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
     let target = target_slot(ctx, req)?;
@@ -39,7 +44,13 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
         }
     }
     let mut src = File::open(req.image).map_err(|e| format!("{}: {e}", req.image.display()))?;
-    let len = check_image(&src, req.image)?;
+    let mut len = check_image(&src, req.image)?;
+    if let Some(key) = device_key(req.key)? {
+        let checked = crate::verity_image::check(&src, len, &key)
+            .map_err(|e| format!("{}: {e}; nothing written", req.image.display()))?;
+        eprintln!("install: signature and hash tree verified (root hash {})", crate::verity::hex(&checked.root));
+        len = checked.len;
+    }
     let written = if dest.starts_with("/dev/") {
         write_partition(&mut src, req.image, Path::new(&dest), len)?
     } else {
@@ -74,6 +85,18 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
             ctx.policy.tries
         ))
     })
+}
+
+/// The key images must be signed with: `--key`, else the copy the boot left when the board
+/// verifies its lowers; None when neither exists (a board without verified images).
+fn device_key(given: Option<&Path>) -> Result<Option<[u8; 32]>, String> {
+    let path = match given {
+        Some(p) => p,
+        None if Path::new(DEVICE_KEY).exists() => Path::new(DEVICE_KEY),
+        None => return Ok(None),
+    };
+    let bytes = crate::fsutil::read_regular(path, 64 * 1024).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::signature::parse_public_key(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The slot to write: never the booted one, and not the last good one while the booted slot is
@@ -210,7 +233,7 @@ mod tests {
             policy: Policy { tries: 3, late_fallback: false, one_slot: false },
             sources: [Some("/dev/null-a".into()), Some("/dev/null-b".into())],
         };
-        let req = |force| Request { image: Path::new("/x"), slot: None, sha256: None, force };
+        let req = |force| Request { image: Path::new("/x"), slot: None, sha256: None, force, key: None };
         let err = target_slot(&ctx, &req(false)).unwrap_err();
         assert!(err.contains("slot a is the last good slot"), "{err}");
         assert_eq!(target_slot(&ctx, &req(true)), Ok(SlotId::A));

@@ -71,6 +71,29 @@ pub struct Mount {
     pub options: String,
 }
 
+/// Where a verified lower's root hash comes from. Never from the image itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// A setting gave it (the board config, or a command line from a signed boot chain).
+    RootHash { key: &'static str, hash: [u8; 32] },
+    /// The signature block after the hash tree, checked with the board's public key; a root hash
+    /// setting, when there is one too, must name the same hash.
+    Signed { key_file: String, pinned: Option<[u8; 32]> },
+}
+
+/// A dm-verity device over the lower image, mounted in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verity {
+    /// The image: a partition, or a file attached to a read-only loop device first.
+    pub data: Source,
+    /// The dm device's name: it appears as /dev/mapper/NAME.
+    pub name: String,
+    pub trust: Trust,
+    pub on_corruption: crate::verity::OnCorruption,
+    /// Read every block once before the mount (the first boot of an image).
+    pub check_all: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Fsck {
@@ -86,6 +109,7 @@ pub enum Step {
         offset: u64,
         link: String,
     },
+    Verity(Verity),
     Mount(Mount),
     /// Creates upper (0755: the merged root inherits it) and work (0700), and empties a stale work.
     PrepareUpper {
@@ -123,6 +147,7 @@ impl Step {
     pub fn role(&self) -> Role {
         match self {
             Step::Fsck { .. } | Step::Mkfs { .. } | Step::AttachLoop { .. } => Role::Data,
+            Step::Verity(_) => Role::LowerDev,
             Step::Mount(m) => m.role,
             Step::PrepareUpper { .. } => Role::Upper,
             Step::SwitchRoot { .. } => Role::Switch,
@@ -296,9 +321,10 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
                 ));
             }
         };
+        let source = verified(s, Source::Device(format!("/dev/{}", dev.name)), p);
         p.steps.push(Step::Mount(Mount {
             role: Role::Lower,
-            source: Source::Device(format!("/dev/{}", dev.name)),
+            source,
             target: paths::LOWER.into(),
             fstype,
             options: ro(&s.rootflags),
@@ -333,14 +359,34 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
     if base == paths::DATA {
         p.devices.insert(0, format!("lower image {file} on the data partition"));
     }
+    let source = verified(s, Source::LoopFile(format!("{base}{file}")), p);
     p.steps.push(Step::Mount(Mount {
         role: Role::Lower,
-        source: Source::LoopFile(format!("{base}{file}")),
+        source,
         target: paths::LOWER.into(),
         fstype: "squashfs".into(),
         options: "ro".into(),
     }));
     Ok(())
+}
+
+/// With verity on, puts a dm-verity device over `image` and returns it as the lower's source.
+fn verified(s: &Settings, image: Source, p: &mut Plan) -> Source {
+    let v = &s.verity;
+    let pinned = v.root_hash[v.slot];
+    let trust = match (&v.key, pinned) {
+        (Some(key_file), _) => Trust::Signed { key_file: key_file.clone(), pinned },
+        (None, Some(hash)) => Trust::RootHash { key: v.root_hash_key(), hash },
+        (None, None) => return image,
+    };
+    p.steps.push(Step::Verity(Verity {
+        data: image,
+        name: v.name.clone(),
+        trust,
+        on_corruption: v.on_corruption,
+        check_all: v.check_all(),
+    }));
+    Source::Device(format!("/dev/mapper/{}", v.name))
 }
 
 impl fmt::Display for Step {
@@ -353,14 +399,23 @@ impl fmt::Display for Step {
             Step::AttachLoop { device, offset, link } => {
                 write!(f, "attach {device} from byte {offset} to a read-write loop device, linked as {link}")
             }
-            Step::Mount(m) => {
-                let src = match &m.source {
-                    Source::Device(d) => d.clone(),
-                    Source::LoopFile(file) => format!("{file} (read-only loop device)"),
-                    Source::Virtual(v) => v.to_string(),
+            Step::Verity(v) => {
+                let trust = match &v.trust {
+                    Trust::RootHash { key, .. } => format!("root hash from {key}"),
+                    Trust::Signed { key_file, pinned: None } => format!("root hash signed by the key {key_file}"),
+                    Trust::Signed { key_file, pinned: Some(_) } => {
+                        format!("root hash signed by the key {key_file} and equal to the oinit.roothash setting")
+                    }
                 };
-                write!(f, "mount {src} on {} type {} ({})", m.target, m.fstype, m.options)
+                let check =
+                    if v.check_all { "every block read once now (new image)" } else { "blocks checked as read" };
+                write!(
+                    f,
+                    "verify {} with dm-verity as /dev/mapper/{}: {trust}; {check}; on corruption: {}",
+                    v.data, v.name, v.on_corruption
+                )
             }
+            Step::Mount(m) => write!(f, "mount {} on {} type {} ({})", m.source, m.target, m.fstype, m.options),
             Step::PrepareUpper { upper, work } => {
                 write!(f, "prepare upper {upper} (0755) and work {work} (0700, emptied)")
             }
@@ -371,6 +426,16 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Device(d) => f.write_str(d),
+            Source::LoopFile(file) => write!(f, "{file} (read-only loop device)"),
+            Source::Virtual(v) => f.write_str(v),
         }
     }
 }

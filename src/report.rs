@@ -18,6 +18,17 @@ pub struct StageTime {
     pub kernel_us: u64,
 }
 
+/// What dm-verity was set up with, for userspace and the tests (`dmsetup table` agrees).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub device: String,
+    pub image: String,
+    pub root_hash: String,
+    pub hash_offset: u64,
+    pub trust: String,
+    pub checked_all: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     pub stages: Vec<StageTime>,
@@ -30,6 +41,8 @@ pub struct Report {
     pub init: String,
     /// The A/B slot booted and why, when slots are configured.
     pub slot: Option<(String, String)>,
+    /// The verified lower, when dm-verity is on.
+    pub verity: Option<Verified>,
     /// e2fsck's exit code, when it ran (0 clean, 1 errors corrected, 4 errors left).
     pub fsck_exit: Option<i32>,
     current: Option<(&'static str, u64, u64)>,
@@ -88,6 +101,18 @@ impl Report {
         let _ = writeln!(o, "  \"stages\": [{}],", stages.join(", "));
         if let Some((slot, why)) = &self.slot {
             let _ = writeln!(o, "  \"slot\": {},\n  \"slot_reason\": {},", json_str(slot), json_str(why));
+        }
+        if let Some(v) = &self.verity {
+            let _ = writeln!(
+                o,
+                "  \"verity\": {{\"device\": {}, \"image\": {}, \"root_hash\": {}, \"hash_offset\": {}, \"trust\": {}, \"checked_all\": {}}},",
+                json_str(&v.device),
+                json_str(&v.image),
+                json_str(&v.root_hash),
+                v.hash_offset,
+                json_str(&v.trust),
+                v.checked_all
+            );
         }
         if let Some(code) = self.fsck_exit {
             let _ = writeln!(o, "  \"fsck_exit\": {code},");

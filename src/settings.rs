@@ -5,6 +5,7 @@
 use crate::cmdline::{self, Param};
 use crate::devspec::DevSpec;
 pub use crate::settings_ab::AbSettings;
+pub use crate::settings_verity::VeritySettings;
 use std::fmt;
 
 pub const PREFIX: &str = "oinit.";
@@ -76,6 +77,8 @@ pub struct Settings {
     pub log_level: log::LevelFilter,
     /// A/B slots, factory reset and keep-list.
     pub ab: AbSettings,
+    /// Verified lowers (dm-verity).
+    pub verity: VeritySettings,
     /// The key that named `root`, for messages (`root`, or `oinit.a` when booting slot a).
     pub root_key: &'static str,
 }
@@ -113,6 +116,7 @@ impl Default for Settings {
             fsck_timeout: 60,
             log_level: log::LevelFilter::Info,
             ab: AbSettings::default(),
+            verity: VeritySettings::default(),
             root_key: "root",
         }
     }
@@ -226,6 +230,7 @@ impl Settings {
             "fsck" => self.fsck = flag(v)?,
             "fscktimeout" => self.fsck_timeout = seconds(need(v)?)?,
             "loglevel" => self.log_level = level(need(v)?)?,
+            other if self.verity.set(other, v, src)? => {}
             other => return self.ab.set(other, v),
         }
         Ok(true)
@@ -247,6 +252,13 @@ impl Settings {
         };
         if let Some((key, reason)) = self.ab.validate(self.has_data()) {
             bad(key, "", reason);
+        }
+        if self.data_appended && self.verity.enabled() {
+            bad(
+                "oinit.data",
+                "appended",
+                "a verified image has its hash tree after the squashfs, where the appended data area would start",
+            );
         }
         if self.data_appended && (self.root.is_none() || self.lower_file.is_some()) {
             bad(

@@ -127,6 +127,8 @@ impl Settings {
             None => {}
         }
         s.dir = format!("{}/{}", self.dir, slot.name());
+        s.verity.slot = slot.index();
+        s.verity.name = format!("oinit-{}", slot.name());
         s.root_key = match slot {
             SlotId::A => "oinit.a",
             SlotId::B => "oinit.b",

@@ -1,5 +1,5 @@
-//! SHA-256 (FIPS 180-4), streaming, for checking an image before `install` activates it. Small
-//! and dependency-free: the init binary carries it.
+//! SHA-256 (FIPS 180-4), streaming, for checking an image before `install` activates it and for
+//! the dm-verity hash tree. Small and dependency-free: the init binary carries it.
 
 const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
@@ -72,14 +72,23 @@ impl Sha256 {
     }
 
     /// The digest as lower-case hex.
-    pub fn hex(mut self) -> String {
+    pub fn hex(self) -> String {
+        crate::verity::hex(&self.finish())
+    }
+
+    /// The 32-byte digest.
+    pub fn finish(mut self) -> [u8; 32] {
         let bits = self.total * 8;
         self.update(&[0x80]);
         while self.len != 56 {
             self.update(&[0]);
         }
         self.update(&bits.to_be_bytes());
-        self.h.iter().map(|x| format!("{x:08x}")).collect()
+        let mut out = [0u8; 32];
+        for (o, x) in out.chunks_exact_mut(4).zip(self.h) {
+            o.copy_from_slice(&x.to_be_bytes());
+        }
+        out
     }
 }
 

@@ -8,3 +8,4 @@ pub mod mounts;
 pub mod slot;
 pub mod switch;
 pub mod upper;
+pub mod verity;

@@ -28,6 +28,7 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
             Step::Fsck { device, budget } => fsck(device, *budget, report),
             Step::Mkfs { device } => mkfs(device),
             Step::AttachLoop { device, offset, link } => attach_appended(device, *offset, link, report),
+            Step::Verity(v) => super::verity::open(v, report),
             Step::Mount(m) => mount(m, report),
             Step::PrepareUpper { upper, work } => prepare_upper(upper, work),
             Step::SwitchRoot { .. } => continue,
@@ -123,7 +124,7 @@ fn mount(m: &Mount, report: &mut Report) -> Result<()> {
 
 /// Refuses an image file that is not squashfs or shorter than its superblock says, before it
 /// reaches the kernel (which would log a cryptic error or read past the end at run time).
-fn check_squashfs_file(file: &str) -> Result<()> {
+pub fn check_squashfs_file(file: &str) -> Result<()> {
     let bad = || Error::NotSquashfs { path: file.to_string() };
     let len = std::fs::metadata(file)
         .map_err(|e| {

@@ -104,10 +104,12 @@ fn mount_lower(
     let mut tried = 0;
     loop {
         tried += 1;
-        let ss = s.for_slot(slot);
+        let mut ss = s.for_slot(slot);
         if s.ab.slots[slot.index()].is_some() {
             found.root = found.slots[slot.index()].clone();
         }
+        // A verified image is read in full once, on the first boot of that image.
+        ss.verity.new_image = image_id(s, found, slot) != Some(st.slot(slot).image);
         let attempt = plan::decide(&ss, found).map_err(Error::Plan).and_then(|plan| {
             announce(&plan, report);
             let lower: Vec<Step> =

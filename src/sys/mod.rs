@@ -1,6 +1,7 @@
 //! The thin layer over the kernel: typed wrappers, one per intent. All `unsafe` of the crate is
-//! in `loopdev` and `fds` (raw ioctls and a syscall rustix does not wrap).
+//! in `loopdev`, `dm`, `gpio`, `watchdog` and `fds` (raw ioctls and a syscall rustix does not wrap).
 
+pub mod dm;
 pub mod fds;
 pub mod gpio;
 pub mod loopdev;

@@ -1,0 +1,41 @@
+#!/bin/sh
+# Makes a verified, signed image for overlay-init from a squashfs image:
+#
+#   squashfs | verity superblock + hash tree (veritysetup format) | signature block (4 KiB)
+#
+# The hash tree starts at the first 4 KiB boundary after the squashfs (its bytes_used); the
+# signature block right after the tree holds the root hash and an ed25519 signature over
+# "overlay-init verity v1 roothash=<hex>\n" made with openssl. The root hash is also written to
+# OUT.roothash, for boards that pin it with oinit.roothash= instead of (or as well as) a key.
+#
+# usage: sign-image.sh SQUASHFS ED25519_PRIVATE_KEY.pem OUT
+# Make a key once:  openssl genpkey -algorithm ed25519 -out verity.key
+# and its public half for the board's initramfs:  openssl pkey -in verity.key -pubout -out verity.pub
+# Needs veritysetup (cryptsetup-bin) and openssl 3. VERITY_SALT=<hex> makes the output reproducible.
+set -eu
+
+[ $# -eq 3 ] || { echo "usage: $0 SQUASHFS ED25519_PRIVATE_KEY.pem OUT" >&2; exit 2; }
+in=$1 key=$2 out=$3
+[ "$(head -c 4 "$in")" = hsqs ] || { echo "$0: $in is not a squashfs image" >&2; exit 1; }
+used=$(od -An -tu8 -j40 -N8 "$in" | tr -d ' ')
+blocks=$(( (used + 4095) / 4096 ))
+veritysetup=$(command -v veritysetup || echo /usr/sbin/veritysetup)
+
+cp "$in" "$out"
+truncate -s $((blocks * 4096)) "$out"
+set -- format --hash-offset=$((blocks * 4096)) --data-blocks="$blocks"
+if [ -n "${VERITY_SALT:-}" ]; then set -- "$@" --salt="$VERITY_SALT"; fi
+root=$("$veritysetup" "$@" "$out" "$out" | awk '/^Root hash:/ { print $3 }')
+[ ${#root} -eq 64 ] || { echo "$0: veritysetup format gave no root hash" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf 'overlay-init verity v1 roothash=%s\n' "$root" >"$tmp/message"
+openssl pkeyutl -sign -rawin -inkey "$key" -in "$tmp/message" -out "$tmp/sig"
+sig=$(od -An -v -tx1 "$tmp/sig" | tr -d ' \n')
+printf 'oiverity1\nroothash=%s\nsig=%s\n' "$root" "$sig" >"$tmp/block"
+truncate -s 4096 "$tmp/block"
+# veritysetup wrote the tree up to its last block: the signature block follows it.
+cat "$tmp/block" >>"$out"
+echo "$root" >"$out.roothash"
+echo "$out: root hash $root, signed with $key" >&2

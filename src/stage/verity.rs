@@ -1,0 +1,142 @@
+//! Sets up a verified lower: reads the verity metadata after the image, establishes the trusted
+//! root hash (a setting, or the signature block checked with the board's key), creates the
+//! dm-verity device, reads through it (the first block, or every block on an image's first boot)
+//! while corruption still means EIO, and only then switches the table to the run-time policy, so
+//! a bad image found by the init itself falls back instead of restarting the machine.
+
+use crate::blockdev::read_head;
+use crate::error::{Error, Result};
+use crate::plan::{Source, Trust, Verity};
+use crate::probe::{self, FsKind};
+use crate::report::{Report, Verified};
+use crate::signature;
+use crate::stage::mounts::check_squashfs_file;
+use crate::sys::{dm, loopdev};
+use crate::verity::{self, Layout, OnCorruption, Superblock};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// The verity metadata of an image, read from the device.
+struct Meta {
+    sb: Superblock,
+    layout: Layout,
+}
+
+pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
+    // Held until the dm table holds the loop device: autoclear detaches it at our last close.
+    let mut _loop_hold = None;
+    let image = match &v.data {
+        Source::Device(d) => d.clone(),
+        Source::LoopFile(file) => {
+            check_squashfs_file(file)?;
+            let attached = report.kernel(|| loopdev::attach_ro(file)).map_err(|(call, e)| {
+                Error::sys(call, file.clone(), e, "add loop to oinit.modules (or build it into the kernel)")
+            })?;
+            let path = attached.path.clone();
+            _loop_hold = Some(attached);
+            path
+        }
+        Source::Virtual(what) => return Err(Error::Verity { image: what.to_string(), what: "not an image".into() }),
+    };
+    let refuse = |what: String| Error::Verity { image: v.data.to_string(), what };
+    let meta = read_meta(&image, matches!(v.trust, Trust::Signed { .. })).map_err(refuse)?;
+    let (root, trust) = trusted_root(v, &image, &meta).map_err(refuse)?;
+    let st = rustix::fs::stat(image.as_str()).map_err(|e| Error::sys("stat", image.clone(), e, ""))?;
+    let dev = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+    let sectors = meta.sb.data_blocks * (verity::BLOCK / 512);
+    let table = |on| verity::table(dev, &meta.layout, &meta.sb, &root, on);
+    let (_, minor) =
+        report.kernel(|| dm::create(&v.name, sectors, "verity", &table(OnCorruption::Eio))).map_err(|(call, e)| {
+            Error::sys(call, image.clone(), e, "add dm_verity to oinit.modules (the kernel's dm-verity)")
+        })?;
+    let node = format!("/dev/dm-{minor}");
+    let blocks = if v.check_all { meta.sb.data_blocks } else { 1 };
+    if v.check_all {
+        log::info!(
+            "dm-verity: reading all {} MiB of {} once (first boot of this image)",
+            meta.layout.data_bytes >> 20,
+            v.data
+        );
+    }
+    let checked = report.kernel(|| read_through(&node, blocks));
+    let live = checked.and_then(|()| match v.on_corruption {
+        OnCorruption::Eio => Ok(()),
+        on => dm::reload(&v.name, sectors, "verity", &table(on)).map_err(|(call, e)| format!("{call}: {e}")),
+    });
+    if let Err(what) = live {
+        let _ = dm::remove(&v.name);
+        return Err(refuse(what));
+    }
+    let link = format!("/dev/mapper/{}", v.name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&node, &link).map_err(|e| {
+        Error::sys("symlink", link.clone(), rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO), "")
+    })?;
+    log::info!("dm-verity: {} verified as {link} ({node}), {trust}, on corruption: {}", v.data, v.on_corruption);
+    report.verity = Some(Verified {
+        device: link,
+        image,
+        root_hash: verity::hex(&root),
+        hash_offset: meta.layout.data_bytes,
+        trust,
+        checked_all: v.check_all,
+    });
+    Ok(())
+}
+
+/// The filesystem's size, the superblock after it, and that the device holds the whole tree
+/// (and the signature block after it, when one is needed).
+fn read_meta(image: &str, signed: bool) -> std::result::Result<Meta, String> {
+    let path = Path::new(image);
+    let head = read_head(path, 0, probe::PROBE_LEN).ok_or("cannot read its first bytes")?;
+    let fs = probe::probe_fs(&head).filter(|f| f.kind == FsKind::Squashfs).ok_or("it holds no squashfs image")?;
+    let at = fs.size.div_ceil(verity::BLOCK) * verity::BLOCK;
+    let sb_bytes = read_head(path, at, verity::BLOCK as usize)
+        .ok_or(format!("the device ends at the squashfs; no verity superblock at byte {at}"))?;
+    let sb = verity::parse_superblock(&sb_bytes).map_err(|e| format!("at byte {at}: {e}"))?;
+    let layout = verity::layout(fs.size, &sb)?;
+    let need = layout.end + if signed { signature::BLOCK_LEN as u64 } else { 0 };
+    let size = std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::End(0))).map_err(|e| e.to_string())?;
+    if size < need {
+        return Err(format!("the hash tree needs the device to hold {need} bytes, it has {size} (a truncated image)"));
+    }
+    Ok(Meta { sb, layout })
+}
+
+/// The root hash to trust and how it was established.
+fn trusted_root(v: &Verity, image: &str, meta: &Meta) -> std::result::Result<([u8; 32], String), String> {
+    let (key_file, pinned) = match &v.trust {
+        Trust::RootHash { key, hash } => return Ok((*hash, format!("root hash from {key}"))),
+        Trust::Signed { key_file, pinned } => (key_file, pinned),
+    };
+    let key = crate::fsutil::read_regular(Path::new(key_file), 64 * 1024)
+        .map_err(|e| format!("cannot read the board's key {key_file}: {e}"))?;
+    let key = signature::parse_public_key(&key).map_err(|e| format!("{key_file}: {e}"))?;
+    let block = read_head(Path::new(image), meta.layout.end, signature::BLOCK_LEN)
+        .ok_or("cannot read the signature block after the hash tree")?;
+    let root = signature::verify(&key, &signature::parse_block(&block)?)?;
+    if let Some(p) = pinned.filter(|p| *p != root) {
+        return Err(format!(
+            "the signed root hash {} is not {}, which the root hash setting pins",
+            verity::hex(&root),
+            verity::hex(&p)
+        ));
+    }
+    Ok((root, format!("root hash signed by {key_file}")))
+}
+
+/// Reads `blocks` data blocks through the dm device: dm-verity checks each against the tree and
+/// fails the read (EIO) at the first that does not match.
+fn read_through(node: &str, blocks: u64) -> std::result::Result<(), String> {
+    let mut f = std::fs::File::open(node).map_err(|e| format!("open {node}: {e}"))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (total, mut done) = (blocks * verity::BLOCK, 0u64);
+    while done < total {
+        let n = (total - done).min(buf.len() as u64) as usize;
+        if let Err(e) = f.read_exact(&mut buf[..n]) {
+            return Err(format!("data block {} or its hashes do not match the root hash ({e})", done / verity::BLOCK));
+        }
+        done += n as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Checks a whole signed verity image in userspace, before `install` writes a byte of it: the
+//! signature block verifies with the device's key, the data hashes up to that root hash, and the
+//! stored hash tree is the one the data makes (the kernel would refuse the slot otherwise, but
+//! only after the old image in it is gone).
+
+use crate::probe::{self, FsKind};
+use crate::signature;
+use crate::verity::{self, BLOCK};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// The part of the file a slot must hold: the image up to the end of its signature block.
+pub struct Checked {
+    pub root: [u8; 32],
+    pub len: u64,
+}
+
+pub fn check(f: &File, len: u64, key: &[u8; 32]) -> Result<Checked, String> {
+    let read = |at: u64, n: usize| {
+        let mut b = vec![0u8; n];
+        f.read_exact_at(&mut b, at).map(|()| b).map_err(|e| format!("reading byte {at}: {e}"))
+    };
+    let head = read(0, probe::PROBE_LEN)?;
+    let fs = probe::probe_fs(&head).filter(|f| f.kind == FsKind::Squashfs).ok_or("not a squashfs image")?;
+    let unsigned =
+        |e: String| format!("not a signed verity image ({e}); this device boots only images signed with its key");
+    let at = fs.size.div_ceil(BLOCK) * BLOCK;
+    let sb = read(at, BLOCK as usize).map_err(unsigned).and_then(|b| verity::parse_superblock(&b).map_err(unsigned))?;
+    let layout = verity::layout(fs.size, &sb)?;
+    let need = layout.end + signature::BLOCK_LEN as u64;
+    if len < need {
+        return Err(format!("truncated: {len} bytes, its hash tree and signature need {need}"));
+    }
+    let block = signature::parse_block(&read(layout.end, signature::BLOCK_LEN)?).map_err(unsigned)?;
+    let root = signature::verify(key, &block)?;
+    let mut at = 0u64;
+    let tree = verity::build_tree(&sb.salt, sb.data_blocks, |b| {
+        f.read_exact_at(b, at).map_err(|e| format!("reading byte {at}: {e}"))?;
+        at += BLOCK;
+        Ok(())
+    })?;
+    if tree.root != root {
+        return Err(format!(
+            "its data hashes to {}, not to the signed root hash {}: the image was changed after signing",
+            verity::hex(&tree.root),
+            verity::hex(&root)
+        ));
+    }
+    let stored = read(layout.tree_block * BLOCK, (layout.end - layout.tree_block * BLOCK) as usize)?;
+    if stored != tree.on_disk() {
+        return Err("its stored hash tree does not match its data: the kernel would refuse it".into());
+    }
+    Ok(Checked { root, len: need })
+}

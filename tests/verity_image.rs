@@ -1,0 +1,111 @@
+//! Images made by the reference tools (mksquashfs, `veritysetup format`, `openssl pkeyutl`)
+//! through board/integration/verity/sign-image.sh, checked by the code `install` and the boot
+//! use: the layout, the hash tree and the signature agree with cryptsetup's, and any change to
+//! the data, the tree or the signature is refused.
+
+use overlay_init::signature;
+use overlay_init::verity_image;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tools() -> bool {
+    let ok = ["mksquashfs", "veritysetup", "openssl"].iter().all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t} || test -x /usr/sbin/{t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !ok {
+        assert!(std::env::var_os("OI_REQUIRE_ROOT").is_none(), "verity tests need mksquashfs, veritysetup, openssl");
+        eprintln!("SKIPPED verity_image: mksquashfs, veritysetup or openssl missing (run tests/setup.sh)");
+    }
+    ok
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+struct Fixture {
+    dir: PathBuf,
+    image: PathBuf,
+    key: [u8; 32],
+    root: String,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A squashfs of 600 KiB of incompressible data (so the tree has two levels), signed.
+fn fixture(tag: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("oi-verity-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("tree")).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..600 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.join("tree/noise"), noise).unwrap();
+    let sqfs = dir.join("img.sqfs");
+    run(Command::new("mksquashfs").arg(dir.join("tree")).arg(&sqfs).args(["-quiet", "-noappend"]));
+    let key = dir.join("k.pem");
+    run(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key));
+    let out = Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&key).output().unwrap();
+    let public = signature::parse_public_key(&out.stdout).unwrap();
+    let image = dir.join("img.verity");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/integration/verity/sign-image.sh");
+    run(Command::new("sh").arg(script).arg(&sqfs).arg(&key).arg(&image));
+    let root = std::fs::read_to_string(dir.join("img.verity.roothash")).unwrap().trim().to_string();
+    Fixture { dir, image, key: public, root }
+}
+
+fn check(f: &Fixture, bytes: &[u8]) -> Result<String, String> {
+    let p = f.dir.join("candidate");
+    std::fs::write(&p, bytes).unwrap();
+    let file = std::fs::File::open(&p).unwrap();
+    verity_image::check(&file, bytes.len() as u64, &f.key).map(|c| overlay_init::verity::hex(&c.root))
+}
+
+#[test]
+fn signed_image_from_the_reference_tools_verifies() {
+    if !tools() {
+        return;
+    }
+    let f = fixture("good");
+    let bytes = std::fs::read(&f.image).unwrap();
+    assert_eq!(check(&f, &bytes).unwrap(), f.root, "our tree gives veritysetup's root hash");
+}
+
+#[test]
+fn a_changed_byte_anywhere_or_a_missing_signature_is_refused() {
+    if !tools() {
+        return;
+    }
+    let f = fixture("bad");
+    let good = std::fs::read(&f.image).unwrap();
+    let len = good.len();
+    for (at, what) in [
+        (300 * 1024, "the image was changed after signing"),
+        (len - 4096 - 4096 + 100, "stored hash tree does not match"),
+        (len - 4096 + 20, "not signed by the board's key"),
+    ] {
+        let mut b = good.clone();
+        b[at] ^= 0x01;
+        let e = check(&f, &b).unwrap_err();
+        assert!(e.contains(what), "byte {at}: {e}");
+    }
+    let e = check(&f, &good[..len - 4096]).unwrap_err();
+    assert!(e.contains("truncated"), "{e}");
+    let plain = std::fs::read(f.dir.join("img.sqfs")).unwrap();
+    let e = check(&f, &plain).unwrap_err();
+    assert!(e.contains("not a signed verity image"), "{e}");
+}
