@@ -25,7 +25,10 @@ pub fn check(f: &File, len: u64, key: &[u8; 32]) -> Result<Checked, String> {
     let unsigned =
         |e: String| format!("not a signed verity image ({e}); this device boots only images signed with its key");
     let at = fs.size.div_ceil(BLOCK) * BLOCK;
-    let sb = read(at, BLOCK as usize).map_err(unsigned).and_then(|b| verity::parse_superblock(&b).map_err(unsigned))?;
+    if len < at + BLOCK {
+        return Err(unsigned(format!("the file ends at the squashfs, byte {len}: no hash tree")));
+    }
+    let sb = read(at, BLOCK as usize).and_then(|b| verity::parse_superblock(&b)).map_err(unsigned)?;
     let layout = verity::layout(fs.size, &sb)?;
     let need = layout.end + signature::BLOCK_LEN as u64;
     if len < need {

@@ -58,6 +58,11 @@ impl<'a> Ctx<'a> {
         finished(self.launch(&Launch { allow_reboot: true, ..Launch::new(disk, append, log) }))
     }
 
+    /// `boot_allowing_resets` with another initramfs.
+    pub fn boot_with_resets(&self, initrd: &Path, disk: &Path, append: &str, log: &str) -> Result<Boot, String> {
+        finished(self.launch(&Launch { initrd, allow_reboot: true, ..Launch::new(disk, append, log) }))
+    }
+
     /// Boots with every write and flush recorded in `write_log` (see `writelog`).
     pub fn boot_logged(&self, disk: &Path, append: &str, log: &str, write_log: &Path) -> Result<Boot, String> {
         std::fs::write(write_log, b"").map_err(|e| e.to_string())?;
@@ -261,6 +266,8 @@ pub enum Needs {
     /// Proven on one architecture, the x86_64 QEMU board: the scenario builds something of its
     /// own per CPU (a Debian tree by debootstrap, a test build of the init).
     X86Only,
+    /// dm-verity lowers: proven on the two 64-bit QEMU boards (x86_64 and aarch64).
+    Verity,
 }
 
 impl Needs {
@@ -276,6 +283,8 @@ impl Needs {
             Needs::Watchdog => Some("the board's kernel has no watchdog driver for this QEMU machine".into()),
             Needs::X86Only if b.name == "qemu-x86_64" => None,
             Needs::X86Only => Some("runs on qemu-x86_64 only: one architecture proves it".into()),
+            Needs::Verity if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
+            Needs::Verity => Some("verified lowers are proven on the qemu-x86_64 and qemu-aarch64 boards".into()),
         }
     }
 }
@@ -283,7 +292,7 @@ impl Needs {
 /// A scenario: its name, the test, and what it needs from the board.
 pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
-const SCENARIOS: [Scenario; 26] = [
+const SCENARIOS: [Scenario; 29] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -308,6 +317,9 @@ const SCENARIOS: [Scenario; 26] = [
     ("ab-watchdog-rollback", e2e_ab::watchdog, Needs::Watchdog),
     ("ab-full-data-new-slot", e2e_ab::full_data_new_slot, Needs::Nothing),
     ("ab-reset-after-unconfirmed-boots", e2e_ab::reset_cycles, Needs::Nothing),
+    ("verity-signed-slots", crate::e2e_verity::signed_slots, Needs::Verity),
+    ("verity-tampered-falls-back", crate::e2e_verity::tampered_falls_back, Needs::Verity),
+    ("verity-runtime-corruption", crate::e2e_verity::runtime_corruption, Needs::Verity),
     ("debian-systemd", crate::e2e_debian::systemd, Needs::X86Only),
     ("debian-rauc", crate::e2e_debian::rauc, Needs::X86Only),
 ];

@@ -16,15 +16,18 @@ pub fn build_init(root: &Path, b: &Board) -> Result<PathBuf, String> {
     Ok(root.join("target").join(&b.rust_target).join("release/overlay-init"))
 }
 
-/// Writes the gen_init_cpio list for the board (and the trimmed depmod files it names).
-pub fn initramfs_list(root: &Path, b: &Board, init: &Path) -> Result<String, String> {
+/// Writes the gen_init_cpio list for the board (and the trimmed depmod files it names), with
+/// `extra_modules` packed besides those the board's config names.
+pub fn initramfs_list(root: &Path, b: &Board, init: &Path, extra_modules: &[&str]) -> Result<String, String> {
     let out = b.out_dir(root);
     let gen = out.join("modules");
     std::fs::create_dir_all(&gen).map_err(|e| e.to_string())?;
     let mdir = b.module_dir();
     let read = |f: &str| std::fs::read_to_string(mdir.join(f)).unwrap_or_default();
     let ix = &b.modules_index;
-    let steps = ix.plan(&b.modules())?;
+    let mut wanted = b.modules();
+    wanted.extend(extra_modules.iter().map(|m| m.to_string()));
+    let steps = ix.plan(&wanted)?;
     let files: HashSet<String> = steps.into_iter().flat_map(|s| s.chains).flatten().collect();
     let (dep, soft, alias) = ix.subset(&files);
     let conf = b.dir.join("overlay-init.conf");
@@ -81,31 +84,31 @@ pub fn initramfs(root: &Path, b: &Board) -> Result<PathBuf, String> {
 /// The board's initramfs plus host tools (`(path in the initramfs, host binary)`) and the shared
 /// libraries they need, as found by ldd; static tools need none.
 pub fn initramfs_with_tools(root: &Path, b: &Board, name: &str, tools: &[(&str, &str)]) -> Result<PathBuf, String> {
+    initramfs_variant(root, b, name, &[], tools)
+}
+
+/// The board's initramfs with more modules and more files (host programs with their libraries,
+/// or data files such as a key), as `name`.cpio.gz.
+pub fn initramfs_variant(
+    root: &Path,
+    b: &Board,
+    name: &str,
+    extra_modules: &[&str],
+    tools: &[(&str, &str)],
+) -> Result<PathBuf, String> {
     let init = build_init(root, b)?;
-    let mut list = initramfs_list(root, b, &init)?;
+    let mut list = initramfs_list(root, b, &init, extra_modules)?;
     let mut dirs = HashSet::new();
-    let mut files = Vec::new();
-    for (dest, host) in tools {
-        files.push((dest.to_string(), host.to_string(), "0755"));
-        let ldd = sh::cmd("ldd").arg(host).output().map_err(|e| format!("ldd: {e}"))?;
-        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            let lib = line.split("=>").last().unwrap_or("").split_whitespace().next().unwrap_or("");
-            if lib.starts_with('/') {
-                files.push((lib.to_string(), lib.to_string(), "0755"));
-            }
-        }
-    }
-    files.sort();
-    files.dedup();
-    for (dest, _, _) in &files {
+    let files = with_libraries(tools)?;
+    for (dest, _) in &files {
         for d in parents(dest.trim_start_matches('/')) {
             if dirs.insert(d.clone()) && !list.contains(&format!("dir /{d} ")) {
                 let _ = writeln!(list, "dir /{d} 0755 0 0");
             }
         }
     }
-    for (dest, host, mode) in &files {
-        let _ = writeln!(list, "file {dest} {host} {mode} 0 0");
+    for (dest, host) in &files {
+        let _ = writeln!(list, "file {dest} {host} 0755 0 0");
     }
     let out = b.out_dir(root);
     let list_path = out.join(format!("{name}.list"));
@@ -115,10 +118,34 @@ pub fn initramfs_with_tools(root: &Path, b: &Board, name: &str, tools: &[(&str, 
     Ok(cpio)
 }
 
+/// `(path inside, host path)` of each file plus the shared libraries ldd says it needs (at the
+/// same paths); static programs and data files need none.
+fn with_libraries(files: &[(&str, &str)]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (dest, host) in files {
+        out.push((dest.to_string(), host.to_string()));
+        let ldd = sh::cmd("ldd").arg(host).output().map_err(|e| format!("ldd: {e}"))?;
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let lib = line.split("=>").last().unwrap_or("").split_whitespace().next().unwrap_or("");
+            if lib.starts_with('/') {
+                out.push((lib.to_string(), lib.to_string()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// The test system inside the lower: static busybox, the scripted init in tests/guest/, and
 /// overlay-init itself for the userspace commands. `variant` names the image (a, b) so that two
 /// builds differ in content, as two releases would.
 pub fn rootfs(root: &Path, b: &Board, variant: &str) -> Result<PathBuf, String> {
+    rootfs_with(root, b, variant, &[])
+}
+
+/// The test system with more files (`(path inside, host path)`, programs with their libraries).
+pub fn rootfs_with(root: &Path, b: &Board, variant: &str, extra: &[(&str, &str)]) -> Result<PathBuf, String> {
     let out = b.out_dir(root);
     let dir = out.join(format!("rootfs-{variant}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -167,6 +194,11 @@ pub fn rootfs(root: &Path, b: &Board, variant: &str) -> Result<PathBuf, String> 
         std::fs::copy(integration.join(src), dir.join(dst)).map_err(|e| format!("{src}: {e}"))?;
     }
     std::fs::write(dir.join("etc/image-version"), format!("{variant}\n")).map_err(|e| e.to_string())?;
+    for (dest, host) in with_libraries(extra)? {
+        let to = dir.join(dest.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;
+        std::fs::copy(&host, &to).map_err(|e| format!("{host}: {e}"))?;
+    }
     let img = out.join(format!("rootfs-{variant}.sqfs"));
     // A fixed build time per image, as a reproducible build from a release's commit would have:
     // the same image every time, and two releases that differ even when they are the same size
