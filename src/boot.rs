@@ -58,7 +58,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     let release = rustix::system::uname().release().to_string_lossy().into_owned();
     let moddir = Path::new("/lib/modules").join(&release);
     let index = modules::read_index(&moddir);
-    let steps = index.plan(&s.modules).map_err(|what| {
+    let steps = index.plan(&s.boot_modules()).map_err(|what| {
         Error::Plan(plan::PlanError { what, hint: format!("add it to the initramfs modules for kernel {release}") })
     })?;
     report.modules = modules::load(&steps, &moddir, Path::new("/sys/module"), report);

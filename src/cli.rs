@@ -111,8 +111,8 @@ fn plan_cmd(a: &PlanArgs) -> i32 {
         println!("FATAL: {}", Error::Settings(loaded.errors));
         return 1;
     }
-    if !s.modules.is_empty() {
-        println!("modules: {}", s.modules.join(" "));
+    if !s.boot_modules().is_empty() {
+        println!("modules: {}", s.boot_modules().join(" "));
     }
     let mut found = match devices::find(&s, &a.sysfs, &a.dev, false) {
         Ok(f) => f,

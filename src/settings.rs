@@ -236,6 +236,17 @@ impl Settings {
         Ok(true)
     }
 
+    /// The modules the boot loads: `oinit.modules`, plus dm-verity when a lower is verified (so
+    /// a board turns verification on with its key or root hash alone).
+    pub fn boot_modules(&self) -> Vec<String> {
+        let mut m = self.modules.clone();
+        let verity = self.verity.key.is_some() || self.verity.root_hash.iter().any(Option::is_some);
+        if verity && !m.iter().any(|x| x.replace('-', "_") == "dm_verity") {
+            m.push("dm_verity".into());
+        }
+        m
+    }
+
     /// Whether a data area is configured (a partition, or the rest of the root partition).
     pub fn has_data(&self) -> bool {
         self.data.is_some() || self.data_appended

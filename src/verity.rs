@@ -96,7 +96,10 @@ pub fn layout(fs_size: u64, sb: &Superblock) -> Result<Layout, String> {
         ));
     }
     let tree_block = data_bytes / BLOCK + 1;
-    let end = (tree_block + tree_blocks(sb.data_blocks)) * BLOCK;
+    let end = tree_block
+        .checked_add(tree_blocks(sb.data_blocks))
+        .and_then(|b| b.checked_mul(BLOCK))
+        .ok_or("the hash tree would end past 16 EiB")?;
     Ok(Layout { data_bytes, tree_block, end })
 }
 

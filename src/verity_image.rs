@@ -24,13 +24,13 @@ pub fn check(f: &File, len: u64, key: &[u8; 32]) -> Result<Checked, String> {
     let fs = probe::probe_fs(&head).filter(|f| f.kind == FsKind::Squashfs).ok_or("not a squashfs image")?;
     let unsigned =
         |e: String| format!("not a signed verity image ({e}); this device boots only images signed with its key");
-    let at = fs.size.div_ceil(BLOCK) * BLOCK;
-    if len < at + BLOCK {
+    let at = fs.size.div_ceil(BLOCK).saturating_mul(BLOCK);
+    if len < at.saturating_add(BLOCK) {
         return Err(unsigned(format!("the file ends at the squashfs, byte {len}: no hash tree")));
     }
     let sb = read(at, BLOCK as usize).and_then(|b| verity::parse_superblock(&b)).map_err(unsigned)?;
     let layout = verity::layout(fs.size, &sb)?;
-    let need = layout.end + signature::BLOCK_LEN as u64;
+    let need = layout.end.saturating_add(signature::BLOCK_LEN as u64);
     if len < need {
         return Err(format!("truncated: {len} bytes, its hash tree and signature need {need}"));
     }

@@ -129,6 +129,14 @@ const CASES: &[(&str, &str)] = &[
     ("appended-data-existing", "root=/dev/vdc1 oinit.data=appended oinit.fsck=1"),
     ("appended-data-needs-root", "root= oinit.lowerfile=/images/a.sqfs oinit.data=appended"),
     ("one-image-with-state", "oinit.state=1 oinit.data=appended root=/dev/vdc1"),
+    ("verity-root-hash", "oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f oinit.verityerror=panic"),
+    (
+        "verity-ab-hashes",
+        "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f oinit.broothash=2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e oinit.verityfullcheck=always",
+    ),
+    ("verity-file-lower", "root=PARTLABEL=userdata oinit.lowerfile=/images/rootfs.sqfs oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f"),
+    ("verity-refuses-appended-data", "root=/dev/vda1 oinit.data=appended oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f"),
+    ("verity-bad-root-hash", "oinit.roothash=xyz"),
 ];
 
 fn run_plan(base: &Path, cmdline: &str) -> String {

@@ -13,6 +13,7 @@ use overlay_init::settings::Settings;
 use overlay_init::slots::{self, Policy};
 use overlay_init::stage::upper;
 use overlay_init::state::{self, SlotId, State};
+use overlay_init::{signature, verity};
 
 /// The parts of `data` split at NUL bytes, each decoded as the init decodes text.
 fn parts(data: &[u8], n: usize) -> Vec<String> {
@@ -161,7 +162,45 @@ pub fn write_log(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the regression test and the smoke run.
-pub const TARGETS: [(&str, Target); 10] = [
+/// A verity superblock read from disk after a filesystem of the size the first 8 bytes give: the
+/// parser, the layout and the table line never panic, and a layout always ends past its data.
+/// The rest, as data blocks, builds a tree whose stored form is whole blocks.
+pub fn verity(data: &[u8]) {
+    let (head, rest) = data.split_at(data.len().min(8));
+    let mut size = [0u8; 8];
+    size[..head.len()].copy_from_slice(head);
+    if let Ok(sb) = verity::parse_superblock(rest) {
+        if let Ok(l) = verity::layout(u64::from_le_bytes(size), &sb) {
+            assert!(l.end > l.data_bytes && l.tree_block * verity::BLOCK > l.data_bytes - 1);
+            let _ = verity::table((254, 1), &l, &sb, &[0; 32], verity::OnCorruption::Restart);
+        }
+    }
+    let blocks = (rest.len() as u64).div_ceil(verity::BLOCK).min(300);
+    let mut at = 0;
+    let tree = verity::build_tree(head, blocks, |b| {
+        b.fill(0);
+        let part = rest.get(at..).unwrap_or(&[]);
+        let n = part.len().min(b.len());
+        b[..n].copy_from_slice(&part[..n]);
+        at += b.len();
+        Ok(())
+    });
+    if let Ok(t) = tree {
+        assert_eq!(t.on_disk().len() as u64, verity::tree_blocks(blocks) * verity::BLOCK);
+    }
+}
+
+/// The signature block after a hash tree and the board's key file: parsed or refused, never a
+/// panic; a block that parses verifies (or not) against a key from the same bytes.
+pub fn signature(data: &[u8]) {
+    let key = signature::parse_public_key(data);
+    if let Ok(block) = signature::parse_block(data) {
+        let k = key.unwrap_or([0x5a; 32]);
+        let _ = signature::verify(&k, &block);
+    }
+}
+
+pub const TARGETS: [(&str, Target); 12] = [
     ("settings", settings),
     ("devspec", devspec),
     ("uevent", uevent),
@@ -172,4 +211,6 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("report_json", report_json),
     ("newc", newc),
     ("write_log", write_log),
+    ("verity", verity),
+    ("signature", signature),
 ];

@@ -90,12 +90,12 @@ fn read_meta(image: &str, signed: bool) -> std::result::Result<Meta, String> {
     let path = Path::new(image);
     let head = read_head(path, 0, probe::PROBE_LEN).ok_or("cannot read its first bytes")?;
     let fs = probe::probe_fs(&head).filter(|f| f.kind == FsKind::Squashfs).ok_or("it holds no squashfs image")?;
-    let at = fs.size.div_ceil(verity::BLOCK) * verity::BLOCK;
+    let at = fs.size.div_ceil(verity::BLOCK).saturating_mul(verity::BLOCK);
     let sb_bytes = read_head(path, at, verity::BLOCK as usize)
         .ok_or(format!("the device ends at the squashfs; no verity superblock at byte {at}"))?;
     let sb = verity::parse_superblock(&sb_bytes).map_err(|e| format!("at byte {at}: {e}"))?;
     let layout = verity::layout(fs.size, &sb)?;
-    let need = layout.end + if signed { signature::BLOCK_LEN as u64 } else { 0 };
+    let need = layout.end.saturating_add(if signed { signature::BLOCK_LEN as u64 } else { 0 });
     let size = std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::End(0))).map_err(|e| e.to_string())?;
     if size < need {
         return Err(format!("the hash tree needs the device to hold {need} bytes, it has {size} (a truncated image)"));

@@ -99,7 +99,7 @@ impl Board {
 
     /// The modules the board's config asks for (the same parser the init uses).
     pub fn modules(&self) -> Vec<String> {
-        Settings::load(&self.config, "").0.modules
+        Settings::load(&self.config, "").0.boot_modules()
     }
 
     pub fn module_dir(&self) -> PathBuf {

@@ -76,15 +76,14 @@ fn build_setup(ctx: &Ctx<'_>) -> Result<Setup, String> {
     }
     let a = std::fs::read(&images[0]).map_err(|e| e.to_string())?;
     let noise_at = a.windows(4096).position(|w| w == &noise[..4096]).ok_or("the noise file is not stored verbatim")?;
-    let modules = ctx.board.modules().join(",");
     let board_conf = std::fs::read_to_string(ctx.board.dir.join("overlay-init.conf")).map_err(|e| e.to_string())?;
     let mut initrds = Vec::new();
     for (name, key_line) in
         [("initramfs-verity", format!("oinit.veritykey={KEY_IN_INITRAMFS}\n")), ("initramfs-veritycmd", String::new())]
     {
         let conf = out.join(format!("{name}.conf"));
-        std::fs::write(&conf, format!("{board_conf}\noinit.modules={modules},dm_verity\n{key_line}"))
-            .map_err(|e| e.to_string())?;
+        // The init loads dm_verity by itself once verification is configured.
+        std::fs::write(&conf, format!("{board_conf}\n{key_line}")).map_err(|e| e.to_string())?;
         let (c, p) = (conf.display().to_string(), public.display().to_string());
         // A second /etc/overlay-init.conf later in the archive replaces the board's.
         let files = [("/etc/overlay-init.conf", c.as_str()), (KEY_IN_INITRAMFS, p.as_str())];

@@ -7,7 +7,7 @@
 use crate::sh;
 use std::path::Path;
 
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 12] = [
     "settings",
     "devspec",
     "uevent",
@@ -18,6 +18,8 @@ pub const TARGETS: [&str; 10] = [
     "report_json",
     "newc",
     "write_log",
+    "verity",
+    "signature",
 ];
 
 pub fn main(root: &Path, seconds: u32, only: &[String]) -> Result<(), String> {

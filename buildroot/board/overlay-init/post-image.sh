@@ -21,6 +21,8 @@ cp "$top/initramfs/base.list" "$list"
 # Modules: those oinit.modules names that the kernel built as modules, with what modules.dep
 # says they need. Built-in ones need nothing (the init reads modules.builtin).
 modules=$(sed -n 's/^oinit\.modules=//p' "$conf" | tr ',' ' ')
+# A verified lower (a key or a root hash in the config): the init loads dm-verity by itself.
+if grep -qE '^oinit\.(veritykey|a?roothash|broothash)=' "$conf"; then modules="$modules dm-verity"; fi
 moddir=$(find -L "$TARGET_DIR/lib/modules" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | head -n 1)
 if [ -n "$modules" ] && [ -n "$moddir" ]; then
 	ver=${moddir##*/}
@@ -60,6 +62,24 @@ if [ -n "$modules" ] && [ -n "$moddir" ]; then
 	done
 fi
 
+# Signed images (oinit.veritykey in the config): the public half of OVERLAY_INIT_VERITY_KEY goes
+# into the initramfs where the config says, and rootfs.squashfs is signed into rootfs.verity
+# (veritysetup and openssl from the host, see board/integration/verity/sign-image.sh).
+veritykey=$(sed -n 's/^oinit\.veritykey=//p' "$conf")
+if [ -n "$veritykey" ]; then
+	: "${OVERLAY_INIT_VERITY_KEY:?the board config sets oinit.veritykey: export OVERLAY_INIT_VERITY_KEY=<ed25519 private key>}"
+	openssl pkey -in "$OVERLAY_INIT_VERITY_KEY" -pubout -out "$binaries/verity.pub"
+	d=$(dirname "$veritykey")
+	while [ "$d" != / ]; do
+		grep -qx "dir $d 0755 0 0" "$list" || echo "dir $d 0755 0 0" >>"$list.keydirs"
+		d=$(dirname "$d")
+	done
+	if [ -f "$list.keydirs" ]; then tac "$list.keydirs" >>"$list" && rm -f "$list.keydirs"; fi
+	echo "file $veritykey $binaries/verity.pub 0644 0 0" >>"$list"
+	PATH=$HOST_DIR/sbin:$HOST_DIR/bin:$PATH sh "$top/board/integration/verity/sign-image.sh" \
+		"$binaries/rootfs.squashfs" "$OVERLAY_INIT_VERITY_KEY" "$binaries/rootfs.verity"
+fi
+
 # The kernel's own gen_init_cpio, from the Linux build Buildroot just did.
 gen=$(find "$BUILD_DIR" -maxdepth 3 -path '*/usr/gen_init_cpio' -type f | head -n 1)
 [ -n "$gen" ] || { echo "post-image: no usr/gen_init_cpio in $BUILD_DIR/linux-*: enable BR2_LINUX_KERNEL" >&2; exit 1; }
@@ -70,7 +90,9 @@ echo "post-image: $binaries/initramfs.cpio.gz from $list"
 cfg=$top/board/$board/genimage.cfg
 if [ -f "$cfg" ] && [ -x "$HOST_DIR/bin/genimage" ]; then
 	# One image in both slots at the factory; slot b gets its own by the first update.
-	for slot in a b; do ln -sf rootfs.squashfs "$binaries/rootfs-$slot.sqfs"; done
+	image=rootfs.squashfs
+	if [ -n "$veritykey" ]; then image=rootfs.verity; fi
+	for slot in a b; do ln -sf "$image" "$binaries/rootfs-$slot.sqfs"; done
 	dtb=$(grep -o '"[^"]*\.dtb"' "$cfg" | tr -d '"' | head -n 1 || true)
 	{
 		printf 'default overlay-init\nlabel overlay-init\n  kernel /Image\n'
