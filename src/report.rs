@@ -27,6 +27,9 @@ pub struct Verified {
     pub hash_offset: u64,
     pub trust: String,
     pub checked_all: bool,
+    /// Parity bytes and byte offset of the error correction area (0, 0: none).
+    pub fec_roots: u8,
+    pub fec_offset: u64,
 }
 
 #[derive(Debug, Default)]
@@ -105,13 +108,15 @@ impl Report {
         if let Some(v) = &self.verity {
             let _ = writeln!(
                 o,
-                "  \"verity\": {{\"device\": {}, \"image\": {}, \"root_hash\": {}, \"hash_offset\": {}, \"trust\": {}, \"checked_all\": {}}},",
+                "  \"verity\": {{\"device\": {}, \"image\": {}, \"root_hash\": {}, \"hash_offset\": {}, \"trust\": {}, \"checked_all\": {}, \"fec_roots\": {}, \"fec_offset\": {}}},",
                 json_str(&v.device),
                 json_str(&v.image),
                 json_str(&v.root_hash),
                 v.hash_offset,
                 json_str(&v.trust),
-                v.checked_all
+                v.checked_all,
+                v.fec_roots,
+                v.fec_offset
             );
         }
         if let Some(code) = self.fsck_exit {

@@ -6,6 +6,7 @@
 //! oiverity1
 //! roothash=<64 hex digits>
 //! sig=<128 hex digits: ed25519 over "overlay-init verity v1 roothash=<hex>\n">
+//! fec_roots=<2..24>   (only when an error correction area follows the block)
 //! ```
 //! then zero padding. `openssl pkeyutl -sign -rawin` makes the signature (see
 //! board/integration/verity/sign-image.sh); nothing in the block is trusted before it verifies.
@@ -24,6 +25,9 @@ const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0
 pub struct Signed {
     pub root: [u8; 32],
     pub sig: [u8; 64],
+    /// Parity bytes of the forward error correction area after this block, if the image has one.
+    /// Not signed, and need not be: dm-verity checks every corrected block against the tree.
+    pub fec_roots: Option<u8>,
 }
 
 /// The exact bytes the signature covers.
@@ -39,16 +43,25 @@ pub fn parse_block(b: &[u8]) -> Result<Signed, String> {
     if lines.next() != Some(HEADER) {
         return Err("no signature block after the hash tree (sign the image with sign-image.sh)".into());
     }
-    let (mut root, mut sig) = (None, None);
+    let (mut root, mut sig, mut fec_roots) = (None, None, None);
     for line in lines {
         match line.split_once('=') {
             Some(("roothash", v)) => root = Some(verity::parse_root_hash(v)?),
             Some(("sig", v)) => sig = Some(parse_sig(v)?),
+            // The kernel's range for dm-verity FEC (DM_VERITY_FEC_MIN_RSN..MAX_RSN).
+            Some(("fec_roots", v)) => {
+                fec_roots = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|r| (2..=24).contains(r))
+                        .ok_or(format!("fec_roots={v:?} in the signature block is not 2 to 24"))?,
+                )
+            }
             _ => return Err(format!("unknown line {line:?} in the signature block")),
         }
     }
     match (root, sig) {
-        (Some(root), Some(sig)) => Ok(Signed { root, sig }),
+        (Some(root), Some(sig)) => Ok(Signed { root, sig, fec_roots }),
         _ => Err("the signature block lacks roothash= or sig=".into()),
     }
 }
@@ -137,10 +150,13 @@ mod tests {
     #[test]
     fn block_parse_and_refusals() {
         let text = format!("oiverity1\nroothash={}\nsig={}\n", "ab".repeat(32), "cd".repeat(64));
-        let mut b = text.into_bytes();
+        let mut b = text.clone().into_bytes();
         b.resize(BLOCK_LEN, 0);
         let s = parse_block(&b).unwrap();
-        assert_eq!((s.root, s.sig), ([0xab; 32], [0xcd; 64]));
+        assert_eq!((s.root, s.sig, s.fec_roots), ([0xab; 32], [0xcd; 64], None));
+        assert_eq!(parse_block(format!("{text}fec_roots=2\n").as_bytes()).unwrap().fec_roots, Some(2));
+        let e = parse_block(format!("{text}fec_roots=30\n").as_bytes()).unwrap_err();
+        assert!(e.contains("not 2 to 24"), "{e}");
         for (bad, what) in [
             ("", "no signature block"),
             ("oiverity1\nroothash=ab\n", "not a sha256 root hash"),
@@ -160,7 +176,7 @@ mod tests {
         let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAzLHEnxjhNGyhEz/I3uwRA4XwKgyIpHWsiSmHY6KX7sI=\n-----END PUBLIC KEY-----\n";
         let sig = "62dcc0ef68cf2054970793a1dd1f242c0356eb3e0c8448b5f38da2e885b2ce19d4b1d24d91d4cdd18f5e0a2f05609b4510754c71e11a4d41064e2d3465da4c06";
         let key = parse_public_key(pem.as_bytes()).unwrap();
-        let good = Signed { root: [0x11; 32], sig: parse_sig(sig).unwrap() };
+        let good = Signed { root: [0x11; 32], sig: parse_sig(sig).unwrap(), fec_roots: None };
         assert_eq!(verify(&key, &good).unwrap(), [0x11; 32]);
         let other_root = Signed { root: [0x12; 32], ..good.clone() };
         let e = verify(&key, &other_root).unwrap_err();

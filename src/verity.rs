@@ -103,6 +103,32 @@ pub fn layout(fs_size: u64, sb: &Superblock) -> Result<Layout, String> {
     Ok(Layout { data_bytes, tree_block, end })
 }
 
+/// Forward error correction stored after the signature block, as `veritysetup format
+/// --fec-device=IMAGE --fec-offset=...` writes it on the same device: Reed-Solomon parity over
+/// everything before it (data, hash area, signature block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fec {
+    pub roots: u8,
+    /// First block of the parity area.
+    pub start: u64,
+    /// Blocks the parity covers: the data blocks, then the hash device's blocks from the tree's
+    /// start (the kernel reads them from `hash_start_block` on, so the superblock is not among
+    /// them): everything up to the parity but the superblock.
+    pub covered: u64,
+    /// Blocks of parity.
+    pub blocks: u64,
+}
+
+/// The error correction area of an image with `roots` parity bytes per codeword, placed after
+/// the signature block that follows the hash tree.
+pub fn fec(l: &Layout, roots: u8) -> Fec {
+    let start = l.end / BLOCK + 1;
+    let covered = start - 1;
+    // cryptsetup's VERITY_FEC_RS_blocks: 255-byte codewords, `roots` of them parity.
+    let blocks = covered.div_ceil(255 - u64::from(roots)) * u64::from(roots);
+    Fec { roots, start, covered, blocks }
+}
+
 /// What dm-verity does when a block read at run time does not match the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnCorruption {
@@ -132,16 +158,32 @@ impl OnCorruption {
     }
 }
 
-/// The `verity` target's parameters (Documentation/admin-guide/device-mapper/verity.rst), data
-/// and hash on the same device `major:minor`, as `veritysetup open --hash-offset` loads them.
-pub fn table(dev: (u32, u32), l: &Layout, sb: &Superblock, root: &[u8; 32], on: OnCorruption) -> String {
+/// The `verity` target's parameters (Documentation/admin-guide/device-mapper/verity.rst), data,
+/// hash (and error correction) on the same device `major:minor`, as `veritysetup open
+/// --hash-offset` loads them.
+pub fn table(
+    dev: (u32, u32),
+    l: &Layout,
+    sb: &Superblock,
+    root: &[u8; 32],
+    on: OnCorruption,
+    fec: Option<Fec>,
+) -> String {
     let d = format!("{}:{}", dev.0, dev.1);
     let salt = if sb.salt.is_empty() { "-".to_string() } else { hex(&sb.salt) };
-    let opts = match on {
-        OnCorruption::Eio => "",
-        OnCorruption::Restart => " 1 restart_on_corruption",
-        OnCorruption::Panic => " 1 panic_on_corruption",
+    let mut opts: Vec<String> = match on {
+        OnCorruption::Eio => vec![],
+        OnCorruption::Restart => vec!["restart_on_corruption".into()],
+        OnCorruption::Panic => vec!["panic_on_corruption".into()],
     };
+    if let Some(f) = fec {
+        opts.push(format!(
+            "use_fec_from_device {d} fec_start {} fec_blocks {} fec_roots {}",
+            f.start, f.covered, f.roots
+        ));
+    }
+    let words = opts.iter().map(|o| o.split(' ').count()).sum::<usize>();
+    let opts = if words == 0 { String::new() } else { format!(" {words} {}", opts.join(" ")) };
     format!("1 {d} {d} {BLOCK} {BLOCK} {} {} sha256 {} {salt}{opts}", sb.data_blocks, l.tree_block, hex(root))
 }
 
@@ -266,15 +308,21 @@ mod tests {
         // A squashfs of 300 blocks minus a little: the superblock is at the next 4 KiB boundary.
         let l = layout(300 * 4096 - 100, &sb).unwrap();
         assert_eq!(l, Layout { data_bytes: 300 * 4096, tree_block: 301, end: (301 + 3 + 1) * 4096 });
-        let t = table((254, 1), &l, &sb, &[0x11; 32], OnCorruption::Restart);
+        let t = table((254, 1), &l, &sb, &[0x11; 32], OnCorruption::Restart, None);
         assert_eq!(
             t,
             format!("1 254:1 254:1 4096 4096 300 301 sha256 {} abcd 1 restart_on_corruption", "11".repeat(32))
         );
+        // Parity after the signature block (block 305) for the 305 blocks before it but the
+        // superblock: two rounds of 253-byte codewords, 2 parity blocks each.
+        let f = fec(&l, 2);
+        assert_eq!(f, Fec { roots: 2, start: 306, covered: 305, blocks: 4 });
+        let t = table((254, 1), &l, &sb, &[0x11; 32], OnCorruption::Eio, Some(f));
+        assert!(t.ends_with(" 8 use_fec_from_device 254:1 fec_start 306 fec_blocks 305 fec_roots 2"), "{t}");
         let e = layout(200 * 4096, &sb).unwrap_err();
         assert!(e.contains("another image"), "{e}");
         let nosalt = Superblock { data_blocks: 300, salt: vec![] };
-        assert!(table((7, 0), &l, &nosalt, &[0; 32], OnCorruption::Eio).ends_with(" -"));
+        assert!(table((7, 0), &l, &nosalt, &[0; 32], OnCorruption::Eio, None).ends_with(" -"));
     }
 
     #[test]

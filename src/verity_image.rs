@@ -35,6 +35,14 @@ pub fn check(f: &File, len: u64, key: &[u8; 32]) -> Result<Checked, String> {
         return Err(format!("truncated: {len} bytes, its hash tree and signature need {need}"));
     }
     let block = signature::parse_block(&read(layout.end, signature::BLOCK_LEN)?).map_err(unsigned)?;
+    // The error correction area after the block is part of the image a slot must hold.
+    let need = match block.fec_roots.map(|r| verity::fec(&layout, r)) {
+        Some(f) => (f.start + f.blocks).saturating_mul(BLOCK),
+        None => need,
+    };
+    if len < need {
+        return Err(format!("truncated: {len} bytes, its error correction area needs {need}"));
+    }
     let root = signature::verify(key, &block)?;
     let mut at = 0u64;
     let tree = verity::build_tree(&sb.salt, sb.data_blocks, |b| {

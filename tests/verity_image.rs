@@ -40,8 +40,9 @@ impl Drop for Fixture {
     }
 }
 
-/// A squashfs of 600 KiB of incompressible data (so the tree has two levels), signed.
-fn fixture(tag: &str) -> Fixture {
+/// A squashfs of 600 KiB of incompressible data (so the tree has two levels), signed; with
+/// `fec` parity bytes of error correction after the signature block.
+fn fixture(tag: &str, fec: Option<u8>) -> Fixture {
     let dir = std::env::temp_dir().join(format!("oi-verity-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("tree")).unwrap();
@@ -63,7 +64,12 @@ fn fixture(tag: &str) -> Fixture {
     let public = signature::parse_public_key(&out.stdout).unwrap();
     let image = dir.join("img.verity");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/integration/verity/sign-image.sh");
-    run(Command::new("sh").arg(script).arg(&sqfs).arg(&key).arg(&image));
+    let mut sign = Command::new("sh");
+    sign.arg(script).arg(&sqfs).arg(&key).arg(&image);
+    if let Some(roots) = fec {
+        sign.env("VERITY_FEC_ROOTS", roots.to_string());
+    }
+    run(&mut sign);
     let root = std::fs::read_to_string(dir.join("img.verity.roothash")).unwrap().trim().to_string();
     Fixture { dir, image, key: public, root }
 }
@@ -80,7 +86,7 @@ fn signed_image_from_the_reference_tools_verifies() {
     if !tools() {
         return;
     }
-    let f = fixture("good");
+    let f = fixture("good", None);
     let bytes = std::fs::read(&f.image).unwrap();
     assert_eq!(check(&f, &bytes).unwrap(), f.root, "our tree gives veritysetup's root hash");
 }
@@ -90,7 +96,7 @@ fn a_changed_byte_anywhere_or_a_missing_signature_is_refused() {
     if !tools() {
         return;
     }
-    let f = fixture("bad");
+    let f = fixture("bad", None);
     let good = std::fs::read(&f.image).unwrap();
     let len = good.len();
     // Each change keeps the byte's kind (a hex digit of the signed root hash stays one), so it
@@ -110,4 +116,21 @@ fn a_changed_byte_anywhere_or_a_missing_signature_is_refused() {
     let plain = std::fs::read(f.dir.join("img.sqfs")).unwrap();
     let e = check(&f, &plain).unwrap_err();
     assert!(e.contains("not a signed verity image"), "{e}");
+}
+
+#[test]
+fn error_correction_area_belongs_to_the_image() {
+    if !tools() {
+        return;
+    }
+    let f = fixture("fec", Some(2));
+    let bytes = std::fs::read(&f.image).unwrap();
+    let p = f.dir.join("candidate");
+    std::fs::write(&p, &bytes).unwrap();
+    let file = std::fs::File::open(&p).unwrap();
+    let checked = verity_image::check(&file, bytes.len() as u64, &f.key).unwrap();
+    // install copies everything up to the end of the parity veritysetup wrote.
+    assert_eq!(checked.len, bytes.len() as u64);
+    let e = check(&f, &bytes[..bytes.len() - 4096]).unwrap_err();
+    assert!(e.contains("error correction area needs"), "{e}");
 }

@@ -172,7 +172,8 @@ pub fn verity(data: &[u8]) {
     if let Ok(sb) = verity::parse_superblock(rest) {
         if let Ok(l) = verity::layout(u64::from_le_bytes(size), &sb) {
             assert!(l.end > l.data_bytes && l.tree_block * verity::BLOCK > l.data_bytes - 1);
-            let _ = verity::table((254, 1), &l, &sb, &[0; 32], verity::OnCorruption::Restart);
+            let fec = Some(verity::fec(&l, head.first().map_or(2, |b| 2 + b % 23)));
+            let _ = verity::table((254, 1), &l, &sb, &[0; 32], verity::OnCorruption::Restart, fec);
         }
     }
     let blocks = (rest.len() as u64).div_ceil(verity::BLOCK).min(300);

@@ -9,10 +9,10 @@ use crate::error::{Error, Result};
 use crate::plan::{Source, Trust, Verity};
 use crate::probe::{self, FsKind};
 use crate::report::{Report, Verified};
-use crate::signature;
+use crate::signature::{self, Signed};
 use crate::stage::mounts::check_squashfs_file;
 use crate::sys::{dm, loopdev};
-use crate::verity::{self, Layout, OnCorruption, Superblock};
+use crate::verity::{self, Fec, Layout, OnCorruption, Superblock};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -20,6 +20,9 @@ use std::path::Path;
 struct Meta {
     sb: Superblock,
     layout: Layout,
+    /// The signature block after the tree: required with a key, else used for its FEC line.
+    block: Option<Signed>,
+    fec: Option<Fec>,
 }
 
 pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
@@ -40,11 +43,11 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
     };
     let refuse = |what: String| Error::Verity { image: v.data.to_string(), what };
     let meta = read_meta(&image, matches!(v.trust, Trust::Signed { .. })).map_err(refuse)?;
-    let (root, trust) = trusted_root(v, &image, &meta).map_err(refuse)?;
+    let (root, trust) = trusted_root(v, &meta).map_err(refuse)?;
     let st = rustix::fs::stat(image.as_str()).map_err(|e| Error::sys("stat", image.clone(), e, ""))?;
     let dev = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
     let sectors = meta.sb.data_blocks * (verity::BLOCK / 512);
-    let table = |on| verity::table(dev, &meta.layout, &meta.sb, &root, on);
+    let table = |on| verity::table(dev, &meta.layout, &meta.sb, &root, on, meta.fec);
     let (_, minor) =
         report.kernel(|| dm::create(&v.name, sectors, "verity", &table(OnCorruption::Eio))).map_err(|(call, e)| {
             Error::sys(call, image.clone(), e, "add dm_verity to oinit.modules (the kernel's dm-verity)")
@@ -72,7 +75,8 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
     std::os::unix::fs::symlink(&node, &link).map_err(|e| {
         Error::sys("symlink", link.clone(), rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO), "")
     })?;
-    log::info!("dm-verity: {} verified as {link} ({node}), {trust}, on corruption: {}", v.data, v.on_corruption);
+    let fec = meta.fec.map_or(String::new(), |f| format!(", error correction with {} parity bytes", f.roots));
+    log::info!("dm-verity: {} verified as {link} ({node}), {trust}{fec}, on corruption: {}", v.data, v.on_corruption);
     report.verity = Some(Verified {
         device: link,
         image,
@@ -80,6 +84,8 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
         hash_offset: meta.layout.data_bytes,
         trust,
         checked_all: v.check_all,
+        fec_roots: meta.fec.map_or(0, |f| f.roots),
+        fec_offset: meta.fec.map_or(0, |f| f.start * verity::BLOCK),
     });
     Ok(())
 }
@@ -95,16 +101,31 @@ fn read_meta(image: &str, signed: bool) -> std::result::Result<Meta, String> {
         .ok_or(format!("the device ends at the squashfs; no verity superblock at byte {at}"))?;
     let sb = verity::parse_superblock(&sb_bytes).map_err(|e| format!("at byte {at}: {e}"))?;
     let layout = verity::layout(fs.size, &sb)?;
-    let need = layout.end.saturating_add(if signed { signature::BLOCK_LEN as u64 } else { 0 });
     let size = std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::End(0))).map_err(|e| e.to_string())?;
-    if size < need {
-        return Err(format!("the hash tree needs the device to hold {need} bytes, it has {size} (a truncated image)"));
+    if size < layout.end {
+        let end = layout.end;
+        return Err(format!("the hash tree needs the device to hold {end} bytes, it has {size} (a truncated image)"));
     }
-    Ok(Meta { sb, layout })
+    let block = read_head(path, layout.end, signature::BLOCK_LEN)
+        .ok_or_else(|| "no signature block after the hash tree".to_string())
+        .and_then(|b| signature::parse_block(&b));
+    let block = match block {
+        Ok(b) => Some(b),
+        Err(e) if signed => return Err(e),
+        Err(_) => None,
+    };
+    let fec = block.as_ref().and_then(|b| b.fec_roots).map(|r| verity::fec(&layout, r));
+    if let Some(f) = fec {
+        let need = (f.start + f.blocks).saturating_mul(verity::BLOCK);
+        if size < need {
+            return Err(format!("its error correction area needs the device to hold {need} bytes, it has {size}"));
+        }
+    }
+    Ok(Meta { sb, layout, block, fec })
 }
 
 /// The root hash to trust and how it was established.
-fn trusted_root(v: &Verity, image: &str, meta: &Meta) -> std::result::Result<([u8; 32], String), String> {
+fn trusted_root(v: &Verity, meta: &Meta) -> std::result::Result<([u8; 32], String), String> {
     let (key_file, pinned) = match &v.trust {
         Trust::RootHash { key, hash } => return Ok((*hash, format!("root hash from {key}"))),
         Trust::Signed { key_file, pinned } => (key_file, pinned),
@@ -112,9 +133,8 @@ fn trusted_root(v: &Verity, image: &str, meta: &Meta) -> std::result::Result<([u
     let key = crate::fsutil::read_regular(Path::new(key_file), 64 * 1024)
         .map_err(|e| format!("cannot read the board's key {key_file}: {e}"))?;
     let key = signature::parse_public_key(&key).map_err(|e| format!("{key_file}: {e}"))?;
-    let block = read_head(Path::new(image), meta.layout.end, signature::BLOCK_LEN)
-        .ok_or("cannot read the signature block after the hash tree")?;
-    let root = signature::verify(&key, &signature::parse_block(&block)?)?;
+    let block = meta.block.as_ref().ok_or("no signature block after the hash tree")?;
+    let root = signature::verify(&key, block)?;
     if let Some(p) = pinned.filter(|p| *p != root) {
         return Err(format!(
             "the signed root hash {} is not {}, which the root hash setting pins",

@@ -18,6 +18,8 @@ struct Setup {
     /// Signed verity images of the test system: slot a's carries the reference tools on the
     /// host's architecture.
     images: [PathBuf; 2],
+    /// Slot a's image with error correction (2 parity bytes) after its signature block.
+    fec: PathBuf,
     roots: [String; 2],
     /// The board's initramfs with dm-verity and the public key (signed images required).
     signed: PathBuf,
@@ -58,22 +60,32 @@ fn build_setup(ctx: &Ctx<'_>) -> Result<Setup, String> {
     if host_arch {
         extra.extend([("/sbin/veritysetup", "/usr/sbin/veritysetup"), ("/sbin/dmsetup", "/usr/sbin/dmsetup")]);
     }
-    let mut images = Vec::new();
-    let mut roots = Vec::new();
-    for (variant, files) in [("verity-a", &extra[..]), ("verity-b", &extra[..1])] {
-        let sqfs = image::rootfs_with(ctx.root, ctx.board, variant, files)?;
-        let signed = out.join(format!("{variant}.img"));
+    let sign = |sqfs: &Path, signed: &Path, fec: &str| {
         sh::quiet(
             sh::cmd("sh")
                 .arg(ctx.root.join("board/integration/verity/sign-image.sh"))
-                .arg(&sqfs)
+                .arg(sqfs)
                 .arg(&key)
-                .arg(&signed),
-        )?;
+                .arg(signed)
+                .env("VERITY_FEC_ROOTS", fec),
+        )
+    };
+    let mut images = Vec::new();
+    let mut roots = Vec::new();
+    let mut sqfs_a = PathBuf::new();
+    for (variant, files) in [("verity-a", &extra[..]), ("verity-b", &extra[..1])] {
+        let sqfs = image::rootfs_with(ctx.root, ctx.board, variant, files)?;
+        let signed = out.join(format!("{variant}.img"));
+        sign(&sqfs, &signed, "")?;
         let root = std::fs::read_to_string(out.join(format!("{variant}.img.roothash"))).map_err(|e| e.to_string())?;
         images.push(signed);
         roots.push(root.trim().to_string());
+        if variant == "verity-a" {
+            sqfs_a = sqfs;
+        }
     }
+    let fec = out.join("verity-a-fec.img");
+    sign(&sqfs_a, &fec, "2")?;
     let a = std::fs::read(&images[0]).map_err(|e| e.to_string())?;
     let noise_at = a.windows(4096).position(|w| w == &noise[..4096]).ok_or("the noise file is not stored verbatim")?;
     let board_conf = std::fs::read_to_string(ctx.board.dir.join("overlay-init.conf")).map_err(|e| e.to_string())?;
@@ -92,7 +104,7 @@ fn build_setup(ctx: &Ctx<'_>) -> Result<Setup, String> {
     let [a, b]: [PathBuf; 2] = images.try_into().map_err(|_| "two images")?;
     let [ra, rb]: [String; 2] = roots.try_into().map_err(|_| "two root hashes")?;
     let [signed, hashes]: [PathBuf; 2] = initrds.try_into().map_err(|_| "two initramfs")?;
-    Ok(Setup { images: [a, b], roots: [ra, rb], signed, hashes, noise: noise_at as u64 })
+    Ok(Setup { images: [a, b], fec, roots: [ra, rb], signed, hashes, noise: noise_at as u64 })
 }
 
 /// xorshift bytes: the same every run, and nothing a compressor can shrink.
@@ -110,9 +122,13 @@ fn noise_bytes(n: usize) -> Vec<u8> {
 
 /// A fresh disk with the signed images in both slot partitions; `change` edits slot a's bytes.
 fn verity_disk(ctx: &Ctx<'_>, v: &Setup, name: &str, change: impl Fn(&mut Vec<u8>)) -> Result<PathBuf, String> {
+    disk_with(ctx, [&v.images[0], &v.images[1]], name, change)
+}
+
+fn disk_with(ctx: &Ctx<'_>, images: [&Path; 2], name: &str, change: impl Fn(&mut Vec<u8>)) -> Result<PathBuf, String> {
     let disk = ctx.fresh_disk(name)?;
     let parts = image::partitions(&disk)?;
-    for (part, img) in [("rootfs", &v.images[0]), ("rootfs_b", &v.images[1])] {
+    for (part, img) in [("rootfs", images[0]), ("rootfs_b", images[1])] {
         let mut bytes = std::fs::read(img).map_err(|e| e.to_string())?;
         if part == "rootfs" {
             change(&mut bytes);
@@ -227,4 +243,28 @@ pub fn runtime_corruption(ctx: &Ctx<'_>) -> Result<(), String> {
     }
     contains(&b, "OI: restarted-after-corruption")?;
     booted(&b)
+}
+
+/// Slot a's image with error correction and one byte changed in a file's data: dm-verity
+/// repairs it from the parity (the kernel says so), slot a boots and the file reads back whole;
+/// the table with `use_fec_from_device` is the one `veritysetup open --fec-device` loads.
+pub fn fec_repairs(ctx: &Ctx<'_>) -> Result<(), String> {
+    let v = setup(ctx)?;
+    let at = v.noise as usize + 100_000;
+    let disk = disk_with(ctx, [&v.fec, &v.images[1]], "verity-fec", |b| b[at] ^= 0xff)?;
+    let host_arch = ctx.board.rust_target.starts_with(std::env::consts::ARCH);
+    let actions = if host_arch { "read-noise,dmesg-verity,verity-table" } else { "read-noise,dmesg-verity" };
+    let b = boot(ctx, &v.signed, &disk, &format!("oitest={actions}"), "verity-fec")?;
+    want(&b, "slot", "a")?;
+    want(&b, "image", "verity-a")?;
+    contains(&b, "error correction with 2 parity bytes")?;
+    contains(&b, "corrected 1 errors")?;
+    want(&b, "noise-read", "0")?;
+    if host_arch {
+        let (ours, reference) = (b.marker("table-init"), b.marker("table-ref"));
+        if ours.is_none() || ours != reference || !ours.as_deref().unwrap_or("").contains("use_fec_from_device") {
+            return Err(format!("dm tables differ: init {ours:?}, veritysetup {reference:?}"));
+        }
+    }
+    Ok(())
 }

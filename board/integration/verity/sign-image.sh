@@ -8,6 +8,10 @@
 # "overlay-init verity v1 roothash=<hex>\n" made with openssl. The root hash is also written to
 # OUT.roothash, for boards that pin it with oinit.roothash= instead of (or as well as) a key.
 #
+# With VERITY_FEC_ROOTS=N (2 to 24), Reed-Solomon parity (veritysetup's --fec-device on the same
+# file) follows the signature block and covers everything before it; dm-verity then repairs up to
+# N/2 bad bytes per codeword on read, and the block says fec_roots=N so the init loads it.
+#
 # usage: sign-image.sh SQUASHFS ED25519_PRIVATE_KEY.pem OUT
 # Make a key once:  openssl genpkey -algorithm ed25519 -out verity.key
 # and its public half for the board's initramfs:  openssl pkey -in verity.key -pubout -out verity.pub
@@ -25,17 +29,29 @@ cp "$in" "$out"
 truncate -s $((blocks * 4096)) "$out"
 set -- format --hash-offset=$((blocks * 4096)) --data-blocks="$blocks"
 if [ -n "${VERITY_SALT:-}" ]; then set -- "$@" --salt="$VERITY_SALT"; fi
-root=$("$veritysetup" "$@" "$out" "$out" | awk '/^Root hash:/ { print $3 }')
-[ ${#root} -eq 64 ] || { echo "$0: veritysetup format gave no root hash" >&2; exit 1; }
-
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+"$veritysetup" "$@" "$out" "$out" >"$tmp/format"
+root=$(awk '/^Root hash:/ { print $3 }' "$tmp/format")
+[ ${#root} -eq 64 ] || { echo "$0: veritysetup format gave no root hash" >&2; exit 1; }
+
 printf 'overlay-init verity v1 roothash=%s\n' "$root" >"$tmp/message"
 openssl pkeyutl -sign -rawin -inkey "$key" -in "$tmp/message" -out "$tmp/sig"
 sig=$(od -An -v -tx1 "$tmp/sig" | tr -d ' \n')
 printf 'oiverity1\nroothash=%s\nsig=%s\n' "$root" "$sig" >"$tmp/block"
+if [ -n "${VERITY_FEC_ROOTS:-}" ]; then printf 'fec_roots=%s\n' "$VERITY_FEC_ROOTS" >>"$tmp/block"; fi
 truncate -s 4096 "$tmp/block"
 # veritysetup wrote the tree up to its last block: the signature block follows it.
+end=$(stat -c %s "$out")
 cat "$tmp/block" >>"$out"
+if [ -n "${VERITY_FEC_ROOTS:-}" ]; then
+	# The same format again (same salt and UUID, so the same tree and root hash), now with the
+	# parity computed over data, hash area and signature block.
+	salt=$(awk '/^Salt:/ { print $2 }' "$tmp/format")
+	uuid=$(awk '/^UUID:/ { print $2 }' "$tmp/format")
+	again=$("$veritysetup" "$@" --salt="$salt" --uuid="$uuid" --fec-device="$out" \
+		--fec-offset=$((end + 4096)) --fec-roots="$VERITY_FEC_ROOTS" "$out" "$out" | awk '/^Root hash:/ { print $3 }')
+	[ "$again" = "$root" ] || { echo "$0: the FEC pass changed the root hash" >&2; exit 1; }
+fi
 echo "$root" >"$out.roothash"
 echo "$out: root hash $root, signed with $key" >&2
