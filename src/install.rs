@@ -45,7 +45,7 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
     }
     let mut src = File::open(req.image).map_err(|e| format!("{}: {e}", req.image.display()))?;
     let mut len = check_image(&src, req.image)?;
-    if let Some(key) = device_key(req.key)? {
+    if let Some(key) = device_key(req.key.or(ctx.verity_key.as_deref()))? {
         let checked = crate::verity_image::check(&src, len, &key)
             .map_err(|e| format!("{}: {e}; nothing written", req.image.display()))?;
         eprintln!("install: signature and hash tree verified (root hash {})", crate::verity::hex(&checked.root));
@@ -89,14 +89,22 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
 
 /// The key images must be signed with: `--key`, else the copy the boot left when the board
 /// verifies its lowers; None when neither exists (a board without verified images).
-fn device_key(given: Option<&Path>) -> Result<Option<[u8; 32]>, String> {
-    let path = match given {
-        Some(p) => p,
-        None if Path::new(DEVICE_KEY).exists() => Path::new(DEVICE_KEY),
-        None => return Ok(None),
-    };
+fn device_key(path: Option<&Path>) -> Result<Option<[u8; 32]>, String> {
+    let Some(path) = path else { return Ok(None) };
     let bytes = crate::fsutil::read_regular(path, 64 * 1024).map_err(|e| format!("{}: {e}", path.display()))?;
     crate::signature::parse_public_key(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// On a board that verifies its lowers, checks the image a slot holds now (written by someone
+/// else, RAUC say) is signed and whole before the slot is activated.
+pub fn verify_slot(ctx: &Context, slot: SlotId) -> Result<(), String> {
+    let Some(key) = device_key(ctx.verity_key.as_deref())? else { return Ok(()) };
+    let src = ctx.sources[slot.index()].as_ref().ok_or(format!("slot {} has no image location", slot.name()))?;
+    let mut f = File::open(src).map_err(|e| format!("{src}: {e}"))?;
+    let len = f.seek(SeekFrom::End(0)).map_err(|e| format!("{src}: {e}"))?;
+    crate::verity_image::check(&f, len, &key)
+        .map(|_| ())
+        .map_err(|e| format!("slot {} ({src}): {e}; not activated", slot.name()))
 }
 
 /// The slot to write: never the booted one, and not the last good one while the booted slot is
@@ -232,6 +240,7 @@ mod tests {
             state: path.clone(),
             policy: Policy { tries: 3, late_fallback: false, one_slot: false },
             sources: [Some("/dev/null-a".into()), Some("/dev/null-b".into())],
+            verity_key: None,
         };
         let req = |force| Request { image: Path::new("/x"), slot: None, sha256: None, force, key: None };
         let err = target_slot(&ctx, &req(false)).unwrap_err();

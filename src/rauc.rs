@@ -35,6 +35,9 @@ pub fn handle(ctx: &Context, args: &[String]) -> Result<String, String> {
             // identity, read from the slot now) is new: a trial, and a fresh upper at its boot.
             // The same image keeps its upper and, if it was confirmed, stays confirmed.
             let on_disk = ctx.image_id(s);
+            // A board that boots only signed images activates only a signed, whole one: RAUC
+            // checked its bundle's signature, this checks what landed in the slot.
+            crate::install::verify_slot(ctx, s)?;
             ctx.update(|st| {
                 let written = on_disk.is_none_or(|id| id != st.slot(s).image);
                 slots::activate(st, s, ctx.policy, written);
@@ -93,6 +96,7 @@ mod tests {
             state: dir.join("state"),
             policy: P,
             sources: [Some(a.display().to_string()), Some(b.display().to_string())],
+            verity_key: None,
         };
         // Slot a booted image 1 and is confirmed; b booted image 2 and is confirmed too.
         let (mut store, _) = Store::open(&ctx.state).unwrap();
@@ -115,6 +119,14 @@ mod tests {
         assert_eq!(run(&["get-primary"]).unwrap(), "b");
         assert_eq!(run(&["get-state", "b"]).unwrap(), "bad", "a slot on trial is not good");
         assert_eq!(ctx.read().unwrap().slot(SlotId::B).image, crate::state::IMAGE_INSTALLED);
+        // A board with a verity key activates no slot whose image is not signed with it.
+        let key = dir.join("verity.pub");
+        std::fs::write(&key, "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAzLHEnxjhNGyhEz/I3uwRA4XwKgyIpHWsiSmHY6KX7sI=\n-----END PUBLIC KEY-----\n").unwrap();
+        let signed_board =
+            Context { verity_key: Some(key), sources: ctx.sources.clone(), state: ctx.state.clone(), ..ctx };
+        let args: Vec<String> = ["set-primary", "a"].iter().map(|s| s.to_string()).collect();
+        let e = handle(&signed_board, &args).unwrap_err();
+        assert!(e.contains("slot a") && e.contains("not a signed verity image") && e.contains("not activated"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
