@@ -18,6 +18,8 @@ pub struct Context {
     pub state: PathBuf,
     pub policy: Policy,
     pub sources: [Option<String>; 2],
+    /// Each slot's verity hash partition, when its tree is not appended to the image.
+    pub hash: [Option<String>; 2],
     /// The board's verity key the boot left behind: images must be signed with it.
     pub verity_key: Option<PathBuf>,
 }
@@ -39,6 +41,7 @@ impl Context {
                 one_slot: sources[0].is_some() && sources[1].is_none(),
             },
             sources,
+            hash: [get("ahash"), get("bhash")],
             verity_key: Some(PathBuf::from(crate::install::DEVICE_KEY)).filter(|k| k.exists()),
         })
     }

@@ -45,8 +45,15 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
     }
     let mut src = File::open(req.image).map_err(|e| format!("{}: {e}", req.image.display()))?;
     let mut len = check_image(&src, req.image)?;
+    if ctx.hash[target.index()].is_some() {
+        return Err(format!(
+            "slot {} keeps its hash tree on a partition of its own (oinit.hashdev): write the image and its \
+             hash partition with the update tool (RAUC), which activates the slot after both are checked; nothing written",
+            target.name()
+        ));
+    }
     if let Some(key) = device_key(req.key.or(ctx.verity_key.as_deref()))? {
-        let checked = crate::verity_image::check(&src, len, &key)
+        let checked = crate::verity_image::check(&src, len, None, &key)
             .map_err(|e| format!("{}: {e}; nothing written", req.image.display()))?;
         eprintln!("install: signature and hash tree verified (root hash {})", crate::verity::hex(&checked.root));
         len = checked.len;
@@ -99,10 +106,15 @@ fn device_key(path: Option<&Path>) -> Result<Option<[u8; 32]>, String> {
 /// else, RAUC say) is signed and whole before the slot is activated.
 pub fn verify_slot(ctx: &Context, slot: SlotId) -> Result<(), String> {
     let Some(key) = device_key(ctx.verity_key.as_deref())? else { return Ok(()) };
+    let open = |path: &str| {
+        let mut f = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+        let len = f.seek(SeekFrom::End(0)).map_err(|e| format!("{path}: {e}"))?;
+        Ok::<_, String>((f, len))
+    };
     let src = ctx.sources[slot.index()].as_ref().ok_or(format!("slot {} has no image location", slot.name()))?;
-    let mut f = File::open(src).map_err(|e| format!("{src}: {e}"))?;
-    let len = f.seek(SeekFrom::End(0)).map_err(|e| format!("{src}: {e}"))?;
-    crate::verity_image::check(&f, len, &key)
+    let (f, len) = open(src)?;
+    let hash = ctx.hash[slot.index()].as_deref().map(open).transpose()?;
+    crate::verity_image::check(&f, len, hash.as_ref().map(|(h, l)| (h, *l)), &key)
         .map(|_| ())
         .map_err(|e| format!("slot {} ({src}): {e}; not activated", slot.name()))
 }
@@ -240,6 +252,7 @@ mod tests {
             state: path.clone(),
             policy: Policy { tries: 3, late_fallback: false, one_slot: false },
             sources: [Some("/dev/null-a".into()), Some("/dev/null-b".into())],
+            hash: [None, None],
             verity_key: None,
         };
         let req = |force| Request { image: Path::new("/x"), slot: None, sha256: None, force, key: None };

@@ -25,6 +25,8 @@ pub struct Found {
     pub data: DataState,
     /// The A/B slot partitions, when slots are partitions.
     pub slots: [Option<BlockDev>; 2],
+    /// Hash partitions of verified lowers (slot a or the one image, slot b), when configured.
+    pub hash: [Option<BlockDev>; 2],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +88,8 @@ pub enum Trust {
 pub struct Verity {
     /// The image: a partition, or a file attached to a read-only loop device first.
     pub data: Source,
+    /// The hash partition, when the tree is not appended to the image.
+    pub hash: Option<String>,
     /// The dm device's name: it appears as /dev/mapper/NAME.
     pub name: String,
     pub trust: Trust,
@@ -321,7 +325,7 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
                 ));
             }
         };
-        let source = verified(s, Source::Device(format!("/dev/{}", dev.name)), p);
+        let source = verified(s, found, Source::Device(format!("/dev/{}", dev.name)), p)?;
         p.steps.push(Step::Mount(Mount {
             role: Role::Lower,
             source,
@@ -359,7 +363,7 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
     if base == paths::DATA {
         p.devices.insert(0, format!("lower image {file} on the data partition"));
     }
-    let source = verified(s, Source::LoopFile(format!("{base}{file}")), p);
+    let source = verified(s, found, Source::LoopFile(format!("{base}{file}")), p)?;
     p.steps.push(Step::Mount(Mount {
         role: Role::Lower,
         source,
@@ -371,22 +375,36 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
 }
 
 /// With verity on, puts a dm-verity device over `image` and returns it as the lower's source.
-fn verified(s: &Settings, image: Source, p: &mut Plan) -> Source {
+fn verified(s: &Settings, found: &Found, image: Source, p: &mut Plan) -> Result<Source, PlanError> {
     let v = &s.verity;
     let pinned = v.root_hash[v.slot];
     let trust = match (&v.key, pinned) {
         (Some(key_file), _) => Trust::Signed { key_file: key_file.clone(), pinned },
         (None, Some(hash)) => Trust::RootHash { key: v.root_hash_key(), hash },
-        (None, None) => return image,
+        (None, None) => return Ok(image),
+    };
+    let hash = match (&v.hash_dev[v.slot], &found.hash[v.slot]) {
+        (None, _) => None,
+        (Some(_), Some(dev)) => {
+            p.devices.push(format!("hash tree: {dev}"));
+            Some(format!("/dev/{}", dev.name))
+        }
+        (Some(spec), None) => {
+            return Err(err(
+                format!("{}={spec} (the hash partition) was not found", v.hash_dev_key()),
+                "check the setting and the partition table",
+            ))
+        }
     };
     p.steps.push(Step::Verity(Verity {
         data: image,
+        hash,
         name: v.name.clone(),
         trust,
         on_corruption: v.on_corruption,
         check_all: v.check_all(),
     }));
-    Source::Device(format!("/dev/mapper/{}", v.name))
+    Ok(Source::Device(format!("/dev/mapper/{}", v.name)))
 }
 
 impl fmt::Display for Step {
@@ -409,9 +427,10 @@ impl fmt::Display for Step {
                 };
                 let check =
                     if v.check_all { "every block read once now (new image)" } else { "blocks checked as read" };
+                let tree = v.hash.as_ref().map_or(String::new(), |h| format!(" (hash tree on {h})"));
                 write!(
                     f,
-                    "verify {} with dm-verity as /dev/mapper/{}: {trust}; {check}; on corruption: {}",
+                    "verify {}{tree} with dm-verity as /dev/mapper/{}: {trust}; {check}; on corruption: {}",
                     v.data, v.name, v.on_corruption
                 )
             }
@@ -466,7 +485,7 @@ mod tests {
     fn found(data: DataState) -> Found {
         let lower =
             BlockDev { name: "vda1".into(), size: 1 << 24, fs: probe_fs(&squashfs_image(4096)), ..Default::default() };
-        Found { root: Some(lower), data, slots: [None, None] }
+        Found { root: Some(lower), data, slots: [None, None], hash: [None, None] }
     }
 
     fn settings(cmdline: &str) -> Settings {

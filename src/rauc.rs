@@ -96,6 +96,7 @@ mod tests {
             state: dir.join("state"),
             policy: P,
             sources: [Some(a.display().to_string()), Some(b.display().to_string())],
+            hash: [None, None],
             verity_key: None,
         };
         // Slot a booted image 1 and is confirmed; b booted image 2 and is confirmed too.

@@ -24,6 +24,8 @@ pub struct Verified {
     pub device: String,
     pub image: String,
     pub root_hash: String,
+    /// The device holding the tree (the image's own when appended) and the superblock's offset.
+    pub hash: String,
     pub hash_offset: u64,
     pub trust: String,
     pub checked_all: bool,
@@ -108,10 +110,11 @@ impl Report {
         if let Some(v) = &self.verity {
             let _ = writeln!(
                 o,
-                "  \"verity\": {{\"device\": {}, \"image\": {}, \"root_hash\": {}, \"hash_offset\": {}, \"trust\": {}, \"checked_all\": {}, \"fec_roots\": {}, \"fec_offset\": {}}},",
+                "  \"verity\": {{\"device\": {}, \"image\": {}, \"root_hash\": {}, \"hash\": {}, \"hash_offset\": {}, \"trust\": {}, \"checked_all\": {}, \"fec_roots\": {}, \"fec_offset\": {}}},",
                 json_str(&v.device),
                 json_str(&v.image),
                 json_str(&v.root_hash),
+                json_str(&v.hash),
                 v.hash_offset,
                 json_str(&v.trust),
                 v.checked_all,

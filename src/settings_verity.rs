@@ -1,6 +1,7 @@
 //! Settings of verified lowers (dm-verity): where the trusted root hash comes from and what the
 //! kernel does on a corrupt block. Same `oinit.` prefix and parser as every other key.
 
+use crate::devspec::DevSpec;
 use crate::settings::{abs_path, need, Source};
 use crate::verity::{self, OnCorruption};
 
@@ -19,6 +20,9 @@ pub enum FullCheck {
 pub struct VeritySettings {
     /// Trusted root hashes of slot a (or the one image, `root=`) and slot b.
     pub root_hash: [Option<[u8; 32]>; 2],
+    /// Hash partitions of their own (superblock at their start), per slot; none: the tree
+    /// follows the image.
+    pub hash_dev: [Option<DevSpec>; 2],
     /// The ed25519 public key in the initramfs that signs root hashes (board config only).
     pub key: Option<String>,
     pub on_corruption: OnCorruption,
@@ -34,6 +38,7 @@ impl Default for VeritySettings {
     fn default() -> Self {
         VeritySettings {
             root_hash: [None, None],
+            hash_dev: [None, None],
             key: None,
             // A corrupt block at run time means the flash or an attacker changed the image: a
             // restart lets boot counting roll a trial slot back (and a confirmed one with
@@ -62,6 +67,11 @@ impl VeritySettings {
         }
     }
 
+    /// The key naming this slot's hash partition, for messages.
+    pub fn hash_dev_key(&self) -> &'static str {
+        ["oinit.hashdev", "oinit.bhashdev"][self.slot.min(1)]
+    }
+
     /// The key that gave this slot's root hash, for messages.
     pub fn root_hash_key(&self) -> &'static str {
         ["oinit.roothash", "oinit.broothash"][self.slot.min(1)]
@@ -71,6 +81,8 @@ impl VeritySettings {
         match name {
             "roothash" | "aroothash" => self.root_hash[0] = Some(verity::parse_root_hash(need(v)?)?),
             "broothash" => self.root_hash[1] = Some(verity::parse_root_hash(need(v)?)?),
+            "hashdev" | "ahashdev" => self.hash_dev[0] = Some(DevSpec::parse(need(v)?)?),
+            "bhashdev" => self.hash_dev[1] = Some(DevSpec::parse(need(v)?)?),
             // The trust anchor lives in the initramfs: a command line must not swap it.
             "veritykey" if src == Source::Cmdline => {
                 return Err("only the board config may name the verity key".into());

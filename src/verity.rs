@@ -1,6 +1,6 @@
 //! dm-verity images in the format `veritysetup format` writes: the filesystem (data), then at the
-//! next 4 KiB boundary a verity superblock (version 1, sha256, 4096-byte blocks, salt) followed
-//! by the hash tree, top level first. Pure code over bytes: the superblock parser, the tree's
+//! next 4 KiB boundary (or at the start of a hash partition of its own) a verity superblock
+//! (version 1, sha256, 4096-byte blocks, salt) followed by the hash tree, top level first. Pure code over bytes: the superblock parser, the tree's
 //! size and position, the dm table line, and the tree itself (for `install`, which checks an
 //! image before writing it). The root hash never comes from here: it is trusted input.
 
@@ -73,20 +73,34 @@ pub fn tree_blocks(data_blocks: u64) -> u64 {
     total
 }
 
-/// Where the parts of a verity image are, in bytes from the start of the device.
+/// Where the parts of a verity image are, in bytes from the start of the data device and of the
+/// hash device (the same device when the tree is appended).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-    /// Data bytes, which is also where the superblock is (`--hash-offset`).
+    /// Data bytes, whole blocks.
     pub data_bytes: u64,
-    /// First block of the tree, in 4 KiB blocks (the table's `hash_start_block`).
+    /// Where the superblock is on the hash device (`--hash-offset`): `data_bytes` when appended,
+    /// 0 on a hash partition of its own.
+    pub hash_offset: u64,
+    /// First block of the tree on the hash device, in 4 KiB blocks (the table's
+    /// `hash_start_block`).
     pub tree_block: u64,
     /// The end of the hash area: where a signature block follows.
     pub end: u64,
 }
 
-/// The layout of an image whose filesystem says it is `fs_size` bytes, checked against the
-/// superblock found after it: a tree built for another image is refused.
-pub fn layout(fs_size: u64, sb: &Superblock) -> Result<Layout, String> {
+/// Where the superblock is found: after the data, or at the start of a device of its own.
+pub fn hash_offset(fs_size: u64, separate: bool) -> u64 {
+    if separate {
+        0
+    } else {
+        fs_size.div_ceil(BLOCK).saturating_mul(BLOCK)
+    }
+}
+
+/// The layout of an image whose filesystem says it is `fs_size` bytes, checked against its
+/// superblock: a tree built for another image is refused.
+pub fn layout(fs_size: u64, sb: &Superblock, separate: bool) -> Result<Layout, String> {
     let data_bytes = fs_size.div_ceil(BLOCK).checked_mul(BLOCK).ok_or("filesystem size overflows")?;
     if sb.data_blocks.checked_mul(BLOCK) != Some(data_bytes) {
         return Err(format!(
@@ -95,12 +109,13 @@ pub fn layout(fs_size: u64, sb: &Superblock) -> Result<Layout, String> {
             data_bytes / BLOCK
         ));
     }
-    let tree_block = data_bytes / BLOCK + 1;
+    let hash_offset = if separate { 0 } else { data_bytes };
+    let tree_block = hash_offset / BLOCK + 1;
     let end = tree_block
         .checked_add(tree_blocks(sb.data_blocks))
         .and_then(|b| b.checked_mul(BLOCK))
         .ok_or("the hash tree would end past 16 EiB")?;
-    Ok(Layout { data_bytes, tree_block, end })
+    Ok(Layout { data_bytes, hash_offset, tree_block, end })
 }
 
 /// Forward error correction stored after the signature block, as `veritysetup format
@@ -112,18 +127,18 @@ pub struct Fec {
     /// First block of the parity area.
     pub start: u64,
     /// Blocks the parity covers: the data blocks, then the hash device's blocks from the tree's
-    /// start (the kernel reads them from `hash_start_block` on, so the superblock is not among
-    /// them): everything up to the parity but the superblock.
+    /// start up to the parity (the kernel reads them from `hash_start_block` on, so the
+    /// superblock is not among them).
     pub covered: u64,
     /// Blocks of parity.
     pub blocks: u64,
 }
 
-/// The error correction area of an image with `roots` parity bytes per codeword, placed after
-/// the signature block that follows the hash tree.
+/// The error correction area of an image with `roots` parity bytes per codeword, placed on the
+/// hash device after the signature block that follows the hash tree.
 pub fn fec(l: &Layout, roots: u8) -> Fec {
     let start = l.end / BLOCK + 1;
-    let covered = start - 1;
+    let covered = l.data_bytes / BLOCK + (start - l.tree_block);
     // cryptsetup's VERITY_FEC_RS_blocks: 255-byte codewords, `roots` of them parity.
     let blocks = covered.div_ceil(255 - u64::from(roots)) * u64::from(roots);
     Fec { roots, start, covered, blocks }
@@ -158,11 +173,12 @@ impl OnCorruption {
     }
 }
 
-/// The `verity` target's parameters (Documentation/admin-guide/device-mapper/verity.rst), data,
-/// hash (and error correction) on the same device `major:minor`, as `veritysetup open
-/// --hash-offset` loads them.
+/// The `verity` target's parameters (Documentation/admin-guide/device-mapper/verity.rst), with
+/// the data on `dev` and the hash tree (and error correction) on `hash` (the same device when
+/// appended), as `veritysetup open [--hash-offset]` loads them.
 pub fn table(
     dev: (u32, u32),
+    hash: (u32, u32),
     l: &Layout,
     sb: &Superblock,
     root: &[u8; 32],
@@ -170,6 +186,7 @@ pub fn table(
     fec: Option<Fec>,
 ) -> String {
     let d = format!("{}:{}", dev.0, dev.1);
+    let h = format!("{}:{}", hash.0, hash.1);
     let salt = if sb.salt.is_empty() { "-".to_string() } else { hex(&sb.salt) };
     let mut opts: Vec<String> = match on {
         OnCorruption::Eio => vec![],
@@ -178,13 +195,13 @@ pub fn table(
     };
     if let Some(f) = fec {
         opts.push(format!(
-            "use_fec_from_device {d} fec_start {} fec_blocks {} fec_roots {}",
+            "use_fec_from_device {h} fec_start {} fec_blocks {} fec_roots {}",
             f.start, f.covered, f.roots
         ));
     }
     let words = opts.iter().map(|o| o.split(' ').count()).sum::<usize>();
     let opts = if words == 0 { String::new() } else { format!(" {words} {}", opts.join(" ")) };
-    format!("1 {d} {d} {BLOCK} {BLOCK} {} {} sha256 {} {salt}{opts}", sb.data_blocks, l.tree_block, hex(root))
+    format!("1 {d} {h} {BLOCK} {BLOCK} {} {} sha256 {} {salt}{opts}", sb.data_blocks, l.tree_block, hex(root))
 }
 
 pub fn hex(b: &[u8]) -> String {
@@ -306,9 +323,10 @@ mod tests {
     fn layout_and_table_line() {
         let sb = Superblock { data_blocks: 300, salt: vec![0xab, 0xcd] };
         // A squashfs of 300 blocks minus a little: the superblock is at the next 4 KiB boundary.
-        let l = layout(300 * 4096 - 100, &sb).unwrap();
-        assert_eq!(l, Layout { data_bytes: 300 * 4096, tree_block: 301, end: (301 + 3 + 1) * 4096 });
-        let t = table((254, 1), &l, &sb, &[0x11; 32], OnCorruption::Restart, None);
+        let l = layout(300 * 4096 - 100, &sb, false).unwrap();
+        let data_bytes = 300 * 4096;
+        assert_eq!(l, Layout { data_bytes, hash_offset: data_bytes, tree_block: 301, end: (301 + 3 + 1) * 4096 });
+        let t = table((254, 1), (254, 1), &l, &sb, &[0x11; 32], OnCorruption::Restart, None);
         assert_eq!(
             t,
             format!("1 254:1 254:1 4096 4096 300 301 sha256 {} abcd 1 restart_on_corruption", "11".repeat(32))
@@ -317,12 +335,21 @@ mod tests {
         // superblock: two rounds of 253-byte codewords, 2 parity blocks each.
         let f = fec(&l, 2);
         assert_eq!(f, Fec { roots: 2, start: 306, covered: 305, blocks: 4 });
-        let t = table((254, 1), &l, &sb, &[0x11; 32], OnCorruption::Eio, Some(f));
+        let t = table((254, 1), (254, 1), &l, &sb, &[0x11; 32], OnCorruption::Eio, Some(f));
         assert!(t.ends_with(" 8 use_fec_from_device 254:1 fec_start 306 fec_blocks 305 fec_roots 2"), "{t}");
-        let e = layout(200 * 4096, &sb).unwrap_err();
+        // The tree on a partition of its own: superblock at 0, tree from block 1, signature
+        // block at 5, parity from 6 covering the 300 data blocks and hash blocks 1 to 5.
+        let own = layout(300 * 4096, &sb, true).unwrap();
+        assert_eq!(own, Layout { data_bytes, hash_offset: 0, tree_block: 1, end: 5 * 4096 });
+        let f = fec(&own, 2);
+        assert_eq!((f.start, f.covered), (6, 305));
+        let t = table((254, 1), (254, 3), &own, &sb, &[0x11; 32], OnCorruption::Eio, Some(f));
+        assert!(t.starts_with("1 254:1 254:3 4096 4096 300 1 sha256 "), "{t}");
+        assert!(t.ends_with(" use_fec_from_device 254:3 fec_start 6 fec_blocks 305 fec_roots 2"), "{t}");
+        let e = layout(200 * 4096, &sb, false).unwrap_err();
         assert!(e.contains("another image"), "{e}");
         let nosalt = Superblock { data_blocks: 300, salt: vec![] };
-        assert!(table((7, 0), &l, &nosalt, &[0; 32], OnCorruption::Eio, None).ends_with(" -"));
+        assert!(table((7, 0), (7, 0), &l, &nosalt, &[0; 32], OnCorruption::Eio, None).ends_with(" -"));
     }
 
     #[test]

@@ -137,6 +137,8 @@ const CASES: &[(&str, &str)] = &[
     ("verity-file-lower", "root=PARTLABEL=userdata oinit.lowerfile=/images/rootfs.sqfs oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f"),
     ("verity-refuses-appended-data", "root=/dev/vda1 oinit.data=appended oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f"),
     ("verity-bad-root-hash", "oinit.roothash=xyz"),
+    ("verity-hash-partition", "oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f oinit.hashdev=/dev/vdb"),
+    ("verity-hash-partition-missing", "oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f oinit.hashdev=PARTLABEL=nothere oinit.timeout=1"),
 ];
 
 fn run_plan(base: &Path, cmdline: &str) -> String {

@@ -43,6 +43,12 @@ impl Drop for Fixture {
 /// A squashfs of 600 KiB of incompressible data (so the tree has two levels), signed; with
 /// `fec` parity bytes of error correction after the signature block.
 fn fixture(tag: &str, fec: Option<u8>) -> Fixture {
+    fixture_with(tag, fec, false)
+}
+
+/// With `split`, the tree and what follows it go to `img.verity.hash` (a hash partition's
+/// content) and the image is the padded squashfs alone.
+fn fixture_with(tag: &str, fec: Option<u8>, split: bool) -> Fixture {
     let dir = std::env::temp_dir().join(format!("oi-verity-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("tree")).unwrap();
@@ -69,6 +75,9 @@ fn fixture(tag: &str, fec: Option<u8>) -> Fixture {
     if let Some(roots) = fec {
         sign.env("VERITY_FEC_ROOTS", roots.to_string());
     }
+    if split {
+        sign.env("VERITY_HASH_FILE", dir.join("img.verity.hash"));
+    }
     run(&mut sign);
     let root = std::fs::read_to_string(dir.join("img.verity.roothash")).unwrap().trim().to_string();
     Fixture { dir, image, key: public, root }
@@ -78,7 +87,7 @@ fn check(f: &Fixture, bytes: &[u8]) -> Result<String, String> {
     let p = f.dir.join("candidate");
     std::fs::write(&p, bytes).unwrap();
     let file = std::fs::File::open(&p).unwrap();
-    verity_image::check(&file, bytes.len() as u64, &f.key).map(|c| overlay_init::verity::hex(&c.root))
+    verity_image::check(&file, bytes.len() as u64, None, &f.key).map(|c| overlay_init::verity::hex(&c.root))
 }
 
 #[test]
@@ -128,9 +137,35 @@ fn error_correction_area_belongs_to_the_image() {
     let p = f.dir.join("candidate");
     std::fs::write(&p, &bytes).unwrap();
     let file = std::fs::File::open(&p).unwrap();
-    let checked = verity_image::check(&file, bytes.len() as u64, &f.key).unwrap();
+    let checked = verity_image::check(&file, bytes.len() as u64, None, &f.key).unwrap();
     // install copies everything up to the end of the parity veritysetup wrote.
     assert_eq!(checked.len, bytes.len() as u64);
     let e = check(&f, &bytes[..bytes.len() - 4096]).unwrap_err();
     assert!(e.contains("error correction area needs"), "{e}");
+}
+
+#[test]
+fn hash_tree_on_a_partition_of_its_own() {
+    if !tools() {
+        return;
+    }
+    let f = fixture_with("split", Some(2), true);
+    let data = std::fs::File::open(&f.image).unwrap();
+    let len = std::fs::metadata(&f.image).unwrap().len();
+    let hash_path = f.dir.join("img.verity.hash");
+    let hash_bytes = std::fs::read(&hash_path).unwrap();
+    let hash = std::fs::File::open(&hash_path).unwrap();
+    let checked = verity_image::check(&data, len, Some((&hash, hash_bytes.len() as u64)), &f.key).unwrap();
+    assert_eq!((overlay_init::verity::hex(&checked.root), checked.len), (f.root.clone(), len));
+    // Without the hash partition the image alone is not a signed image.
+    let e = verity_image::check(&data, len, None, &f.key).unwrap_err();
+    assert!(e.contains("not a signed verity image"), "{e}");
+    // One byte of the tree (block 1, after the superblock) changed.
+    let mut bad = hash_bytes.clone();
+    bad[4096 + 7] ^= 1;
+    let p = f.dir.join("bad.hash");
+    std::fs::write(&p, &bad).unwrap();
+    let bad = std::fs::File::open(&p).unwrap();
+    let e = verity_image::check(&data, len, Some((&bad, hash_bytes.len() as u64)), &f.key).unwrap_err();
+    assert!(e.contains("stored hash tree does not match"), "{e}");
 }

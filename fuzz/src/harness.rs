@@ -41,6 +41,7 @@ pub fn settings(data: &[u8]) {
         root: Some(dev("vda1", FsKind::Squashfs)),
         data: DataState::Found { dev: dev("vda2", FsKind::Ext4), blank: false, offset: 0 },
         slots: [Some(dev("vda1", FsKind::Squashfs)), Some(dev("vda3", FsKind::Squashfs))],
+        hash: [Some(dev("vda4", FsKind::Squashfs)), None],
     };
     if let Ok(plan) = plan::decide(&s, &found) {
         let _ = plan.to_string();
@@ -170,10 +171,11 @@ pub fn verity(data: &[u8]) {
     let mut size = [0u8; 8];
     size[..head.len()].copy_from_slice(head);
     if let Ok(sb) = verity::parse_superblock(rest) {
-        if let Ok(l) = verity::layout(u64::from_le_bytes(size), &sb) {
-            assert!(l.end > l.data_bytes && l.tree_block * verity::BLOCK > l.data_bytes - 1);
+        let separate = head.first().is_some_and(|b| b & 1 == 1);
+        if let Ok(l) = verity::layout(u64::from_le_bytes(size), &sb, separate) {
+            assert!(l.end > l.hash_offset && l.tree_block * verity::BLOCK > l.hash_offset);
             let fec = Some(verity::fec(&l, head.first().map_or(2, |b| 2 + b % 23)));
-            let _ = verity::table((254, 1), &l, &sb, &[0; 32], verity::OnCorruption::Restart, fec);
+            let _ = verity::table((254, 1), (254, 2), &l, &sb, &[0; 32], verity::OnCorruption::Restart, fec);
         }
     }
     let blocks = (rest.len() as u64).div_ceil(verity::BLOCK).min(300);

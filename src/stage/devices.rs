@@ -55,6 +55,9 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
                 _ => None,
             })
             .collect();
+    // Verity hash partitions are waited for like the slots: the image is useless without its tree.
+    let slot_specs: Vec<Option<&DevSpec>> =
+        slot_specs.into_iter().chain(s.verity.hash_dev.iter().map(Option::as_ref)).collect();
     loop {
         let devs = blockdev::scan(sysfs, dev);
         let root = s.root.as_ref().map(|spec| lookup(&devs, spec));
@@ -69,7 +72,11 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
         if root_done && data_done {
             let mut found = resolve(s, &devs, root.flatten(), data, dev, now.saturating_sub(start))?;
             for (i, d) in slots.into_iter().enumerate() {
-                found.slots[i] = d.flatten().cloned();
+                let d = d.flatten().cloned();
+                match i {
+                    0 | 1 => found.slots[i] = d,
+                    _ => found.hash[i - 2] = d,
+                }
             }
             return Ok(found);
         }
@@ -90,7 +97,8 @@ fn resolve(
         SlotSource::Partition(spec) => Some(spec),
         SlotSource::File(_) => None,
     });
-    if let Some(what) = s.root.iter().chain(slot_specs).find_map(|spec| ambiguity(devs, spec)) {
+    let hash_specs = s.verity.hash_dev.iter().flatten();
+    if let Some(what) = s.root.iter().chain(slot_specs).chain(hash_specs).find_map(|spec| ambiguity(devs, spec)) {
         return Err(Error::Plan(crate::plan::PlanError {
             what: format!("root: {what}"),
             hint: "name the image's partition unambiguously (PARTUUID= of the internal disk, or /dev/NAME), \
@@ -100,7 +108,7 @@ fn resolve(
     }
     if let Some(what) = s.data.as_ref().and_then(|spec| ambiguity(devs, spec)) {
         let data = DataState::Missing(format!("data partition: {what}; none is used"));
-        return Ok(Found { root: root.cloned(), data, slots: [None, None] });
+        return Ok(Found { root: root.cloned(), data, slots: [None, None], hash: [None, None] });
     }
     if let (Some(spec), None) = (&s.root, root) {
         return Err(Error::DeviceNotFound {
@@ -124,7 +132,7 @@ fn resolve(
             saw().join(", ")
         )),
     };
-    Ok(Found { root: root.cloned(), data, slots: [None, None] })
+    Ok(Found { root: root.cloned(), data, slots: [None, None], hash: [None, None] })
 }
 
 /// `oinit.data=appended`: the data area is the rest of the root partition, from the squashfs's

@@ -276,6 +276,9 @@ fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path) {
         if let Some(p) = source_path(s, found, slot) {
             text.push_str(&format!("{}={}\n", slot.name(), p.display()));
         }
+        if let Some(h) = &found.hash[slot.index()] {
+            text.push_str(&format!("{}hash=/dev/{}\n", slot.name(), h.name));
+        }
     }
     if let Err(e) = std::fs::write(SLOTS_FILE, text) {
         log::warn!("cannot write {SLOTS_FILE}: {e}");

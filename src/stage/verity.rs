@@ -42,12 +42,16 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
         Source::Virtual(what) => return Err(Error::Verity { image: what.to_string(), what: "not an image".into() }),
     };
     let refuse = |what: String| Error::Verity { image: v.data.to_string(), what };
-    let meta = read_meta(&image, matches!(v.trust, Trust::Signed { .. })).map_err(refuse)?;
+    let hash = v.hash.clone().unwrap_or_else(|| image.clone());
+    let meta = read_meta(&image, &hash, v.hash.is_some(), matches!(v.trust, Trust::Signed { .. })).map_err(refuse)?;
     let (root, trust) = trusted_root(v, &meta).map_err(refuse)?;
-    let st = rustix::fs::stat(image.as_str()).map_err(|e| Error::sys("stat", image.clone(), e, ""))?;
-    let dev = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+    let numbers = |path: &str| {
+        let st = rustix::fs::stat(path).map_err(|e| Error::sys("stat", path, e, ""))?;
+        Ok::<_, Error>((rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)))
+    };
+    let (dev, hash_dev) = (numbers(&image)?, numbers(&hash)?);
     let sectors = meta.sb.data_blocks * (verity::BLOCK / 512);
-    let table = |on| verity::table(dev, &meta.layout, &meta.sb, &root, on, meta.fec);
+    let table = |on| verity::table(dev, hash_dev, &meta.layout, &meta.sb, &root, on, meta.fec);
     let (_, minor) =
         report.kernel(|| dm::create(&v.name, sectors, "verity", &table(OnCorruption::Eio))).map_err(|(call, e)| {
             Error::sys(call, image.clone(), e, "add dm_verity to oinit.modules (the kernel's dm-verity)")
@@ -81,7 +85,8 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
         device: link,
         image,
         root_hash: verity::hex(&root),
-        hash_offset: meta.layout.data_bytes,
+        hash: hash.clone(),
+        hash_offset: meta.layout.hash_offset,
         trust,
         checked_all: v.check_all,
         fec_roots: meta.fec.map_or(0, |f| f.roots),
@@ -90,17 +95,18 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// The filesystem's size, the superblock after it, and that the device holds the whole tree
-/// (and the signature block after it, when one is needed).
-fn read_meta(image: &str, signed: bool) -> std::result::Result<Meta, String> {
-    let path = Path::new(image);
-    let head = read_head(path, 0, probe::PROBE_LEN).ok_or("cannot read its first bytes")?;
+/// The filesystem's size, the superblock after it (or at the start of the hash partition), and
+/// that the hash device holds the whole tree (and the signature block after it, when one is
+/// needed, and the error correction area it announces).
+fn read_meta(image: &str, hash: &str, separate: bool, signed: bool) -> std::result::Result<Meta, String> {
+    let head = read_head(Path::new(image), 0, probe::PROBE_LEN).ok_or("cannot read its first bytes")?;
     let fs = probe::probe_fs(&head).filter(|f| f.kind == FsKind::Squashfs).ok_or("it holds no squashfs image")?;
-    let at = fs.size.div_ceil(verity::BLOCK).saturating_mul(verity::BLOCK);
+    let path = Path::new(hash);
+    let at = verity::hash_offset(fs.size, separate);
     let sb_bytes = read_head(path, at, verity::BLOCK as usize)
-        .ok_or(format!("the device ends at the squashfs; no verity superblock at byte {at}"))?;
-    let sb = verity::parse_superblock(&sb_bytes).map_err(|e| format!("at byte {at}: {e}"))?;
-    let layout = verity::layout(fs.size, &sb)?;
+        .ok_or(format!("{hash} ends before byte {}: no verity superblock", at + verity::BLOCK))?;
+    let sb = verity::parse_superblock(&sb_bytes).map_err(|e| format!("{hash} at byte {at}: {e}"))?;
+    let layout = verity::layout(fs.size, &sb, separate)?;
     let size = std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::End(0))).map_err(|e| e.to_string())?;
     if size < layout.end {
         let end = layout.end;

@@ -292,7 +292,7 @@ impl Needs {
 /// A scenario: its name, the test, and what it needs from the board.
 pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
-const SCENARIOS: [Scenario; 30] = [
+const SCENARIOS: [Scenario; 31] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -321,6 +321,7 @@ const SCENARIOS: [Scenario; 30] = [
     ("verity-tampered-falls-back", crate::e2e_verity::tampered_falls_back, Needs::Verity),
     ("verity-runtime-corruption", crate::e2e_verity::runtime_corruption, Needs::Verity),
     ("verity-fec-repairs", crate::e2e_verity::fec_repairs, Needs::Verity),
+    ("verity-hash-partition", crate::e2e_verity::hash_partition, Needs::Verity),
     ("debian-systemd", crate::e2e_debian::systemd, Needs::X86Only),
     ("debian-rauc", crate::e2e_debian::rauc, Needs::X86Only),
 ];

@@ -20,6 +20,10 @@ struct Setup {
     images: [PathBuf; 2],
     /// Slot a's image with error correction (2 parity bytes) after its signature block.
     fec: PathBuf,
+    /// Slot a's image padded to whole blocks, and its hash tree, signature block and parity as
+    /// the content of a hash partition of its own; then the same without parity.
+    split: [PathBuf; 2],
+    split_plain: [PathBuf; 2],
     roots: [String; 2],
     /// The board's initramfs with dm-verity and the public key (signed images required).
     signed: PathBuf,
@@ -60,16 +64,19 @@ fn build_setup(ctx: &Ctx<'_>) -> Result<Setup, String> {
     if host_arch {
         extra.extend([("/sbin/veritysetup", "/usr/sbin/veritysetup"), ("/sbin/dmsetup", "/usr/sbin/dmsetup")]);
     }
-    let sign = |sqfs: &Path, signed: &Path, fec: &str| {
-        sh::quiet(
-            sh::cmd("sh")
-                .arg(ctx.root.join("board/integration/verity/sign-image.sh"))
-                .arg(sqfs)
-                .arg(&key)
-                .arg(signed)
-                .env("VERITY_FEC_ROOTS", fec),
-        )
+    let sign_with = |sqfs: &Path, signed: &Path, fec: &str, hash: Option<&Path>| {
+        let mut cmd = sh::cmd("sh");
+        cmd.arg(ctx.root.join("board/integration/verity/sign-image.sh"))
+            .arg(sqfs)
+            .arg(&key)
+            .arg(signed)
+            .env("VERITY_FEC_ROOTS", fec);
+        if let Some(h) = hash {
+            cmd.env("VERITY_HASH_FILE", h);
+        }
+        sh::quiet(&mut cmd)
     };
+    let sign = |sqfs: &Path, signed: &Path, fec: &str| sign_with(sqfs, signed, fec, None);
     let mut images = Vec::new();
     let mut roots = Vec::new();
     let mut sqfs_a = PathBuf::new();
@@ -86,6 +93,10 @@ fn build_setup(ctx: &Ctx<'_>) -> Result<Setup, String> {
     }
     let fec = out.join("verity-a-fec.img");
     sign(&sqfs_a, &fec, "2")?;
+    let split = [out.join("verity-a-data.img"), out.join("verity-a.hash")];
+    sign_with(&sqfs_a, &split[0], "2", Some(&split[1]))?;
+    let split_plain = [out.join("verity-a-data-plain.img"), out.join("verity-a-plain.hash")];
+    sign_with(&sqfs_a, &split_plain[0], "", Some(&split_plain[1]))?;
     let a = std::fs::read(&images[0]).map_err(|e| e.to_string())?;
     let noise_at = a.windows(4096).position(|w| w == &noise[..4096]).ok_or("the noise file is not stored verbatim")?;
     let board_conf = std::fs::read_to_string(ctx.board.dir.join("overlay-init.conf")).map_err(|e| e.to_string())?;
@@ -104,7 +115,7 @@ fn build_setup(ctx: &Ctx<'_>) -> Result<Setup, String> {
     let [a, b]: [PathBuf; 2] = images.try_into().map_err(|_| "two images")?;
     let [ra, rb]: [String; 2] = roots.try_into().map_err(|_| "two root hashes")?;
     let [signed, hashes]: [PathBuf; 2] = initrds.try_into().map_err(|_| "two initramfs")?;
-    Ok(Setup { images: [a, b], fec, roots: [ra, rb], signed, hashes, noise: noise_at as u64 })
+    Ok(Setup { images: [a, b], fec, split, split_plain, roots: [ra, rb], signed, hashes, noise: noise_at as u64 })
 }
 
 /// xorshift bytes: the same every run, and nothing a compressor can shrink.
@@ -265,6 +276,45 @@ pub fn fec_repairs(ctx: &Ctx<'_>) -> Result<(), String> {
         if ours.is_none() || ours != reference || !ours.as_deref().unwrap_or("").contains("use_fec_from_device") {
             return Err(format!("dm tables differ: init {ours:?}, veritysetup {reference:?}"));
         }
+    }
+    Ok(())
+}
+
+/// The hash tree (with its signature block and parity) on a partition of its own, as systemd's
+/// usr-verity layouts have it: one image, `oinit.hashdev=` names the partition; the boot goes
+/// through dm-verity with both devices and (x86_64) the table equals veritysetup's for the same
+/// two devices. One byte changed in the tree's top block: the image is refused and the board's
+/// failure policy runs (no other slot to fall back to).
+pub fn hash_partition(ctx: &Ctx<'_>) -> Result<(), String> {
+    let v = setup(ctx)?;
+    let settings = "root=PARTLABEL=rootfs oinit.hashdev=PARTLABEL=rootfs_b";
+    let disk = disk_with(ctx, [&v.split[0], &v.split[1]], "verity-split", |_| {})?;
+    let host_arch = ctx.board.rust_target.starts_with(std::env::consts::ARCH);
+    let actions = if host_arch { "oitest=verity-table" } else { "" };
+    let b = ctx.boot_with(&v.signed, &disk, &format!("{settings} {actions}"), "verity-split")?;
+    booted(&b)?;
+    want(&b, "lower-visible", "/dev/mapper/oinit-root")?;
+    contains(&b, "(hash tree on /dev/vda3)")?;
+    contains(&b, "error correction with 2 parity bytes")?;
+    if host_arch {
+        let (ours, reference) = (b.marker("table-init"), b.marker("table-ref"));
+        if ours.is_none() || ours != reference || !ours.as_deref().unwrap_or("").contains(" 254:1 254:3 ") {
+            return Err(format!("dm tables differ: init {ours:?}, veritysetup {reference:?}"));
+        }
+    }
+    // The tree's top block is the first thing checked against the root hash (without parity,
+    // which would repair one changed byte).
+    let disk = disk_with(ctx, [&v.split_plain[0], &v.split_plain[1]], "verity-split-bad", |_| {})?;
+    let p = image::part(&image::partitions(&disk)?, "rootfs_b")?;
+    let mut top = image::read_at(&disk, p.start + 4096, 4096)?;
+    top[10] ^= 0x01;
+    image::write_at(&disk, p.start + 4096, &top)?;
+    let b = ctx.boot_with(&v.signed, &disk, &format!("{settings} oinit.rebootdelay=1"), "verity-split-bad")?;
+    contains(&b, "FATAL")?;
+    contains(&b, "dm-verity refuses PARTLABEL=rootfs").or_else(|_| contains(&b, "dm-verity refuses /dev/vda1"))?;
+    contains(&b, "do not match the root hash")?;
+    if b.console.contains("OI: pid=") {
+        return Err("the real init ran on a refused image".into());
     }
     Ok(())
 }

@@ -8,6 +8,9 @@
 # "overlay-init verity v1 roothash=<hex>\n" made with openssl. The root hash is also written to
 # OUT.roothash, for boards that pin it with oinit.roothash= instead of (or as well as) a key.
 #
+# With VERITY_HASH_FILE=PATH the superblock, tree, signature block (and parity) go to that file
+# instead, for a hash partition of its own (oinit.hashdev=); OUT is then the padded squashfs.
+#
 # With VERITY_FEC_ROOTS=N (2 to 24), Reed-Solomon parity (veritysetup's --fec-device on the same
 # file) follows the signature block and covers everything before it; dm-verity then repairs up to
 # N/2 bad bytes per codeword on read, and the block says fec_roots=N so the init loads it.
@@ -27,11 +30,17 @@ veritysetup=$(command -v veritysetup || echo /usr/sbin/veritysetup)
 
 cp "$in" "$out"
 truncate -s $((blocks * 4096)) "$out"
-set -- format --hash-offset=$((blocks * 4096)) --data-blocks="$blocks"
+hash=${VERITY_HASH_FILE:-$out}
+set -- format --data-blocks="$blocks"
+if [ "$hash" = "$out" ]; then
+	set -- "$@" --hash-offset=$((blocks * 4096))
+else
+	rm -f "$hash"
+fi
 if [ -n "${VERITY_SALT:-}" ]; then set -- "$@" --salt="$VERITY_SALT"; fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$veritysetup" "$@" "$out" "$out" >"$tmp/format"
+"$veritysetup" "$@" "$out" "$hash" >"$tmp/format"
 root=$(awk '/^Root hash:/ { print $3 }' "$tmp/format")
 [ ${#root} -eq 64 ] || { echo "$0: veritysetup format gave no root hash" >&2; exit 1; }
 
@@ -42,15 +51,15 @@ printf 'oiverity1\nroothash=%s\nsig=%s\n' "$root" "$sig" >"$tmp/block"
 if [ -n "${VERITY_FEC_ROOTS:-}" ]; then printf 'fec_roots=%s\n' "$VERITY_FEC_ROOTS" >>"$tmp/block"; fi
 truncate -s 4096 "$tmp/block"
 # veritysetup wrote the tree up to its last block: the signature block follows it.
-end=$(stat -c %s "$out")
-cat "$tmp/block" >>"$out"
+end=$(stat -c %s "$hash")
+cat "$tmp/block" >>"$hash"
 if [ -n "${VERITY_FEC_ROOTS:-}" ]; then
 	# The same format again (same salt and UUID, so the same tree and root hash), now with the
 	# parity computed over data, hash area and signature block.
 	salt=$(awk '/^Salt:/ { print $2 }' "$tmp/format")
 	uuid=$(awk '/^UUID:/ { print $2 }' "$tmp/format")
-	again=$("$veritysetup" "$@" --salt="$salt" --uuid="$uuid" --fec-device="$out" \
-		--fec-offset=$((end + 4096)) --fec-roots="$VERITY_FEC_ROOTS" "$out" "$out" | awk '/^Root hash:/ { print $3 }')
+	again=$("$veritysetup" "$@" --salt="$salt" --uuid="$uuid" --fec-device="$hash" \
+		--fec-offset=$((end + 4096)) --fec-roots="$VERITY_FEC_ROOTS" "$out" "$hash" | awk '/^Root hash:/ { print $3 }')
 	[ "$again" = "$root" ] || { echo "$0: the FEC pass changed the root hash" >&2; exit 1; }
 fi
 echo "$root" >"$out.roothash"
