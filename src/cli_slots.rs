@@ -145,10 +145,7 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
         }
         "mark-bad" => ctx.slot_arg(rest.first()).and_then(|s| {
             ctx.update(|st| {
-                slots::mark_bad(st, s);
-                if st.active == s {
-                    st.active = s.other();
-                }
+                slots::reject(st, s);
                 Ok(format!("slot {} marked bad; slot {} boots next", s.name(), st.active.name()))
             })
         }),

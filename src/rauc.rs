@@ -54,8 +54,12 @@ pub fn handle(ctx: &Context, args: &[String]) -> Result<String, String> {
             ctx.update(|st| {
                 if good {
                     slots::mark_good(st, s, ctx.policy);
-                } else {
+                } else if ctx.policy.one_slot {
                     slots::mark_bad(st, s);
+                } else {
+                    // `rauc status mark-bad booted`: the next boot goes to the other slot, and
+                    // get-primary says so.
+                    slots::reject(st, s);
                 }
                 Ok(String::new())
             })
@@ -114,6 +118,10 @@ mod tests {
         assert_eq!(run(&["get-state", "a"]).unwrap(), "good");
         let st = ctx.read().unwrap();
         assert_ne!(st.slot(SlotId::A).image, crate::state::IMAGE_INSTALLED);
+        // `rauc status mark-bad booted` on a: b is primary now.
+        run(&["set-state", "a", "bad"]).unwrap();
+        assert_eq!(run(&["get-primary"]).unwrap(), "b");
+        run(&["set-state", "a", "good"]).unwrap();
         // RAUC writes a new image into b, then set-primary b: a trial, not good yet.
         std::fs::write(&b, image(3)).unwrap();
         run(&["set-primary", "b"]).unwrap();

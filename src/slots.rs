@@ -126,6 +126,15 @@ pub fn mark_bad(st: &mut State, s: SlotId) {
     slot.last = Outcome::Failed;
 }
 
+/// An operator (or RAUC) rejects `s`: it is marked bad and, if it was to boot next, the other
+/// slot boots next instead, so the active slot and what really boots agree.
+pub fn reject(st: &mut State, s: SlotId) {
+    mark_bad(st, s);
+    if st.active == s {
+        st.active = s.other();
+    }
+}
+
 /// Makes `s` the slot of the next boot with fresh tries (after an install, or a rollback).
 pub fn activate(st: &mut State, s: SlotId, p: Policy, fresh_image: bool) {
     st.active = s;

@@ -78,6 +78,8 @@ fn rauc_backend_requests() {
     assert!(!st.slot(SlotId::B).good && st.slot(SlotId::B).tries > 0, "set-primary starts a trial");
     assert_eq!(cli(&path, &["rauc", "set-state", "b", "bad"]).0, 0);
     assert_eq!(cli(&path, &["rauc", "get-state", "b"]).1.trim(), "bad");
+    // A bad primary is not what boots next: a is primary again (and stays, good or not b).
+    assert_eq!(cli(&path, &["rauc", "get-primary"]).1.trim(), "a");
     assert_eq!(cli(&path, &["rauc", "set-state", "b", "good"]).0, 0);
     assert_eq!(cli(&path, &["rauc", "get-state", "b"]).1.trim(), "good");
     let (code, out) = cli(&path, &["rauc", "set-state", "c", "good"]);
@@ -87,7 +89,7 @@ fn rauc_backend_requests() {
     let link = path.parent().unwrap().join("overlay-init-rauc");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_overlay-init"), &link).unwrap();
     let out = Command::new(&link).args(["get-primary", "--state"]).arg(&path).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "a");
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 

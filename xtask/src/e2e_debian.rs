@@ -17,8 +17,10 @@ const AB: &str = "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.trie
 /// Real RAUC (Debian's 1.8) drives the slots through `bootloader=custom`: `rauc status` names
 /// the booted slot (the service drop-in), a bundle signed on the host is installed into slot b,
 /// which boots on trial and is confirmed by the mark-good unit; `rauc status mark-active booted`
-/// keeps the upper; a second update that is never confirmed rolls back after its one try, with
-/// the old slot's data intact.
+/// keeps the upper; `mark-bad booted` sends the next boot to a and `mark-good other` +
+/// `mark-active other` bring b back, RAUC's and overlay-init's views agreeing after each; a
+/// second update that is never confirmed rolls back after its one try, with the old slot's data
+/// intact.
 pub fn rauc(ctx: &Ctx<'_>) -> Result<(), String> {
     let (a, b) = (debian_image(ctx, "a")?, debian_image(ctx, "b")?);
     let bundle = rauc_bundle(ctx, &b)?;
@@ -38,17 +40,32 @@ pub fn rauc(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&r, "rauc-mark-active-exit", "0")?;
     want(&r, "counter", "2")?;
     contains(&r, "OI-STATUS: slot b: good")?;
+    want(&r, "rauc-boot-status-b", "good")?;
+    // `rauc status mark-bad booted`: RAUC and overlay-init agree b is bad, and a boots next.
+    let r = boot("oi.rauc=mark-bad-booted", "rauc-3b")?;
+    want(&r, "rauc-mark-bad-booted-exit", "0")?;
+    want(&r, "rauc-boot-status-b", "bad")?;
+    contains(&r, "OI-STATUS: slot b: bad")?;
+    want(&r, "rauc-primary", "rootfs.0")?;
+    // From a: `mark-good other` and `mark-active other` bring b back, upper and all.
+    let r = boot("oi.rauc=mark-good-other,mark-active-other", "rauc-3c")?;
+    want(&r, "slot", "a")?;
+    want(&r, "counter", "2")?;
+    want(&r, "rauc-mark-good-other-exit", "0")?;
+    want(&r, "rauc-boot-status-b", "good")?;
+    contains(&r, "OI-STATUS: slot b: good")?;
+    want(&r, "rauc-primary", "rootfs.1")?;
     // The upper survived mark-active, and an update that is never confirmed rolls back.
     let r = boot("oi.rauc=install oinit.tries=1", "rauc-4")?;
     want(&r, "slot", "b")?;
-    want(&r, "counter", "3")?;
+    want(&r, "counter", "4")?;
     want(&r, "rauc-install-exit", "0")?;
     let r = boot("oi.nomarkgood", "rauc-5")?;
     want(&r, "slot", "a")?;
     contains(&r, "OI-STATUS: slot a: on trial")?;
     let r = boot("", "rauc-6")?;
     want(&r, "slot", "b")?;
-    want(&r, "counter", "4")?;
+    want(&r, "counter", "5")?;
     contains(&r, "rolled back")
 }
 
