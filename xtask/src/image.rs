@@ -189,6 +189,7 @@ pub fn rootfs_with(root: &Path, b: &Board, variant: &str, extra: &[(&str, &str)]
     let integration = root.join("board/integration");
     for (src, dst) in [
         ("sysvinit/S99overlay-init-mark-good", "etc/init.d/S99overlay-init-mark-good"),
+        ("sysvinit/overlay-init-shutdown", "etc/init.d/overlay-init-shutdown"),
         ("openwrt/firstboot", "sbin/firstboot"),
     ] {
         std::fs::copy(integration.join(src), dir.join(dst)).map_err(|e| format!("{src}: {e}"))?;
