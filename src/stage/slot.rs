@@ -233,8 +233,11 @@ fn factory_reset(
             upper::move_aside(base, slot.name(), &original)?;
         }
         let from = base.join(upper::TRASH).join(&original).join("upper");
-        if !s.ab.keep.is_empty() && from.is_dir() {
-            let n = upper::carry(&s.ab.keep, &from, &base.join(slot.name()).join("upper"));
+        // The same keep-list as a new image: the board's paths and those the keep file in
+        // the old upper lists (OpenWRT's sysupgrade.conf), so one list says what survives.
+        let keep = if from.is_dir() { upper::keep_list(&s.ab.keep, &s.ab.keep_file, &from) } else { Vec::new() };
+        if !keep.is_empty() {
+            let n = upper::carry(&keep, &from, &base.join(slot.name()).join("upper"));
             log::info!("factory reset: {n} kept entries carried into slot {}", slot.name());
         }
     }

@@ -97,7 +97,7 @@ pub fn corrupt_slot_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
 }
 
 /// Factory reset from the command line, then from the CLI: every upper is gone, the keep-list
-/// stays, the slot state stays.
+/// (the board's paths and those the keep file in the upper lists) stays, the slot state stays.
 pub fn factory_reset(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("ab-reset")?;
     boot(ctx, &disk, "oitest=keep,mark-good", "reset-1")?;
@@ -107,6 +107,7 @@ pub fn factory_reset(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "FACTORY RESET (oinit.factoryreset on the command line)")?;
     want(&b, "counter", "1")?;
     want(&b, "keepme", "kept-from-a")?;
+    want(&b, "kept-by-file", "yes")?;
     contains(&b, "OI-STATUS: slot a: good")?;
     let b = boot(ctx, &disk, "oitest=factory-reset", "reset-4")?;
     want(&b, "counter", "2")?;
