@@ -32,7 +32,8 @@ const USAGE: &str = "cargo xtask <command>
   e2e [BOARD...]      QEMU end-to-end tests (default: every qemu-* board)
   powercut [N] [BOARD...]  N power cuts per kind (factory reset, state writes, install)
   fuzz [SECONDS] [TARGET...]  run the libFuzzer targets of fuzz/ for SECONDS each (default 60)
-  bench [RUNS]        boot each board RUNS times (default 5) and report medians
+  bench [RUNS] [BOARD...] boot each board RUNS times (default 10) with overlay-init and the busybox
+                      baseline, and report medians and ratios
   bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper
 BOARD is a folder under board/: qemu-x86_64, qemu-aarch64, qemu-armv7, imx6, imx8, openwrt";
 
@@ -74,7 +75,10 @@ fn main() {
             fuzz::main(&root, secs, args.get(2..).unwrap_or_default())
         }
         Some("check-buildroot") => buildroot::main(&root),
-        Some("bench") => bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5)),
+        Some("bench") => {
+            let boards = if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
+            bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10), &boards)
+        }
         _ => Err(USAGE.to_string()),
     };
     if let Err(e) = result {
