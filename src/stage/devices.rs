@@ -12,9 +12,12 @@ use crate::settings_ab::SlotSource;
 use std::path::Path;
 use std::time::Duration;
 
-/// How often to look again while waiting: short enough not to add boot time, long enough not to
-/// spin (a scan reads a few KiB per device).
+/// How often to look again while waiting without uevents: short enough not to add boot time,
+/// long enough not to spin (a scan reads a few KiB per device).
 const POLL: Duration = Duration::from_millis(20);
+/// With uevents, a scan follows each announcement; this only bounds a wait in which nothing is
+/// announced (a device that appears without a uevent would still be found this late).
+const UEVENT_WAIT: Duration = Duration::from_millis(250);
 
 /// OpenWRT aligns the data area after the squashfs to 64 KiB (fstools' libfstools/rootdisk.c), so
 /// a new image of about the same size finds the data where it was.
@@ -37,9 +40,13 @@ pub fn ambiguity(devs: &[BlockDev], spec: &DevSpec) -> Option<String> {
     (all.len() > 1).then(|| format!("{spec} matches {} devices ({})", all.len(), all.join(", ")))
 }
 
-/// Finds the root (lower) and data devices. With `wait`, polls until both are there or their
-/// deadlines pass: the root's is fatal, the data partition's leads to the data-missing policy.
+/// Finds the root (lower) and data devices. With `wait`, looks again at every uevent (or every
+/// 20 ms without them) until both are there or their deadlines pass: the root's is fatal, the
+/// data partition's leads to the data-missing policy.
 pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found> {
+    // Subscribed before the first scan: a device that appears between the scan and the wait
+    // is queued on the socket and ends the wait at once.
+    let events = if wait { crate::sys::uevent::Uevents::open() } else { None };
     if wait && s.rootdelay > 0 {
         log::info!("rootdelay: waiting {} s before looking for devices", s.rootdelay);
         std::thread::sleep(Duration::from_secs(s.rootdelay.into()));
@@ -80,7 +87,18 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
             }
             return Ok(found);
         }
-        std::thread::sleep(POLL);
+        match &events {
+            Some(ev) => {
+                let next = [(root_done, root_deadline), (data_done, data_deadline)]
+                    .iter()
+                    .filter(|(done, _)| !done)
+                    .map(|(_, at)| at.saturating_sub(now))
+                    .min()
+                    .unwrap_or(0);
+                ev.wait(UEVENT_WAIT.min(Duration::from_micros(next)));
+            }
+            None => std::thread::sleep(POLL),
+        }
     }
 }
 

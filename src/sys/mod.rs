@@ -7,4 +7,5 @@ pub mod gpio;
 pub mod loopdev;
 pub mod mount;
 pub mod process;
+pub mod uevent;
 pub mod watchdog;
