@@ -34,6 +34,9 @@ pub struct LoadStep {
     pub chains: Vec<Vec<String>>,
     /// Soft dependencies are wanted, not required: a missing one is a warning.
     pub required: bool,
+    /// The requested module (index into the requests) this step serves: its soft dependencies,
+    /// itself and its post-dependencies form one group, loaded in order; groups are independent.
+    pub group: usize,
 }
 
 impl ModIndex {
@@ -95,26 +98,27 @@ impl ModIndex {
     /// overflow PID 1's stack nor loop, since each module is planned once.
     pub fn plan(&self, requests: &[String]) -> Result<Vec<LoadStep>, String> {
         enum Work {
-            Visit(String, bool),
+            Visit(String, bool, usize),
             Emit(LoadStep),
-            Post(Vec<String>),
+            Post(Vec<String>, usize),
         }
         let mut steps = Vec::new();
         let mut seen = HashSet::new();
-        let mut stack: Vec<Work> = requests.iter().rev().map(|r| Work::Visit(r.clone(), true)).collect();
+        let mut stack: Vec<Work> =
+            requests.iter().enumerate().rev().map(|(g, r)| Work::Visit(r.clone(), true, g)).collect();
         while let Some(work) = stack.pop() {
-            let (request, required) = match work {
+            let (request, required, group) = match work {
                 Work::Emit(step) => {
                     steps.push(step);
                     continue;
                 }
-                Work::Post(names) => {
+                Work::Post(names, g) => {
                     let posts = names.iter().flat_map(|n| self.soft_post.get(n).into_iter().flatten());
                     let posts: Vec<&String> = posts.collect();
-                    stack.extend(posts.into_iter().rev().map(|p| Work::Visit(p.clone(), false)));
+                    stack.extend(posts.into_iter().rev().map(|p| Work::Visit(p.clone(), false, g)));
                     continue;
                 }
-                Work::Visit(request, required) => (request, required),
+                Work::Visit(request, required, g) => (request, required, g),
             };
             if !seen.insert(norm(&request)) {
                 continue;
@@ -144,9 +148,9 @@ impl ModIndex {
                 .collect();
             let pres: Vec<&String> = names.iter().flat_map(|n| self.soft_pre.get(n).into_iter().flatten()).collect();
             // Popped in reverse: pre softdeps first, then this module, then its post softdeps.
-            stack.push(Work::Post(names));
-            stack.push(Work::Emit(LoadStep { request, chains, required }));
-            stack.extend(pres.into_iter().rev().map(|p| Work::Visit(p.clone(), false)));
+            stack.push(Work::Post(names, group));
+            stack.push(Work::Emit(LoadStep { request, chains, required, group }));
+            stack.extend(pres.into_iter().rev().map(|p| Work::Visit(p.clone(), false, group)));
         }
         Ok(steps)
     }

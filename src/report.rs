@@ -79,6 +79,13 @@ impl Report {
         out
     }
 
+    /// Books kernel work measured elsewhere (parallel module loads) to the current stage.
+    pub fn add_kernel_us(&mut self, us: u64) {
+        if let Some(c) = &mut self.current {
+            c.2 += us;
+        }
+    }
+
     pub fn to_json(&self) -> String {
         let mut o = String::from("{\n");
         let _ = writeln!(o, "  \"version\": {},", json_str(env!("CARGO_PKG_VERSION")));

@@ -165,8 +165,9 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
                 .push(moments(&boot.console).ok_or(format!("{name}: baseline boot {i} did not reach the real init"))?);
         }
         let m = |v: &[(f64, f64)], f: Span| median(v.iter().map(f).collect());
+        let cpus = std::env::var("OI_SMP").unwrap_or_else(|_| "1".into());
         out.push_str(&format!(
-            "\n### {name}: overlay-init against the busybox baseline, median of {runs} boots each (ms)\n\n"
+            "\n### {name}, {cpus} vCPU: overlay-init against the busybox baseline, median of {runs} boots each (ms)\n\n"
         ));
         out.push_str("| from → to | overlay-init | baseline | ratio |\n|---|---:|---:|---:|\n");
         let rows: [(&str, Span); 3] = [

@@ -106,6 +106,10 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
     if r.disk.is_some() {
         c.args(["-device", "virtio-blk-pci,drive=d0"]);
     }
+    // OI_SMP=N: N vCPUs (QEMU runs TCG multi-threaded then), to measure parallel module loading.
+    if let Some(n) = std::env::var("OI_SMP").ok().filter(|n| n.parse::<u32>().is_ok_and(|n| n > 1)) {
+        c.args(["-smp", &n]);
+    }
     let mut child = c
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
