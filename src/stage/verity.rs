@@ -27,53 +27,14 @@ struct Meta {
 
 pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
     // Held until the dm table holds the loop device: autoclear detaches it at our last close.
-    let mut _loop_hold = None;
-    let image = match &v.data {
-        Source::Device(d) => d.clone(),
-        Source::LoopFile(file) => {
-            check_squashfs_file(file)?;
-            let attached = report.kernel(|| loopdev::attach_ro(file)).map_err(|(call, e)| {
-                Error::sys(call, file.clone(), e, "add loop to oinit.modules (or build it into the kernel)")
-            })?;
-            let path = attached.path.clone();
-            _loop_hold = Some(attached);
-            path
-        }
-        Source::Virtual(what) => return Err(Error::Verity { image: what.to_string(), what: "not an image".into() }),
-    };
+    let (image, _loop_hold) = image_device(&v.data, report)?;
     let refuse = |what: String| Error::Verity { image: v.data.to_string(), what };
     let hash = v.hash.clone().unwrap_or_else(|| image.clone());
     let meta = read_meta(&image, &hash, v.hash.is_some(), matches!(v.trust, Trust::Signed { .. })).map_err(refuse)?;
     let (root, trust) = trusted_root(v, &meta).map_err(refuse)?;
-    let numbers = |path: &str| {
-        let st = rustix::fs::stat(path).map_err(|e| Error::sys("stat", path, e, ""))?;
-        Ok::<_, Error>((rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)))
-    };
-    let (dev, hash_dev) = (numbers(&image)?, numbers(&hash)?);
-    let sectors = meta.sb.data_blocks * (verity::BLOCK / 512);
-    let table = |on| verity::table(dev, hash_dev, &meta.layout, &meta.sb, &root, on, meta.fec);
-    let (_, minor) =
-        report.kernel(|| dm::create(&v.name, sectors, "verity", &table(OnCorruption::Eio))).map_err(|(call, e)| {
-            Error::sys(call, image.clone(), e, "add dm_verity to oinit.modules (the kernel's dm-verity)")
-        })?;
-    let node = format!("/dev/dm-{minor}");
-    let blocks = if v.check_all { meta.sb.data_blocks } else { 1 };
-    if v.check_all {
-        log::info!(
-            "dm-verity: reading all {} MiB of {} once (first boot of this image)",
-            meta.layout.data_bytes >> 20,
-            v.data
-        );
-    }
-    let checked = report.kernel(|| read_through(&node, blocks));
-    let live = checked.and_then(|()| match v.on_corruption {
-        OnCorruption::Eio => Ok(()),
-        on => dm::reload(&v.name, sectors, "verity", &table(on)).map_err(|(call, e)| format!("{call}: {e}")),
-    });
-    if let Err(what) = live {
-        let _ = dm::remove(&v.name);
-        return Err(refuse(what));
-    }
+    let devs = (numbers(&image)?, numbers(&hash)?);
+    let table = |on| verity::table(devs.0, devs.1, &meta.layout, &meta.sb, &root, on, meta.fec);
+    let node = create_checked(v, &meta, &image, table, report)?;
     let link = format!("/dev/mapper/{}", v.name);
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&node, &link).map_err(|e| {
@@ -85,7 +46,7 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
         device: link,
         image,
         root_hash: verity::hex(&root),
-        hash: hash.clone(),
+        hash,
         hash_offset: meta.layout.hash_offset,
         trust,
         checked_all: v.check_all,
@@ -93,6 +54,59 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
         fec_offset: meta.fec.map_or(0, |f| f.start * verity::BLOCK),
     });
     Ok(())
+}
+
+/// The block device holding the image: its partition, or a read-only loop device over its file
+/// (returned too: it must stay open until the dm table holds the loop device).
+fn image_device(data: &Source, report: &mut Report) -> Result<(String, Option<loopdev::Attached>)> {
+    match data {
+        Source::Device(d) => Ok((d.clone(), None)),
+        Source::LoopFile(file) => {
+            check_squashfs_file(file)?;
+            let attached = report.kernel(|| loopdev::attach_ro(file)).map_err(|(call, e)| {
+                Error::sys(call, file.clone(), e, "add loop to oinit.modules (or build it into the kernel)")
+            })?;
+            Ok((attached.path.clone(), Some(attached)))
+        }
+        Source::Virtual(what) => Err(Error::Verity { image: what.to_string(), what: "not an image".into() }),
+    }
+}
+
+fn numbers(path: &str) -> Result<(u32, u32)> {
+    let st = rustix::fs::stat(path).map_err(|e| Error::sys("stat", path, e, ""))?;
+    Ok((rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)))
+}
+
+/// Creates the device with corruption as EIO, reads through it (the first block, or all of
+/// them on an image's first boot), then switches to the run-time policy; returns its node. A
+/// device that fails the read is removed again.
+fn create_checked(
+    v: &Verity,
+    meta: &Meta,
+    image: &str,
+    table: impl Fn(OnCorruption) -> String,
+    report: &mut Report,
+) -> Result<String> {
+    let sectors = meta.sb.data_blocks * (verity::BLOCK / 512);
+    let (_, minor) = report
+        .kernel(|| dm::create(&v.name, sectors, "verity", &table(OnCorruption::Eio)))
+        .map_err(|(call, e)| Error::sys(call, image, e, "add dm_verity to oinit.modules (the kernel's dm-verity)"))?;
+    let node = format!("/dev/dm-{minor}");
+    let blocks = if v.check_all { meta.sb.data_blocks } else { 1 };
+    if v.check_all {
+        let mib = meta.layout.data_bytes >> 20;
+        log::info!("dm-verity: reading all {mib} MiB of {} once (first boot of this image)", v.data);
+    }
+    let checked = report.kernel(|| read_through(&node, blocks));
+    let live = checked.and_then(|()| match v.on_corruption {
+        OnCorruption::Eio => Ok(()),
+        on => dm::reload(&v.name, sectors, "verity", &table(on)).map_err(|(call, e)| format!("{call}: {e}")),
+    });
+    if let Err(what) = live {
+        let _ = dm::remove(&v.name);
+        return Err(Error::Verity { image: v.data.to_string(), what });
+    }
+    Ok(node)
 }
 
 /// The filesystem's size, the superblock after it (or at the start of the hash partition), and
