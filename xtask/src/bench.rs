@@ -187,13 +187,18 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
             (runs / 2).max(3)
         ));
         for (comp, file, bytes) in compressions(&ctx.initrd)? {
+            let append = format!("{append} oinit.watchdog=none");
             let mut v = Vec::new();
             for i in 0..(runs / 2).max(3) {
-                let boot =
-                    ctx.boot_with(&file, &disk, &format!("{append} oinit.watchdog=none"), &format!("bench-comp-{i}"))?;
-                v.push(moments(&boot.console).ok_or(format!("{name}: {comp}: no real init line in boot {i}"))?);
+                // A kernel built without this decompressor never reaches the real init.
+                let boot = ctx.boot_with(&file, &disk, &append, &format!("bench-comp-{i}"));
+                v.extend(boot.ok().and_then(|b| moments(&b.console)));
             }
-            out.push_str(&format!("| {comp} | {bytes} | {} | {} |\n", ms(m(&v, |x| x.0)), ms(m(&v, |x| x.1))));
+            if v.is_empty() {
+                out.push_str(&format!("| {comp} | {bytes} | not unpacked by this kernel | |\n"));
+            } else {
+                out.push_str(&format!("| {comp} | {bytes} | {} | {} |\n", ms(m(&v, |x| x.0)), ms(m(&v, |x| x.1))));
+            }
         }
         let size = std::fs::metadata(root.join("target").join(&board.rust_target).join("release/overlay-init"))
             .map_err(|e| e.to_string())?
