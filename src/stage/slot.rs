@@ -109,7 +109,9 @@ fn mount_lower(
             found.root = found.slots[slot.index()].clone();
         }
         // A verified image is read in full once, on the first boot of that image.
-        ss.verity.new_image = image_id(s, found, slot) != Some(st.slot(slot).image);
+        if ss.verity.enabled() {
+            ss.verity.new_image = image_id(s, found, slot) != Some(st.slot(slot).image);
+        }
         let attempt = plan::decide(&ss, found).map_err(Error::Plan).and_then(|plan| {
             announce(&plan, report);
             let lower: Vec<Step> =

@@ -149,6 +149,16 @@ fn disk_with(ctx: &Ctx<'_>, images: [&Path; 2], name: &str, change: impl Fn(&mut
     Ok(disk)
 }
 
+/// `dmsetup table` of the init's device equals veritysetup's for the same image (both
+/// printed by the `verity-table` action), and holds `part`.
+fn same_table(b: &Boot, part: &str) -> Result<(), String> {
+    let (ours, reference) = (b.marker("table-init"), b.marker("table-ref"));
+    if ours.is_none() || ours != reference || !ours.as_deref().unwrap_or("").contains(part) {
+        return Err(format!("dm tables differ: init {ours:?}, veritysetup {reference:?}"));
+    }
+    Ok(())
+}
+
 fn boot(ctx: &Ctx<'_>, initrd: &Path, disk: &Path, extra: &str, log: &str) -> Result<Boot, String> {
     let b = ctx.boot_with(initrd, disk, &format!("{AB} {extra}"), log)?;
     booted(&b)?;
@@ -178,10 +188,7 @@ pub fn signed_slots(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "install: signature and hash tree verified")?;
     want(&b, "verity-install-exit", "0")?;
     if host_arch {
-        let (ours, reference) = (b.marker("table-init"), b.marker("table-ref"));
-        if ours.is_none() || ours != reference || !ours.as_deref().unwrap_or("").contains(" verity 1 ") {
-            return Err(format!("dm tables differ: init {ours:?}, veritysetup {reference:?}"));
-        }
+        same_table(&b, " verity 1 ")?;
     }
     let b = boot(ctx, &v.signed, &disk, "oitest=mark-good", "verity-2")?;
     want(&b, "slot", "b")?;
@@ -272,10 +279,7 @@ pub fn fec_repairs(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "corrected 1 errors")?;
     want(&b, "noise-read", "0")?;
     if host_arch {
-        let (ours, reference) = (b.marker("table-init"), b.marker("table-ref"));
-        if ours.is_none() || ours != reference || !ours.as_deref().unwrap_or("").contains("use_fec_from_device") {
-            return Err(format!("dm tables differ: init {ours:?}, veritysetup {reference:?}"));
-        }
+        same_table(&b, "use_fec_from_device")?;
     }
     Ok(())
 }
@@ -297,10 +301,7 @@ pub fn hash_partition(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "(hash tree on /dev/vda3)")?;
     contains(&b, "error correction with 2 parity bytes")?;
     if host_arch {
-        let (ours, reference) = (b.marker("table-init"), b.marker("table-ref"));
-        if ours.is_none() || ours != reference || !ours.as_deref().unwrap_or("").contains(" 254:1 254:3 ") {
-            return Err(format!("dm tables differ: init {ours:?}, veritysetup {reference:?}"));
-        }
+        same_table(&b, " 254:1 254:3 ")?;
     }
     // The tree's top block is the first thing checked against the root hash (without parity,
     // which would repair one changed byte).
