@@ -22,6 +22,10 @@ pub const USAGE: &str = "usage: overlay-init COMMAND
                             good slot while the booted one is still on trial). A board that
                             verifies its lowers takes only images signed with its key
                             (--key, default /run/overlay-init/verity.pub)
+  reconcile --old IMAGE|DIR --new IMAGE|DIR --upper DIR [--config FILE] [--keep FILE]
+            [--conflict user|image] [--json]
+                            what a new image would do to that upper (oinit.carry=reconcile),
+                            changing nothing; images are mounted read-only (needs root)
   rauc REQUEST...           RAUC custom bootloader backend (also as argv[0] overlay-init-rauc)
   (slot commands take --state FILE to name the state record; default from /run/overlay-init/slots)
 plan options:
@@ -45,6 +49,7 @@ pub fn main(args: &[String]) -> i32 {
         Some(cmd @ ("status" | "mark-good" | "mark-bad" | "rollback" | "factory-reset" | "install" | "rauc")) => {
             crate::cli_slots::run(cmd, &args[1..])
         }
+        Some("reconcile") => crate::cli_reconcile::run(&args[1..]),
         Some("--version") => {
             println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
             0

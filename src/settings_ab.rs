@@ -2,8 +2,29 @@
 //! every other key (see `settings`).
 
 use crate::devspec::DevSpec;
+use crate::reconcile::{Rules, Side};
 use crate::settings::{abs_path, flag, list, need, seconds, Settings};
 use crate::state::SlotId;
+
+/// What the upper of a slot that boots a new image starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// The previous upper reconciled with the old and new images (see `reconcile`).
+    Reconcile,
+    /// A fresh upper holding only the keep-list.
+    KeepList,
+    /// The previous upper as it is, stale copies and all (what most systems do).
+    Keep,
+}
+
+/// Comma-separated absolute path patterns (`*` and `?` as in `reconcile::matches`).
+fn patterns(v: &str) -> Result<Vec<String>, String> {
+    let l = list(v);
+    if let Some(bad) = l.iter().find(|p| !p.starts_with('/') && !p.starts_with('*')) {
+        return Err(format!("{bad}: a pattern starts with / or *"));
+    }
+    Ok(l)
+}
 
 /// Where a slot's image is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +45,10 @@ pub struct AbSettings {
     pub reset_cycles: u8,
     /// Paths carried into a fresh upper (after an install or a factory reset).
     pub keep: Vec<String>,
+    /// What a new image's upper starts from (`oinit.carry`).
+    pub carry: Carry,
+    /// Conflict rules of `oinit.carry=reconcile` (the keep-list is filled in when it is read).
+    pub rules: Rules,
     /// The file in the old upper that adds to the keep-list (`/etc/sysupgrade.conf` on OpenWRT).
     pub keep_file: String,
     /// `oinit.state=1` on a board with one image: the state record without slots, for factory
@@ -46,6 +71,8 @@ impl Default for AbSettings {
             factory_reset: false,
             reset_cycles: 0,
             keep: Vec::new(),
+            carry: Carry::Reconcile,
+            rules: Rules::default(),
             keep_file: "/etc/overlay-init.keep".into(),
             single: false,
             watchdog: None,
@@ -85,6 +112,24 @@ impl AbSettings {
             "keep" => {
                 self.keep = list(need(v)?).into_iter().map(|p| abs_path(&p)).collect::<Result<_, _>>()?;
             }
+            "carry" => {
+                self.carry = match need(v)? {
+                    "reconcile" => Carry::Reconcile,
+                    "keeplist" => Carry::KeepList,
+                    "keep" => Carry::Keep,
+                    _ => return Err("must be reconcile, keeplist or keep".into()),
+                }
+            }
+            "conflict" => {
+                self.rules.conflict = match need(v)? {
+                    "user" => Side::User,
+                    "image" => Side::Image,
+                    _ => return Err("must be user or image".into()),
+                }
+            }
+            "userwins" => self.rules.user_wins = patterns(need(v)?)?,
+            "imagewins" => self.rules.image_wins = patterns(need(v)?)?,
+            "shownew" => self.rules.show_new = flag(v)?,
             "watchdog" => self.watchdog = Some(need(v)?).filter(|w| *w != "none").map(abs_path).transpose()?,
             "resetbutton" => self.reset_button = Some(crate::button::Button::parse(need(v)?)?),
             "watchdogtimeout" => {

@@ -68,6 +68,17 @@ pub fn make_private(target: &str) -> Result<(), Errno> {
     mount::mount_change(target, MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
 }
 
+/// Gives the calling process a mount namespace of its own with private propagation: what it
+/// mounts afterwards is unmounted by the kernel when it exits, and never seen by the host.
+/// Only for a single-threaded command (`unshare` changes the calling thread's namespace).
+#[allow(unsafe_code)]
+pub fn private_namespace() -> Result<(), Errno> {
+    // SAFETY: CLONE_NEWNS only; the caller has no other threads whose view of the filesystem
+    // could disagree with this one's.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
+    make_private("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

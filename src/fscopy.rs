@@ -1,0 +1,100 @@
+//! Copies that keep everything a file is: content, owner, mode (setuid included), extended
+//! attributes (overlayfs markers, capabilities, labels), times; symlinks as links and overlayfs
+//! whiteouts as whiteouts. Used to carry entries from one upper into another.
+
+use rustix::fs::Mode;
+use rustix::io::Errno;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Makes an overlayfs whiteout (character device 0:0) at `p`.
+pub fn whiteout(p: &Path) -> std::io::Result<()> {
+    rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::CharacterDevice, Mode::empty(), 0)?;
+    Ok(())
+}
+
+/// Copies files, directories, symlinks (as links) and overlay whiteouts with their metadata;
+/// iterative. Directory times are set last, once nothing more is created in them.
+pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    let mut dirs = Vec::new();
+    let mut stack = vec![(src.to_path_buf(), dst.to_path_buf())];
+    while let Some((s, d)) = stack.pop() {
+        let m = s.symlink_metadata()?;
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&s)?, &d)?;
+        } else if ft.is_dir() {
+            std::fs::create_dir_all(&d)?;
+            for e in std::fs::read_dir(&s)? {
+                let e = e?;
+                stack.push((e.path(), d.join(e.file_name())));
+            }
+        } else if ft.is_file() {
+            std::fs::copy(&s, &d)?;
+        } else if m.rdev() == 0 && m.mode() & 0o170000 == 0o020000 {
+            // An overlay whiteout (char device 0:0): the kept path was deleted on purpose.
+            whiteout(&d)?;
+        } else {
+            continue;
+        }
+        copy_metadata(&s, &d, &m)?;
+        if ft.is_dir() {
+            dirs.push((d, m));
+        }
+        n += 1;
+    }
+    for (d, m) in dirs.iter().rev() {
+        set_times(d, m)?;
+    }
+    Ok(n)
+}
+
+/// Owner, then mode, then extended attributes, then times, in that order: `chown` clears the
+/// setuid/setgid bits and file capabilities, so mode and xattrs must come after it. The xattrs
+/// carry overlay's own markers (`trusted.overlay.opaque`), file capabilities
+/// (`security.capability`), SELinux/SMACK labels and ACLs. Symlinks get owner, xattrs and times
+/// (a link has no mode of its own).
+pub fn copy_metadata(s: &Path, d: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
+    if let Err(e) = std::os::unix::fs::lchown(d, Some(m.uid()), Some(m.gid())) {
+        log::warn!("carry: cannot give {} its owner {}:{}: {e}", d.display(), m.uid(), m.gid());
+    }
+    if !m.file_type().is_symlink() {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+    }
+    copy_xattrs(s, d)?;
+    if !m.file_type().is_dir() {
+        set_times(d, m)?;
+    }
+    Ok(())
+}
+
+fn copy_xattrs(s: &Path, d: &Path) -> std::io::Result<()> {
+    // The kernel's limits for a name list and one value (XATTR_LIST_MAX, XATTR_SIZE_MAX).
+    let mut names = vec![0u8; 64 * 1024];
+    let len = match rustix::fs::llistxattr(s, &mut names[..]) {
+        Ok(len) => len,
+        Err(Errno::NOTSUP) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut value = vec![0u8; 64 * 1024];
+    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = std::ffi::OsStr::from_bytes(name);
+        let n = rustix::fs::lgetxattr(s, name, &mut value[..])?;
+        if let Err(e) = rustix::fs::lsetxattr(d, name, &value[..n], rustix::fs::XattrFlags::empty()) {
+            log::warn!("carry: cannot set {name:?} on {}: {e}", d.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn set_times(d: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
+    let ts = |sec: i64, nsec: i64| rustix::fs::Timespec { tv_sec: sec, tv_nsec: nsec as _ };
+    let times = rustix::fs::Timestamps {
+        last_access: ts(m.atime(), m.atime_nsec()),
+        last_modification: ts(m.mtime(), m.mtime_nsec()),
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, d, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}
