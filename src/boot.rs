@@ -96,10 +96,9 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     }
     // `install` checks images against the same key after the switch, when the initramfs is gone.
     if let Some(key) = &s.verity.key {
-        let copied =
-            std::fs::create_dir_all(paths::RUN_DIR).and_then(|()| std::fs::copy(key, crate::install::DEVICE_KEY));
+        let copied = std::fs::create_dir_all(paths::RUN_DIR).and_then(|()| std::fs::copy(key, paths::DEVICE_KEY));
         if let Err(e) = copied {
-            log::warn!("cannot copy the verity key {key} to {}: {e}", crate::install::DEVICE_KEY);
+            log::warn!("cannot copy the verity key {key} to {}: {e}", paths::DEVICE_KEY);
         }
     }
     report.init = init.clone();

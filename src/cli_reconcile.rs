@@ -126,13 +126,9 @@ impl Mounts {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let target = dir.display().to_string();
         let loop_dev = loopdev::attach_ro(&file).map_err(|(call, e)| format!("{file}: {call}: {e}"))?;
-        let mounted = ["squashfs", "erofs"]
-            .iter()
-            .find_map(|fs| mount::mount_fs(&loop_dev.path, &target, fs, "ro").ok())
-            .is_some();
-        if !mounted {
+        if let Err(e) = mount::mount_image_ro(&loop_dev.path, &target) {
             let _ = std::fs::remove_dir(&dir);
-            return Err(format!("{file}: neither a squashfs nor an EROFS image (or the module is not loaded)"));
+            return Err(format!("{file}: mount: {e}: neither a squashfs nor an EROFS image (or no module for it)"));
         }
         self.dirs.borrow_mut().push(dir.clone());
         Ok(dir)

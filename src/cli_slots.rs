@@ -2,94 +2,14 @@
 //! the RAUC custom bootloader backend. Each reads the state record, changes it in memory with the
 //! same functions the boot uses, and writes it with one crash-safe save.
 
-use crate::slots::{self, Policy};
-use crate::stage::slot::SLOTS_FILE;
+use crate::slots;
+use crate::slots_file::Context;
 use crate::state::{SlotId, State};
-use crate::store::Store;
 use std::path::PathBuf;
 
 /// Exit codes: 0 done, 1 the state could not be read or written, 2 usage.
 pub const EXIT_STATE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
-
-/// What the boot left for us in /run/overlay-init/slots.
-pub struct Context {
-    pub booted: Option<SlotId>,
-    pub state: PathBuf,
-    pub policy: Policy,
-    pub sources: [Option<String>; 2],
-    /// Each slot's verity hash partition, when its tree is not appended to the image.
-    pub hash: [Option<String>; 2],
-    /// The board's verity key the boot left behind: images must be signed with it.
-    pub verity_key: Option<PathBuf>,
-}
-
-impl Context {
-    pub fn load(state_override: Option<PathBuf>) -> Result<Context, String> {
-        let text = std::fs::read_to_string(SLOTS_FILE).unwrap_or_default();
-        let get = |k: &str| slots_file_value(&text, k);
-        let state = state_override.or_else(|| get("state").map(PathBuf::from)).ok_or(format!(
-            "{SLOTS_FILE} is missing: this system was not booted by overlay-init with A/B slots (or pass --state FILE)"
-        ))?;
-        let sources = [get("a"), get("b")];
-        Ok(Context {
-            booted: get("booted").and_then(|s| SlotId::parse(&s)),
-            state,
-            policy: Policy {
-                tries: get("tries").and_then(|t| t.parse().ok()).unwrap_or(3),
-                late_fallback: false,
-                one_slot: sources[0].is_some() && sources[1].is_none(),
-            },
-            sources,
-            hash: [get("ahash"), get("bhash")],
-            verity_key: Some(PathBuf::from(crate::install::DEVICE_KEY)).filter(|k| k.exists()),
-        })
-    }
-
-    /// Reads the state, applies `change`, and saves it (fsynced) unless `change` refuses.
-    pub fn update(&self, change: impl FnOnce(&mut State) -> Result<String, String>) -> Result<String, String> {
-        let (mut store, st) = Store::open(&self.state)
-            .map_err(|e| format!("cannot open the slot state {}: {e}", self.state.display()))?;
-        let mut st = st.unwrap_or_else(|| State::factory(self.policy.tries));
-        let msg = change(&mut st)?;
-        store
-            .save(&mut st)
-            .map_err(|e| format!("cannot write the slot state {}: {e}; nothing changed", self.state.display()))?;
-        Ok(msg)
-    }
-
-    /// Reads the state without writing anything. A missing file is the documented default; a
-    /// file with no valid copy is too, but never silently: the warning goes to stderr.
-    pub fn read(&self) -> Result<State, String> {
-        let st = crate::store::read_only(&self.state)
-            .map_err(|e| format!("cannot read the slot state {}: {e}", self.state.display()))?;
-        if st.is_none() && self.state.exists() {
-            eprintln!(
-                "overlay-init: WARNING: no valid copy of the state record in {}: showing the default (slot a)",
-                self.state.display()
-            );
-        }
-        Ok(st.unwrap_or_else(|| State::factory(self.policy.tries)))
-    }
-
-    /// The identity of the image in the slot now (its squashfs superblock), if readable.
-    pub fn image_id(&self, slot: SlotId) -> Option<u32> {
-        crate::blockdev::image_id_at(std::path::Path::new(self.sources[slot.index()].as_ref()?))
-    }
-
-    fn slot_arg(&self, arg: Option<&String>) -> Result<SlotId, String> {
-        match arg {
-            Some(a) => SlotId::parse(a).ok_or(format!("'{a}' is not a slot: use a or b")),
-            None => self.booted.ok_or("which slot? the booted one is unknown; name it: a or b".into()),
-        }
-    }
-}
-
-/// One value of the slots file: `key=value` per line, the value is the rest of the line, so a
-/// path with spaces or quotes reads back as it was written.
-fn slots_file_value(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| l.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
-}
 
 /// Runs one slot command; returns the exit code.
 pub fn run(cmd: &str, args: &[String]) -> i32 {
@@ -226,7 +146,26 @@ fn status_text(ctx: &Context, st: &State) -> String {
             out.push_str(&format!("boot report: {}\n", v.trim().trim_end_matches(',')));
         }
     }
+    if let Ok(r) = std::fs::read_to_string(crate::paths::RECONCILE) {
+        out.push_str(&reconcile_text(&r));
+    }
     out.trim_end().to_string()
+}
+
+/// The reconciliation of this boot from reconcile.json (one entry per line, as written by
+/// `reconcile::Outcome::to_json`): counts and the conflict paths.
+fn reconcile_text(json: &str) -> String {
+    let counts = json.lines().find_map(|l| l.trim().strip_prefix("\"counts\": ")).unwrap_or("{}");
+    let conflicts: Vec<&str> = json
+        .lines()
+        .filter(|l| l.contains("\"class\": \"conflict\""))
+        .filter_map(|l| l.split("\"path\": \"").nth(1)?.split('"').next())
+        .collect();
+    let mut out = format!("reconciled upper: {}\n", counts.trim_end_matches(','));
+    if !conflicts.is_empty() {
+        out.push_str(&format!("conflicts: {} (see {})\n", conflicts.join(" "), crate::paths::RECONCILE));
+    }
+    out
 }
 
 fn status_json(ctx: &Context, st: &State) -> String {
@@ -257,8 +196,9 @@ fn status_json(ctx: &Context, st: &State) -> String {
         })
         .collect();
     let report = std::fs::read_to_string(crate::paths::REPORT).unwrap_or_else(|_| "null".into());
+    let reconcile = std::fs::read_to_string(crate::paths::RECONCILE).unwrap_or_else(|_| "null".into());
     format!(
-        "{{\"booted\": {}, \"active\": \"{}\", \"generation\": {}, \"reset_requested\": {}, \"slots\": [{}, {}], \"history\": [{}], \"boot_report\": {}}}",
+        "{{\"booted\": {}, \"active\": \"{}\", \"generation\": {}, \"reset_requested\": {}, \"slots\": [{}, {}], \"history\": [{}], \"boot_report\": {}, \"reconcile\": {}}}",
         ctx.booted.map_or("null".into(), |s| json_str(s.name())),
         st.active.name(),
         st.generation,
@@ -266,7 +206,8 @@ fn status_json(ctx: &Context, st: &State) -> String {
         slot(SlotId::A),
         slot(SlotId::B),
         history.join(", "),
-        report.trim()
+        report.trim(),
+        reconcile.trim()
     )
 }
 
@@ -275,10 +216,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_file_values_keep_spaces() {
-        let text = "booted=a\nstate=/run/overlay-init/data/.overlay-init/state\na=/run/overlay-init/data/my images/a \"1\".sqfs\n";
-        assert_eq!(slots_file_value(text, "a").as_deref(), Some("/run/overlay-init/data/my images/a \"1\".sqfs"));
-        assert_eq!(slots_file_value(text, "booted").as_deref(), Some("a"));
-        assert_eq!(slots_file_value(text, "b"), None);
+    fn reconcile_lines_in_status() {
+        use crate::reconcile::{Action, Class, Entry, Outcome};
+        let o = Outcome {
+            entries: vec![
+                Entry {
+                    path: "/etc/a".into(),
+                    class: Class::Conflict,
+                    action: Action::Carry,
+                    why: "the image changed it",
+                },
+                Entry { path: "/etc/b".into(), class: Class::StaleCopy, action: Action::Drop, why: "" },
+            ],
+        };
+        assert_eq!(
+            reconcile_text(&o.to_json(&[("slot", "b".into())])),
+            "reconciled upper: {\"stale-copy\": 1, \"conflict\": 1}\nconflicts: /etc/a (see /run/overlay-init/reconcile.json)\n"
+        );
     }
 }

@@ -7,10 +7,10 @@
 //! file, so swapping the path during an install (a symlink flip) changes nothing. The read-back
 //! drops the written pages from the page cache first, so it reads the medium.
 
-use crate::cli_slots::Context;
 use crate::probe::{self, FsKind};
 use crate::sha256::Sha256;
 use crate::slots;
+use crate::slots_file::Context;
 use crate::state::SlotId;
 use rustix::fs::{fadvise, Advice};
 use std::fs::{File, OpenOptions};
@@ -29,9 +29,6 @@ pub struct Request<'a> {
     /// The public key images must be signed with (default: the one the boot used, if any).
     pub key: Option<&'a Path>,
 }
-
-/// Where the boot leaves a copy of the board's verity key for `install`.
-pub const DEVICE_KEY: &str = "/run/overlay-init/verity.pub";
 
 pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
     let target = target_slot(ctx, req)?;

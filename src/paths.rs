@@ -8,6 +8,12 @@ pub const DATA: &str = "/run/overlay-init/data";
 pub const LOWER_DEV: &str = "/run/overlay-init/lowerdev";
 /// tmpfs holding upper and work for a volatile boot.
 pub const VOLATILE: &str = "/run/overlay-init/volatile";
+/// The image a previous upper was made over, mounted while it is reconciled.
+pub const OLD_LOWER: &str = "/run/overlay-init/old-lower";
+/// What the last reconciliation did (`oinit.carry=reconcile`).
+pub const RECONCILE: &str = "/run/overlay-init/reconcile.json";
+/// Where the boot leaves a copy of the board's verity key for `install`.
+pub const DEVICE_KEY: &str = "/run/overlay-init/verity.pub";
 pub const REPORT: &str = "/run/overlay-init/report.json";
 /// The merged root before the switch. Not under /run: /run is moved into it.
 pub const NEWROOT: &str = "/newroot";

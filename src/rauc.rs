@@ -3,8 +3,8 @@
 //! `get-primary`, `set-primary SLOT`, `get-state SLOT`, `set-state SLOT good|bad`,
 //! `get-current`; slot names are the `bootname`s of system.conf, here `a` and `b`.
 
-use crate::cli_slots::Context;
 use crate::slots;
+use crate::slots_file::Context;
 use crate::state::SlotId;
 
 /// Runs one RAUC request; Ok(output line) or Err(message), RAUC reads both.

@@ -48,6 +48,8 @@ pub struct Report {
     pub slot: Option<(String, String)>,
     /// The verified lower, when dm-verity is on.
     pub verity: Option<Verified>,
+    /// The counts of a reconciliation this boot (details in reconcile.json).
+    pub reconcile: Option<String>,
     /// e2fsck's exit code, when it ran (0 clean, 1 errors corrected, 4 errors left).
     pub fsck_exit: Option<i32>,
     current: Option<(&'static str, u64, u64)>,
@@ -113,6 +115,9 @@ impl Report {
         let _ = writeln!(o, "  \"stages\": [{}],", stages.join(", "));
         if let Some((slot, why)) = &self.slot {
             let _ = writeln!(o, "  \"slot\": {},\n  \"slot_reason\": {},", json_str(slot), json_str(why));
+        }
+        if let Some(r) = &self.reconcile {
+            let _ = writeln!(o, "  \"reconcile\": {},", json_str(r));
         }
         if let Some(v) = &self.verity {
             let _ = writeln!(

@@ -5,6 +5,7 @@
 use crate::cmdline::{self, Param};
 use crate::devspec::DevSpec;
 pub use crate::settings_ab::AbSettings;
+use crate::settings_values::{abs_path, flag, list, need, optional, rel_path, seconds, word};
 pub use crate::settings_verity::VeritySettings;
 use std::fmt;
 
@@ -355,62 +356,6 @@ pub fn trusting_overlay_options(flags: &str) -> Vec<&str> {
             (k == "redirect_dir" && !matches!(v, "nofollow" | "off")) || (k == "metacopy" && v != "off")
         })
         .collect()
-}
-
-pub(crate) fn need(v: Option<&str>) -> Result<&str, String> {
-    match v {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err("needs a value".into()),
-    }
-}
-
-fn optional<T>(v: Option<&str>, f: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
-    match need(v)? {
-        "none" => Ok(None),
-        s => f(s).map(Some),
-    }
-}
-
-fn word(v: Option<&str>) -> Result<String, String> {
-    let v = need(v)?;
-    if v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
-        Ok(v.into())
-    } else {
-        Err("must be a single word like ext4".into())
-    }
-}
-
-pub(crate) fn seconds(v: &str) -> Result<u32, String> {
-    v.parse::<u32>().ok().filter(|s| *s <= 3600).ok_or_else(|| "must be whole seconds between 0 and 3600".into())
-}
-
-pub(crate) fn flag(v: Option<&str>) -> Result<bool, String> {
-    match v {
-        None | Some("1" | "yes" | "on" | "true") => Ok(true),
-        Some("0" | "no" | "off" | "false") => Ok(false),
-        Some(_) => Err("must be 1 or 0 (or the bare key for 1)".into()),
-    }
-}
-
-pub(crate) fn abs_path(v: &str) -> Result<String, String> {
-    if v.starts_with('/') && !v.split('/').any(|c| c == "..") {
-        Ok(v.into())
-    } else {
-        Err("must be an absolute path without '..'".into())
-    }
-}
-
-fn rel_path(v: &str) -> Result<String, String> {
-    let ok = !v.starts_with('/') && !v.split('/').any(|c| c == ".." || c == "." || c.is_empty());
-    if ok {
-        Ok(v.into())
-    } else {
-        Err("must be a relative path inside the data partition, like overlay".into())
-    }
-}
-
-pub(crate) fn list(v: &str) -> Vec<String> {
-    v.split(',').filter(|m| !m.is_empty()).map(String::from).collect()
 }
 
 fn failure(v: &str) -> Result<FailurePolicy, String> {

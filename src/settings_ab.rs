@@ -3,7 +3,8 @@
 
 use crate::devspec::DevSpec;
 use crate::reconcile::{Rules, Side};
-use crate::settings::{abs_path, flag, list, need, seconds, Settings};
+use crate::settings::Settings;
+use crate::settings_values::{abs_path, flag, list, need, seconds};
 use crate::state::SlotId;
 
 /// What the upper of a slot that boots a new image starts from.

@@ -2,7 +2,8 @@
 //! kernel does on a corrupt block. Same `oinit.` prefix and parser as every other key.
 
 use crate::devspec::DevSpec;
-use crate::settings::{abs_path, need, Source};
+use crate::settings::Source;
+use crate::settings_values::{abs_path, need};
 use crate::verity::{self, OnCorruption};
 
 /// When the init reads every block of the image through dm-verity before mounting it.

@@ -82,7 +82,7 @@ impl Reason {
             Reason::LowerFailed => "the other slot's image could not be mounted",
             Reason::Uncounted => "state write failed: booting the last good slot",
             Reason::FactoryReset => "factory reset",
-            Reason::NewImage => "new image: fresh upper",
+            Reason::NewImage => "new image: upper carried by oinit.carry",
             Reason::OnlyImage => "the only image (no second slot)",
         }
     }

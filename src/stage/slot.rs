@@ -9,16 +9,15 @@ use crate::report::Report;
 use crate::settings::Settings;
 use crate::settings_ab::SlotSource;
 use crate::slots::{self, Policy};
+use crate::slots_file::{SlotsFile, SLOTS_FILE};
 use crate::stage::mounts::{self, announce, assemble};
-use crate::stage::upper;
+use crate::stage::{carry, upper};
 use crate::state::{Reason, SlotId, State};
 use crate::store::{self, Loaded, Store};
 use std::path::{Path, PathBuf};
 
 /// The state record, relative to the data partition.
 pub const STATE_FILE: &str = ".overlay-init/state";
-/// What the CLI needs after the switch (the initramfs and its config are gone by then).
-pub const SLOTS_FILE: &str = "/run/overlay-init/slots";
 /// A factory reset that fails on this many boots in a row is given up, so the device still boots.
 const MAX_RESET_ATTEMPTS: u8 = 3;
 
@@ -167,32 +166,18 @@ fn uppers(
     }
     let id = image_id(s, found, slot);
     if let Some(id) = id.filter(|id| *id != st.slot(slot).image) {
-        let recorded = st.slot(slot).image;
-        // Move the old upper aside only when it is known to belong to another image: after a
-        // lost state record (identity 0) the upper is kept, never wiped on a guess.
-        let tag = format!("image-{}-{}", st.boots, slot.name());
-        let old = if recorded != 0 { upper::move_aside(&base, slot.name(), &tag)? } else { None };
-        let new_upper = base.join(slot.name()).join("upper");
-        if old.is_some() || !new_upper.exists() {
-            // Carry the keep-list from the upper of the slot booted before this one.
-            let from_slot = previous.unwrap_or(slot);
-            let from = if from_slot == slot {
-                old.map(|o| o.join("upper"))
-            } else {
-                Some(base.join(from_slot.name()).join("upper"))
-            };
-            if let Some(from) = from.filter(|f| f.is_dir()) {
-                let n = upper::carry(&upper::keep_list(&s.ab.keep, &s.ab.keep_file, &from), &from, &new_upper);
-                log::info!(
-                    "slot {}: new image {id:08x}: fresh upper, {n} kept entries carried from slot {}",
-                    slot.name(),
-                    from_slot.name()
-                );
-            }
+        let from_slot = previous.unwrap_or(slot);
+        let n = carry::NewImage {
+            base: &base,
+            slot,
+            from_slot,
+            recorded: st.slot(slot).image,
+            id,
+            old_image: if from_slot == slot { None } else { source_path(s, found, from_slot) },
+        };
+        if carry::new_image(s, &n, report)? {
             st.record(slot, Reason::NewImage);
-            report.fallbacks.push(format!("slot {} boots image {id:08x} for the first time: fresh upper", slot.name()));
         }
-        upper::sync_data(&base);
         st.slot_mut(slot).image = id;
         if let Err(e) = save(store, st) {
             log::warn!("cannot record the image identity: {e}");
@@ -276,16 +261,16 @@ fn source_path(s: &Settings, found: &Found, slot: SlotId) -> Option<PathBuf> {
 }
 
 fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path) {
-    let mut text = format!("booted={}\nstate={}\ntries={}\n", booted.name(), state.display(), s.ab.tries);
-    for slot in [SlotId::A, SlotId::B] {
-        if let Some(p) = source_path(s, found, slot) {
-            text.push_str(&format!("{}={}\n", slot.name(), p.display()));
-        }
-        if let Some(h) = &found.hash[slot.index()] {
-            text.push_str(&format!("{}hash=/dev/{}\n", slot.name(), h.name));
-        }
-    }
-    if let Err(e) = std::fs::write(SLOTS_FILE, text) {
+    let path = |slot: SlotId| source_path(s, found, slot).map(|p| p.display().to_string());
+    let hash = |slot: SlotId| found.hash[slot.index()].as_ref().map(|h| format!("/dev/{}", h.name));
+    let f = SlotsFile {
+        booted: Some(booted),
+        state: Some(state.to_path_buf()),
+        tries: Some(s.ab.tries),
+        sources: [path(SlotId::A), path(SlotId::B)],
+        hash: [hash(SlotId::A), hash(SlotId::B)],
+    };
+    if let Err(e) = std::fs::write(SLOTS_FILE, f.render()) {
         log::warn!("cannot write {SLOTS_FILE}: {e}");
     }
 }

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// Where uppers wait to be deleted, under `oinit.dir`.
 pub const TRASH: &str = ".trash";
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// fsync of a directory: the renames in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     let fd = open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys("open", dir.display().to_string(), e, "check the data partition"))?;
     fsync(&fd).map_err(|e| Error::sys("fsync", dir.display().to_string(), e, "check the data partition"))
@@ -26,6 +27,12 @@ pub fn move_aside(base: &Path, slot: &str, tag: &str) -> Result<Option<PathBuf>>
         return Ok(None);
     }
     let trash = base.join(TRASH);
+    // A `.trash` that is not a directory (a symlink planted on the data partition) is removed,
+    // never followed: what is moved aside must stay on the data partition.
+    if trash.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+        log::warn!("{} is not a directory; removed", trash.display());
+        std::fs::remove_file(&trash).map_err(|e| io("unlink", &trash, e))?;
+    }
     std::fs::create_dir_all(&trash).map_err(|e| io("mkdir", &trash, e))?;
     let dst = trash.join(tag);
     if dst.exists() {
@@ -256,6 +263,20 @@ mod tests {
         let (paths, rejected) = parse_keep("# c\n/etc/hostname\n\netc/relative\n/etc/../shadow\n  /var/lib/x  \n");
         assert_eq!(paths, ["/etc/hostname", "/var/lib/x"]);
         assert_eq!(rejected, [4, 5]);
+    }
+
+    #[test]
+    fn move_aside_never_into_a_planted_trash_link() {
+        let base = std::env::temp_dir().join(format!("oi-aside-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("victim")).unwrap();
+        std::fs::create_dir_all(base.join("b/upper")).unwrap();
+        std::os::unix::fs::symlink("victim", base.join(TRASH)).unwrap();
+        move_aside(&base, "b", "t").unwrap();
+        assert_eq!(std::fs::read_dir(base.join("victim")).unwrap().count(), 0);
+        assert!(base.join(TRASH).symlink_metadata().unwrap().is_dir());
+        assert!(base.join(TRASH).join("t/upper").is_dir());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

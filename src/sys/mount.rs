@@ -68,6 +68,18 @@ pub fn make_private(target: &str) -> Result<(), Errno> {
     mount::mount_change(target, MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
 }
 
+/// Mounts a read-only image (squashfs, else EROFS) from `source`; returns the filesystem.
+pub fn mount_image_ro(source: &str, target: &str) -> Result<&'static str, Errno> {
+    let mut last = Errno::INVAL;
+    for fs in ["squashfs", "erofs"] {
+        match mount_fs(source, target, fs, "ro") {
+            Ok(()) => return Ok(fs),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Gives the calling process a mount namespace of its own with private propagation: what it
 /// mounts afterwards is unmounted by the kernel when it exits, and never seen by the host.
 /// Only for a single-threaded command (`unshare` changes the calling thread's namespace).

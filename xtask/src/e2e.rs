@@ -294,7 +294,7 @@ impl Needs {
 /// A scenario: its name, the test, and what it needs from the board.
 pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
 
-const SCENARIOS: [Scenario; 31] = [
+const SCENARIOS: [Scenario; 32] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -316,6 +316,7 @@ const SCENARIOS: [Scenario; 31] = [
     ("ab-factory-reset", e2e_ab::factory_reset, Needs::Nothing),
     ("ab-file-slots", e2e_ab::file_slots, Needs::Nothing),
     ("ab-install", e2e_ab::install, Needs::Nothing),
+    ("ab-reconcile", e2e_ab::reconcile, Needs::Nothing),
     ("ab-watchdog-rollback", e2e_ab::watchdog, Needs::Watchdog),
     ("ab-full-data-new-slot", e2e_ab::full_data_new_slot, Needs::Nothing),
     ("ab-reset-after-unconfirmed-boots", e2e_ab::reset_cycles, Needs::Nothing),

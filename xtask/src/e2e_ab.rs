@@ -3,13 +3,48 @@
 use crate::e2e::{booted, contains, upper_file_at, want, Ctx};
 use crate::image;
 
-/// Both slots as partitions, two tries, a keep-list path.
+/// Both slots as partitions, two tries, a keep-list path. These scenarios pin the `keeplist`
+/// carry policy (a fresh upper per image); `reconcile` pins the default.
 const AB: &str = "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2 oinit.keep=/var/lib/keepme";
+const KEEPLIST: &str = "oinit.carry=keeplist";
 
 fn boot(ctx: &Ctx<'_>, disk: &std::path::Path, extra: &str, log: &str) -> Result<crate::qemu::Boot, String> {
-    let b = ctx.boot(disk, &format!("{AB} {extra}"), log)?;
+    let b = ctx.boot(disk, &format!("{AB} {KEEPLIST} {extra}"), log)?;
     booted(&b)?;
     Ok(b)
+}
+
+/// The default carry policy: slot b's first boot reconciles slot a's upper with images a and b.
+/// The user's edit of a file b leaves alone is kept, a touched (copied-up) file b changes shows
+/// b's version, a file both changed keeps the user's version and is reported, the directory the
+/// user emptied and remade shows b's new file beside the user's and not the one the user
+/// deleted; the status says so; a rollback finds slot a's upper as it was.
+pub fn reconcile(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-reconcile")?;
+    let b = ctx.boot(&disk, &format!("{AB} oitest=reconcile-setup,mark-good,rollback"), "reconcile-1")?;
+    booted(&b)?;
+    want(&b, "slot", "a")?;
+    let b = ctx.boot(&disk, &format!("{AB} oitest=reconcile-show"), "reconcile-2")?;
+    booted(&b)?;
+    want(&b, "slot", "b")?;
+    want(&b, "image", "b")?;
+    want(&b, "counter", "2")?;
+    want(&b, "rc-same", "same user")?;
+    want(&b, "rc-changed", "b")?;
+    want(&b, "rc-edited", "user")?;
+    want(&b, "rc-app", "added mine")?;
+    contains(&b, "OI-RC:     {\"path\": \"/etc/oi-reconcile/changed.conf\", \"class\": \"stale-copy\"")?;
+    contains(&b, "OI-STATUS: conflicts: /etc/oi-reconcile/edited.conf")?;
+    contains(&b, "OI-STATUS: reconciled upper: {")?;
+    let b = ctx.boot(&disk, &format!("{AB} oitest=rollback"), "reconcile-3")?;
+    booted(&b)?;
+    let b = ctx.boot(&disk, &format!("{AB} oitest=reconcile-show"), "reconcile-4")?;
+    booted(&b)?;
+    want(&b, "slot", "a")?;
+    want(&b, "counter", "2")?;
+    want(&b, "rc-edited", "user")?;
+    want(&b, "rc-changed", "a")?;
+    want(&b, "rc-app", "mine")
 }
 
 /// Each slot keeps its own upper; a trial slot never marked good rolls back after its tries with

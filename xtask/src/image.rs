@@ -195,6 +195,20 @@ pub fn rootfs_with(root: &Path, b: &Board, variant: &str, extra: &[(&str, &str)]
         std::fs::copy(integration.join(src), dir.join(dst)).map_err(|e| format!("{src}: {e}"))?;
     }
     std::fs::write(dir.join("etc/image-version"), format!("{variant}\n")).map_err(|e| e.to_string())?;
+    // What an update changes, for the reconciliation tests: a file both images ship the same,
+    // files that differ, and a directory where image b adds a file and drops one.
+    let rc = dir.join("etc/oi-reconcile");
+    let only = if variant == "b" { "added" } else { "old-only" };
+    for (name, text) in [
+        ("same.conf", "same"),
+        ("changed.conf", variant),
+        ("edited.conf", variant),
+        ("app/both", "both"),
+        (&format!("app/{only}"), only),
+    ] {
+        std::fs::create_dir_all(rc.join("app")).map_err(|e| e.to_string())?;
+        std::fs::write(rc.join(name), format!("{text}\n")).map_err(|e| e.to_string())?;
+    }
     for (dest, host) in with_libraries(extra)? {
         let to = dir.join(dest.trim_start_matches('/'));
         std::fs::create_dir_all(to.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;

@@ -30,7 +30,7 @@ const USAGE: &str = "cargo xtask <command>
   check-buildroot     Buildroot's style rules over buildroot/, and its post-image script run for real
   demo [BOARD]        build everything and boot twice, showing a counter kept on the overlay
   e2e [BOARD...]      QEMU end-to-end tests (default: every qemu-* board)
-  powercut [N] [BOARD...]  N power cuts per kind (factory reset, state writes, install)
+  powercut [N] [BOARD...]  N power cuts per kind (factory reset, reconcile, state writes, install)
   fuzz [SECONDS] [TARGET...]  run the libFuzzer targets of fuzz/ for SECONDS each (default 60)
   bench [RUNS] [BOARD...] boot each board RUNS times (default 10) with overlay-init and the busybox
                       baseline, and report medians and ratios

@@ -22,7 +22,7 @@ struct Kind {
     check: fn(&Boot) -> Result<(), String>,
 }
 
-const KINDS: [Kind; 3] = [
+const KINDS: [Kind; 4] = [
     Kind {
         name: "factory-reset",
         setup: &["oitest=keep,many,mark-good"],
@@ -35,6 +35,24 @@ const KINDS: [Kind; 3] = [
             }
             want(b, "keepme", "kept-from-a")?;
             want(b, "slot", "a")
+        },
+    },
+    Kind {
+        name: "reconcile",
+        setup: &["oitest=reconcile-setup,mark-good,rollback"],
+        cut: ("", "slot b: ", 900),
+        check: |b| {
+            // Slot a's upper untouched, or slot b's reconciled one whole: never a mix.
+            want(b, "rc-edited", "user")?;
+            match b.marker("slot").as_deref() {
+                Some("a") => want(b, "rc-app", "mine"),
+                Some("b") => {
+                    want(b, "rc-same", "same user")?;
+                    want(b, "rc-changed", "b")?;
+                    want(b, "rc-app", "added mine")
+                }
+                other => Err(format!("no slot booted ({other:?})")),
+            }
         },
     },
     Kind {
