@@ -9,8 +9,10 @@ use crate::state::SlotId;
 use std::path::PathBuf;
 
 pub const USAGE: &str = "usage: overlay-init COMMAND
-  plan [--cmdline TEXT] [--config FILE] [--sysfs DIR] [--dev DIR]
-      prints the devices, mounts and fallbacks the boot would use, without acting
+  plan [--cmdline TEXT] [--config FILE] [--sysfs DIR] [--dev DIR] [--state FILE]
+      prints the devices, mounts and fallbacks the boot would use, without acting; with
+      --state (an A/B state record), the whole A/B boot: slot choice, state writes, factory
+      reset, new-image uppers, and the plans taking over when a step fails
   status [--json]           booted slot, each slot's state, boot history and report
   mark-good [SLOT]          the booted (or named) slot works: end its trial
   mark-bad [SLOT]           never boot it again until reinstalled; the other slot boots next
@@ -71,12 +73,18 @@ struct PlanArgs {
     config: PathBuf,
     sysfs: PathBuf,
     dev: PathBuf,
+    state: Option<PathBuf>,
 }
 
 impl PlanArgs {
     fn parse(args: &[String]) -> Result<PlanArgs, String> {
-        let mut a =
-            PlanArgs { cmdline: None, config: crate::paths::CONFIG.into(), sysfs: "/sys".into(), dev: "/dev".into() };
+        let mut a = PlanArgs {
+            cmdline: None,
+            config: crate::paths::CONFIG.into(),
+            sysfs: "/sys".into(),
+            dev: "/dev".into(),
+            state: None,
+        };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
@@ -85,6 +93,7 @@ impl PlanArgs {
                 "--config" => a.config = value()?.into(),
                 "--sysfs" => a.sysfs = value()?.into(),
                 "--dev" => a.dev = value()?.into(),
+                "--state" => a.state = Some(value()?.into()),
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -129,6 +138,9 @@ fn plan_cmd(a: &PlanArgs) -> i32 {
     if !s.ab.enabled() {
         return print_plan(plan::decide(&s, &found));
     }
+    if let Some(state) = &a.state {
+        return print_plan(ab_plan(&s, &found, state, &a.dev));
+    }
     if s.ab.one_slot() && s.ab.slots[0].is_none() {
         // One image with the state record (oinit.state): its upper is slot a's.
         return print_plan(plan::decide(&s.for_slot(SlotId::A), &found));
@@ -142,6 +154,44 @@ fn plan_cmd(a: &PlanArgs) -> i32 {
         codes.push(print_plan(plan::decide(&s.for_slot(slot), &found)));
     }
     i32::from(codes.iter().all(|c| *c != 0))
+}
+
+/// The whole A/B boot from a state record. The data partition is not at hand: the uppers are
+/// taken to exist when the record does, and file slots' images are unknown.
+fn ab_plan(
+    s: &Settings,
+    found: &plan::Found,
+    state: &std::path::Path,
+    dev: &std::path::Path,
+) -> Result<plan::Plan, plan::PlanError> {
+    let (st, loaded) = match crate::store::read_only(state) {
+        Ok(Some(st)) => (st, crate::store::Loaded::Valid),
+        Ok(None) => (crate::state::State::factory(s.ab.tries), crate::store::Loaded::New),
+        Err(e) => {
+            println!("warning: {}: {e}; the default state is used", state.display());
+            (crate::state::State::factory(s.ab.tries), crate::store::Loaded::Default("unreadable"))
+        }
+    };
+    let exists = loaded == crate::store::Loaded::Valid;
+    let slots = [SlotId::A, SlotId::B];
+    let dev_of = |slot: SlotId| {
+        let d = match s.ab.slots[slot.index()] {
+            Some(_) => found.slots[slot.index()].as_ref(),
+            None if slot == SlotId::A => found.root.as_ref(),
+            None => None,
+        };
+        d.map(|d| d.name.clone())
+    };
+    let facts = crate::plan_ab::Facts {
+        writable: plan::decide_data(&s.for_slot(SlotId::A), found).is_ok_and(|p| p.volatile.is_none()) && s.has_data(),
+        images: slots.map(|slot| dev_of(slot).and_then(|n| crate::blockdev::image_id_at(&dev.join(n)))),
+        sources: slots.map(|slot| dev_of(slot).map(|n| format!("/dev/{n}"))),
+        uppers: [exists, exists],
+        button: false,
+        state: st,
+        loaded,
+    };
+    crate::plan_ab::decide(s, found, &facts)
 }
 
 fn print_plan(p: Result<plan::Plan, plan::PlanError>) -> i32 {

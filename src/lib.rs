@@ -20,6 +20,7 @@ pub mod logger;
 pub mod modules;
 pub mod paths;
 pub mod plan;
+pub mod plan_ab;
 pub mod probe;
 pub mod rauc;
 pub mod reconcile;

@@ -6,6 +6,8 @@ use crate::blockdev::BlockDev;
 use crate::paths;
 use crate::probe::FsKind;
 use crate::settings::{DataMissing, Settings};
+use crate::settings_ab::Carry;
+use crate::state::{SlotId, State};
 use std::fmt;
 
 /// Overlay options stated explicitly instead of inheriting the kernel's build defaults:
@@ -53,6 +55,10 @@ pub enum Role {
     Upper,
     Overlay,
     Switch,
+    /// A write of the A/B state record.
+    State,
+    /// Factory reset, a new image's upper, the keep-list of a slot switch, the trash.
+    Slot,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +131,53 @@ pub enum Step {
         inits: Vec<String>,
         args: Vec<String>,
     },
+    /// Writes the state record as it is after the steps before (A/B); a `critical` write that
+    /// fails hands the boot to the plan for that case, any other is a warning.
+    SaveState {
+        state: Box<State>,
+        why: String,
+        critical: bool,
+    },
+    /// Moves every slot's upper aside into `base/.trash/TAG-SLOT` and carries the keep-list.
+    FactoryReset {
+        why: String,
+        base: String,
+        tag: String,
+        boot: u32,
+    },
+    NewUpper(NewUpper),
+    /// Copies the keep-list's paths from the upper of the slot booted before into this one's.
+    CarryKeepList {
+        base: String,
+        from_slot: SlotId,
+        slot: SlotId,
+    },
+    /// Deletes `base/.trash` in a process that outlives the switch.
+    DeleteTrash {
+        base: String,
+    },
+}
+
+/// A slot booting a new image: its upper is made from `from_slot`'s by the carry policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpper {
+    pub base: String,
+    pub slot: SlotId,
+    pub from_slot: SlotId,
+    /// The image the slot's old upper was made for (0: unknown).
+    pub recorded: u32,
+    pub id: u32,
+    pub carry: Carry,
+    /// The image `from_slot`'s upper was made over, when it is another slot's (still on disk).
+    pub old_image: Option<String>,
+}
+
+/// The plan that takes over when a step of role `when` fails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alternative {
+    pub when: Role,
+    pub why: String,
+    pub plan: Box<Plan>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +187,22 @@ pub struct Plan {
     /// Why the upper is not on the data partition, when it is not: shown loudly.
     pub volatile: Option<String>,
     pub warnings: Vec<String>,
+    /// The A/B slot this plan boots, and why.
+    pub slot: Option<(SlotId, String)>,
+    pub alternatives: Vec<Alternative>,
+}
+
+impl Plan {
+    fn new() -> Plan {
+        Plan {
+            devices: Vec::new(),
+            steps: Vec::new(),
+            volatile: None,
+            warnings: Vec::new(),
+            slot: None,
+            alternatives: Vec::new(),
+        }
+    }
 }
 
 /// Why no plan can be made; the boot follows the failure policy.
@@ -155,19 +224,23 @@ impl Step {
             Step::Mount(m) => m.role,
             Step::PrepareUpper { .. } => Role::Upper,
             Step::SwitchRoot { .. } => Role::Switch,
+            Step::SaveState { .. } => Role::State,
+            Step::FactoryReset { .. } | Step::NewUpper(_) | Step::CarryKeepList { .. } | Step::DeleteTrash { .. } => {
+                Role::Slot
+            }
         }
     }
 }
 
 /// The data partition's steps alone: the A/B boot mounts it first to read the slot state.
 pub fn decide_data(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
-    let mut p = Plan { devices: Vec::new(), steps: Vec::new(), volatile: None, warnings: Vec::new() };
+    let mut p = Plan::new();
     data_step(s, found, &mut p)?;
     Ok(p)
 }
 
 pub fn decide(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
-    let mut p = Plan { devices: Vec::new(), steps: Vec::new(), volatile: None, warnings: Vec::new() };
+    let mut p = Plan::new();
     let data_dev = data_step(s, found, &mut p)?;
     lower_steps(s, found, data_dev.is_some(), &mut p)?;
     let (upper, work) = match (&data_dev, &p.volatile) {
@@ -445,6 +518,76 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+            Step::SaveState { state, why, critical } => {
+                let slot = |s: SlotId| {
+                    let v = state.slot(s);
+                    let status = match (v.good, v.bad, v.last) {
+                        (_, true, _) => "bad".to_string(),
+                        (true, false, _) => "good".to_string(),
+                        (false, false, crate::state::Outcome::Never) => "not booted yet".to_string(),
+                        (false, false, _) => format!("trial, {} tries left", v.tries),
+                    };
+                    format!("{} {status}, image {:08x}", s.name(), v.image)
+                };
+                write!(
+                    f,
+                    "write the state record ({why}): boot {}, active {}; {}; {}",
+                    state.boots,
+                    state.active.name(),
+                    slot(SlotId::A),
+                    slot(SlotId::B)
+                )?;
+                if state.reset_requested {
+                    write!(f, "; factory reset pending (attempt {})", state.reset_attempts)?;
+                }
+                if *critical {
+                    write!(f, " [must succeed: this boot spends a try]")?;
+                }
+                Ok(())
+            }
+            Step::FactoryReset { why, base, tag, .. } => write!(
+                f,
+                "FACTORY RESET ({why}): move every upper under {base} to .trash/{tag}-SLOT, carry the keep-list into fresh ones"
+            ),
+            Step::NewUpper(n) => {
+                let policy = match n.carry {
+                    Carry::Reconcile if n.old_image.is_none() => "keeplist (oinit.carry=reconcile, but the old image is gone)",
+                    Carry::Reconcile => "reconcile",
+                    Carry::KeepList => "keeplist",
+                    Carry::Keep => "keep",
+                };
+                if n.recorded == 0 && n.from_slot == n.slot {
+                    return write!(
+                        f,
+                        "first image {:08x} in slot {}: a fresh upper (nothing to carry), made in {}/.staging-{} and renamed into place",
+                        n.id,
+                        n.slot.name(),
+                        n.base,
+                        n.slot.name()
+                    );
+                }
+                write!(
+                    f,
+                    "new image {:08x} in slot {} (its upper was for {:08x}): its upper moved aside, a new one built in {}/.staging-{} from slot {}'s by {policy}",
+                    n.id,
+                    n.slot.name(),
+                    n.recorded,
+                    n.base,
+                    n.slot.name(),
+                    n.from_slot.name()
+                )?;
+                if let (Carry::Reconcile, Some(old)) = (n.carry, &n.old_image) {
+                    write!(f, " (old image {old} mounted at {})", paths::OLD_LOWER)?;
+                }
+                write!(f, ", renamed into place")
+            }
+            Step::CarryKeepList { base, from_slot, slot } => write!(
+                f,
+                "carry the keep-list from {base}/{}/upper into {base}/{}/upper (switch to an existing slot)",
+                from_slot.name(),
+                slot.name()
+            ),
+            Step::DeleteTrash { base } => write!(f, "delete {base}/.trash in the background"),
         }
     }
 }
@@ -472,6 +615,12 @@ impl fmt::Display for Plan {
         }
         for w in &self.warnings {
             writeln!(f, "warning: {w}")?;
+        }
+        for a in &self.alternatives {
+            writeln!(f, "== if {}:", a.why)?;
+            for line in a.plan.to_string().lines() {
+                writeln!(f, "   {line}")?;
+            }
         }
         Ok(())
     }

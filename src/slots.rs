@@ -93,13 +93,6 @@ pub fn lower_failed(st: &mut State, failed: SlotId, other_tried: bool) -> Option
     if other_tried {
         return None;
     }
-    if st.slot(other).bad {
-        log::warn!(
-            "slot {} is marked bad, but the image of slot {} does not mount: trying it anyway",
-            other.name(),
-            failed.name()
-        );
-    }
     st.active = other;
     st.last_booted = Some(other);
     st.slot_mut(other).last = Outcome::Unconfirmed;

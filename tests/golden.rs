@@ -2,6 +2,9 @@
 //! squashfs headers) stand in for a board; each scenario's output is pinned in tests/golden/.
 //! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the files after an intended change.
 
+use overlay_init::slots::{self, Policy};
+use overlay_init::state::{SlotId, State};
+use overlay_init::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,25 +62,33 @@ fn ext4(uuid: [u8; 16], label: &str) -> Vec<u8> {
 }
 
 fn squashfs() -> Vec<u8> {
+    squashfs_built(1_700_000_000)
+}
+
+/// A squashfs superblock with its build time: two builds are two image identities.
+fn squashfs_built(mkfs_time: u32) -> Vec<u8> {
     let mut b = vec![0u8; 4096];
     b[0..4].copy_from_slice(b"hsqs");
+    b[8..12].copy_from_slice(&mkfs_time.to_le_bytes());
     b[28..30].copy_from_slice(&4u16.to_le_bytes());
     b[40..48].copy_from_slice(&1_052_672u64.to_le_bytes());
     b
 }
 
 /// The qemu boards' disk: vda (GPT) with rootfs (squashfs) and userdata (ext4), and a blank vdb.
-fn fixture() -> PathBuf {
-    let base = std::env::temp_dir().join(format!("oi-golden-{}", std::process::id()));
+fn fixture(name: &str) -> PathBuf {
+    let base = std::env::temp_dir().join(format!("oi-golden-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let (sys, dev) = (base.join("sys"), base.join("dev"));
     sys_dev(&sys, "vda", None, 0, 131072);
     sys_dev(&sys, "vda", Some((1, "rootfs")), 1, 49152);
     sys_dev(&sys, "vda", Some((2, "userdata")), 2, 77824);
+    sys_dev(&sys, "vda", Some((3, "rootfs_b")), 3, 49152);
     sys_dev(&sys, "vdb", None, 16, 65536);
     write(&dev.join("vda"), &gpt_disk(&[ROOT_PARTUUID, DATA_PARTUUID]));
     write(&dev.join("vda1"), &squashfs());
     write(&dev.join("vda2"), &ext4(DATA_UUID, "userdata"));
+    write(&dev.join("vda3"), &squashfs_built(1_700_086_400));
     write(&dev.join("vdb"), &vec![0u8; 128 * 1024]);
     // An OpenWRT-style root partition: the squashfs, then an ext4 data area at bytes_used rounded
     // up to 64 KiB (1_052_672 -> 1_114_112).
@@ -142,6 +153,10 @@ const CASES: &[(&str, &str)] = &[
 ];
 
 fn run_plan(base: &Path, cmdline: &str) -> String {
+    run_plan_with(base, cmdline, &[])
+}
+
+fn run_plan_with(base: &Path, cmdline: &str, extra: &[&str]) -> String {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/qemu-x86_64/overlay-init.conf");
     let out = Command::new(env!("CARGO_BIN_EXE_overlay-init"))
         .args(["plan", "--cmdline", cmdline, "--config"])
@@ -150,18 +165,20 @@ fn run_plan(base: &Path, cmdline: &str) -> String {
         .arg(base.join("sys"))
         .arg("--dev")
         .arg(base.join("dev"))
+        .args(extra)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let extra = extra.iter().map(|a| format!(" {a}")).collect::<String>().replace(&base.display().to_string(), "BASE");
     format!(
-        "$ overlay-init plan --cmdline '{cmdline}' --config board/qemu-x86_64/overlay-init.conf\n{text}exit: {}\n",
+        "$ overlay-init plan --cmdline '{cmdline}' --config board/qemu-x86_64/overlay-init.conf{extra}\n{text}exit: {}\n",
         out.status.code().unwrap_or(-1)
     )
 }
 
 #[test]
 fn plans_match_golden_files() {
-    let base = fixture();
+    let base = fixture("plans");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut mismatches = Vec::new();
@@ -179,4 +196,75 @@ fn plans_match_golden_files() {
     }
     std::fs::remove_dir_all(&base).unwrap();
     assert!(mismatches.is_empty(), "plan output changed (UPDATE_GOLDEN=1 to accept):\n{}", mismatches.join("\n"));
+}
+
+const AB: &str = "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2 oinit.keep=/etc/hostname";
+
+/// The state records of the A/B golden cases: image a booted and marked good, then ...
+fn ab_state(case: &str, ids: [u32; 2]) -> Option<State> {
+    let p = Policy { tries: 2, late_fallback: false, one_slot: false };
+    let mut st = State::factory(2);
+    slots::choose(&mut st, p);
+    st.slot_mut(SlotId::A).image = ids[0];
+    slots::mark_good(&mut st, SlotId::A, p);
+    match case {
+        "ab-state-first-boot" => return None,
+        "ab-state-good" => {}
+        "ab-state-new-image-reconcile" | "ab-state-new-image-keeplist" | "ab-state-new-image-keep" => {
+            // ... an image installed into slot b, which boots next on trial.
+            slots::activate(&mut st, SlotId::B, p, true);
+        }
+        "ab-state-rollback" => {
+            // ... slot b booted on trial twice and never marked good.
+            slots::activate(&mut st, SlotId::B, p, true);
+            for _ in 0..2 {
+                slots::choose(&mut st, p);
+                st.slot_mut(SlotId::B).image = ids[1];
+            }
+        }
+        "ab-state-factory-reset" => st.reset_requested = true,
+        other => panic!("no state for {other}"),
+    }
+    Some(st)
+}
+
+const AB_CASES: &[(&str, &str)] = &[
+    ("ab-state-first-boot", ""),
+    ("ab-state-good", ""),
+    ("ab-state-new-image-reconcile", ""),
+    ("ab-state-new-image-keeplist", "oinit.carry=keeplist"),
+    ("ab-state-new-image-keep", "oinit.carry=keep"),
+    ("ab-state-rollback", ""),
+    ("ab-state-factory-reset", ""),
+];
+
+/// `overlay-init plan --state FILE`: the whole A/B boot, from a state record written with the
+/// same code the boot and the CLI use.
+#[test]
+fn ab_plans_match_golden_files() {
+    let base = fixture("ab");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let ids = ["vda1", "vda3"].map(|d| overlay_init::blockdev::image_id_at(&base.join("dev").join(d)).unwrap());
+    assert_ne!(ids[0], ids[1]);
+    let mut mismatches = Vec::new();
+    for (name, extra) in AB_CASES {
+        let state = base.join(format!("{name}.state"));
+        if let Some(mut st) = ab_state(name, ids) {
+            let (mut store, _) = Store::open(&state).unwrap();
+            store.save(&mut st).unwrap();
+        }
+        let got = run_plan_with(&base, format!("{AB} {extra}").trim_end(), &["--state", state.to_str().unwrap()]);
+        let file = dir.join(format!("{name}.txt"));
+        if update {
+            std::fs::write(&file, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&file).unwrap_or_default();
+        if got != want {
+            mismatches.push(format!("--- {name}: want\n{want}--- got\n{got}"));
+        }
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+    assert!(mismatches.is_empty(), "A/B plan output changed (UPDATE_GOLDEN=1 to accept):\n{}", mismatches.join("\n"));
 }

@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::paths;
+use crate::plan::NewUpper;
 use crate::reconcile::Outcome;
 use crate::reconcile_fs::{self, Trees};
 use crate::report::Report;
@@ -16,55 +17,40 @@ use crate::settings_ab::Carry;
 use crate::stage::upper;
 use crate::state::SlotId;
 use crate::sys::{loopdev, mount};
-use std::path::{Path, PathBuf};
+use rustix::fs::{renameat_with, RenameFlags, CWD};
+use std::path::Path;
 
-/// A slot whose image changed.
-pub struct NewImage<'a> {
-    /// `oinit.dir` on the data partition.
-    pub base: &'a Path,
-    pub slot: SlotId,
-    /// The slot booted before: its upper is what the user had.
-    pub from_slot: SlotId,
-    /// The image the slot's upper belongs to (0: unknown, the state record was lost).
-    pub recorded: u32,
-    pub id: u32,
-    /// The image `from_slot`'s upper was made over, when it is still on disk: another slot's
-    /// partition or file.
-    pub old_image: Option<PathBuf>,
-}
-
-/// Makes the slot's new upper. Returns false when the slot's upper is kept as it is: after a
-/// lost state record an upper is never replaced on a guess.
-pub fn new_image(s: &Settings, n: &NewImage<'_>, report: &mut Report) -> Result<bool> {
-    let slot_dir = n.base.join(n.slot.name());
+/// Makes the slot's new upper (the plan leaves an upper of unknown image alone: after a lost
+/// state record an upper is never replaced on a guess). Returns false when the slot's upper was
+/// found already finished by an interrupted boot.
+pub fn new_image(s: &Settings, n: &NewUpper, report: &mut Report) -> Result<bool> {
+    let base = Path::new(&n.base);
+    let slot_dir = base.join(n.slot.name());
     // Named after the image the old upper belongs to, so a boot cut after the rename finds it.
     let tag = format!("image-{:08x}-{}", n.recorded, n.slot.name());
-    let aside = n.base.join(upper::TRASH).join(&tag);
-    if n.recorded == 0 && slot_dir.join("upper").exists() {
-        return Ok(false);
-    }
+    let aside = base.join(upper::TRASH).join(&tag);
     if n.recorded != 0 && aside.exists() && slot_dir.exists() {
         // A boot cut after the rename and before the state write: the new upper is whole.
         log::info!("slot {}: the new upper made by an interrupted boot is complete", n.slot.name());
-        return Ok(true);
+        return Ok(false);
     }
     if slot_dir.exists() {
         // The old upper under its image's name; anything else found in the slot's place (no
         // upper in it: nothing of the user's) under a name of its own.
         let tag = if n.recorded == 0 || aside.exists() { format!("{tag}-{}", crate::report::now_us()) } else { tag };
-        upper::move_aside(n.base, n.slot.name(), &tag)?;
+        upper::move_aside(base, n.slot.name(), &tag)?;
     }
-    let from = if n.from_slot == n.slot { aside.join("upper") } else { n.base.join(n.from_slot.name()).join("upper") };
+    let from = if n.from_slot == n.slot { aside.join("upper") } else { base.join(n.from_slot.name()).join("upper") };
     let staging_name = format!(".staging-{}", n.slot.name());
-    let staging = n.base.join(&staging_name);
+    let staging = base.join(&staging_name);
     // What a cut boot left half built goes to the trash, never into use.
-    upper::move_aside(n.base, &staging_name, &format!("staging-{}-{}", n.slot.name(), crate::report::now_us()))?;
+    upper::move_aside(base, &staging_name, &format!("staging-{}-{}", n.slot.name(), crate::report::now_us()))?;
     std::fs::create_dir_all(&staging).map_err(|e| io("mkdir", &staging, e))?;
     let what = if from.is_dir() { carry(s, n, &from, &staging, report) } else { "nothing to carry".into() };
-    upper::sync_data(n.base);
+    upper::sync_data(base);
     rustix::fs::rename(&staging, &slot_dir)
         .map_err(|e| Error::sys("rename", staging.display().to_string(), e, "check the data partition"))?;
-    upper::sync_dir(n.base)?;
+    upper::sync_dir(base)?;
     log::info!(
         "slot {}: new image {:08x}: upper from slot {} by oinit.carry: {what}",
         n.slot.name(),
@@ -76,7 +62,7 @@ pub fn new_image(s: &Settings, n: &NewImage<'_>, report: &mut Report) -> Result<
 }
 
 /// Fills `staging` from the upper `from`; returns what was done, for the log.
-fn carry(s: &Settings, n: &NewImage<'_>, from: &Path, staging: &Path, report: &mut Report) -> String {
+fn carry(s: &Settings, n: &NewUpper, from: &Path, staging: &Path, report: &mut Report) -> String {
     let to = staging.join("upper");
     let keep = upper::keep_list(&s.ab.keep, &s.ab.keep_file, from);
     let keep_list = |why: &str| {
@@ -92,36 +78,39 @@ fn carry(s: &Settings, n: &NewImage<'_>, from: &Path, staging: &Path, report: &m
                 keep_list("copy failed; ")
             }
         },
-        Carry::Reconcile => match n.old_image.as_deref().map(|img| reconcile(s, n, img, from, staging, &keep)) {
-            Some(Ok(o)) => {
-                report.reconcile = Some(o.summary());
-                format!("reconciled: {}", o.summary())
+        Carry::Reconcile => {
+            match n.old_image.as_deref().map(|img| reconcile(s, n, Path::new(img), from, staging, &keep)) {
+                Some(Ok(o)) => {
+                    report.reconcile = Some(o.summary());
+                    format!("reconciled: {}", o.summary())
+                }
+                Some(Err(e)) => {
+                    log::error!(
+                        "reconciling the upper of slot {}: {e}; the keep-list is carried instead",
+                        n.from_slot.name()
+                    );
+                    // Start again from an empty staging directory: nothing half reconciled is used.
+                    let name = format!(".staging-{}", n.slot.name());
+                    let _ =
+                        upper::move_aside(Path::new(&n.base), &name, &format!("failed-{}", crate::report::now_us()));
+                    let _ = std::fs::create_dir_all(staging);
+                    keep_list("reconciliation failed; ")
+                }
+                None => {
+                    log::warn!(
+                        "the image the old upper was made over is gone (replaced in place); the keep-list is carried"
+                    );
+                    keep_list("old image gone; ")
+                }
             }
-            Some(Err(e)) => {
-                log::error!(
-                    "reconciling the upper of slot {}: {e}; the keep-list is carried instead",
-                    n.from_slot.name()
-                );
-                // Start again from an empty staging directory: nothing half reconciled is used.
-                let name = format!(".staging-{}", n.slot.name());
-                let _ = upper::move_aside(n.base, &name, &format!("failed-{}", crate::report::now_us()));
-                let _ = std::fs::create_dir_all(staging);
-                keep_list("reconciliation failed; ")
-            }
-            None => {
-                log::warn!(
-                    "the image the old upper was made over is gone (replaced in place); the keep-list is carried"
-                );
-                keep_list("old image gone; ")
-            }
-        },
+        }
     }
 }
 
 /// Mounts the old image read-only, reconciles, unmounts; writes `reconcile.json`.
 fn reconcile(
     s: &Settings,
-    n: &NewImage<'_>,
+    n: &NewUpper,
     image: &Path,
     from: &Path,
     staging: &Path,
@@ -153,7 +142,7 @@ fn reconcile(
         ("from", n.from_slot.name().to_string()),
         ("old_image", file),
         ("new_image", format!("{:08x}", n.id)),
-        ("conflicts", n.base.join(n.slot.name()).join("conflicts").display().to_string()),
+        ("conflicts", format!("{}/{}/conflicts", n.base, n.slot.name())),
     ];
     if let Err(e) = std::fs::write(paths::RECONCILE, o.to_json(&header)) {
         log::warn!("cannot write {}: {e}", paths::RECONCILE);
@@ -168,4 +157,54 @@ fn io(call: &'static str, p: &Path, e: std::io::Error) -> Error {
         rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
         "check the data partition",
     )
+}
+
+/// A switch to a slot that has its image already (rollback, `mark-active other`): each path of
+/// the keep-list in the upper of the slot booted before replaces the one in this slot's upper.
+/// Each is copied into a staging directory first and then renamed into place, the replaced one
+/// going to the trash, so a power cut leaves either version of a path, never half of one.
+pub fn keep_list_switch(s: &Settings, base: &Path, from_slot: SlotId, slot: SlotId) -> Result<usize> {
+    let (from, to) = (base.join(from_slot.name()).join("upper"), base.join(slot.name()).join("upper"));
+    if !from.is_dir() || !to.is_dir() {
+        return Ok(0);
+    }
+    let keep = upper::keep_list(&s.ab.keep, &s.ab.keep_file, &from);
+    // A path under another kept path moves with it.
+    let tops: Vec<&String> = keep
+        .iter()
+        .filter(|k| !keep.iter().any(|o| o != *k && k.strip_prefix(o.as_str()).is_some_and(|r| r.starts_with('/'))))
+        .collect();
+    if tops.is_empty() {
+        return Ok(0);
+    }
+    let name = ".staging-keep";
+    upper::move_aside(base, name, &format!("staging-keep-{}", crate::report::now_us()))?;
+    let staging = base.join(name);
+    std::fs::create_dir_all(&staging).map_err(|e| io("mkdir", &staging, e))?;
+    upper::carry(&keep, &from, &staging);
+    upper::sync_data(base);
+    let mut n = 0;
+    for k in &tops {
+        let rel = k.trim_start_matches('/');
+        let (Some(src), Some(dst)) = (upper::safe_path(&staging, rel), upper::safe_path(&to, rel)) else { continue };
+        if src.symlink_metadata().is_err() {
+            continue;
+        }
+        let swap = dst.symlink_metadata().is_ok();
+        if !swap {
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io("mkdir", parent, e))?;
+            }
+        }
+        // One atomic exchange (renameat2 RENAME_EXCHANGE) when the path exists, directory or
+        // not: at every instant the slot's upper holds the old or the new version.
+        let flags = if swap { RenameFlags::EXCHANGE } else { RenameFlags::NOREPLACE };
+        renameat_with(CWD, &src, CWD, &dst, flags)
+            .map_err(|e| Error::sys("renameat2", dst.display().to_string(), e, "check the data partition"))?;
+        n += 1;
+    }
+    upper::sync_data(base);
+    // What was replaced is in the staging directory now: to the trash with it.
+    upper::move_aside(base, name, &format!("keep-replaced-{}", crate::report::now_us()))?;
+    Ok(n)
 }

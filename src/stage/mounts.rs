@@ -31,7 +31,14 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
             Step::Verity(v) => super::verity::open(v, report),
             Step::Mount(m) => mount(m, report),
             Step::PrepareUpper { upper, work } => prepare_upper(upper, work),
-            Step::SwitchRoot { .. } => continue,
+            // The switch is the last act of `boot`; the A/B steps need the state record and are
+            // run by `stage::slot`.
+            Step::SwitchRoot { .. }
+            | Step::SaveState { .. }
+            | Step::FactoryReset { .. }
+            | Step::NewUpper(_)
+            | Step::CarryKeepList { .. }
+            | Step::DeleteTrash { .. } => continue,
         };
         let role = step.role();
         result.map_err(|error| StepError { role, error: Box::new(error) })?;

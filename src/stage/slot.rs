@@ -1,35 +1,33 @@
-//! The A/B boot: data partition first (the slot state lives there), then the slot choice,
-//! persisted before anything else; the chosen slot's lower, falling back to the other slot in the
-//! same boot; factory reset and new-image uppers; then upper and overlay.
+//! The A/B boot, acting: the data partition first (the slot state lives there), then the facts
+//! the decision reads (state record, image identities, uppers present, reset button), then the
+//! plan of `plan_ab` executed step by step, handing over to its alternative plan when the counted
+//! state write or the lower fails.
 
 use crate::error::{Error, Result};
 use crate::paths;
 use crate::plan::{self, DataState, Found, Plan, Role, Step};
+use crate::plan_ab;
 use crate::report::Report;
 use crate::settings::Settings;
 use crate::settings_ab::SlotSource;
-use crate::slots::{self, Policy};
 use crate::slots_file::{SlotsFile, SLOTS_FILE};
-use crate::stage::mounts::{self, announce, assemble};
+use crate::stage::mounts::{self, announce, assemble, StepError};
 use crate::stage::{carry, upper};
-use crate::state::{Reason, SlotId, State};
+use crate::state::{SlotId, State};
 use crate::store::{self, Loaded, Store};
 use std::path::{Path, PathBuf};
 
 /// The state record, relative to the data partition.
 pub const STATE_FILE: &str = ".overlay-init/state";
-/// A factory reset that fails on this many boots in a row is given up, so the device still boots.
-const MAX_RESET_ATTEMPTS: u8 = 3;
 
 pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan> {
-    let policy = Policy { tries: s.ab.tries, late_fallback: s.ab.late_fallback, one_slot: s.ab.one_slot() };
     let data_plan = assemble(report, found, |f| plan::decide_data(&s.for_slot(SlotId::A), f))?;
     let writable = data_plan.volatile.is_none() && s.has_data();
     let state_path = Path::new(paths::DATA).join(STATE_FILE);
-    let (mut store, mut st, loaded) = if writable {
-        store::load_or_default(&state_path, policy.tries)
+    let (mut store, st, loaded) = if writable {
+        store::load_or_default(&state_path, s.ab.tries)
     } else {
-        (None, State::factory(policy.tries), Loaded::Default("the data partition is not writable"))
+        (None, State::factory(s.ab.tries), Loaded::Default("the data partition is not writable"))
     };
     if loaded == Loaded::New {
         log::info!("slot state: none yet (first boot on this data partition): slot a, the factory default");
@@ -38,190 +36,137 @@ pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan
         log::warn!("slot state: {why}; using the default (slot a)");
         report.fallbacks.push(format!("slot state: {why}; default used"));
     }
-
-    let before = st.clone();
-    let previous = before.last_booted;
-    let mut choice = slots::choose(&mut st, policy);
-    if let Err(e) = save(&mut store, &mut st) {
-        if choice.counted {
-            log::error!("cannot record the trial boot ({e}): booting the last good slot uncounted");
-            choice = slots::uncounted(&before);
-            st = before;
-            st.active = choice.slot;
-        }
-    }
-    log::info!("slot {}: {}", choice.slot.name(), choice.reason.text());
-
-    let (slot, plan) = mount_lower(s, found, report, &mut st, &mut store, choice.slot)?;
-    report.slot = Some((slot.name().into(), st.history.last().map_or("", |e| e.reason.text()).into()));
-
-    if writable {
-        uppers(s, found, &mut st, &mut store, (previous, slot), report)?;
-    }
-    let plan = match mounts::run(&upper_steps(&plan), report) {
-        Ok(()) => plan,
-        // Upper or work cannot be made (a full data partition, say): the same slot on a tmpfs
-        // upper, or the data-missing policy's error.
-        Err(e) if e.role == Role::Upper => {
-            log::error!("{}", e.error);
-            report.fallbacks.push(format!("slot {}: upper unusable: {}", slot.name(), e.error));
-            found.data = DataState::Unmountable(e.error.to_string());
-            let volatile = plan::decide(&s.for_slot(slot), found).map_err(Error::Plan)?;
-            announce(&volatile, report);
-            mounts::run(&upper_steps(&volatile), report).map_err(|e| *e.error)?;
-            volatile
-        }
-        Err(e) => return Err(*e.error),
+    let base = Path::new(paths::DATA).join(&s.dir);
+    let slots = [SlotId::A, SlotId::B];
+    // The button is sampled only when nothing else asks for a reset (it costs 100 ms).
+    let button = !s.ab.factory_reset && !st.reset_requested && s.ab.reset_button.as_ref().is_some_and(|b| b.held());
+    let facts = plan_ab::Facts {
+        writable: store.is_some(),
+        images: slots.map(|slot| image_id(s, found, slot)),
+        sources: slots.map(|slot| source_path(s, found, slot).map(|p| p.display().to_string())),
+        uppers: slots.map(|slot| base.join(slot.name()).join("upper").exists()),
+        button,
+        state: st,
+        loaded,
     };
-    write_slots_file(s, found, slot, &state_path);
+    let plan = plan_ab::decide(s, found, &facts).map_err(Error::Plan)?;
+    let plan = execute(s, found, plan, &mut store, report)?;
+    if let Some((slot, why)) = &plan.slot {
+        report.slot = Some((slot.name().into(), why.clone()));
+        write_slots_file(s, found, *slot, &state_path);
+    }
     Ok(plan)
 }
 
-/// The steps after the lower is mounted: tmpfs for a volatile upper, upper and work, overlay.
-fn upper_steps(plan: &Plan) -> Vec<Step> {
-    plan.steps.iter().filter(|x| matches!(x.role(), Role::Volatile | Role::Upper | Role::Overlay)).cloned().collect()
-}
-
-fn save(store: &mut Option<Store>, st: &mut State) -> std::result::Result<(), String> {
-    match store {
-        Some(store) => store.save(st).map_err(|e| e.to_string()),
-        None => Err("no state file".into()),
-    }
-}
-
-/// Mounts the slot's lower; if its image is missing or unmountable, marks it bad and tries the
-/// other slot in the same boot.
-fn mount_lower(
+/// Runs the A/B plan's steps after the data partition's (already run). A failed step hands over
+/// to the plan's alternative for it (the counted state write, the lower); a failed upper to the
+/// same slot on a tmpfs upper; anything else fails the boot.
+fn execute(
     s: &Settings,
     found: &mut Found,
-    report: &mut Report,
-    st: &mut State,
+    plan: Plan,
     store: &mut Option<Store>,
-    first: SlotId,
-) -> Result<(SlotId, Plan)> {
-    let mut slot = first;
-    let mut tried = 0;
-    loop {
-        tried += 1;
-        let mut ss = s.for_slot(slot);
-        if s.ab.slots[slot.index()].is_some() {
-            found.root = found.slots[slot.index()].clone();
-        }
-        // A verified image is read in full once, on the first boot of that image.
-        if ss.verity.enabled() {
-            ss.verity.new_image = image_id(s, found, slot) != Some(st.slot(slot).image);
-        }
-        let attempt = plan::decide(&ss, found).map_err(Error::Plan).and_then(|plan| {
-            announce(&plan, report);
-            let lower: Vec<Step> =
-                plan.steps.iter().filter(|x| matches!(x.role(), Role::LowerDev | Role::Lower)).cloned().collect();
-            mounts::run(&lower, report).map_err(|e| *e.error)?;
-            Ok(plan)
+    report: &mut Report,
+) -> Result<Plan> {
+    announce(&plan, report);
+    for step in plan.steps.iter().filter(|x| x.role() != Role::Data) {
+        let Err(e) = run_step(s, step, store, report) else { continue };
+        let alternative = plan.alternatives.iter().find(|a| match a.when {
+            Role::Lower => matches!(e.role, Role::Lower | Role::LowerDev),
+            when => when == e.role,
         });
-        match attempt {
-            Ok(plan) => return Ok((slot, plan)),
-            Err(e) => {
-                log::error!("slot {}: {e}", slot.name());
-                report.fallbacks.push(format!("slot {} unusable: {e}", slot.name()));
-                if s.ab.one_slot() {
-                    return Err(e);
-                }
-                let Some(other) = slots::lower_failed(st, slot, tried > 1) else { return Err(e) };
-                if let Err(w) = save(store, st) {
-                    log::warn!("cannot record the failed slot: {w}");
-                }
-                log::warn!("falling back to slot {} in this boot", other.name());
-                slot = other;
-            }
+        if let Some(a) = alternative {
+            let name = |p: &Plan| p.slot.as_ref().map_or("?", |(slot, _)| slot.name());
+            let (from, to) = (name(&plan), name(&a.plan));
+            let msg = match a.when {
+                Role::State => format!("cannot record the trial boot ({}): booting slot {to} uncounted", e.error),
+                _ => format!("slot {from} unusable: {}; falling back to slot {to} in this boot", e.error),
+            };
+            log::error!("{msg}");
+            log::warn!("{}", a.why);
+            report.fallbacks.push(msg);
+            return execute(s, found, (*a.plan).clone(), store, report);
         }
+        if e.role != Role::Upper {
+            return Err(*e.error);
+        }
+        // Upper or work cannot be made (a full data partition, say): the same slot on a tmpfs
+        // upper, or the data-missing policy's error.
+        let slot = plan.slot.as_ref().map_or(SlotId::A, |(slot, _)| *slot);
+        log::error!("{}", e.error);
+        report.fallbacks.push(format!("slot {}: upper unusable: {}", slot.name(), e.error));
+        found.data = DataState::Unmountable(e.error.to_string());
+        let mut volatile = plan::decide(&s.for_slot(slot), found).map_err(Error::Plan)?;
+        announce(&volatile, report);
+        let steps: Vec<Step> = volatile
+            .steps
+            .iter()
+            .filter(|x| matches!(x.role(), Role::Volatile | Role::Upper | Role::Overlay))
+            .cloned()
+            .collect();
+        mounts::run(&steps, report).map_err(|e| *e.error)?;
+        volatile.slot = plan.slot.clone();
+        return Ok(volatile);
     }
+    Ok(plan)
 }
 
-/// Factory reset and new-image uppers, before upper and work are prepared.
-/// `slots`: the slot booted before this boot (if known) and the slot booting now.
-fn uppers(
+fn run_step(
     s: &Settings,
-    found: &Found,
-    st: &mut State,
+    step: &Step,
     store: &mut Option<Store>,
-    slots: (Option<SlotId>, SlotId),
     report: &mut Report,
-) -> Result<()> {
-    let (previous, slot) = slots;
-    let base = Path::new(paths::DATA).join(&s.dir);
-    let cycles = s.ab.reset_cycles;
-    let trigger = if s.ab.factory_reset {
-        Some("oinit.factoryreset on the command line")
-    } else if st.reset_requested {
-        Some("requested by 'overlay-init factory-reset'")
-    } else if s.ab.reset_button.as_ref().is_some_and(|b| b.held()) {
-        Some("the reset button was held at power-on")
-    } else if cycles > 0 && st.unconfirmed_boots >= cycles {
-        Some("too many boots in a row without mark-good")
-    } else {
-        None
-    };
-    if let Some(why) = trigger {
-        factory_reset(s, st, store, &base, why, report)?;
-    }
-    let id = image_id(s, found, slot);
-    if let Some(id) = id.filter(|id| *id != st.slot(slot).image) {
-        let from_slot = previous.unwrap_or(slot);
-        let n = carry::NewImage {
-            base: &base,
-            slot,
-            from_slot,
-            recorded: st.slot(slot).image,
-            id,
-            old_image: if from_slot == slot { None } else { source_path(s, found, from_slot) },
-        };
-        if carry::new_image(s, &n, report)? {
-            st.record(slot, Reason::NewImage);
+) -> std::result::Result<(), StepError> {
+    let slot_err = |error: Error| StepError { role: Role::Slot, error: Box::new(error) };
+    match step {
+        Step::SaveState { state, why, critical } => {
+            let mut st = (**state).clone();
+            // The plan has no state writes without a store; a store that went away is read-only.
+            let saved = store.as_mut().map_or(Err(rustix::io::Errno::ROFS), |store| store.save(&mut st));
+            match saved {
+                Ok(()) => {}
+                Err(e) if *critical => {
+                    let error = Error::sys("write", STATE_FILE, e, "check the data partition");
+                    return Err(StepError { role: Role::State, error: Box::new(error) });
+                }
+                Err(e) => log::warn!("cannot write the state record ({why}): {e}"),
+            }
         }
-        st.slot_mut(slot).image = id;
-        if let Err(e) = save(store, st) {
-            log::warn!("cannot record the image identity: {e}");
+        Step::FactoryReset { why, base, tag, boot } => {
+            factory_reset(s, Path::new(base), tag, *boot, why, report).map_err(slot_err)?
         }
+        Step::NewUpper(n) => {
+            carry::new_image(s, n, report).map_err(slot_err)?;
+        }
+        Step::CarryKeepList { base, from_slot, slot } => {
+            let n = carry::keep_list_switch(s, Path::new(base), *from_slot, *slot).map_err(slot_err)?;
+            if n > 0 {
+                log::info!("keep-list: {n} entries carried from slot {} into slot {}", from_slot.name(), slot.name());
+            }
+        }
+        Step::DeleteTrash { base } => upper::delete_trash_in_background(Path::new(base)),
+        other => return mounts::run(std::slice::from_ref(other), report),
     }
-    upper::delete_trash_in_background(&base);
+    report.steps.push(step.to_string());
     Ok(())
 }
 
-fn factory_reset(
-    s: &Settings,
-    st: &mut State,
-    store: &mut Option<Store>,
-    base: &Path,
-    why: &str,
-    report: &mut Report,
-) -> Result<()> {
-    if st.reset_attempts >= MAX_RESET_ATTEMPTS {
-        log::error!("factory reset failed on {MAX_RESET_ATTEMPTS} boots; giving up so the device boots");
-        st.reset_requested = false;
-        st.reset_attempts = 0;
-        let _ = save(store, st);
-        return Ok(());
-    }
-    // Count the attempt first: a reset that kills every boot must not loop forever.
-    if st.reset_attempts == 0 {
-        st.reset_boot = st.boots;
-    }
-    st.reset_attempts += 1;
-    st.reset_requested = true;
-    let _ = save(store, st);
+/// Moves every slot's upper aside (an interrupted attempt's originals stay where the first
+/// attempt put them) and carries the keep-list into fresh uppers.
+fn factory_reset(s: &Settings, base: &Path, tag: &str, boot: u32, why: &str, report: &mut Report) -> Result<()> {
     log::warn!("FACTORY RESET ({why}): every upper is moved aside and deleted");
     for slot in [SlotId::A, SlotId::B] {
-        let original = format!("reset-{}-{}", st.reset_boot, slot.name());
+        let original = format!("{tag}-{}", slot.name());
         if base.join(upper::TRASH).join(&original).exists() {
             // An interrupted attempt moved the original aside already; what stands in its place
             // is an unfinished fresh upper.
-            upper::move_aside(base, slot.name(), &format!("{original}-unfinished-{}", st.boots))?;
+            upper::move_aside(base, slot.name(), &format!("{original}-unfinished-{boot}"))?;
         } else {
             upper::move_aside(base, slot.name(), &original)?;
         }
         let from = base.join(upper::TRASH).join(&original).join("upper");
-        // The same keep-list as a new image: the board's paths and those the keep file in
-        // the old upper lists (OpenWRT's sysupgrade.conf), so one list says what survives.
+        // The same keep-list as every other operation: the board's paths and those the keep
+        // file in the old upper lists (OpenWRT's sysupgrade.conf).
         let keep = if from.is_dir() { upper::keep_list(&s.ab.keep, &s.ab.keep_file, &from) } else { Vec::new() };
         if !keep.is_empty() {
             let n = upper::carry(&keep, &from, &base.join(slot.name()).join("upper"));
@@ -229,13 +174,6 @@ fn factory_reset(
         }
     }
     upper::sync_data(base);
-    st.reset_requested = false;
-    st.reset_attempts = 0;
-    st.unconfirmed_boots = 0;
-    st.record(st.active, Reason::FactoryReset);
-    if let Err(e) = save(store, st) {
-        log::warn!("cannot record the finished reset: {e}; it runs again on the next boot");
-    }
     report.fallbacks.push(format!("factory reset: {why}"));
     Ok(())
 }

@@ -99,7 +99,7 @@ pub fn parse_keep(text: &str) -> (Vec<String>, Vec<usize>) {
 }
 
 /// `root/rel` if no component of it is a symlink (checked with lstat, component by component).
-fn safe_path(root: &Path, rel: &str) -> Option<PathBuf> {
+pub fn safe_path(root: &Path, rel: &str) -> Option<PathBuf> {
     let mut p = root.to_path_buf();
     for c in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
         if c == ".." {
