@@ -7,16 +7,52 @@ use crate::slots_file::Context;
 use crate::state::{SlotId, State};
 use std::path::PathBuf;
 
-/// Exit codes: 0 done, 1 the state could not be read or written, 2 usage.
-pub const EXIT_STATE: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
+/// Why a command did not do its work; the kind is the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// The command line is wrong (unknown option, an option the command does not take, a
+    /// missing or extra argument, not a slot): exit 2, nothing was touched.
+    Usage(String),
+    /// The state or the image was refused, or could not be read or written: exit 1.
+    Refused(String),
+}
+
+impl CliError {
+    pub fn code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Refused(_) => 1,
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            CliError::Usage(t) | CliError::Refused(t) => t,
+        }
+    }
+}
+
+/// The options and how many arguments each command takes.
+fn accepts(cmd: &str) -> (&'static [&'static str], std::ops::RangeInclusive<usize>) {
+    match cmd {
+        "status" => (&["--json"], 0..=0),
+        "mark-good" | "mark-bad" => (&[], 0..=1),
+        "rollback" => (&[], 0..=0),
+        "factory-reset" => (&["--reboot"], 0..=0),
+        "install" => (&["--slot", "--sha256", "--key", "--force"], 1..=1),
+        // RAUC's requests: checked by the backend itself.
+        _ => (&[], 0..=usize::MAX),
+    }
+}
 
 /// Runs one slot command; returns the exit code.
 pub fn run(cmd: &str, args: &[String]) -> i32 {
     let mut state = None;
     let mut rest = Vec::new();
+    let mut given = Vec::new();
     let (mut json, mut reboot, mut force) = (false, false, false);
     let (mut slot, mut sha, mut key) = (None, None, None);
+    let (flags, count) = accepts(cmd);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         // A flag right after a value-taking flag means the value is missing.
@@ -44,49 +80,61 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
                 Ok(())
             }
         };
-        if let Err(e) = parsed {
-            return fail(&e, EXIT_USAGE);
+        if a.starts_with("--") {
+            given.push(a.as_str());
         }
+        if let Err(e) = parsed {
+            return fail(&CliError::Usage(e));
+        }
+    }
+    if let Some(f) = given.iter().find(|f| **f != "--state" && !flags.contains(f)) {
+        return fail(&CliError::Usage(format!("{cmd} does not take {f}; see 'overlay-init help'")));
+    }
+    if !count.contains(&rest.len()) {
+        let what = if rest.len() < *count.start() { "is missing an argument" } else { "takes fewer arguments" };
+        return fail(&CliError::Usage(format!("{cmd} {what}; see 'overlay-init help'")));
     }
     let ctx = match Context::load(state) {
         Ok(c) => c,
-        Err(e) => return fail(&e, EXIT_STATE),
+        Err(e) => return fail(&CliError::Refused(e)),
     };
+    let slot_arg = |a: Option<&String>| ctx.slot_arg(a).map_err(CliError::Usage);
+    let refused = |r: Result<String, String>| r.map_err(CliError::Refused);
     let result = match cmd {
-        "status" => ctx.read().map(|st| if json { status_json(&ctx, &st) } else { status_text(&ctx, &st) }),
-        "mark-good" => ctx.slot_arg(rest.first()).and_then(|s| {
-            ctx.update(|st| {
+        "status" => refused(ctx.read().map(|st| if json { status_json(&ctx, &st) } else { status_text(&ctx, &st) })),
+        "mark-good" => slot_arg(rest.first()).and_then(|s| {
+            refused(ctx.update(|st| {
                 slots::mark_good(st, s, ctx.policy);
                 Ok(format!("slot {} marked good", s.name()))
-            })
+            }))
         }),
-        "mark-bad" | "rollback" if ctx.policy.one_slot => {
-            Err(format!("{cmd}: this board boots one image (oinit.state without slots): there is no other slot"))
-        }
-        "mark-bad" => ctx.slot_arg(rest.first()).and_then(|s| {
-            ctx.update(|st| {
+        "mark-bad" | "rollback" if ctx.policy.one_slot => Err(CliError::Refused(format!(
+            "{cmd}: this board boots one image (oinit.state without slots): there is no other slot"
+        ))),
+        "mark-bad" => slot_arg(rest.first()).and_then(|s| {
+            refused(ctx.update(|st| {
                 slots::reject(st, s);
                 Ok(format!("slot {} marked bad; slot {} boots next", s.name(), st.active.name()))
-            })
+            }))
         }),
-        "rollback" => ctx.update(|st| {
+        "rollback" => refused(ctx.update(|st| {
             let target = ctx.booted.unwrap_or(st.active).other();
             if st.slot(target).bad && !st.slot(target).good {
                 return Err(format!("slot {} is marked bad; refusing to roll back to it", target.name()));
             }
             slots::activate(st, target, ctx.policy, false);
             Ok(format!("slot {} boots next", target.name()))
-        }),
-        "factory-reset" => ctx.update(|st| {
+        })),
+        "factory-reset" => refused(ctx.update(|st| {
             st.reset_requested = true;
             st.reset_attempts = 0;
             Ok("factory reset requested: every upper is wiped on the next boot".into())
-        }),
-        "rauc" => crate::rauc::handle(&ctx, &rest),
+        })),
+        "rauc" => refused(crate::rauc::handle(&ctx, &rest)),
         "install" => match rest.first() {
-            None => Err("install needs an IMAGE".into()),
-            Some(image) => slot.as_deref().map(|s| ctx.slot_arg(Some(&s.to_string()))).transpose().and_then(|slot| {
-                crate::install::install(
+            None => Err(CliError::Usage("install needs an IMAGE".into())),
+            Some(image) => slot.as_deref().map(|s| slot_arg(Some(&s.to_string()))).transpose().and_then(|slot| {
+                refused(crate::install::install(
                     &ctx,
                     &crate::install::Request {
                         image: std::path::Path::new(image),
@@ -95,10 +143,10 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
                         force,
                         key: key.as_deref(),
                     },
-                )
+                ))
             }),
         },
-        _ => Err(format!("unknown command {cmd}")),
+        _ => Err(CliError::Usage(format!("unknown command {cmd}"))),
     };
     // Only what changes the slots goes to syslog; queries (status, RAUC's get-*) would flood it.
     let query = cmd == "status" || (cmd == "rauc" && rest.first().is_some_and(|r| r.starts_with("get-")));
@@ -116,17 +164,20 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
             0
         }
         Err(e) if query => {
-            eprintln!("overlay-init: {e}");
-            EXIT_STATE
+            eprintln!("overlay-init: {}", e.text());
+            e.code()
         }
-        Err(e) => fail(&e, EXIT_STATE),
+        Err(e) => fail(&e),
     }
 }
 
-fn fail(msg: &str, code: i32) -> i32 {
-    eprintln!("overlay-init: {msg}");
-    log_user(&format!("error: {msg}"));
-    code
+fn fail(e: &CliError) -> i32 {
+    eprintln!("overlay-init: {}", e.text());
+    // A mistyped command changed nothing: not worth the system log.
+    if let CliError::Refused(_) = e {
+        log_user(&format!("error: {}", e.text()));
+    }
+    e.code()
 }
 
 /// Userspace actions also go to syslog (RFC 3164 datagram on /dev/log, facility user, level

@@ -39,7 +39,7 @@ fn mark_good_bad_rollback_and_reset() {
     assert!(st.slot(SlotId::B).bad && st.slot(SlotId::A).good);
     assert_eq!(st.active, SlotId::A);
     let (code, out) = cli(&path, &["mark-bad", "c"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "not a slot is a usage error");
     assert!(out.contains("'c' is not a slot"), "{out}");
     let (code, _) = cli(&path, &["factory-reset"]);
     assert_eq!(code, 0);
@@ -118,6 +118,19 @@ fn usage_errors_and_read_only_queries() {
     let (code, out) = cli(&path, &["install", img.to_str().unwrap(), "--sha256"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--sha256 needs a value"), "{out}");
+    // Options a command does not take, and wrong argument counts, are usage errors too.
+    for (args, says) in [
+        (&["status", "--force"][..], "status does not take --force"),
+        (&["rollback", "a"][..], "rollback takes fewer arguments"),
+        (&["mark-good", "a", "b"][..], "mark-good takes fewer arguments"),
+        (&["install"][..], "install is missing an argument"),
+        (&["factory-reset", "--json"][..], "factory-reset does not take --json"),
+    ] {
+        let (code, out) = cli(&path, args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(out.contains(says), "{args:?}: {out}");
+    }
+    assert!(!path.exists(), "a usage error wrote the state");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
