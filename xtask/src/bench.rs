@@ -8,7 +8,7 @@
 //! test asserts timings.
 
 use crate::board::Board;
-use crate::e2e::Ctx;
+use crate::harness::Ctx;
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! End-to-end tests of A/B slots and factory reset, on the same boards and disks as `e2e`.
 
-use crate::e2e::{booted, contains, upper_file_at, want, Ctx};
+use crate::harness::{booted, contains, upper_file_at, want, Ctx};
 use crate::image;
 
 /// Both slots as partitions, two tries, a keep-list path. These scenarios pin the `keeplist`

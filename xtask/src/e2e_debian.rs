@@ -3,7 +3,7 @@
 //! slots of a disk of its own, booted by the qemu-x86_64 board's initramfs. A systemd unit
 //! reports on the console what a user would check, then runs `systemctl poweroff`.
 
-use crate::e2e::{contains, ext4_header, needs_recovery, want, Ctx};
+use crate::harness::{contains, ext4_header, needs_recovery, want, Ctx};
 use crate::image;
 use crate::sh;
 use std::path::{Path, PathBuf};

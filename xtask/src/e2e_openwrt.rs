@@ -2,7 +2,7 @@
 //! and formatted on first boot, `firstboot`, and a sysupgrade that keeps what
 //! /etc/sysupgrade.conf lists.
 
-use crate::e2e::{booted, contains, ext4_header, file_in, needs_recovery, want, Ctx, Needs, Scenario};
+use crate::harness::{booted, contains, ext4_header, file_in, needs_recovery, want, Ctx, Needs, Scenario};
 use crate::image;
 use crate::qemu::Boot;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! and signed with openssl (board/integration/verity/sign-image.sh), the initramfs carries the
 //! public key and dm-verity; the init sets up the devices itself.
 
-use crate::e2e::{booted, contains, want, Ctx};
+use crate::harness::{booted, contains, want, Ctx};
 use crate::image;
 use crate::qemu::Boot;
 use crate::sh;

@@ -13,6 +13,7 @@ mod e2e_openwrt;
 mod e2e_verity;
 mod fuzz;
 mod genimage;
+mod harness;
 mod image;
 mod powercut;
 mod qemu;

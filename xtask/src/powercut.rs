@@ -4,7 +4,7 @@
 //! run samples a few cut points per kind; `cargo xtask powercut N` runs N per kind.
 
 use crate::board::Board;
-use crate::e2e::{booted, want, Ctx};
+use crate::harness::{booted, want, Ctx};
 use crate::qemu::Boot;
 use crate::writelog;
 use std::path::Path;
