@@ -48,7 +48,8 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<(), String> {
 }
 
 /// Each slot keeps its own upper; a trial slot never marked good rolls back after its tries with
-/// the old slot's upper intact; the keep-list reaches the new slot's fresh upper.
+/// the old slot's upper intact but for the keep-list, which reaches the new slot's fresh upper
+/// and follows the user back on the rollback.
 pub fn trial_and_rollback(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("ab-rollback")?;
     let b = boot(ctx, &disk, "oitest=keep,mark-good", "ab-1")?;
@@ -59,8 +60,8 @@ pub fn trial_and_rollback(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "slot", "a")?;
     want(&b, "counter", "2")?;
     want(&b, "rollback-exit", "0")?;
-    // Slot b: its own fresh upper, the kept file carried over from a.
-    let b = boot(ctx, &disk, "", "ab-3")?;
+    // Slot b: its own fresh upper, the kept file carried over from a (and rewritten on b).
+    let b = boot(ctx, &disk, "oitest=keep", "ab-3")?;
     want(&b, "slot", "b")?;
     want(&b, "image", "b")?;
     want(&b, "counter", "1")?;
@@ -74,6 +75,8 @@ pub fn trial_and_rollback(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "slot", "a")?;
     want(&b, "image", "a")?;
     want(&b, "counter", "3")?;
+    // The keep-list follows the user back: b's version of the kept file replaced a's.
+    want(&b, "keepme", "kept-from-b")?;
     contains(&b, "rolled back")?;
     contains(&b, "OI-STATUS: slot b: bad")?;
     contains(&b, "last boot failed")?;
