@@ -30,7 +30,7 @@ pub enum Error {
         errno: Errno,
         hint: String,
     },
-    NotSquashfs {
+    NotImage {
         path: String,
     },
     /// The image is not the one the trusted root hash describes, or its verity metadata is bad.
@@ -67,6 +67,9 @@ pub fn mount_hint(fstype: &str, errno: Errno) -> String {
             "check that upper and work are on the same filesystem and the options are known to this kernel (see dmesg)"
         }
         ("squashfs", Errno::INVAL) => "the image is not a valid squashfs (corrupt or truncated)",
+        ("erofs", Errno::INVAL) => {
+            "the image is not a valid EROFS image (corrupt, truncated, or a feature this kernel lacks)"
+        }
         (_, Errno::INVAL) => "the device does not hold this filesystem type, or an option is unknown (see dmesg)",
         (_, Errno::UCLEAN) => "the filesystem needs a check: enable oinit.fsck=1",
         (_, Errno::ROFS | Errno::ACCESS) => "the device is read-only",
@@ -93,7 +96,9 @@ impl fmt::Display for Error {
             Error::Mount { source, target, fstype, options, errno, hint } => {
                 write!(f, "mount {source} on {target} type {fstype} ({options}): {errno}. Likely: {hint}")
             }
-            Error::NotSquashfs { path } => write!(f, "{path} is not a squashfs image (bad magic or truncated). Fix: reinstall the image"),
+            Error::NotImage { path } => {
+                write!(f, "{path} is not a squashfs or EROFS image (bad magic or truncated). Fix: reinstall the image")
+            }
             Error::Verity { image, what } => write!(
                 f,
                 "dm-verity refuses {image}: {what}. Nothing from this image is used. Fix: reinstall a signed image \

@@ -7,7 +7,7 @@
 //! file, so swapping the path during an install (a symlink flip) changes nothing. The read-back
 //! drops the written pages from the page cache first, so it reads the medium.
 
-use crate::probe::{self, FsKind};
+use crate::probe;
 use crate::sha256::Sha256;
 use crate::slots;
 use crate::slots_file::Context;
@@ -138,17 +138,17 @@ fn target_slot(ctx: &Context, req: &Request<'_>) -> Result<SlotId, String> {
     Ok(target)
 }
 
-/// A squashfs 4 image whose superblock size fits the file; returns its length.
+/// A squashfs 4 or EROFS image whose superblock size fits the file; returns its length.
 fn check_image(f: &File, image: &Path) -> Result<u64, String> {
     let len = f.metadata().map_err(|e| format!("{}: {e}", image.display()))?.len();
     let mut head = vec![0u8; probe::PROBE_LEN];
     f.read_exact_at(&mut head, 0).map_err(|_| format!("{}: too short to be an image", image.display()))?;
     match probe::probe_fs(&head) {
-        Some(fs) if fs.kind == FsKind::Squashfs && fs.size <= len => Ok(len),
-        Some(fs) if fs.kind == FsKind::Squashfs => {
+        Some(fs) if fs.kind.is_image() && fs.size <= len => Ok(len),
+        Some(fs) if fs.kind.is_image() => {
             Err(format!("{}: truncated ({len} bytes, the superblock says {})", image.display(), fs.size))
         }
-        _ => Err(format!("{}: not a squashfs image", image.display())),
+        _ => Err(format!("{}: not a squashfs or EROFS image", image.display())),
     }
 }
 

@@ -4,7 +4,6 @@
 
 use crate::blockdev::BlockDev;
 use crate::paths;
-use crate::probe::FsKind;
 use crate::settings::{DataMissing, Settings};
 use crate::settings_ab::Carry;
 use crate::state::{SlotId, State};
@@ -18,6 +17,10 @@ use std::fmt;
 /// - `index=off`: the index ties the upper to one lower's file handles; off lets an upper be
 ///   reused over a new image (A/B updates) without a mount failure.
 pub const OVERLAY_SAFE_OPTS: &str = "redirect_dir=nofollow,metacopy=off,index=off";
+
+/// The type of an image file lower: squashfs or EROFS, read from the image when it is mounted
+/// (`rootfstype=` names the partition holding the file).
+pub const AUTO_IMAGE: &str = "squashfs|erofs";
 
 /// What the device search found, the input of `decide`.
 #[derive(Debug, Clone)]
@@ -389,15 +392,21 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
         p.devices.insert(0, format!("lower: {dev}"));
         let fstype = match (&s.rootfstype, &dev.fs) {
             (Some(t), _) => t.clone(),
-            (None, Some(fs)) if fs.kind == FsKind::Squashfs => "squashfs".into(),
+            (None, Some(fs)) if fs.kind.is_image() => fs.kind.name().into(),
             (None, other) => {
                 let saw = other.as_ref().map_or("no known filesystem", |f| f.kind.name());
                 return Err(err(
-                    format!("{}=/dev/{} holds {saw}, not a squashfs image", s.root_key, dev.name),
-                    "point root= at the squashfs partition (or set rootfstype= if it is another filesystem)",
+                    format!("{}=/dev/{} holds {saw}, not a squashfs or EROFS image", s.root_key, dev.name),
+                    "point root= at the image's partition (or set rootfstype= if it is another filesystem)",
                 ));
             }
         };
+        if fstype == "erofs" && !s.boot_modules().iter().any(|m| m == "erofs") {
+            p.warnings.push(
+                "the lower is EROFS: add erofs to oinit.modules (or set rootfstype=erofs) unless the kernel has it built in"
+                    .into(),
+            );
+        }
         let source = verified(s, found, Source::Device(format!("/dev/{}", dev.name)), p)?;
         p.steps.push(Step::Mount(Mount {
             role: Role::Lower,
@@ -441,7 +450,7 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
         role: Role::Lower,
         source,
         target: paths::LOWER.into(),
-        fstype: "squashfs".into(),
+        fstype: AUTO_IMAGE.into(),
         options: "ro".into(),
     }));
     Ok(())

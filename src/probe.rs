@@ -8,6 +8,7 @@ pub const PROBE_LEN: usize = 2048;
 pub enum FsKind {
     Ext4,
     Squashfs,
+    Erofs,
 }
 
 impl FsKind {
@@ -15,9 +16,20 @@ impl FsKind {
         match self {
             FsKind::Ext4 => "ext4",
             FsKind::Squashfs => "squashfs",
+            FsKind::Erofs => "erofs",
         }
     }
+
+    /// A read-only image a lower can be made of.
+    pub fn is_image(self) -> bool {
+        matches!(self, FsKind::Squashfs | FsKind::Erofs)
+    }
 }
+
+/// EROFS's superblock: at byte 1024, 128 bytes (`struct erofs_super_block`).
+const EROFS_SB: usize = 1024;
+const EROFS_SB_LEN: usize = 128;
+const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsInfo {
@@ -38,10 +50,13 @@ fn le64(b: &[u8], at: usize) -> u64 {
     u64::from(le32(b, at)) | u64::from(le32(b, at + 4)) << 32
 }
 
-/// Recognises ext2/3/4 (mounted as ext4) and squashfs 4 from the first PROBE_LEN bytes.
+/// Recognises ext2/3/4 (mounted as ext4), squashfs 4 and EROFS from the first PROBE_LEN bytes.
 pub fn probe_fs(buf: &[u8]) -> Option<FsInfo> {
     if buf.len() >= 96 && &buf[0..4] == b"hsqs" && le16(buf, 28) == 4 {
         return Some(FsInfo { kind: FsKind::Squashfs, uuid: None, label: None, size: le64(buf, 40) });
+    }
+    if let Some(sb) = buf.get(EROFS_SB..EROFS_SB + EROFS_SB_LEN).filter(|sb| le32(sb, 0) == EROFS_MAGIC) {
+        return erofs(sb);
     }
     let sb = buf.get(1024..2048)?;
     if le16(sb, 0x38) != 0xEF53 {
@@ -65,10 +80,33 @@ pub fn probe_fs(buf: &[u8]) -> Option<FsInfo> {
     })
 }
 
-/// The identity of a squashfs image: CRC32 of its superblock, which holds the build time, the
-/// size and the table offsets, so any rebuilt image differs. None for anything else.
+/// EROFS: blocks of 2^blkszbits bytes (512 B to 64 KiB), the 16-byte UUID and volume name.
+fn erofs(sb: &[u8]) -> Option<FsInfo> {
+    let bits = sb[12];
+    if !(9..=16).contains(&bits) {
+        return None;
+    }
+    let uuid = &sb[48..64];
+    let name = &sb[64..80];
+    let end = name.iter().position(|&c| c == 0).unwrap_or(16);
+    let label = String::from_utf8_lossy(&name[..end]).into_owned();
+    Some(FsInfo {
+        kind: FsKind::Erofs,
+        uuid: uuid.iter().any(|&b| b != 0).then(|| uuid_be(uuid)),
+        label: (!label.is_empty()).then_some(label),
+        size: u64::from(le32(sb, 36)) << bits,
+    })
+}
+
+/// The identity of a lower image: CRC32 of its superblock (squashfs: 96 bytes; EROFS: 128),
+/// which holds the build time, the size and the table offsets, so any rebuilt image differs.
+/// None for anything else.
 pub fn image_id(buf: &[u8]) -> Option<u32> {
-    probe_fs(buf).filter(|f| f.kind == FsKind::Squashfs).map(|_| crate::state::crc32(&buf[..96]))
+    match probe_fs(buf)?.kind {
+        FsKind::Squashfs => Some(crate::state::crc32(&buf[..96])),
+        FsKind::Erofs => Some(crate::state::crc32(&buf[EROFS_SB..EROFS_SB + EROFS_SB_LEN])),
+        FsKind::Ext4 => None,
+    }
 }
 
 /// A factory-blank partition: all zeroes or all erased-flash ones. Anything else might be a
@@ -137,6 +175,30 @@ pub fn mbr_partuuid(sector0: &[u8], partn: u32) -> Option<String> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+
+    /// The superblock mkfs.erofs 1.5 (Debian 12) wrote for `-U 12345678-1234-5678-9abc-def012345678
+    /// -T 1700000000` over a one-file tree: the bytes that are not zero.
+    const EROFS_SB_BYTES: [u8; 64] = [
+        0xe2, 0xe1, 0xf5, 0xe0, 0x94, 0xc3, 0x3a, 0x83, 0x03, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x24, 0x00, 0x03, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf1, 0x53, 0x65, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x12, 0x34, 0x56, 0x78, 0x12, 0x34,
+        0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, 0x78,
+    ];
+
+    #[test]
+    fn erofs_from_a_real_superblock() {
+        let mut buf = vec![0u8; PROBE_LEN];
+        buf[1024..1088].copy_from_slice(&EROFS_SB_BYTES);
+        let fs = probe_fs(&buf).unwrap();
+        assert_eq!(fs.kind, FsKind::Erofs);
+        assert_eq!(fs.uuid.as_deref(), Some("12345678-1234-5678-9abc-def012345678"));
+        assert_eq!((fs.label, fs.size), (None, 4096));
+        let id = image_id(&buf).unwrap();
+        buf[1024 + 24] ^= 1; // another build time: another image
+        assert_ne!(image_id(&buf), Some(id));
+        buf[1024 + 12] = 30; // a block size no kernel mounts
+        assert_eq!(probe_fs(&buf), None);
+    }
 
     /// An ext4 superblock image with the given UUID bytes, label and size, for tests elsewhere.
     pub fn ext4_image(uuid: [u8; 16], label: &str, blocks: u32) -> Vec<u8> {

@@ -245,6 +245,10 @@ impl Settings {
         if verity && !m.iter().any(|x| x.replace('-', "_") == "dm_verity") {
             m.push("dm_verity".into());
         }
+        // An EROFS lower named by its type needs the module before the lower can mount.
+        if self.rootfstype.as_deref() == Some("erofs") && !m.iter().any(|x| x == "erofs") {
+            m.push("erofs".into());
+        }
         m
     }
 

@@ -3,7 +3,7 @@
 //! data hashes up to that root hash, and the stored hash tree is the one the data makes (the
 //! kernel would refuse the slot otherwise, but only after the old image in it is gone).
 
-use crate::probe::{self, FsKind};
+use crate::probe;
 use crate::signature;
 use crate::verity::{self, BLOCK};
 use std::fs::File;
@@ -27,7 +27,7 @@ fn read(f: &File, at: u64, n: usize) -> Result<Vec<u8>, String> {
 pub fn check(data: &File, len: u64, hash: Option<(&File, u64)>, key: &[u8; 32]) -> Result<Checked, String> {
     let (hf, hlen) = hash.unwrap_or((data, len));
     let head = read(data, 0, probe::PROBE_LEN)?;
-    let fs = probe::probe_fs(&head).filter(|f| f.kind == FsKind::Squashfs).ok_or("not a squashfs image")?;
+    let fs = probe::probe_fs(&head).filter(|f| f.kind.is_image()).ok_or("not a squashfs or EROFS image")?;
     let unsigned =
         |e: String| format!("not a signed verity image ({e}); this device boots only images signed with its key");
     let at = verity::hash_offset(fs.size, hash.is_some());

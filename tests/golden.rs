@@ -61,6 +61,13 @@ fn ext4(uuid: [u8; 16], label: &str) -> Vec<u8> {
     b
 }
 
+const EROFS_SB: [u8; 64] = [
+    0xe2, 0xe1, 0xf5, 0xe0, 0x94, 0xc3, 0x3a, 0x83, 0x03, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x24, 0x00, 0x03, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf1, 0x53, 0x65, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x12, 0x34, 0x56, 0x78, 0x12, 0x34, 0x56, 0x78, 0x9a,
+    0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, 0x78,
+];
+
 fn squashfs() -> Vec<u8> {
     squashfs_built(1_700_000_000)
 }
@@ -98,6 +105,12 @@ fn fixture(name: &str) -> PathBuf {
     part.resize(1_114_112, 0xaa);
     part.extend(ext4(DATA_UUID, "rootfs_data"));
     write(&dev.join("vdc1"), &part);
+    // An EROFS lower (the superblock mkfs.erofs 1.5 writes, at byte 1024).
+    sys_dev(&sys, "vdd", None, 80, 65536);
+    sys_dev(&sys, "vdd", Some((1, "erofs_root")), 81, 32768);
+    let mut e = vec![0u8; 4096];
+    e[1024..1088].copy_from_slice(&EROFS_SB);
+    write(&dev.join("vdd1"), &e);
     // Two USB sticks' partitions with the same GPT name: a name that is not unique.
     sys_dev(&sys, "sda", None, 48, 65536);
     sys_dev(&sys, "sda", Some((1, "backup")), 49, 32768);
@@ -137,6 +150,8 @@ const CASES: &[(&str, &str)] = &[
     ("ab-files", "oinit.afile=/images/a.sqfs oinit.bfile=/images/b.sqfs oinit.keep=/etc/hostname"),
     ("ab-missing-b", "oinit.a=PARTLABEL=rootfs"),
     ("appended-data-first-boot", "root=/dev/vda1 oinit.data=appended"),
+    ("erofs-partition", "root=PARTLABEL=erofs_root"),
+    ("erofs-by-type-and-uuid", "root=UUID=12345678-1234-5678-9abc-def012345678 rootfstype=erofs"),
     ("appended-data-existing", "root=/dev/vdc1 oinit.data=appended oinit.fsck=1"),
     ("appended-data-needs-root", "root= oinit.lowerfile=/images/a.sqfs oinit.data=appended"),
     ("one-image-with-state", "oinit.state=1 oinit.data=appended root=/dev/vdc1"),

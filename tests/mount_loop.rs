@@ -20,13 +20,14 @@ fn sh(cmd: &mut Command) -> String {
 
 fn can_run() -> bool {
     let root = rustix::process::geteuid().is_root();
-    let tools = ["mksquashfs", "mkfs.ext4", "losetup"].iter().all(|t| {
+    let tools = ["mksquashfs", "mkfs.erofs", "mkfs.ext4", "losetup"].iter().all(|t| {
         Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
     });
     if root && tools {
         return true;
     }
-    let why = if root { "mksquashfs, mkfs.ext4 or losetup missing (run tests/setup.sh)" } else { "not root" };
+    let why =
+        if root { "mksquashfs, mkfs.erofs, mkfs.ext4 or losetup missing (run tests/setup.sh)" } else { "not root" };
     assert!(std::env::var_os("OI_REQUIRE_ROOT").is_none(), "mount tests cannot run: {why}");
     eprintln!("SKIPPED mount_loop: {why}");
     false
@@ -67,6 +68,7 @@ fn relocate(steps: &[Step], base: &Path) -> Vec<Step> {
 struct Fixture {
     dir: PathBuf,
     sqfs: PathBuf,
+    erofs: PathBuf,
     data_loop: String,
 }
 
@@ -84,16 +86,20 @@ fn fixture(tag: &str) -> Fixture {
     std::fs::write(dir.join("content/etc/hello"), "from the lower\n").unwrap();
     let sqfs = dir.join("lower.sqfs");
     sh(Command::new("mksquashfs").arg(dir.join("content")).arg(&sqfs).args(["-quiet", "-no-progress", "-all-root"]));
+    // The same tree as EROFS (Debian's erofs-utils), LZ4-compressed as a board would ship it.
+    let erofs = dir.join("lower.erofs");
+    sh(Command::new("mkfs.erofs").args(["-zlz4hc", "--all-root", "--quiet"]).arg(&erofs).arg(dir.join("content")));
     let data = dir.join("data.ext4");
     std::fs::create_dir_all(dir.join("data-content/images")).unwrap();
     std::fs::copy(&sqfs, dir.join("data-content/images/lower.sqfs")).unwrap();
+    std::fs::copy(&erofs, dir.join("data-content/images/lower.erofs")).unwrap();
     sh(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", "oi-test-data", "-d"])
         .arg(dir.join("data-content"))
         .arg(&data)
         .arg("16M"));
     let data_loop = sh(Command::new("losetup").args(["-f", "--show"]).arg(&data));
-    Fixture { dir, sqfs, data_loop }
+    Fixture { dir, sqfs, erofs, data_loop }
 }
 
 /// Runs `f` on a thread of its own that has unshared its mount namespace: every mount made there
@@ -167,6 +173,25 @@ fn squashfs_partition_and_ext4_data() {
     let base = fx.dir.join("mnt");
     in_private_namespace(move || assemble(cmdline, base));
     sh(Command::new("losetup").args(["-d", &lower_loop]));
+}
+
+/// EROFS lowers: a partition (its type from the superblock, as the device search probed it) and
+/// an image file (its type read when it is mounted).
+#[test]
+fn erofs_partition_and_image_file() {
+    if !can_run() {
+        return;
+    }
+    let fx = fixture("erofs");
+    let lower_loop = sh(Command::new("losetup").args(["-r", "-f", "--show"]).arg(&fx.erofs));
+    let cmdline = format!("root={lower_loop} oinit.data={}", fx.data_loop);
+    let base = fx.dir.join("mnt");
+    in_private_namespace(move || assemble(cmdline, base));
+    sh(Command::new("losetup").args(["-d", &lower_loop]));
+    // Its own upper: the first boot's is on the same data partition.
+    let cmdline = format!("root={0} oinit.data={0} oinit.lowerfile=/images/lower.erofs oinit.dir=file", fx.data_loop);
+    let base = fx.dir.join("mnt-file");
+    in_private_namespace(move || assemble_in(cmdline, base, "file/upper"));
 }
 
 #[test]

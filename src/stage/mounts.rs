@@ -4,7 +4,7 @@ use crate::blockdev::read_head;
 use crate::error::{mount_hint, Error, Result};
 use crate::fsutil;
 use crate::plan::{self, DataState, Found, Mount, Plan, Role, Source, Step};
-use crate::probe::{self, FsKind};
+use crate::probe;
 use crate::report::Report;
 use crate::sys::{loopdev, mount::mount_fs};
 use rustix::fs::{chmod, mkdir, Mode};
@@ -109,7 +109,7 @@ fn mount(m: &Mount, report: &mut Report) -> Result<()> {
         Source::Device(d) => d.clone(),
         Source::Virtual(v) => v.to_string(),
         Source::LoopFile(file) => {
-            check_squashfs_file(file)?;
+            check_image_file(file, Some(m.fstype.as_str()).filter(|t| *t != plan::AUTO_IMAGE))?;
             let attached = report.kernel(|| loopdev::attach_ro(file)).map_err(|(call, e)| {
                 Error::sys(call, file.clone(), e, "add loop to oinit.modules (or build it into the kernel)")
             })?;
@@ -119,20 +119,30 @@ fn mount(m: &Mount, report: &mut Report) -> Result<()> {
             path
         }
     };
-    report.kernel(|| mount_fs(&source, &m.target, &m.fstype, &m.options)).map_err(|errno| Error::Mount {
+    // An image file says what it is: squashfs or EROFS, read from its superblock.
+    let fstype = if m.fstype == plan::AUTO_IMAGE {
+        let kind = read_head(Path::new(&source), 0, probe::PROBE_LEN).and_then(|h| probe::probe_fs(&h)).map(|f| f.kind);
+        let kind = kind.filter(|k| k.is_image()).ok_or_else(|| Error::NotImage { path: source.clone() })?;
+        log::info!("{source}: {} image", kind.name());
+        kind.name().to_string()
+    } else {
+        m.fstype.clone()
+    };
+    report.kernel(|| mount_fs(&source, &m.target, &fstype, &m.options)).map_err(|errno| Error::Mount {
         source,
         target: m.target.clone(),
-        fstype: m.fstype.clone(),
+        hint: mount_hint(&fstype, errno),
+        fstype,
         options: m.options.clone(),
         errno,
-        hint: mount_hint(&m.fstype, errno),
     })
 }
 
-/// Refuses an image file that is not squashfs or shorter than its superblock says, before it
-/// reaches the kernel (which would log a cryptic error or read past the end at run time).
-pub fn check_squashfs_file(file: &str) -> Result<()> {
-    let bad = || Error::NotSquashfs { path: file.to_string() };
+/// Refuses an image file that is not of the planned type (squashfs unless `rootfstype=erofs`)
+/// or shorter than its superblock says, before it reaches the kernel (which would log a cryptic
+/// error or read past the end at run time).
+pub fn check_image_file(file: &str, fstype: Option<&str>) -> Result<()> {
+    let bad = || Error::NotImage { path: file.to_string() };
     let len = std::fs::metadata(file)
         .map_err(|e| {
             Error::sys(
@@ -145,7 +155,13 @@ pub fn check_squashfs_file(file: &str) -> Result<()> {
         .len();
     let head = read_head(Path::new(file), 0, probe::PROBE_LEN).ok_or_else(bad)?;
     match probe::probe_fs(&head) {
-        Some(fs) if fs.kind == FsKind::Squashfs && fs.size <= len => Ok(()),
+        Some(fs) if fs.kind.is_image() && fs.size <= len => match fstype {
+            Some(t) if t != fs.kind.name() => Err(Error::Plan(crate::plan::PlanError {
+                what: format!("{file} holds a {} image, not {t}", fs.kind.name()),
+                hint: format!("set rootfstype={}", fs.kind.name()),
+            })),
+            _ => Ok(()),
+        },
         _ => Err(bad()),
     }
 }

@@ -7,10 +7,10 @@
 use crate::blockdev::read_head;
 use crate::error::{Error, Result};
 use crate::plan::{Source, Trust, Verity};
-use crate::probe::{self, FsKind};
+use crate::probe;
 use crate::report::{Report, Verified};
 use crate::signature::{self, Signed};
-use crate::stage::mounts::check_squashfs_file;
+use crate::stage::mounts::check_image_file;
 use crate::sys::{dm, loopdev};
 use crate::verity::{self, Fec, Layout, OnCorruption, Superblock};
 use std::io::{Read, Seek, SeekFrom};
@@ -62,7 +62,7 @@ fn image_device(data: &Source, report: &mut Report) -> Result<(String, Option<lo
     match data {
         Source::Device(d) => Ok((d.clone(), None)),
         Source::LoopFile(file) => {
-            check_squashfs_file(file)?;
+            check_image_file(file, None)?;
             let attached = report.kernel(|| loopdev::attach_ro(file)).map_err(|(call, e)| {
                 Error::sys(call, file.clone(), e, "add loop to oinit.modules (or build it into the kernel)")
             })?;
@@ -114,7 +114,7 @@ fn create_checked(
 /// needed, and the error correction area it announces).
 fn read_meta(image: &str, hash: &str, separate: bool, signed: bool) -> std::result::Result<Meta, String> {
     let head = read_head(Path::new(image), 0, probe::PROBE_LEN).ok_or("cannot read its first bytes")?;
-    let fs = probe::probe_fs(&head).filter(|f| f.kind == FsKind::Squashfs).ok_or("it holds no squashfs image")?;
+    let fs = probe::probe_fs(&head).filter(|f| f.kind.is_image()).ok_or("it holds no squashfs or EROFS image")?;
     let path = Path::new(hash);
     let at = verity::hash_offset(fs.size, separate);
     let sb_bytes = read_head(path, at, verity::BLOCK as usize)

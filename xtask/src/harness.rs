@@ -237,6 +237,8 @@ pub enum Needs {
     X86Only,
     /// dm-verity lowers: proven on the two 64-bit QEMU boards (x86_64 and aarch64).
     Verity,
+    /// EROFS lowers: the same two boards (every Debian kernel here has erofs.ko).
+    Erofs,
 }
 
 impl Needs {
@@ -254,6 +256,8 @@ impl Needs {
             Needs::X86Only => Some("runs on qemu-x86_64 only: one architecture proves it".into()),
             Needs::Verity if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
             Needs::Verity => Some("verified lowers are proven on the qemu-x86_64 and qemu-aarch64 boards".into()),
+            Needs::Erofs if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
+            Needs::Erofs => Some("EROFS lowers are proven on the qemu-x86_64 and qemu-aarch64 boards".into()),
         }
     }
 }
