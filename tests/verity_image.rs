@@ -9,15 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn tools() -> bool {
-    let ok = ["mksquashfs", "veritysetup", "openssl"].iter().all(|t| {
+    let ok = ["mksquashfs", "mkfs.erofs", "veritysetup", "openssl"].iter().all(|t| {
         Command::new("sh")
             .args(["-c", &format!("command -v {t} || test -x /usr/sbin/{t}")])
             .output()
             .is_ok_and(|o| o.status.success())
     });
     if !ok {
-        assert!(std::env::var_os("OI_REQUIRE_ROOT").is_none(), "verity tests need mksquashfs, veritysetup, openssl");
-        eprintln!("SKIPPED verity_image: mksquashfs, veritysetup or openssl missing (run tests/setup.sh)");
+        assert!(
+            std::env::var_os("OI_REQUIRE_ROOT").is_none(),
+            "verity tests need mksquashfs, mkfs.erofs, veritysetup, openssl"
+        );
+        eprintln!("SKIPPED verity_image: mksquashfs, mkfs.erofs, veritysetup or openssl missing (run tests/setup.sh)");
     }
     ok
 }
@@ -49,6 +52,11 @@ fn fixture(tag: &str, fec: Option<u8>) -> Fixture {
 /// With `split`, the tree and what follows it go to `img.verity.hash` (a hash partition's
 /// content) and the image is the padded squashfs alone.
 fn fixture_with(tag: &str, fec: Option<u8>, split: bool) -> Fixture {
+    fixture_of(tag, fec, split, false)
+}
+
+/// With `erofs`, the tree is an LZ4 EROFS image (Debian's erofs-utils) instead of squashfs.
+fn fixture_of(tag: &str, fec: Option<u8>, split: bool, erofs: bool) -> Fixture {
     let dir = std::env::temp_dir().join(format!("oi-verity-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("tree")).unwrap();
@@ -63,7 +71,11 @@ fn fixture_with(tag: &str, fec: Option<u8>, split: bool) -> Fixture {
         .collect();
     std::fs::write(dir.join("tree/noise"), noise).unwrap();
     let sqfs = dir.join("img.sqfs");
-    run(Command::new("mksquashfs").arg(dir.join("tree")).arg(&sqfs).args(["-quiet", "-noappend"]));
+    if erofs {
+        run(Command::new("mkfs.erofs").args(["-zlz4hc", "--quiet"]).arg(&sqfs).arg(dir.join("tree")));
+    } else {
+        run(Command::new("mksquashfs").arg(dir.join("tree")).arg(&sqfs).args(["-quiet", "-noappend"]));
+    }
     let key = dir.join("k.pem");
     run(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key));
     let out = Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&key).output().unwrap();
@@ -98,6 +110,18 @@ fn signed_image_from_the_reference_tools_verifies() {
     let f = fixture("good", None);
     let bytes = std::fs::read(&f.image).unwrap();
     assert_eq!(check(&f, &bytes).unwrap(), f.root, "our tree gives veritysetup's root hash");
+}
+
+#[test]
+fn signed_erofs_image_verifies() {
+    if !tools() {
+        return;
+    }
+    let f = fixture_of("erofs", None, false, true);
+    let mut bytes = std::fs::read(&f.image).unwrap();
+    assert_eq!(check(&f, &bytes).unwrap(), f.root, "our tree gives veritysetup's root hash");
+    bytes[8192] ^= 1;
+    assert!(check(&f, &bytes).is_err(), "a changed byte in the EROFS data verified");
 }
 
 #[test]

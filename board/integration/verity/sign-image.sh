@@ -1,9 +1,10 @@
 #!/bin/sh
-# Makes a verified, signed image for overlay-init from a squashfs image:
+# Makes a verified, signed image for overlay-init from a squashfs or EROFS image:
 #
-#   squashfs | verity superblock + hash tree (veritysetup format) | signature block (4 KiB)
+#   image | verity superblock + hash tree (veritysetup format) | signature block (4 KiB)
 #
-# The hash tree starts at the first 4 KiB boundary after the squashfs (its bytes_used); the
+# The hash tree starts at the first 4 KiB boundary after the image (squashfs: its bytes_used;
+# EROFS: its block count times its block size, from the superblock at byte 1024); the
 # signature block right after the tree holds the root hash and an ed25519 signature over
 # "overlay-init verity v1 roothash=<hex>\n" made with openssl. The root hash is also written to
 # OUT.roothash, for boards that pin it with oinit.roothash= instead of (or as well as) a key.
@@ -15,16 +16,23 @@
 # file) follows the signature block and covers everything before it; dm-verity then repairs up to
 # N/2 bad bytes per codeword on read, and the block says fec_roots=N so the init loads it.
 #
-# usage: sign-image.sh SQUASHFS ED25519_PRIVATE_KEY.pem OUT
+# usage: sign-image.sh IMAGE ED25519_PRIVATE_KEY.pem OUT
 # Make a key once:  openssl genpkey -algorithm ed25519 -out verity.key
 # and its public half for the board's initramfs:  openssl pkey -in verity.key -pubout -out verity.pub
 # Needs veritysetup (cryptsetup-bin) and openssl 3. VERITY_SALT=<hex> makes the output reproducible.
 set -eu
 
-[ $# -eq 3 ] || { echo "usage: $0 SQUASHFS ED25519_PRIVATE_KEY.pem OUT" >&2; exit 2; }
+[ $# -eq 3 ] || { echo "usage: $0 IMAGE ED25519_PRIVATE_KEY.pem OUT" >&2; exit 2; }
 in=$1 key=$2 out=$3
-[ "$(head -c 4 "$in")" = hsqs ] || { echo "$0: $in is not a squashfs image" >&2; exit 1; }
-used=$(od -An -tu8 -j40 -N8 "$in" | tr -d ' ')
+if [ "$(head -c 4 "$in")" = hsqs ]; then
+	used=$(od -An -tu8 -j40 -N8 "$in" | tr -d ' ')
+elif [ "$(od -An -tx4 -j1024 -N4 "$in" | tr -d ' ')" = e0f5e1e2 ]; then
+	bits=$(od -An -tu1 -j1036 -N1 "$in" | tr -d ' ')
+	used=$(( $(od -An -tu4 -j1060 -N4 "$in" | tr -d ' ') << bits ))
+else
+	echo "$0: $in is neither a squashfs nor an EROFS image" >&2
+	exit 1
+fi
 blocks=$(( (used + 4095) / 4096 ))
 veritysetup=$(command -v veritysetup || echo /usr/sbin/veritysetup)
 
