@@ -11,6 +11,11 @@ fn main() {
         overlay_init::fatal::install_panic_hook();
         overlay_init::boot::run()
     }
+    commands()
+}
+
+#[cfg(feature = "cli")]
+fn commands() -> ! {
     let mut args: Vec<String> = std::env::args().collect();
     // Multi-call: RAUC runs its backend with the request as the first argument.
     let name = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
@@ -20,4 +25,11 @@ fn main() {
         args.remove(0);
     }
     std::process::exit(overlay_init::cli::main(&args))
+}
+
+/// The boot path alone: every command lives in the full build.
+#[cfg(not(feature = "cli"))]
+fn commands() -> ! {
+    eprintln!("overlay-init {}: built without the userspace commands (feature cli)", env!("CARGO_PKG_VERSION"));
+    std::process::exit(2)
 }

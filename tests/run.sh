@@ -8,6 +8,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The boot path alone (no userspace commands) must build too.
+cargo clippy --no-default-features --quiet -- -D warnings
 step "unit, golden and mount tests"
 # As root (CI), the loop-device tests must run, never skip.
 if [ "$(id -u)" = 0 ]; then export OI_REQUIRE_ROOT=1; fi

@@ -74,7 +74,11 @@ fn carry(s: &Settings, n: &NewUpper, from: &Path, staging: &Path, report: &mut R
         Carry::Keep => match crate::fscopy::copy_tree(from, &to) {
             Ok(k) => format!("the whole upper carried ({k} entries)"),
             Err(e) => {
-                log::error!("carrying the whole upper of slot {}: {e}", n.from_slot.name());
+                log::error!(
+                    "carrying the whole upper of slot {}: {e}; the keep-list is carried instead",
+                    n.from_slot.name()
+                );
+                restart(n, staging);
                 keep_list("copy failed; ")
             }
         },
@@ -89,11 +93,7 @@ fn carry(s: &Settings, n: &NewUpper, from: &Path, staging: &Path, report: &mut R
                         "reconciling the upper of slot {}: {e}; the keep-list is carried instead",
                         n.from_slot.name()
                     );
-                    // Start again from an empty staging directory: nothing half reconciled is used.
-                    let name = format!(".staging-{}", n.slot.name());
-                    let _ =
-                        upper::move_aside(Path::new(&n.base), &name, &format!("failed-{}", crate::report::now_us()));
-                    let _ = std::fs::create_dir_all(staging);
+                    restart(n, staging);
                     keep_list("reconciliation failed; ")
                 }
                 None => {
@@ -105,6 +105,13 @@ fn carry(s: &Settings, n: &NewUpper, from: &Path, staging: &Path, report: &mut R
             }
         }
     }
+}
+
+/// Starts again from an empty staging directory: nothing half carried is used.
+fn restart(n: &NewUpper, staging: &Path) {
+    let name = format!(".staging-{}", n.slot.name());
+    let _ = upper::move_aside(Path::new(&n.base), &name, &format!("failed-{}", crate::report::now_us()));
+    let _ = std::fs::create_dir_all(staging);
 }
 
 /// Mounts the old image read-only, reconciles, unmounts; writes `reconcile.json`.

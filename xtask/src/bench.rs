@@ -229,11 +229,16 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
             ms(sum_kernel),
             ms(sum_total - sum_kernel)
         ));
+        let boot_only =
+            std::fs::metadata(crate::image::build_init_only(root, &board)?).map_err(|e| e.to_string())?.len();
         out.push_str(&format!(
-            "\nstripped static binary ({}): {} bytes ({:.0} KiB); init peak memory VmHWM: {:.0} kB\n",
+            "\nstripped static binary ({}): {} bytes ({:.0} KiB); without the userspace commands \
+             (`--no-default-features`): {} bytes ({:.0} KiB); init peak memory VmHWM: {:.0} kB\n",
             board.rust_target,
             size,
             size as f64 / 1024.0,
+            boot_only,
+            boot_only as f64 / 1024.0,
             median(samples.iter().map(|s| s.vmhwm_kb).collect())
         ));
     }

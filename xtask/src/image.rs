@@ -16,6 +16,29 @@ pub fn build_init(root: &Path, b: &Board) -> Result<PathBuf, String> {
     Ok(root.join("target").join(&b.rust_target).join("release/overlay-init"))
 }
 
+/// The boot path alone (no userspace commands), in a target directory of its own so the full
+/// build the tests pack is never replaced; for the size comparison.
+pub fn build_init_only(root: &Path, b: &Board) -> Result<PathBuf, String> {
+    let dir = root.join("target/init-only");
+    sh::run(
+        sh::cmd("cargo")
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "overlay-init",
+                "--no-default-features",
+                "--target",
+                &b.rust_target,
+            ])
+            .arg("--target-dir")
+            .arg(&dir)
+            .current_dir(root),
+    )?;
+    Ok(dir.join(&b.rust_target).join("release/overlay-init"))
+}
+
 /// Writes the gen_init_cpio list for the board (and the trimmed depmod files it names), with
 /// `extra_modules` packed besides those the board's config names.
 pub fn initramfs_list(root: &Path, b: &Board, init: &Path, extra_modules: &[&str]) -> Result<String, String> {
