@@ -61,7 +61,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     let steps = index.plan(&s.boot_modules()).map_err(|what| {
         Error::Plan(plan::PlanError { what, hint: format!("add it to the initramfs modules for kernel {release}") })
     })?;
-    report.modules = modules::load(&steps, &moddir, Path::new("/sys/module"), report);
+    report.modules = modules::load(&steps, &moddir, Path::new("/sys/module"), &s.module_params, report);
 
     report.stage("devices");
     let mut found = devices::find(s, Path::new("/sys"), Path::new("/dev"), true)?;

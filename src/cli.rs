@@ -128,6 +128,11 @@ fn plan_cmd(a: &PlanArgs) -> i32 {
     if !s.boot_modules().is_empty() {
         println!("modules: {}", s.boot_modules().join(" "));
     }
+    // Dotted words for other programs (systemd.unit=) are not shown: only the modules named.
+    let named: Vec<String> = s.boot_modules().iter().map(|m| crate::modules::norm(m)).collect();
+    for (module, param) in s.module_params.iter().filter(|(m, _)| named.contains(m)) {
+        println!("module parameter: {module} {param}");
+    }
     let mut found = match devices::find(&s, &a.sysfs, &a.dev, false) {
         Ok(f) => f,
         Err(e) => {

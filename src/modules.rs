@@ -10,6 +10,29 @@ pub fn norm(name: &str) -> String {
 }
 
 /// The module name of a `.ko` path (`kernel/arch/x86/crypto/crc32c-intel.ko` -> `crc32c_intel`).
+/// A `module.param[=value]` word as modprobe reads it from /proc/cmdline: the module's name
+/// (normalized) and `param=value` for `finit_module`. None for a word that is not one.
+pub fn module_param(key: &str, value: Option<&str>) -> Option<(String, String)> {
+    let (module, param) = key.split_once('.')?;
+    let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !word(module) || !word(param) {
+        return None;
+    }
+    let param = match value {
+        // The kernel's parameter parser takes a value with spaces in double quotes.
+        Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
+        Some(v) => format!("{param}={v}"),
+        None => param.to_string(),
+    };
+    Some((norm(module), param))
+}
+
+/// The parameter string `finit_module` gets for `module` (space-separated, in the order given).
+pub fn params_for(module: &str, all: &[(String, String)]) -> String {
+    let m = norm(module);
+    all.iter().filter(|(name, _)| *name == m).map(|(_, p)| p.as_str()).collect::<Vec<_>>().join(" ")
+}
+
 pub fn name_of(path: &str) -> String {
     let file = path.rsplit('/').next().unwrap_or(path);
     norm(file.split(".ko").next().unwrap_or(file))
@@ -189,6 +212,26 @@ impl ModIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_the_modprobe_way() {
+        let mut all = Vec::new();
+        for (k, v) in [
+            ("block2mtd.block2mtd", Some("/dev/vdb,128KiB")),
+            ("loop.max_part", Some("7")),
+            ("ubi-core.fm_autoconvert", None),
+            ("mod.label", Some("two words")),
+            ("systemd.unit", Some("rescue.target")),
+        ] {
+            all.extend(module_param(k, v));
+        }
+        assert_eq!(module_param("a.b.c", Some("x")), None, "one dot: module.param");
+        assert_eq!(module_param(".x", Some("1")), None);
+        assert_eq!(params_for("block2mtd", &all), "block2mtd=/dev/vdb,128KiB");
+        assert_eq!(params_for("ubi_core", &all), "fm_autoconvert");
+        assert_eq!(params_for("mod", &all), "label=\"two words\"");
+        assert_eq!(params_for("ext4", &all), "");
+    }
 
     const DEP: &str = "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
 kernel/fs/jbd2/jbd2.ko:

@@ -66,6 +66,9 @@ pub struct Settings {
     pub failsafe: bool,
     pub lower_file: Option<String>,
     pub modules: Vec<String>,
+    /// `module.param=value` words (board config or command line), passed to `finit_module` when
+    /// that module loads, as modprobe does with /proc/cmdline.
+    pub module_params: Vec<(String, String)>,
     pub timeout: u32,
     pub failure: FailurePolicy,
     pub reboot_delay: u32,
@@ -106,6 +109,7 @@ impl Default for Settings {
             failsafe: false,
             lower_file: None,
             modules: Vec::new(),
+            module_params: Vec::new(),
             timeout: 10,
             failure: FailurePolicy::Reboot,
             reboot_delay: 10,
@@ -195,6 +199,13 @@ impl Settings {
             "init" => self.init = Some(abs_path(need(v)?)?),
             "ro" => self.read_only = true,
             "rw" => self.read_only = false,
+            _ if !key.starts_with(PREFIX) && key.contains('.') => {
+                // Only kept when its module loads; anything else dotted is not ours to judge.
+                if let Some((module, param)) = crate::modules::module_param(key, v) {
+                    self.module_params.push((module, param));
+                }
+                return Ok(false);
+            }
             _ => return self.set_own(key, v, src),
         }
         Ok(true)

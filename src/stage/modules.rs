@@ -26,7 +26,9 @@ pub fn read_index(dir: &Path) -> ModIndex {
 
 /// What the loaders share: each `.ko`'s state, the report lines, and when the kernel was busy.
 #[derive(Default)]
-struct Shared {
+struct Shared<'a> {
+    /// `module.param=value` settings, handed to finit_module with their module.
+    params: &'a [(String, String)],
     files: Mutex<HashMap<String, Option<Result<(), String>>>>,
     done: Condvar,
     lines: Mutex<Vec<String>>,
@@ -43,11 +45,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Loads every step; returns one line per module for the report. Failures are warnings: the
 /// mount that needed the module fails next with an error naming the filesystem. Returns only
 /// when every loader has finished, so nothing loads behind a boot that goes on or fails.
-pub fn load(steps: &[LoadStep], dir: &Path, sys_module: &Path, report: &mut Report) -> Vec<String> {
+pub fn load(
+    steps: &[LoadStep],
+    dir: &Path,
+    sys_module: &Path,
+    params: &[(String, String)],
+    report: &mut Report,
+) -> Vec<String> {
     let groups: Vec<&[LoadStep]> = steps.chunk_by(|a, b| a.group == b.group).collect();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cpus.min(MAX_THREADS).min(groups.len()).max(1);
-    let shared = Shared::default();
+    let shared = Shared { params, ..Shared::default() };
     let work = || worker(&groups, &shared, dir, sys_module);
     if threads == 1 {
         work();
@@ -78,7 +86,7 @@ fn busy_time(mut spans: Vec<(u64, u64)>) -> u64 {
     total
 }
 
-fn worker(groups: &[&[LoadStep]], sh: &Shared, dir: &Path, sys_module: &Path) {
+fn worker(groups: &[&[LoadStep]], sh: &Shared<'_>, dir: &Path, sys_module: &Path) {
     while let Some(group) = groups.get(sh.next.fetch_add(1, Ordering::Relaxed)) {
         for step in *group {
             load_step(step, sh, dir, sys_module);
@@ -86,7 +94,7 @@ fn worker(groups: &[&[LoadStep]], sh: &Shared, dir: &Path, sys_module: &Path) {
     }
 }
 
-fn load_step(step: &LoadStep, sh: &Shared, dir: &Path, sys_module: &Path) {
+fn load_step(step: &LoadStep, sh: &Shared<'_>, dir: &Path, sys_module: &Path) {
     let mut loaded_any = false;
     let mut failures = Vec::new();
     for chain in &step.chains {
@@ -107,7 +115,7 @@ fn load_step(step: &LoadStep, sh: &Shared, dir: &Path, sys_module: &Path) {
 }
 
 /// Loads `path` unless another loader has (or is doing it: then waits for its outcome).
-fn load_once(dir: &Path, path: &str, sys_module: &Path, sh: &Shared) -> Result<(), String> {
+fn load_once(dir: &Path, path: &str, sys_module: &Path, sh: &Shared<'_>) -> Result<(), String> {
     {
         let mut files = lock(&sh.files);
         loop {
@@ -127,7 +135,7 @@ fn load_once(dir: &Path, path: &str, sys_module: &Path, sh: &Shared) -> Result<(
     outcome
 }
 
-fn load_one(dir: &Path, path: &str, sys_module: &Path, sh: &Shared) -> Result<(), String> {
+fn load_one(dir: &Path, path: &str, sys_module: &Path, sh: &Shared<'_>) -> Result<(), String> {
     let name = name_of(path);
     if sys_module.join(&name).exists() {
         return Ok(());
@@ -136,20 +144,25 @@ fn load_one(dir: &Path, path: &str, sys_module: &Path, sh: &Shared) -> Result<()
     let fd = open(&full, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| format!("{name} ({}): open: {e}", full.display()))?;
     let flags = if path.ends_with(".ko") { 0 } else { MODULE_INIT_COMPRESSED_FILE };
+    let params = crate::modules::params_for(&name, sh.params);
+    let args = std::ffi::CString::new(params.as_str()).map_err(|_| format!("{name}: a parameter holds a NUL byte"))?;
     let t = now_us();
-    let result = rustix::system::finit_module(&fd, c"", flags);
+    let result = rustix::system::finit_module(&fd, &args, flags);
     let end = now_us();
     lock(&sh.busy).push((t, end));
     match result {
         Ok(()) | Err(Errno::EXIST) => {
             let us = end - t;
-            log::debug!("loaded module {name} in {us} us");
-            lock(&sh.lines).push(format!("{name} loaded in {us} us"));
+            let with = if params.is_empty() { String::new() } else { format!(" ({params})") };
+            log::debug!("loaded module {name}{with} in {us} us");
+            lock(&sh.lines).push(format!("{name}{with} loaded in {us} us"));
             Ok(())
         }
         Err(e) => {
             lock(&sh.lines).push(format!("{name} failed: {e}"));
-            Err(format!("{name}: finit_module: {e}"))
+            // EINVAL with parameters is most often a parameter the module does not know.
+            let hint = if params.is_empty() { String::new() } else { format!(" (parameters: {params})") };
+            Err(format!("{name}: finit_module: {e}{hint}"))
         }
     }
 }

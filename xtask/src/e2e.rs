@@ -85,9 +85,12 @@ const SCENARIOS: [Scenario; 33] = [
 /// init arguments pass, loader variables do not; the lower is byte-identical afterwards.
 fn persist(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("persist")?;
-    let b1 = ctx.boot(&disk, "LD_PRELOAD=/evil.so -- single", "persist-1")?;
+    // A module parameter the modprobe way: the init hands it to finit_module with its module.
+    let b1 = ctx.boot(&disk, "LD_PRELOAD=/evil.so loop.max_part=7 -- single", "persist-1")?;
     booted(&b1)?;
     want(&b1, "counter", "1")?;
+    want(&b1, "loop-max-part", "7")?;
+    contains(&b1, "loop (max_part=7) loaded in")?;
     want(&b1, "args", "single")?;
     want(&b1, "ld_preload", "unset")?;
     want(&b1, "data-visible", "ext4")?;
