@@ -275,6 +275,20 @@ pub fn decide(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
         fstype: "overlay".into(),
         options,
     }));
+    if s.openwrt {
+        // OpenWRT's layout as its userspace expects it: /rom the image, /overlay the directory
+        // holding upper and work.
+        let holding = upper.trim_end_matches("/upper").to_string();
+        for (source, at) in [(paths::LOWER.to_string(), "rom"), (holding, "overlay")] {
+            p.steps.push(Step::Mount(Mount {
+                role: Role::Overlay,
+                source: Source::Device(source),
+                target: format!("{}/{at}", paths::NEWROOT),
+                fstype: "none".into(),
+                options: "bind".into(),
+            }));
+        }
+    }
     p.steps.push(Step::SwitchRoot {
         root: paths::NEWROOT.into(),
         inits: s.init_candidates(),

@@ -69,6 +69,9 @@ pub struct Settings {
     /// `module.param=value` words (board config or command line), passed to `finit_module` when
     /// that module loads, as modprobe does with /proc/cmdline.
     pub module_params: Vec<(String, String)>,
+    /// OpenWRT's mount points in the new root: the lower at /rom, the directory holding upper
+    /// and work at /overlay (what `df /overlay`, LuCI and sysupgrade look at).
+    pub openwrt: bool,
     pub timeout: u32,
     pub failure: FailurePolicy,
     pub reboot_delay: u32,
@@ -110,6 +113,7 @@ impl Default for Settings {
             lower_file: None,
             modules: Vec::new(),
             module_params: Vec::new(),
+            openwrt: false,
             timeout: 10,
             failure: FailurePolicy::Reboot,
             reboot_delay: 10,
@@ -221,6 +225,7 @@ impl Settings {
                 self.data = if self.data_appended { None } else { optional(v, DevSpec::parse)? };
             }
             "datafstype" => self.data_fstype = word(v)?,
+            "openwrt" => self.openwrt = flag(v)?,
             "dataflags" => self.data_flags = data_flags(need(v)?)?,
             "dir" => self.dir = rel_path(need(v)?)?,
             "overlayflags" => self.overlay_flags = need(v)?.to_string(),

@@ -156,6 +156,7 @@ const CASES: &[(&str, &str)] = &[
     ("appended-data-existing", "root=/dev/vdc1 oinit.data=appended oinit.fsck=1"),
     ("appended-data-needs-root", "root= oinit.lowerfile=/images/a.sqfs oinit.data=appended"),
     ("one-image-with-state", "oinit.state=1 oinit.data=appended root=/dev/vdc1"),
+    ("openwrt-mount-points", "root=/dev/vdc1 oinit.data=appended oinit.openwrt=1"),
     ("verity-root-hash", "oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f oinit.verityerror=panic"),
     (
         "verity-ab-hashes",

@@ -22,6 +22,7 @@ pub fn split_options(options: &str) -> (MountFlags, String) {
             "sync" => flags |= MountFlags::SYNCHRONOUS,
             "dirsync" => flags |= MountFlags::DIRSYNC,
             "lazytime" => flags |= MountFlags::LAZYTIME,
+            "bind" => flags |= MountFlags::BIND,
             "defaults" => {}
             other => data.push(other),
         }

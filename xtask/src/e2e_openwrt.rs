@@ -36,8 +36,13 @@ fn appended_data(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, &format!("attach /dev/vda2 from byte {}", data_offset(ctx)?))?;
     want(&b, "data-visible", "ext4")?;
     want(&b, "counter", "1")?;
+    // OpenWRT's /rom and /overlay (oinit.openwrt=1): the image, and upper and work on the data.
+    want(&b, "rom", "a")?;
+    want(&b, "overlay-counter", "1")?;
+    want(&b, "overlay-fs", "ext4")?;
     let b = boot(ctx, &disk, "", "appended-2")?;
     want(&b, "counter", "2")?;
+    want(&b, "overlay-counter", "2")?;
     if b.console.contains("formatting") {
         return Err("the data area was formatted again on the second boot".into());
     }
@@ -84,6 +89,7 @@ fn sysupgrade(ctx: &Ctx<'_>) -> Result<(), String> {
     image::write_at(&disk, p.start, &new)?;
     let b = boot(ctx, &disk, own, "sysupgrade-3")?;
     want(&b, "image", "b")?;
+    want(&b, "rom", "b")?;
     contains(&b, "new image")?;
     want(&b, "counter", "1")?;
     want(&b, "keepme", "kept-from-a")
