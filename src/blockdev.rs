@@ -20,6 +20,16 @@ pub struct BlockDev {
     pub partuuid: Option<String>,
     pub parent: Option<String>,
     pub fs: Option<FsInfo>,
+    /// For an `mtdblockN` device: the MTD partition behind it.
+    pub mtd: Option<Box<Mtd>>,
+}
+
+/// An MTD device as `/sys/class/mtd/mtdN` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mtd {
+    pub index: u32,
+    pub name: String,
+    pub erasesize: u64,
 }
 
 /// The fields we use from a `uevent` file (`KEY=value` lines).
@@ -60,6 +70,7 @@ impl BlockDev {
             DevSpec::Uuid(u) => fs.and_then(|f| f.uuid.as_ref()) == Some(u),
             DevSpec::PartUuid(u) => self.partuuid.as_ref() == Some(u),
             DevSpec::PartLabel(l) => self.partlabel.as_ref() == Some(l),
+            DevSpec::Mtd(n) => self.mtd.as_ref().is_some_and(|m| &m.name == n),
         }
     }
 
@@ -76,6 +87,9 @@ impl fmt::Display for BlockDev {
         }
         if let Some(u) = &self.partuuid {
             write!(f, ", PARTUUID={u}")?;
+        }
+        if let Some(m) = &self.mtd {
+            write!(f, ", mtd:{} erase block {} KiB", m.name, m.erasesize >> 10)?;
         }
         match &self.fs {
             None => f.write_str(", no known filesystem")?,
@@ -114,6 +128,7 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
         }
         // A partition's sysfs link points into its disk's directory: .../block/vda/vda1.
         let parent = u.partition.then(|| parent_name(&dir)).flatten();
+        let mtd = mtd_of(sysfs, &name);
         out.push(BlockDev {
             fs: read_head(&dev.join(&name), 0, probe::PROBE_LEN).and_then(|b| probe::probe_fs(&b)),
             partuuid: match (&parent, u.partn) {
@@ -127,10 +142,22 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
             partn: u.partn,
             partlabel: u.partname,
             parent,
+            mtd,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// `mtdblockN` reads MTD device N: its name and erase block size from `/sys/class/mtd/mtdN`.
+fn mtd_of(sysfs: &Path, name: &str) -> Option<Box<Mtd>> {
+    let index: u32 = name.strip_prefix("mtdblock")?.parse().ok()?;
+    let dir = sysfs.join("class/mtd").join(format!("mtd{index}"));
+    Some(Box::new(Mtd {
+        index,
+        name: read_trim(&dir.join("name"))?,
+        erasesize: read_trim(&dir.join("erasesize")).and_then(|s| s.parse().ok()).unwrap_or(0),
+    }))
 }
 
 fn read_trim(path: &Path) -> Option<String> {

@@ -16,6 +16,8 @@ pub enum DevSpec {
     PartUuid(String),
     /// `PARTLABEL=`: the GPT partition name (the kernel's `PARTNAME`).
     PartLabel(String),
+    /// `mtd:NAME`: an MTD partition by name (`/proc/mtd`), read through its mtdblock device.
+    Mtd(String),
 }
 
 impl DevSpec {
@@ -40,6 +42,9 @@ impl DevSpec {
         if let Some(v) = text.strip_prefix("PARTLABEL=") {
             return nonempty(v, "PARTLABEL").map(DevSpec::PartLabel);
         }
+        if let Some(v) = text.strip_prefix("mtd:") {
+            return nonempty(v, "mtd:NAME").map(DevSpec::Mtd);
+        }
         if let Some(name) = text.strip_prefix("/dev/") {
             if !name.is_empty() && !name.contains("..") {
                 return Ok(DevSpec::Path(name.to_string()));
@@ -50,7 +55,9 @@ impl DevSpec {
                 return Ok(DevSpec::Number(a, b));
             }
         }
-        Err(format!("'{text}' is not a device: use /dev/NAME, MAJ:MIN, LABEL=, UUID=, PARTUUID= or PARTLABEL="))
+        Err(format!(
+            "'{text}' is not a device: use /dev/NAME, MAJ:MIN, LABEL=, UUID=, PARTUUID=, PARTLABEL= or mtd:NAME"
+        ))
     }
 }
 
@@ -72,6 +79,7 @@ impl fmt::Display for DevSpec {
             DevSpec::Uuid(v) => write!(f, "UUID={v}"),
             DevSpec::PartUuid(v) => write!(f, "PARTUUID={v}"),
             DevSpec::PartLabel(v) => write!(f, "PARTLABEL={v}"),
+            DevSpec::Mtd(v) => write!(f, "mtd:{v}"),
         }
     }
 }

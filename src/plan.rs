@@ -116,6 +116,13 @@ pub enum Step {
     Mkfs {
         device: String,
     },
+    /// Adds MTD partition `name` of `master` from byte `offset`, `length` bytes (BLKPG).
+    AddMtdPartition {
+        master: String,
+        name: String,
+        offset: u64,
+        length: u64,
+    },
     /// Attaches `device` from `offset` on to a read-write loop device and links it as `link`.
     AttachLoop {
         device: String,
@@ -222,7 +229,9 @@ fn err(what: String, hint: &str) -> PlanError {
 impl Step {
     pub fn role(&self) -> Role {
         match self {
-            Step::Fsck { .. } | Step::Mkfs { .. } | Step::AttachLoop { .. } => Role::Data,
+            Step::Fsck { .. } | Step::Mkfs { .. } | Step::AttachLoop { .. } | Step::AddMtdPartition { .. } => {
+                Role::Data
+            }
             Step::Verity(_) => Role::LowerDev,
             Step::Mount(m) => m.role,
             Step::PrepareUpper { .. } => Role::Upper,
@@ -310,6 +319,7 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
             }
             why.clone()
         }
+        DataState::Found { dev, offset, .. } if dev.mtd.is_some() => return Ok(mtd_data(s, dev, *offset, p)),
         DataState::Found { dev, blank, offset } => {
             let mut device = format!("/dev/{}", dev.name);
             if *offset > 0 {
@@ -326,11 +336,7 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
             if s.failsafe || s.volatile {
                 // The data partition may still hold the lower image file; mount it, but the upper
                 // goes to tmpfs and nothing on the partition is touched.
-                p.volatile = Some(if s.failsafe {
-                    "failsafe boot (oinit.failsafe): the upper on the data partition is ignored, not wiped".into()
-                } else {
-                    "volatile mode (oinit.volatile): changes are lost at reboot".into()
-                });
+                p.volatile = Some(volatile_reason(s));
                 let image_on_data = found.root.as_ref().is_none_or(|r| r.name == dev.name);
                 if s.lower_file.is_some() && image_on_data {
                     p.steps.push(data_mount(s, &device, "ro"));
@@ -363,6 +369,50 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
         _ => format!("{why_not}: booting with a tmpfs upper, changes are lost at reboot"),
     });
     Ok(None)
+}
+
+fn volatile_reason(s: &Settings) -> String {
+    if s.failsafe {
+        "failsafe boot (oinit.failsafe): the upper on the data partition is ignored, not wiped".into()
+    } else {
+        "volatile mode (oinit.volatile): changes are lost at reboot".into()
+    }
+}
+
+/// The name of the data area split off after the squashfs on flash, as OpenWRT names it.
+pub const MTD_DATA_NAME: &str = "rootfs_data";
+
+/// Data on flash: jffs2 (or what `oinit.datafstype=` names) on an MTD partition, mounted by name.
+/// Never formatted or checked from here: an erased area mounts as an empty jffs2. With
+/// `oinit.data=appended` the partition is first split off after the squashfs with BLKPG (a
+/// stock kernel lacks OpenWRT's mtdsplit; a kernel that has it names the data `mtd:rootfs_data`).
+fn mtd_data(s: &Settings, dev: &BlockDev, offset: u64, p: &mut Plan) -> Option<String> {
+    let m = dev.mtd.as_ref()?;
+    let name = if offset > 0 {
+        p.devices.push(format!("data: {MTD_DATA_NAME} after the squashfs at byte {offset} of {dev}"));
+        MTD_DATA_NAME.to_string()
+    } else {
+        p.devices.push(format!("data: {dev}"));
+        m.name.clone()
+    };
+    if s.failsafe || s.volatile {
+        p.volatile = Some(volatile_reason(s));
+        return None;
+    }
+    if offset > 0 {
+        p.steps.push(Step::AddMtdPartition {
+            master: format!("/dev/mtd{}", m.index),
+            name: name.clone(),
+            offset,
+            length: dev.size,
+        });
+    }
+    let device = format!("mtd:{name}");
+    let fstype = if s.data_fstype == "ext4" { "jffs2" } else { s.data_fstype.as_str() };
+    let Step::Mount(mut mount) = data_mount(s, &device, "noatime") else { return None };
+    mount.fstype = fstype.into();
+    p.steps.push(Step::Mount(mount));
+    Some(device)
 }
 
 fn data_mount(s: &Settings, device: &str, extra: &str) -> Step {
@@ -513,6 +563,10 @@ impl fmt::Display for Step {
             Step::AttachLoop { device, offset, link } => {
                 write!(f, "attach {device} from byte {offset} to a read-write loop device, linked as {link}")
             }
+            Step::AddMtdPartition { master, name, offset, length } => write!(
+                f,
+                "add MTD partition {name} to {master} from byte {offset}, {length} bytes (BLKPG_ADD_PARTITION)"
+            ),
             Step::Verity(v) => {
                 let trust = match &v.trust {
                     Trust::RootHash { key, .. } => format!("root hash from {key}"),

@@ -111,6 +111,17 @@ fn fixture(name: &str) -> PathBuf {
     let mut e = vec![0u8; 4096];
     e[1024..1088].copy_from_slice(&EROFS_SB);
     write(&dev.join("vdd1"), &e);
+    // NOR flash through block2mtd: mtd0 "firmware" (64 KiB erase blocks) read through mtdblock0,
+    // the squashfs at its start and erased flash after it.
+    sys_dev(&sys, "mtdblock0", None, 96, 65536);
+    write(&sys.join("class/mtd/mtd0/name"), b"firmware\n");
+    write(&sys.join("class/mtd/mtd0/erasesize"), b"65536\n");
+    write(&dev.join("mtdblock0"), &squashfs());
+    // A kernel with OpenWRT's mtdsplit has split rootfs_data off already: mtd1.
+    sys_dev(&sys, "mtdblock1", None, 97, 32768);
+    write(&sys.join("class/mtd/mtd1/name"), b"rootfs_data\n");
+    write(&sys.join("class/mtd/mtd1/erasesize"), b"65536\n");
+    write(&dev.join("mtdblock1"), &[0xff; 4096]);
     // Two USB sticks' partitions with the same GPT name: a name that is not unique.
     sys_dev(&sys, "sda", None, 48, 65536);
     sys_dev(&sys, "sda", Some((1, "backup")), 49, 32768);
@@ -157,6 +168,8 @@ const CASES: &[(&str, &str)] = &[
     ("appended-data-needs-root", "root= oinit.lowerfile=/images/a.sqfs oinit.data=appended"),
     ("one-image-with-state", "oinit.state=1 oinit.data=appended root=/dev/vdc1"),
     ("openwrt-mount-points", "root=/dev/vdc1 oinit.data=appended oinit.openwrt=1"),
+    ("nor-flash-rootfs-data", "root=mtd:firmware oinit.data=appended block2mtd.block2mtd=/dev/vda,64KiB,firmware"),
+    ("nor-flash-split-by-kernel", "root=mtd:firmware oinit.data=mtd:rootfs_data"),
     ("verity-root-hash", "oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f oinit.verityerror=panic"),
     (
         "verity-ab-hashes",

@@ -154,7 +154,7 @@ fn resolve(
 }
 
 /// `oinit.data=appended`: the data area is the rest of the root partition, from the squashfs's
-/// `bytes_used` rounded up to 64 KiB. Without a filesystem there it counts as blank: what is
+/// `bytes_used` rounded up to 64 KiB (or to the erase block, on MTD). Without a filesystem there it counts as blank: what is
 /// there is left from an older, longer image (OpenWRT formats it too).
 pub fn appended(root: &BlockDev, dev: &Path) -> DataState {
     let Some(sq) = root.fs.as_ref().filter(|f| f.kind == probe::FsKind::Squashfs) else {
@@ -163,8 +163,10 @@ pub fn appended(root: &BlockDev, dev: &Path) -> DataState {
             root.name
         ));
     };
+    // On flash the area starts at an erase block (OpenWRT's mtdsplit does the same).
+    let align = root.mtd.as_ref().map_or(APPENDED_ALIGN, |m| m.erasesize.max(APPENDED_ALIGN));
     // bytes_used comes from the image: near u64::MAX the rounding would wrap to a small offset.
-    let offset = sq.size.div_ceil(APPENDED_ALIGN).saturating_mul(APPENDED_ALIGN);
+    let offset = sq.size.div_ceil(align).saturating_mul(align);
     if root.size < offset.saturating_add(APPENDED_MIN) {
         return DataState::Missing(format!(
             "oinit.data=appended: /dev/{} has {} KiB after its squashfs, less than the {} KiB a data area needs: \

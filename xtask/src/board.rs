@@ -188,7 +188,8 @@ pub fn check(name: &str, config: &str, cmdline: &str, layout: &Layout, ix: &ModI
     out
 }
 
-/// The partition a device setting names; None when the form cannot be checked (/dev/NAME, MAJ:MIN).
+/// The partition a device setting names; None when the form cannot be checked (/dev/NAME,
+/// MAJ:MIN, mtd:NAME: flash partitions are made by the kernel or the init, not by genimage).
 fn find<'a>(l: &'a Layout, spec: &DevSpec, data: bool) -> Result<Option<&'a crate::genimage::Partition>, String> {
     let none = |what: String| format!("{what} in genimage.cfg (partitions: {}): add it or fix the setting", l.names());
     match spec {
@@ -212,7 +213,7 @@ fn find<'a>(l: &'a Layout, spec: &DevSpec, data: bool) -> Result<Option<&'a crat
             Err("a squashfs has no label or UUID: name its partition (PARTLABEL= or PARTUUID=)".into())
         }
         DevSpec::Uuid(u) => Err(format!("the data filesystem is made with UUID {DATA_UUID}, not {u}")),
-        DevSpec::Path(_) | DevSpec::Number(..) => Ok(None),
+        DevSpec::Path(_) | DevSpec::Number(..) | DevSpec::Mtd(_) => Ok(None),
         DevSpec::Label(_) => Ok(None),
     }
 }

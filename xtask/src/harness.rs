@@ -239,6 +239,8 @@ pub enum Needs {
     Verity,
     /// EROFS lowers: the same two boards (every Debian kernel here has erofs.ko).
     Erofs,
+    /// Raw flash through block2mtd: only Debian's amd64 kernel builds it (arm64 and armmp do not).
+    Block2mtd,
 }
 
 impl Needs {
@@ -258,6 +260,10 @@ impl Needs {
             Needs::Verity => Some("verified lowers are proven on the qemu-x86_64 and qemu-aarch64 boards".into()),
             Needs::Erofs if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
             Needs::Erofs => Some("EROFS lowers are proven on the qemu-x86_64 and qemu-aarch64 boards".into()),
+            Needs::Block2mtd if b.name == "qemu-x86_64" => None,
+            Needs::Block2mtd => {
+                Some("block2mtd is a module of Debian's amd64 kernel only (arm64 and armmp lack it)".into())
+            }
         }
     }
 }
