@@ -52,21 +52,32 @@ pub fn load(
     params: &[(String, String)],
     report: &mut Report,
 ) -> Vec<String> {
-    let groups: Vec<&[LoadStep]> = steps.chunk_by(|a, b| a.group == b.group).collect();
+    // A module with parameters loads after all the others: a parameter often names a device
+    // another module provides (`block2mtd=/dev/vda` needs virtio_blk's disk).
+    let has_params = |g: &&[LoadStep]| {
+        g.iter()
+            .flat_map(|st| st.chains.iter().flatten())
+            .any(|p| !crate::modules::params_for(&name_of(p), params).is_empty())
+    };
+    let (last, first): (Vec<&[LoadStep]>, Vec<&[LoadStep]>) =
+        steps.chunk_by(|a, b| a.group == b.group).partition(has_params);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cpus.min(MAX_THREADS).min(groups.len()).max(1);
-    let shared = Shared { params, ..Shared::default() };
-    let work = || worker(&groups, &shared, dir, sys_module);
-    if threads == 1 {
-        work();
-    } else {
-        log::debug!("loading {} module groups on {threads} threads", groups.len());
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(work);
-            }
+    let mut shared = Shared { params, ..Shared::default() };
+    for (groups, cpus) in [(first, cpus), (last, 1)] {
+        shared.next = AtomicUsize::new(0);
+        let threads = cpus.min(MAX_THREADS).min(groups.len()).max(1);
+        let work = || worker(&groups, &shared, dir, sys_module);
+        if threads == 1 {
             work();
-        });
+        } else {
+            log::debug!("loading {} module groups on {threads} threads", groups.len());
+            std::thread::scope(|s| {
+                for _ in 1..threads {
+                    s.spawn(work);
+                }
+                work();
+            });
+        }
     }
     report.add_kernel_us(busy_time(std::mem::take(&mut *lock(&shared.busy))));
     shared.lines.into_inner().unwrap_or_else(|e| e.into_inner())
