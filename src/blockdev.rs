@@ -22,6 +22,54 @@ pub struct BlockDev {
     pub fs: Option<FsInfo>,
     /// For an `mtdblockN` device: the MTD partition behind it.
     pub mtd: Option<Box<Mtd>>,
+    /// For a `ubiblockX_Y` device (or a UBI volume listed by `ubi_volumes`): the volume.
+    pub ubi: Option<Box<UbiVol>>,
+}
+
+/// A UBI volume as `/sys/class/ubi/ubiX_Y` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UbiVol {
+    pub dev: u32,
+    pub vol: u32,
+    pub name: String,
+    /// False for a volume the boot is to create (the UBI device has no volume of that name).
+    pub exists: bool,
+}
+
+impl UbiVol {
+    fn matches(&self, dev: Option<u32>, volume: &str) -> bool {
+        self.name == volume && dev.is_none_or(|d| d == self.dev)
+    }
+}
+
+/// The UBI volumes of every attached UBI device (`/sys/class/ubi/ubiX_Y`), as pseudo devices:
+/// a UBIFS is mounted from the volume, not from a block device.
+pub fn ubi_volumes(sysfs: &Path) -> Vec<BlockDev> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(sysfs.join("class/ubi")).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((dev, vol)) = name.strip_prefix("ubi").and_then(|r| r.split_once('_')) else { continue };
+        let (Ok(dev), Ok(vol)) = (dev.parse(), vol.parse()) else { continue };
+        let Some(vname) = read_trim(&e.path().join("name")) else { continue };
+        let size = read_trim(&e.path().join("data_bytes")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        out.push(BlockDev {
+            name,
+            size,
+            ubi: Some(Box::new(UbiVol { dev, vol, name: vname, exists: true })),
+            ..Default::default()
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// The bytes a new volume can have on UBI device `dev`: its available eraseblocks times their
+/// usable size. None when the device is not attached.
+pub fn ubi_free(sysfs: &Path, dev: u32) -> Option<u64> {
+    let dir = sysfs.join("class/ubi").join(format!("ubi{dev}"));
+    let blocks: u64 = read_trim(&dir.join("avail_eraseblocks"))?.parse().ok()?;
+    let size: u64 = read_trim(&dir.join("eraseblock_size"))?.parse().ok()?;
+    Some(blocks * size)
 }
 
 /// An MTD device as `/sys/class/mtd/mtdN` describes it.
@@ -71,6 +119,7 @@ impl BlockDev {
             DevSpec::PartUuid(u) => self.partuuid.as_ref() == Some(u),
             DevSpec::PartLabel(l) => self.partlabel.as_ref() == Some(l),
             DevSpec::Mtd(n) => self.mtd.as_ref().is_some_and(|m| &m.name == n),
+            DevSpec::Ubi { dev, volume } => self.ubi.as_ref().is_some_and(|u| u.matches(*dev, volume)),
         }
     }
 
@@ -81,7 +130,11 @@ impl BlockDev {
 
 impl fmt::Display for BlockDev {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/dev/{} ({}:{}, {} MiB", self.name, self.major, self.minor, self.size >> 20)?;
+        if self.major == 0 && self.ubi.is_some() {
+            write!(f, "/dev/{} (UBI volume, {} MiB", self.name, self.size >> 20)?;
+        } else {
+            write!(f, "/dev/{} ({}:{}, {} MiB", self.name, self.major, self.minor, self.size >> 20)?;
+        }
         if let Some(l) = &self.partlabel {
             write!(f, ", PARTLABEL={l}")?;
         }
@@ -90,6 +143,9 @@ impl fmt::Display for BlockDev {
         }
         if let Some(m) = &self.mtd {
             write!(f, ", mtd:{} erase block {} KiB", m.name, m.erasesize >> 10)?;
+        }
+        if let Some(u) = &self.ubi {
+            write!(f, ", ubi{}:{}", u.dev, u.name)?;
         }
         match &self.fs {
             None => f.write_str(", no known filesystem")?,
@@ -129,6 +185,7 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
         // A partition's sysfs link points into its disk's directory: .../block/vda/vda1.
         let parent = u.partition.then(|| parent_name(&dir)).flatten();
         let mtd = mtd_of(sysfs, &name);
+        let ubi = ubiblock_of(sysfs, &name);
         out.push(BlockDev {
             fs: read_head(&dev.join(&name), 0, probe::PROBE_LEN).and_then(|b| probe::probe_fs(&b)),
             partuuid: match (&parent, u.partn) {
@@ -143,6 +200,7 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
             partlabel: u.partname,
             parent,
             mtd,
+            ubi,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -158,6 +216,14 @@ fn mtd_of(sysfs: &Path, name: &str) -> Option<Box<Mtd>> {
         name: read_trim(&dir.join("name"))?,
         erasesize: read_trim(&dir.join("erasesize")).and_then(|s| s.parse().ok()).unwrap_or(0),
     }))
+}
+
+/// `ubiblockX_Y` reads UBI volume Y of device X: its name from `/sys/class/ubi/ubiX_Y`.
+fn ubiblock_of(sysfs: &Path, name: &str) -> Option<Box<UbiVol>> {
+    let (dev, vol) = name.strip_prefix("ubiblock")?.split_once('_')?;
+    let (dev, vol) = (dev.parse().ok()?, vol.parse().ok()?);
+    let vname = read_trim(&sysfs.join("class/ubi").join(format!("ubi{dev}_{vol}")).join("name"))?;
+    Some(Box::new(UbiVol { dev, vol, name: vname, exists: true }))
 }
 
 fn read_trim(path: &Path) -> Option<String> {

@@ -18,6 +18,9 @@ pub enum DevSpec {
     PartLabel(String),
     /// `mtd:NAME`: an MTD partition by name (`/proc/mtd`), read through its mtdblock device.
     Mtd(String),
+    /// `ubi:VOLUME` or `ubiN:VOLUME`: a UBI volume by name (on UBI device N): for a lower, its
+    /// ubiblock device; for data, the UBIFS volume itself.
+    Ubi { dev: Option<u32>, volume: String },
 }
 
 impl DevSpec {
@@ -45,6 +48,13 @@ impl DevSpec {
         if let Some(v) = text.strip_prefix("mtd:") {
             return nonempty(v, "mtd:NAME").map(DevSpec::Mtd);
         }
+        if let Some((head, volume)) = text.split_once(':').filter(|(h, _)| h.starts_with("ubi")) {
+            let dev = match &head[3..] {
+                "" => None,
+                n => Some(n.parse().map_err(|_| format!("'{text}': use ubi:VOLUME or ubiN:VOLUME"))?),
+            };
+            return nonempty(volume, "ubi:VOLUME").map(|volume| DevSpec::Ubi { dev, volume });
+        }
         if let Some(name) = text.strip_prefix("/dev/") {
             if !name.is_empty() && !name.contains("..") {
                 return Ok(DevSpec::Path(name.to_string()));
@@ -56,7 +66,8 @@ impl DevSpec {
             }
         }
         Err(format!(
-            "'{text}' is not a device: use /dev/NAME, MAJ:MIN, LABEL=, UUID=, PARTUUID=, PARTLABEL= or mtd:NAME"
+            "'{text}' is not a device: use /dev/NAME, MAJ:MIN, LABEL=, UUID=, PARTUUID=, PARTLABEL=, mtd:NAME \
+             or ubi:VOLUME"
         ))
     }
 }
@@ -80,6 +91,8 @@ impl fmt::Display for DevSpec {
             DevSpec::PartUuid(v) => write!(f, "PARTUUID={v}"),
             DevSpec::PartLabel(v) => write!(f, "PARTLABEL={v}"),
             DevSpec::Mtd(v) => write!(f, "mtd:{v}"),
+            DevSpec::Ubi { dev: None, volume } => write!(f, "ubi:{volume}"),
+            DevSpec::Ubi { dev: Some(n), volume } => write!(f, "ubi{n}:{volume}"),
         }
     }
 }

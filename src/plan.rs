@@ -123,6 +123,12 @@ pub enum Step {
         offset: u64,
         length: u64,
     },
+    /// Creates UBI volume `name` of `bytes` bytes on `ubi` (`/dev/ubiN`).
+    MakeUbiVolume {
+        ubi: String,
+        name: String,
+        bytes: u64,
+    },
     /// Attaches `device` from `offset` on to a read-write loop device and links it as `link`.
     AttachLoop {
         device: String,
@@ -229,9 +235,11 @@ fn err(what: String, hint: &str) -> PlanError {
 impl Step {
     pub fn role(&self) -> Role {
         match self {
-            Step::Fsck { .. } | Step::Mkfs { .. } | Step::AttachLoop { .. } | Step::AddMtdPartition { .. } => {
-                Role::Data
-            }
+            Step::Fsck { .. }
+            | Step::Mkfs { .. }
+            | Step::AttachLoop { .. }
+            | Step::AddMtdPartition { .. }
+            | Step::MakeUbiVolume { .. } => Role::Data,
             Step::Verity(_) => Role::LowerDev,
             Step::Mount(m) => m.role,
             Step::PrepareUpper { .. } => Role::Upper,
@@ -320,6 +328,7 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
             why.clone()
         }
         DataState::Found { dev, offset, .. } if dev.mtd.is_some() => return Ok(mtd_data(s, dev, *offset, p)),
+        DataState::Found { dev, .. } if dev.ubi.is_some() => return Ok(ubi_data(s, dev, p)),
         DataState::Found { dev, blank, offset } => {
             let mut device = format!("/dev/{}", dev.name);
             if *offset > 0 {
@@ -409,6 +418,26 @@ fn mtd_data(s: &Settings, dev: &BlockDev, offset: u64, p: &mut Plan) -> Option<S
     }
     let device = format!("mtd:{name}");
     let fstype = if s.data_fstype == "ext4" { "jffs2" } else { s.data_fstype.as_str() };
+    let Step::Mount(mut mount) = data_mount(s, &device, "noatime") else { return None };
+    mount.fstype = fstype.into();
+    p.steps.push(Step::Mount(mount));
+    Some(device)
+}
+
+/// Data on a UBIFS volume (NAND), mounted as `ubiN:NAME`. A volume the UBI device lacks (the
+/// first boot after flashing) is created with the space left, and UBIFS formats it at mount.
+fn ubi_data(s: &Settings, dev: &BlockDev, p: &mut Plan) -> Option<String> {
+    let u = dev.ubi.as_ref()?;
+    let device = format!("ubi{}:{}", u.dev, u.name);
+    p.devices.push(if u.exists { format!("data: {dev}") } else { format!("data: {device}, to be created") });
+    if s.failsafe || s.volatile {
+        p.volatile = Some(volatile_reason(s));
+        return None;
+    }
+    if !u.exists {
+        p.steps.push(Step::MakeUbiVolume { ubi: format!("/dev/ubi{}", u.dev), name: u.name.clone(), bytes: dev.size });
+    }
+    let fstype = if s.data_fstype == "ext4" { "ubifs" } else { s.data_fstype.as_str() };
     let Step::Mount(mut mount) = data_mount(s, &device, "noatime") else { return None };
     mount.fstype = fstype.into();
     p.steps.push(Step::Mount(mount));
@@ -562,6 +591,9 @@ impl fmt::Display for Step {
             Step::Mkfs { device } => write!(f, "format blank {device} with mkfs.ext4"),
             Step::AttachLoop { device, offset, link } => {
                 write!(f, "attach {device} from byte {offset} to a read-write loop device, linked as {link}")
+            }
+            Step::MakeUbiVolume { ubi, name, bytes } => {
+                write!(f, "create UBI volume {name} on {ubi}, {bytes} bytes (UBI_IOCMKVOL; UBIFS formats it at mount)")
             }
             Step::AddMtdPartition { master, name, offset, length } => write!(
                 f,

@@ -122,6 +122,18 @@ fn fixture(name: &str) -> PathBuf {
     write(&sys.join("class/mtd/mtd1/name"), b"rootfs_data\n");
     write(&sys.join("class/mtd/mtd1/erasesize"), b"65536\n");
     write(&dev.join("mtdblock1"), &[0xff; 4096]);
+    // NAND: UBI device 0 holds only the squashfs volume "rootfs" (read through ubiblock0_0), as
+    // after flashing; UBI device 1 holds "rootfs" and its UBIFS "rootfs_data" too.
+    for (ubi, vols) in [(0, &["rootfs"][..]), (1, &["rootfs", "rootfs_data"][..])] {
+        write(&sys.join(format!("class/ubi/ubi{ubi}/avail_eraseblocks")), b"380\n");
+        write(&sys.join(format!("class/ubi/ubi{ubi}/eraseblock_size")), b"65408\n");
+        for (i, v) in vols.iter().enumerate() {
+            write(&sys.join(format!("class/ubi/ubi{ubi}_{i}/name")), format!("{v}\n").as_bytes());
+            write(&sys.join(format!("class/ubi/ubi{ubi}_{i}/data_bytes")), b"4186112\n");
+        }
+        sys_dev(&sys, &format!("ubiblock{ubi}_0"), None, 112 + ubi, 8176);
+        write(&dev.join(format!("ubiblock{ubi}_0")), &squashfs());
+    }
     // Two USB sticks' partitions with the same GPT name: a name that is not unique.
     sys_dev(&sys, "sda", None, 48, 65536);
     sys_dev(&sys, "sda", Some((1, "backup")), 49, 32768);
@@ -170,6 +182,9 @@ const CASES: &[(&str, &str)] = &[
     ("openwrt-mount-points", "root=/dev/vdc1 oinit.data=appended oinit.openwrt=1"),
     ("nor-flash-rootfs-data", "root=mtd:firmware oinit.data=appended block2mtd.block2mtd=/dev/vda,64KiB,firmware"),
     ("nor-flash-split-by-kernel", "root=mtd:firmware oinit.data=mtd:rootfs_data"),
+    ("nand-ubi-first-boot", "root=ubi0:rootfs oinit.data=ubi0:rootfs_data"),
+    ("nand-ubi-ambiguous", "root=ubi:rootfs oinit.data=ubi0:rootfs_data"),
+    ("nand-ubi-existing", "root=ubi1:rootfs oinit.data=ubi1:rootfs_data"),
     ("verity-root-hash", "oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f oinit.verityerror=panic"),
     (
         "verity-ab-hashes",

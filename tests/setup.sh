@@ -15,7 +15,7 @@ for p in qemu-system-x86:qemu-system-x86_64 qemu-system-arm:qemu-system-aarch64 
          libc6-dev-armhf-cross:/usr/arm-linux-gnueabihf/lib/libc.a \
          shellcheck:shellcheck libmagic1:/usr/lib/x86_64-linux-gnu/libmagic.so.1 \
          debootstrap:debootstrap rauc:rauc openssl:openssl cryptsetup-bin:/usr/sbin/veritysetup \
-         erofs-utils:mkfs.erofs; do
+         erofs-utils:mkfs.erofs mtd-utils:/usr/sbin/ubinize; do
   [ -e "${p#*:}" ] || command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
 done
 # QEMU's aarch64 firmware-less boot needs nothing more; x86 needs SeaBIOS (pulled by qemu-system-x86).

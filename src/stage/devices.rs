@@ -65,19 +65,34 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
     // Verity hash partitions are waited for like the slots: the image is useless without its tree.
     let slot_specs: Vec<Option<&DevSpec>> =
         slot_specs.into_iter().chain(s.verity.hash_dev.iter().map(Option::as_ref)).collect();
+    // A UBIFS data volume is no block device: it is looked for among the UBI volumes, and its
+    // UBI device being attached is enough (a missing volume is created on first boot).
+    let ubi_data = match &s.data {
+        Some(DevSpec::Ubi { dev, .. }) => Some(dev.unwrap_or(0)),
+        _ => None,
+    };
     loop {
         let devs = blockdev::scan(sysfs, dev);
+        let vols = if ubi_data.is_some() { blockdev::ubi_volumes(sysfs) } else { Vec::new() };
         let root = s.root.as_ref().map(|spec| lookup(&devs, spec));
-        let data = s.data.as_ref().map(|spec| lookup(&devs, spec));
+        let data = s.data.as_ref().map(|spec| lookup(if ubi_data.is_some() { &vols } else { &devs }, spec));
         let slots: Vec<Option<Option<&BlockDev>>> =
             slot_specs.iter().map(|o| o.map(|spec| lookup(&devs, spec))).collect();
         let now = now_us();
         let present = |d: &Option<Option<&BlockDev>>| !matches!(d, Some(None));
         // A missing slot partition is not fatal (the other slot boots) but is waited for like root.
         let root_done = (present(&root) && slots.iter().all(present)) || !wait || now >= root_deadline;
-        let data_done = present(&data) || !wait || now >= data_deadline;
+        let attached = ubi_data.and_then(|n| blockdev::ubi_free(sysfs, n));
+        let data_done = present(&data) || attached.is_some() || !wait || now >= data_deadline;
         if root_done && data_done {
             let mut found = resolve(s, &devs, root.flatten(), data, dev, now.saturating_sub(start))?;
+            // The UBI device is attached but has no such volume yet (the first boot after
+            // flashing): the plan creates it with the space left, as OpenWRT's fstools does.
+            if let (Some(None), Some(DevSpec::Ubi { volume, .. }), Some(n), Some(free)) =
+                (data, &s.data, ubi_data, attached)
+            {
+                found.data = new_volume(n, volume, free);
+            }
             for (i, d) in slots.into_iter().enumerate() {
                 let d = d.flatten().cloned();
                 match i {
@@ -151,6 +166,13 @@ fn resolve(
         )),
     };
     Ok(Found { root: root.cloned(), data, slots: [None, None], hash: [None, None] })
+}
+
+/// A UBI volume to create on device `ubi`, `free` bytes (all that is left).
+fn new_volume(ubi: u32, volume: &str, free: u64) -> DataState {
+    let vol = blockdev::UbiVol { dev: ubi, vol: 0, name: volume.to_string(), exists: false };
+    let dev = BlockDev { name: format!("ubi{ubi}"), size: free, ubi: Some(Box::new(vol)), ..Default::default() };
+    DataState::Found { dev, blank: true, offset: 0 }
 }
 
 /// `oinit.data=appended`: the data area is the rest of the root partition, from the squashfs's

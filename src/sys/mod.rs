@@ -1,5 +1,5 @@
 //! The thin layer over the kernel: typed wrappers, one per intent. All `unsafe` of the crate is
-//! in `loopdev`, `mtd`, `dm`, `gpio`, `watchdog` and `fds` (raw ioctls and a syscall rustix does not wrap).
+//! in `loopdev`, `mtd`, `ubi`, `dm`, `gpio`, `watchdog` and `fds` (raw ioctls and a syscall rustix does not wrap).
 
 pub mod dm;
 pub mod fds;
@@ -8,5 +8,6 @@ pub mod loopdev;
 pub mod mount;
 pub mod mtd;
 pub mod process;
+pub mod ubi;
 pub mod uevent;
 pub mod watchdog;

@@ -189,7 +189,8 @@ pub fn check(name: &str, config: &str, cmdline: &str, layout: &Layout, ix: &ModI
 }
 
 /// The partition a device setting names; None when the form cannot be checked (/dev/NAME,
-/// MAJ:MIN, mtd:NAME: flash partitions are made by the kernel or the init, not by genimage).
+/// MAJ:MIN, mtd:NAME, ubi:VOLUME: flash partitions and volumes are made by the kernel, ubinize
+/// or the init, not by genimage).
 fn find<'a>(l: &'a Layout, spec: &DevSpec, data: bool) -> Result<Option<&'a crate::genimage::Partition>, String> {
     let none = |what: String| format!("{what} in genimage.cfg (partitions: {}): add it or fix the setting", l.names());
     match spec {
@@ -213,7 +214,7 @@ fn find<'a>(l: &'a Layout, spec: &DevSpec, data: bool) -> Result<Option<&'a crat
             Err("a squashfs has no label or UUID: name its partition (PARTLABEL= or PARTUUID=)".into())
         }
         DevSpec::Uuid(u) => Err(format!("the data filesystem is made with UUID {DATA_UUID}, not {u}")),
-        DevSpec::Path(_) | DevSpec::Number(..) | DevSpec::Mtd(_) => Ok(None),
+        DevSpec::Path(_) | DevSpec::Number(..) | DevSpec::Mtd(_) | DevSpec::Ubi { .. } => Ok(None),
         DevSpec::Label(_) => Ok(None),
     }
 }
