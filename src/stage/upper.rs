@@ -74,6 +74,11 @@ pub fn keep_list(board: &[String], keep_file: &str, old_upper: &Path) -> Vec<Str
     for n in rejected {
         log::warn!("keep file {keep_file} line {n}: not an absolute path without '..'; ignored");
     }
+    // The keep file keeps itself: what the user listed stays listed after a reset or an update
+    // (OpenWRT's sysupgrade keeps /etc/sysupgrade.conf too).
+    if !text.is_empty() {
+        list.push(keep_file.to_string());
+    }
     list.extend(paths);
     list.sort();
     list.dedup();
@@ -203,9 +208,10 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", old.join("etc/link")).unwrap();
         std::fs::write(old.join("etc/overlay-init.keep"), "/etc/ssh\n# comment\n/etc/evil/passwd\n../x\n").unwrap();
         let keep = keep_list(&["/etc/hostname".into(), "/etc/link".into()], "/etc/overlay-init.keep", &old);
-        assert_eq!(keep, ["/etc/evil/passwd", "/etc/hostname", "/etc/link", "/etc/ssh"]);
+        assert_eq!(keep, ["/etc/evil/passwd", "/etc/hostname", "/etc/link", "/etc/overlay-init.keep", "/etc/ssh"]);
         let n = carry(&keep, &old, &new);
-        assert_eq!(n, 4); // hostname, link (as a link), ssh/, ssh/key
+        assert_eq!(n, 5); // hostname, link (as a link), the keep file, ssh/, ssh/key
+        assert!(new.join("etc/overlay-init.keep").is_file(), "the keep file did not keep itself");
         assert_eq!(std::fs::read_to_string(new.join("etc/hostname")).unwrap(), "router-7\n");
         assert_eq!(std::fs::read_to_string(new.join("etc/ssh/key")).unwrap(), "secret");
         assert!(std::fs::symlink_metadata(new.join("etc/link")).unwrap().file_type().is_symlink());

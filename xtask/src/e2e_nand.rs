@@ -11,7 +11,7 @@ const FLASH: usize = 32 << 20;
 
 /// What an OpenWRT NAND board sets, plus what a stock kernel needs for it.
 const NAND: &str = "root=ubi:rootfs oinit.data=ubi:rootfs_data oinit.state=1 oinit.keepfile=/etc/sysupgrade.conf \
-    oinit.openwrt=1 oinit.modules=virtio_pci,virtio_blk,block2mtd,ubi,squashfs,ubifs,overlay \
+    oinit.openwrt=1 oinit.modules=virtio_pci,virtio_blk,block2mtd,ubi,squashfs,zstd,ubifs,overlay \
     block2mtd.block2mtd=/dev/vda,64KiB,ubi ubi.mtd=ubi ubi.block=0,rootfs";
 
 /// First boot creates `rootfs_data` with the space left and UBIFS formats it; a file persists
@@ -31,7 +31,9 @@ pub fn nand_flash(ctx: &Ctx<'_>) -> Result<(), String> {
     flash.resize(FLASH, 0xff);
     let disk = ctx.work.join("nand.img");
     std::fs::write(&disk, flash).map_err(|e| e.to_string())?;
-    let modules = ["block2mtd", "ubi", "ubifs"];
+    // UBIFS sets up every compressor it was built with at load; zstd is a module in Debian's
+    // kernel and there is no modprobe in the initramfs to load it on demand.
+    let modules = ["block2mtd", "ubi", "zstd", "ubifs"];
     let initrd = crate::image::initramfs_variant(ctx.root, ctx.board, "initramfs-nand", &modules, &[])?;
     let boot = |extra: &str, log: &str| -> Result<Boot, String> {
         let b = ctx.boot_with(&initrd, &disk, &format!("{NAND} {extra}"), log)?;
