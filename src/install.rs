@@ -55,7 +55,9 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
         eprintln!("install: signature and hash tree verified (root hash {})", crate::verity::hex(&checked.root));
         len = checked.len;
     }
-    let written = if dest.starts_with("/dev/") {
+    let written = if let Some(volume) = ubi_volume(&dest) {
+        write_ubi_volume(&mut src, req.image, &volume, len)?
+    } else if dest.starts_with("/dev/") {
         write_partition(&mut src, req.image, Path::new(&dest), len)?
     } else {
         write_file(&mut src, Path::new(&dest), len)?
@@ -207,6 +209,27 @@ fn write_partition(src: &mut File, image: &Path, dev: &Path, len: u64) -> Result
     copy(src, &mut out, len, &dev.display().to_string())
 }
 
+/// The UBI volume behind a ubiblock slot (`/dev/ubiblockX_Y` reads `/dev/ubiX_Y`).
+fn ubi_volume(dest: &str) -> Option<String> {
+    let (dev, vol) = dest.strip_prefix("/dev/ubiblock")?.split_once('_')?;
+    (dev.parse::<u32>().is_ok() && vol.parse::<u32>().is_ok()).then(|| format!("/dev/ubi{dev}_{vol}"))
+}
+
+/// A UBI volume slot: one atomic volume update (`UBI_IOCVOLUP`). A power cut before the last
+/// byte leaves the volume marked corrupted: it never mounts, and the slot is never activated.
+fn write_ubi_volume(src: &mut File, image: &Path, volume: &str, len: u64) -> Result<String, String> {
+    let name = volume.trim_start_matches("/dev/");
+    let sys = Path::new("/sys/class/ubi").join(name);
+    let read = |f: &str| std::fs::read_to_string(sys.join(f)).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let capacity = read("reserved_ebs").zip(read("usable_eb_size")).map(|(n, size)| n * size);
+    if let Some(capacity) = capacity.filter(|c| len > *c) {
+        return Err(format!("{} ({len} bytes) does not fit {volume} ({capacity} bytes)", image.display()));
+    }
+    let mut out = OpenOptions::new().write(true).open(volume).map_err(|e| format!("{volume}: {e}"))?;
+    crate::sys::ubi::start_update(&out, len).map_err(|e| format!("{volume}: UBI_IOCVOLUP: {e}"))?;
+    copy(src, &mut out, len, volume)
+}
+
 /// A file slot: written next to its place, fsynced, renamed over it, directory fsynced, so the
 /// slot holds the old image or the new one, never half of one.
 fn write_file(src: &mut File, dest: &Path, len: u64) -> Result<String, String> {
@@ -231,6 +254,13 @@ mod tests {
     use crate::slots::Policy;
     use crate::state::State;
     use crate::store::Store;
+
+    #[test]
+    fn ubiblock_slots_are_written_through_their_volume() {
+        assert_eq!(ubi_volume("/dev/ubiblock0_1").as_deref(), Some("/dev/ubi0_1"));
+        assert_eq!(ubi_volume("/dev/ubiblock0"), None);
+        assert_eq!(ubi_volume("/dev/vda3"), None);
+    }
 
     #[test]
     fn the_last_good_slot_is_kept_while_the_booted_one_is_on_trial() {

@@ -26,6 +26,22 @@ struct MkvolReq {
 /// `_IOW('o', 0, struct ubi_mkvol_req)`.
 const UBI_IOCMKVOL: libc::Ioctl = (1 << 30) | ((std::mem::size_of::<MkvolReq>() as libc::Ioctl) << 16) | (0x6f << 8);
 
+/// `_IOW('O', 0, __s64)`: starts an update of the volume opened on `fd`, `bytes` long. The
+/// volume is marked as being updated until all `bytes` are written; an update cut short leaves
+/// it marked corrupted, so it is never read as a whole image.
+const UBI_IOCVOLUP: libc::Ioctl = (1 << 30) | (8 << 16) | (0x4f << 8);
+
+pub fn start_update(fd: &impl AsRawFd, bytes: u64) -> Result<(), Errno> {
+    let bytes = i64::try_from(bytes).map_err(|_| Errno::INVAL)?;
+    // SAFETY: UBI_IOCVOLUP reads one __s64 from the pointer, which is live for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), UBI_IOCVOLUP, &bytes as *const i64) };
+    if rc < 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        return Err(Errno::from_raw_os_error(errno));
+    }
+    Ok(())
+}
+
 /// Creates dynamic volume `name` of `bytes` bytes on UBI device `ubi` (`/dev/ubiN`). UBIFS
 /// formats an empty volume itself at its first mount.
 pub fn make_volume(ubi: &str, name: &str, bytes: u64) -> Result<(), (&'static str, Errno)> {
@@ -63,6 +79,7 @@ mod tests {
         // 4 + 4 + 8 + 1 + 1 + 2 + 4 + 128: the header's size, so the request number is its own.
         assert_eq!(std::mem::size_of::<MkvolReq>(), 152);
         assert_eq!(UBI_IOCMKVOL, 0x4098_6f00);
+        assert_eq!(UBI_IOCVOLUP, 0x4008_4f00);
         assert_eq!(make_volume("/nonexistent", "", 1), Err(("volume name", Errno::NAMETOOLONG)));
     }
 }

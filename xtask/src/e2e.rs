@@ -45,7 +45,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 35] = [
+const SCENARIOS: [Scenario; 36] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -79,6 +79,7 @@ const SCENARIOS: [Scenario; 35] = [
     ("erofs-slots", crate::e2e_erofs::erofs_slots, Needs::Erofs),
     ("openwrt-nor-flash", crate::e2e_nor::nor_flash, Needs::Block2mtd),
     ("openwrt-nand-ubi", crate::e2e_nand::nand_flash, Needs::Block2mtd),
+    ("openwrt-nand-ab-install", crate::e2e_nand::nand_ab, Needs::Block2mtd),
     ("debian-systemd", crate::e2e_debian::systemd, Needs::X86Only),
     ("debian-rauc", crate::e2e_debian::rauc, Needs::X86Only),
 ];
