@@ -6,8 +6,11 @@
 use crate::harness::{booted, contains, want, Ctx};
 use crate::qemu::Boot;
 use crate::sh;
+use std::time::Duration;
 
 const FLASH: usize = 32 << 20;
+/// The physical eraseblock of the emulated flash (block2mtd's erase size here).
+const PEB: usize = 64 << 10;
 
 /// What an OpenWRT NAND board sets, plus what a stock kernel needs for it.
 const NAND: &str = "root=ubi:rootfs oinit.data=ubi:rootfs_data oinit.state=1 oinit.keepfile=/etc/sysupgrade.conf \
@@ -42,12 +45,37 @@ fn flash(
     Ok(disk)
 }
 
-/// A/B on NAND: two squashfs volumes read through ubiblock, chosen by the same slot logic;
-/// `install` writes the other slot's volume with one UBI volume update, and it boots next.
+/// Overwrites the start of logical eraseblock 0 of UBI volume `vol_id` in a UBI image: its
+/// squashfs superblock. Dynamic volumes carry no data checksum, so UBI reads the garbage and
+/// the squashfs mount refuses it. Headers as in `<mtd/ubi-media.h>` (big endian): the erase
+/// counter header gives the VID header's and the data's offsets; the VID header the volume and
+/// the logical block.
+fn corrupt_volume(flash: &mut [u8], vol_id: u32) -> Result<(), String> {
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+    for peb in flash.chunks_mut(PEB) {
+        if &peb[..4] != b"UBI#" {
+            continue;
+        }
+        let (vid, data) = (be32(peb, 16), be32(peb, 20));
+        if &peb[vid..vid + 4] == b"UBI!" && be32(peb, vid + 8) == vol_id as usize && be32(peb, vid + 12) == 0 {
+            peb[data..data + 4096].fill(0x5a);
+            return Ok(());
+        }
+    }
+    Err(format!("no eraseblock of volume {vol_id} in the UBI image"))
+}
+
+/// A/B on NAND: two squashfs volumes read through ubiblock, chosen by the same slot logic. A
+/// corrupted volume falls back to the other slot in the same boot; `install` writes the other
+/// slot's volume with one UBI volume update and it boots next; a power cut during that update
+/// leaves the booted slot and the state as they were.
 pub fn nand_ab(ctx: &Ctx<'_>) -> Result<(), String> {
     let out = ctx.board.out_dir(ctx.root);
     let (a, b) = (out.join("rootfs-a.sqfs"), out.join("rootfs-b.sqfs"));
     let disk = flash(ctx, "nand-ab", &[("rootfs_a", &a, Some("4MiB")), ("rootfs_b", &b, Some("4MiB"))])?;
+    let mut bytes = std::fs::read(&disk).map_err(|e| e.to_string())?;
+    corrupt_volume(&mut bytes, 1)?;
+    std::fs::write(&disk, bytes).map_err(|e| e.to_string())?;
     let modules = ["block2mtd", "ubi", "zstd", "ubifs"];
     let initrd = crate::image::initramfs_variant(ctx.root, ctx.board, "initramfs-nand", &modules, &[])?;
     // root= overrides the board config's partition name (it names slot a's image here).
@@ -60,17 +88,35 @@ pub fn nand_ab(ctx: &Ctx<'_>) -> Result<(), String> {
         booted(&b)?;
         Ok(b)
     };
-    let b = boot("oitest=mark-good,install-self", "nand-ab-1")?;
+    let b = boot("oitest=mark-good,rollback", "nand-ab-1")?;
     want(&b, "slot", "a")?;
-    want(&b, "image", "a")?;
     contains(&b, "mount /dev/ubiblock0_0 on /run/overlay-init/lower type squashfs")?;
+    // Slot b next: its volume is corrupt, so the same boot falls back to a, which then installs
+    // its own image into b's volume.
+    let b = boot("oitest=install-self", "nand-ab-2")?;
+    want(&b, "slot", "a")?;
+    contains(&b, "slot b unusable")?;
     want(&b, "install-self-exit", "0")?;
     contains(&b, "into slot b; it boots next on trial")?;
-    let b = boot("", "nand-ab-2")?;
+    let b = boot("oitest=mark-good", "nand-ab-3")?;
     want(&b, "slot", "b")?;
     want(&b, "image", "a")?;
-    want(&b, "counter", "2")?;
-    contains(&b, "mount /dev/ubiblock0_1 on /run/overlay-init/lower type squashfs")
+    contains(&b, "mount /dev/ubiblock0_1 on /run/overlay-init/lower type squashfs")?;
+    // The power goes while slot b installs its image into slot a's volume, a quarter written.
+    // The next boot is still b: the install never activated a.
+    let cmd = format!("{settings} oitest=install-self");
+    let cut = ctx.boot_cut_with(&initrd, &disk, &cmd, "nand-ab-cut", ("OI-CLI: install: 24%", Duration::ZERO))?;
+    if cut.console.contains("OI: install-self-exit") {
+        return Err("the power cut landed after the install finished: the test proves nothing".into());
+    }
+    let b = boot("oitest=rollback", "nand-ab-4")?;
+    want(&b, "slot", "b")?;
+    want(&b, "rollback-exit", "0")?;
+    // Slot a next: UBI marked the volume whose update was cut as corrupted; it does not mount,
+    // and the same boot falls back to b.
+    let b = boot("", "nand-ab-5")?;
+    want(&b, "slot", "b")?;
+    contains(&b, "slot a unusable")
 }
 
 /// First boot creates `rootfs_data` with the space left and UBIFS formats it; a file persists

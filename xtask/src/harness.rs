@@ -81,6 +81,18 @@ impl<'a> Ctx<'a> {
         self.launch(&Launch { cut: Some((marker, delay)), ..Launch::new(disk, append, log) }).map(|(b, _)| b)
     }
 
+    /// `boot_cut` with another initramfs.
+    pub fn boot_cut_with(
+        &self,
+        initrd: &Path,
+        disk: &Path,
+        append: &str,
+        log: &str,
+        cut: (&str, Duration),
+    ) -> Result<Boot, String> {
+        self.launch(&Launch { initrd, cut: Some(cut), ..Launch::new(disk, append, log) }).map(|(b, _)| b)
+    }
+
     /// Boots on a disk that fails as the blkdebug `rules` say; only a kernel panic is an error.
     pub fn boot_failing(&self, disk: &Path, append: &str, log: &str, rules: &Path) -> Result<Boot, String> {
         let (b, log) = self.launch(&Launch { drive: qemu::Drive::Debug(rules), ..Launch::new(disk, append, log) })?;
