@@ -221,23 +221,26 @@ fn run_plan_with(base: &Path, cmdline: &str, extra: &[&str]) -> String {
     )
 }
 
+/// Compares `got` with tests/golden/NAME.txt (or rewrites it with UPDATE_GOLDEN=1); a mismatch
+/// is added to `mismatches`.
+fn check_golden(name: &str, got: &str, mismatches: &mut Vec<String>) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&file, got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&file).unwrap_or_default();
+    if got != want {
+        mismatches.push(format!("--- {name}: want\n{want}--- got\n{got}"));
+    }
+}
+
 #[test]
 fn plans_match_golden_files() {
     let base = fixture("plans");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut mismatches = Vec::new();
     for (name, cmdline) in CASES {
-        let got = run_plan(&base, cmdline);
-        let file = dir.join(format!("{name}.txt"));
-        if update {
-            std::fs::write(&file, &got).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&file).unwrap_or_default();
-        if got != want {
-            mismatches.push(format!("--- {name}: want\n{want}--- got\n{got}"));
-        }
+        check_golden(name, &run_plan(&base, cmdline), &mut mismatches);
     }
     std::fs::remove_dir_all(&base).unwrap();
     assert!(mismatches.is_empty(), "plan output changed (UPDATE_GOLDEN=1 to accept):\n{}", mismatches.join("\n"));
@@ -288,8 +291,6 @@ const AB_CASES: &[(&str, &str)] = &[
 #[test]
 fn ab_plans_match_golden_files() {
     let base = fixture("ab");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let ids = ["vda1", "vda3"].map(|d| overlay_init::blockdev::image_id_at(&base.join("dev").join(d)).unwrap());
     assert_ne!(ids[0], ids[1]);
     let mut mismatches = Vec::new();
@@ -300,15 +301,7 @@ fn ab_plans_match_golden_files() {
             store.save(&mut st).unwrap();
         }
         let got = run_plan_with(&base, format!("{AB} {extra}").trim_end(), &["--state", state.to_str().unwrap()]);
-        let file = dir.join(format!("{name}.txt"));
-        if update {
-            std::fs::write(&file, &got).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&file).unwrap_or_default();
-        if got != want {
-            mismatches.push(format!("--- {name}: want\n{want}--- got\n{got}"));
-        }
+        check_golden(name, &got, &mut mismatches);
     }
     std::fs::remove_dir_all(&base).unwrap();
     assert!(mismatches.is_empty(), "A/B plan output changed (UPDATE_GOLDEN=1 to accept):\n{}", mismatches.join("\n"));

@@ -3,6 +3,9 @@
 //! Needs root (CI runs as root); elsewhere it says why it skipped, and with OI_REQUIRE_ROOT=1
 //! a missing privilege is a failure.
 
+mod common;
+
+use common::in_private_namespace;
 use overlay_init::paths;
 use overlay_init::plan::{self, Source, Step};
 use overlay_init::report::Report;
@@ -100,20 +103,6 @@ fn fixture(tag: &str) -> Fixture {
         .arg("16M"));
     let data_loop = sh(Command::new("losetup").args(["-f", "--show"]).arg(&data));
     Fixture { dir, sqfs, erofs, data_loop }
-}
-
-/// Runs `f` on a thread of its own that has unshared its mount namespace: every mount made there
-/// vanishes with the thread.
-fn in_private_namespace(f: impl FnOnce() + Send + 'static) {
-    std::thread::spawn(move || {
-        // SAFETY: only CLONE_FILES can invalidate descriptors other threads hold; NEWNS gives this
-        // thread its own mount table and touches no memory.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
-        mount::make_private("/").unwrap();
-        f();
-    })
-    .join()
-    .unwrap();
 }
 
 fn assemble(cmdline: String, base: PathBuf) {

@@ -9,6 +9,9 @@
 //! Needs root (overlayfs's trusted.* xattrs, whiteouts, loop devices); elsewhere it says why it
 //! skipped, and with OI_REQUIRE_ROOT=1 a missing privilege is a failure.
 
+mod common;
+
+use common::in_private_namespace;
 use overlay_init::reconcile::{Rules, Side};
 use overlay_init::reconcile_fs::{self, Trees};
 use overlay_init::sys::mount;
@@ -103,17 +106,6 @@ fn squashfs(dir: &Path) -> PathBuf {
     let out = Command::new("mksquashfs").arg(dir).arg(&img).args(["-noappend", "-quiet", "-no-progress"]).output();
     assert!(out.is_ok_and(|o| o.status.success()), "mksquashfs {}", dir.display());
     img
-}
-
-fn in_private_namespace(f: impl FnOnce() + Send + 'static) {
-    std::thread::spawn(move || {
-        // SAFETY: NEWNS gives this thread its own mount table and touches no memory.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
-        mount::make_private("/").unwrap();
-        f();
-    })
-    .join()
-    .unwrap();
 }
 
 fn fixture(name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {

@@ -94,7 +94,7 @@ fn call(
     // writes at most data_size bytes of `buf`, which we own for the whole call.
     let rc = unsafe { libc::ioctl(ctl.as_raw_fd(), req, base) };
     if rc < 0 {
-        return Err((what, Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)));
+        return Err((what, super::last_errno()));
     }
     // SAFETY: the buffer still starts with a valid DmIoctl (the kernel wrote one back).
     Ok(unsafe { std::ptr::read(base as *const DmIoctl) })

@@ -83,10 +83,7 @@ impl Line {
             libc::ioctl(chip_fd.as_raw_fd(), GPIO_V2_GET_LINE_IOCTL as libc::Ioctl, &mut req as *mut LineRequest)
         };
         if rc < 0 || req.fd < 0 {
-            return Err((
-                "GPIO_V2_GET_LINE_IOCTL",
-                Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO),
-            ));
+            return Err(("GPIO_V2_GET_LINE_IOCTL", super::last_errno()));
         }
         // SAFETY: the kernel just created this descriptor for us and nothing else owns it.
         Ok(Line { fd: unsafe { OwnedFd::from_raw_fd(req.fd) } })
@@ -100,7 +97,7 @@ impl Line {
             libc::ioctl(self.fd.as_raw_fd(), GPIO_V2_LINE_GET_VALUES_IOCTL as libc::Ioctl, &mut v as *mut LineValues)
         };
         if rc < 0 {
-            return Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO));
+            return Err(super::last_errno());
         }
         Ok(v.bits & 1 != 0)
     }

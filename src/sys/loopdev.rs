@@ -76,7 +76,7 @@ fn ioctl(fd: &OwnedFd, req: libc::Ioctl, arg: usize) -> Result<libc::c_int, Errn
     // mirroring the header), so the kernel reads only memory we own for the call's duration.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) };
     if rc < 0 {
-        Err(Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)))
+        Err(super::last_errno())
     } else {
         Ok(rc)
     }

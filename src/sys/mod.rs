@@ -11,3 +11,8 @@ pub mod process;
 pub mod ubi;
 pub mod uevent;
 pub mod watchdog;
+
+/// The errno of the raw libc call that just failed (for ioctls rustix does not wrap).
+pub(crate) fn last_errno() -> rustix::io::Errno {
+    rustix::io::Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+}

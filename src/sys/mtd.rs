@@ -57,8 +57,7 @@ pub fn add_partition(master: &str, name: &str, start: u64, length: u64) -> Resul
     // `datalen` bytes; both are live #[repr(C)] mirrors of <linux/blkpg.h> for the call.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), BLKPG, &mut arg as *mut BlkpgIoctlArg) };
     if rc < 0 {
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-        return Err(("BLKPG_ADD_PARTITION", Errno::from_raw_os_error(errno)));
+        return Err(("BLKPG_ADD_PARTITION", super::last_errno()));
     }
     Ok(())
 }

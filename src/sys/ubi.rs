@@ -36,8 +36,7 @@ pub fn start_update(fd: &impl AsRawFd, bytes: u64) -> Result<(), Errno> {
     // SAFETY: UBI_IOCVOLUP reads one __s64 from the pointer, which is live for the call.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), UBI_IOCVOLUP, &bytes as *const i64) };
     if rc < 0 {
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-        return Err(Errno::from_raw_os_error(errno));
+        return Err(super::last_errno());
     }
     Ok(())
 }
@@ -64,8 +63,7 @@ pub fn make_volume(ubi: &str, name: &str, bytes: u64) -> Result<(), (&'static st
     // #[repr(C)] mirror of the header's structure for the call.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), UBI_IOCMKVOL, &mut req as *mut MkvolReq) };
     if rc < 0 {
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-        return Err(("UBI_IOCMKVOL", Errno::from_raw_os_error(errno)));
+        return Err(("UBI_IOCMKVOL", super::last_errno()));
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ pub fn arm(path: &str, timeout: u32) -> Result<u32, (&'static str, Errno)> {
     // SAFETY: WDIOC_SETTIMEOUT reads and writes one int through the pointer, which is valid for
     // the duration of the call.
     if unsafe { libc::ioctl(fd.as_raw_fd(), WDIOC_SETTIMEOUT, &mut t as *mut libc::c_int) } < 0 {
-        return Err(("WDIOC_SETTIMEOUT", Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)));
+        return Err(("WDIOC_SETTIMEOUT", super::last_errno()));
     }
     let mut dummy: libc::c_int = 0;
     // SAFETY: WDIOC_KEEPALIVE ignores its argument; the pointer is valid anyway.
