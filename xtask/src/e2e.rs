@@ -163,12 +163,12 @@ fn bad_lower(ctx: &Ctx<'_>) -> Result<(), String> {
     )?;
     failed_with(&b, "/images/gone.sqfs")?;
     let b = ctx.boot(&disk, &format!("root=PARTLABEL=userdata {quick}"), "lower-not-squashfs")?;
-    failed_with(&b, "holds ext4, not a squashfs image")?;
+    failed_with(&b, "holds ext4, not a squashfs or EROFS image")?;
     // Corrupt the squashfs superblock on disk, as a bad flash would.
     let p = image::part(&image::partitions(&disk)?, "rootfs")?;
     image::write_at(&disk, p.start, &[0x5a; 4096])?;
     let b = ctx.boot(&disk, quick, "lower-corrupt")?;
-    failed_with(&b, "holds no known filesystem, not a squashfs image")?;
+    failed_with(&b, "holds no known filesystem, not a squashfs or EROFS image")?;
     contains(&b, "rebooting in 1 s")
 }
 
