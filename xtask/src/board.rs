@@ -17,6 +17,11 @@ pub struct Board {
     /// Empty for boards QEMU cannot boot (real hardware): their images are built and checked.
     pub qemu: String,
     pub qemu_args: Vec<String>,
+    /// The device tree QEMU hands the kernel (from the kernel package's dtbs/), when the machine
+    /// model needs the board's own: sabrelite for the i.MX6.
+    pub qemu_dtb: Option<PathBuf>,
+    /// The QEMU device the disk is attached as: virtio-blk-pci, or sd-card on a SoC's SD host.
+    pub qemu_disk: String,
     /// Host programs packed into the initramfs, `(path inside, host path)` (mkfs.ext4 for a data
     /// area formatted on first boot). Only for boards of the host's architecture.
     pub tools: Vec<(String, String)>,
@@ -86,6 +91,8 @@ impl Board {
             rust_target,
             qemu: opt("qemu").unwrap_or_default(),
             qemu_args: opt("qemu_args").unwrap_or_default().split_whitespace().map(String::from).collect(),
+            qemu_dtb: opt("qemu_dtb").map(|d| kernel_dir.join("dtbs").join(d)),
+            qemu_disk: opt("qemu_disk").unwrap_or("virtio-blk-pci".into()),
             tools,
             config: read("overlay-init.conf")?,
             cmdline: read("cmdline")?.trim().to_string(),

@@ -363,6 +363,7 @@ fn debugfs_write(disk: &Path, part: &str, requests: &[&str]) -> Result<(), Strin
 fn scenarios(b: &Board) -> &'static [Scenario] {
     match b.name.as_str() {
         "openwrt" => &crate::e2e_openwrt::SCENARIOS,
+        "imx6" => &crate::e2e_imx6::SCENARIOS,
         _ => &SCENARIOS,
     }
 }

@@ -30,6 +30,13 @@ impl<'a> Ctx<'a> {
         let out = board.out_dir(root);
         let pristine = out.join("disk.img");
         crate::disk::build(root, board, &pristine)?;
+        if board.qemu_disk.starts_with("sd-card") {
+            // QEMU's SD card model takes only power-of-two sizes; the padding follows the last
+            // partition, where a real card's spare space is.
+            let len = std::fs::metadata(&pristine).map_err(|e| e.to_string())?.len();
+            let file = std::fs::OpenOptions::new().write(true).open(&pristine).map_err(|e| e.to_string())?;
+            file.set_len(len.next_power_of_two()).map_err(|e| e.to_string())?;
+        }
         // Built here, not left to an earlier command: a fresh clone runs the demo first.
         let initrd = image::initramfs(root, board)?;
         let sqfs = out.join("rootfs-a.sqfs");

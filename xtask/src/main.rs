@@ -10,6 +10,7 @@ mod e2e;
 mod e2e_ab;
 mod e2e_debian;
 mod e2e_erofs;
+mod e2e_imx6;
 mod e2e_nand;
 mod e2e_nor;
 mod e2e_openwrt;

@@ -7,6 +7,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// What the kernel prints when it powers off a machine QEMU cannot switch off (sabrelite has
+/// no power controller): the run is over, as when QEMU exits by itself.
+const HALTED: &str = "reboot: System halted";
+
 pub struct Boot {
     pub console: String,
     pub timed_out: bool,
@@ -90,6 +94,9 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
         .arg(r.initrd)
         .arg("-append")
         .arg(raw_bytes(&format!("{} {}", b.cmdline, r.append)));
+    if let Some(dtb) = &b.qemu_dtb {
+        c.arg("-dtb").arg(dtb);
+    }
     if let Some(disk) = r.disk {
         let d = disk.display();
         c.arg("-drive").arg(match r.drive {
@@ -104,7 +111,7 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
         });
     }
     if r.disk.is_some() {
-        c.args(["-device", "virtio-blk-pci,drive=d0"]);
+        c.arg("-device").arg(format!("{},drive=d0", b.qemu_disk));
     }
     // OI_SMP=N: N vCPUs (QEMU runs TCG multi-threaded then), to measure parallel module loading.
     if let Some(n) = std::env::var("OI_SMP").ok().filter(|n| n.parse::<u32>().is_ok_and(|n| n > 1)) {
@@ -146,11 +153,16 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
         if child.try_wait().map_err(|e| e.to_string())?.is_some() {
             break;
         }
-        let (seen_panic, seen_marker) = out
+        let (seen_panic, seen_marker, halted) = out
             .lock()
-            .map(|o| (o.contains("Kernel panic"), r.cut.is_some_and(|(m, _)| o.contains(m))))
-            .unwrap_or((false, false));
+            .map(|o| (o.contains("Kernel panic"), r.cut.is_some_and(|(m, _)| o.contains(m)), o.contains(HALTED)))
+            .unwrap_or((false, false, false));
         panicked = seen_panic;
+        if halted {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
         if seen_marker && cut_at.is_none() {
             cut_at = r.cut.map(|(_, d)| Instant::now() + d);
         }
