@@ -39,5 +39,6 @@ pub mod stage;
 pub mod state;
 pub mod store;
 pub mod sys;
+pub mod ubi_attach;
 pub mod verity;
 pub mod verity_image;

@@ -72,6 +72,9 @@ pub struct Settings {
     /// OpenWRT's mount points in the new root: the lower at /rom, the directory holding upper
     /// and work at /overlay (what `df /overlay`, LuCI and sysupgrade look at).
     pub openwrt: bool,
+    /// The MTD partition the init attaches as a UBI device (`oinit.ubi=NAME`), unless the
+    /// kernel attached it (`ubi.mtd=`).
+    pub ubi_mtd: Option<String>,
     pub timeout: u32,
     pub failure: FailurePolicy,
     pub reboot_delay: u32,
@@ -114,6 +117,7 @@ impl Default for Settings {
             modules: Vec::new(),
             module_params: Vec::new(),
             openwrt: false,
+            ubi_mtd: None,
             timeout: 10,
             failure: FailurePolicy::Reboot,
             reboot_delay: 10,
@@ -226,6 +230,7 @@ impl Settings {
             }
             "datafstype" => self.data_fstype = word(v)?,
             "openwrt" => self.openwrt = flag(v)?,
+            "ubi" => self.ubi_mtd = optional(v, mtd_name)?,
             "dataflags" => self.data_flags = data_flags(need(v)?)?,
             "dir" => self.dir = rel_path(need(v)?)?,
             "overlayflags" => self.overlay_flags = need(v)?.to_string(),
@@ -376,6 +381,16 @@ pub fn trusting_overlay_options(flags: &str) -> Vec<&str> {
             (k == "redirect_dir" && !matches!(v, "nofollow" | "off")) || (k == "metacopy" && v != "off")
         })
         .collect()
+}
+
+/// An MTD partition's name as `/proc/mtd` shows it (no spaces: the config and the command line
+/// split on them).
+fn mtd_name(v: &str) -> Result<String, String> {
+    if v.chars().all(|c| c.is_ascii_graphic()) {
+        Ok(v.into())
+    } else {
+        Err("must be an MTD partition name as /proc/mtd shows it, like ubi".into())
+    }
 }
 
 fn failure(v: &str) -> Result<FailurePolicy, String> {

@@ -9,6 +9,7 @@ use crate::probe;
 use crate::report::now_us;
 use crate::settings::Settings;
 use crate::settings_ab::SlotSource;
+use crate::ubi_attach::{self, Action};
 use std::path::Path;
 use std::time::Duration;
 
@@ -71,7 +72,12 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
         Some(DevSpec::Ubi { dev, .. }) => Some(dev.unwrap_or(0)),
         _ => None,
     };
+    let lowers: Vec<&DevSpec> = s.root.iter().chain(slot_specs.iter().take(2).flatten().copied()).collect();
     loop {
+        // Only the boot acts on the flash; a dry run (`overlay-init plan`) looks.
+        if wait {
+            prepare_flash(s, sysfs, dev, &lowers)?;
+        }
         let devs = blockdev::scan(sysfs, dev);
         let vols = if ubi_data.is_some() { blockdev::ubi_volumes(sysfs) } else { Vec::new() };
         let root = s.root.as_ref().map(|spec| lookup(&devs, spec));
@@ -115,6 +121,50 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
             None => std::thread::sleep(POLL),
         }
     }
+}
+
+/// Attaches the UBI device and gives the lowers' UBI volumes their block devices, where the
+/// settings need it and the kernel has not done it (`ubi_attach`). Attaching makes the volumes
+/// appear at once, so a second pass can make their block devices in the same look.
+fn prepare_flash(s: &Settings, sysfs: &Path, dev: &Path, lowers: &[&DevSpec]) -> Result<()> {
+    if s.ubi_mtd.is_none() && !lowers.iter().any(|l| matches!(l, DevSpec::Ubi { .. })) {
+        return Ok(());
+    }
+    for _pass in 0..2 {
+        let actions = ubi_attach::decide(s.ubi_mtd.as_deref(), lowers, &ubi_attach::facts(sysfs));
+        if actions.is_empty() {
+            break;
+        }
+        for a in actions {
+            match a {
+                Action::Attach { mtd, name } => {
+                    let n = crate::sys::ubi::attach(&dev.join("ubi_ctrl"), mtd).map_err(|(call, e)| {
+                        Error::sys(
+                            call,
+                            format!("{}/ubi_ctrl (MTD partition {name}, mtd{mtd})", dev.display()),
+                            e,
+                            "the partition holds no UBI image, or one made for another page size or VID header \
+                             offset: flash an image made by ubinize for this flash, or fix oinit.ubi",
+                        )
+                    })?;
+                    log::info!("attached MTD partition {name} (mtd{mtd}) as UBI device ubi{n}");
+                }
+                Action::MakeBlock { ubi, vol, name } => {
+                    let node = dev.join(format!("ubi{ubi}_{vol}"));
+                    crate::sys::ubi::make_block(&node).map_err(|(call, e)| {
+                        Error::sys(
+                            call,
+                            node.display().to_string(),
+                            e,
+                            "the kernel needs CONFIG_MTD_UBI_BLOCK for a squashfs or EROFS on UBI",
+                        )
+                    })?;
+                    log::info!("UBI volume {name} (ubi{ubi}_{vol}) readable as {}/ubiblock{ubi}_{vol}", dev.display());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn resolve(

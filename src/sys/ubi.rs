@@ -1,13 +1,17 @@
-//! UBI volumes made from userspace, as mtd-utils' `ubimkvol` does: `UBI_IOCMKVOL` on the UBI
-//! device's character device. Structures mirror `<mtd/ubi-user.h>`.
+//! UBI from userspace, as mtd-utils does: attach an MTD device (`ubiattach`: `UBI_IOCATT` on
+//! `/dev/ubi_ctrl`), make a volume (`ubimkvol`: `UBI_IOCMKVOL` on `/dev/ubiN`), give a volume a
+//! read-only block device (`ubiblock --create`: `UBI_IOCVOLCRBLK` on `/dev/ubiN_M`) and update a
+//! volume (`ubiupdatevol`: `UBI_IOCVOLUP`). Structures mirror `<mtd/ubi-user.h>`.
 #![allow(unsafe_code)]
 
 use rustix::fd::AsRawFd;
 use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;
+use std::path::Path;
 
 const UBI_MAX_VOLUME_NAME: usize = 127;
 const UBI_VOL_NUM_AUTO: i32 = -1;
+const UBI_DEV_NUM_AUTO: i32 = -1;
 const UBI_DYNAMIC_VOLUME: i8 = 3;
 
 /// `struct ubi_mkvol_req`.
@@ -30,6 +34,59 @@ const UBI_IOCMKVOL: libc::Ioctl = (1 << 30) | ((std::mem::size_of::<MkvolReq>() 
 /// volume is marked as being updated until all `bytes` are written; an update cut short leaves
 /// it marked corrupted, so it is never read as a whole image.
 const UBI_IOCVOLUP: libc::Ioctl = (1 << 30) | (8 << 16) | (0x4f << 8);
+
+/// `struct ubi_attach_req`.
+#[repr(C)]
+struct AttachReq {
+    ubi_num: i32,
+    mtd_num: i32,
+    vid_hdr_offset: i32,
+    max_beb_per1024: i16,
+    disable_fm: i8,
+    need_resv_pool: i8,
+    padding: [i8; 8],
+}
+
+/// `_IOW('o', 64, struct ubi_attach_req)`.
+const UBI_IOCATT: libc::Ioctl =
+    (1 << 30) | ((std::mem::size_of::<AttachReq>() as libc::Ioctl) << 16) | (0x6f << 8) | 64;
+/// `_IOW('O', 7, struct ubi_blkcreate_req)`: the request is 128 bytes of padding.
+const UBI_IOCVOLCRBLK: libc::Ioctl = (1 << 30) | (128 << 16) | (0x4f << 8) | 7;
+
+/// Attaches MTD device `mtd` as the next free UBI device, with the kernel's defaults for the VID
+/// header offset and the bad-block reserve; returns the UBI device number.
+pub fn attach(ctrl: &Path, mtd: u32) -> Result<u32, (&'static str, Errno)> {
+    let fd = open(ctrl, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
+    let mut req = AttachReq {
+        ubi_num: UBI_DEV_NUM_AUTO,
+        mtd_num: i32::try_from(mtd).map_err(|_| ("mtd number", Errno::INVAL))?,
+        vid_hdr_offset: 0,
+        max_beb_per1024: 0,
+        disable_fm: 0,
+        need_resv_pool: 0,
+        padding: [0; 8],
+    };
+    // SAFETY: UBI_IOCATT reads one ubi_attach_req and writes the device number back into it:
+    // `req` is a live #[repr(C)] mirror of the header's structure for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), UBI_IOCATT, &mut req as *mut AttachReq) };
+    if rc < 0 {
+        return Err(("UBI_IOCATT", super::last_errno()));
+    }
+    u32::try_from(req.ubi_num).map_err(|_| ("UBI_IOCATT", Errno::INVAL))
+}
+
+/// Creates the read-only block device `/dev/ubiblockN_M` of volume `/dev/ubiN_M`.
+pub fn make_block(volume: &Path) -> Result<(), (&'static str, Errno)> {
+    let fd = open(volume, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
+    let req = [0u8; 128];
+    // SAFETY: UBI_IOCVOLCRBLK reads 128 bytes (struct ubi_blkcreate_req, all padding) from a
+    // live buffer of that size.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), UBI_IOCVOLCRBLK, req.as_ptr()) };
+    if rc < 0 {
+        return Err(("UBI_IOCVOLCRBLK", super::last_errno()));
+    }
+    Ok(())
+}
 
 pub fn start_update(fd: &impl AsRawFd, bytes: u64) -> Result<(), Errno> {
     let bytes = i64::try_from(bytes).map_err(|_| Errno::INVAL)?;
@@ -78,6 +135,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<MkvolReq>(), 152);
         assert_eq!(UBI_IOCMKVOL, 0x4098_6f00);
         assert_eq!(UBI_IOCVOLUP, 0x4008_4f00);
+        // 4 + 4 + 4 + 2 + 1 + 1 + 8.
+        assert_eq!(std::mem::size_of::<AttachReq>(), 24);
+        assert_eq!(UBI_IOCATT, 0x4018_6f40);
+        assert_eq!(UBI_IOCVOLCRBLK, 0x4080_4f07);
         assert_eq!(make_volume("/nonexistent", "", 1), Err(("volume name", Errno::NAMETOOLONG)));
     }
 }

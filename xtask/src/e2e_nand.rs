@@ -1,9 +1,11 @@
 //! End-to-end tests of OpenWRT's NAND layout on a stock kernel: a UBI image made by mtd-utils'
 //! `ubinize` holding the squashfs volume `rootfs` and no `rootfs_data`, on an MTD device
-//! (block2mtd over a virtio disk). The kernel attaches UBI and makes the ubiblock device from
-//! module parameters; the init creates `rootfs_data` on the first boot and mounts it as UBIFS.
+//! (block2mtd over a virtio disk). On the one-image board the init attaches UBI (`oinit.ubi=`,
+//! `UBI_IOCATT`) and makes the squashfs volume's block device (`UBI_IOCVOLCRBLK`); on the A/B one
+//! the kernel does both from module parameters and the init leaves them be. The init creates
+//! `rootfs_data` on the first boot and mounts it as UBIFS.
 
-use crate::harness::{booted, contains, want, Ctx};
+use crate::harness::{booted, contains, failed_with, want, Ctx};
 use crate::qemu::Boot;
 use crate::sh;
 use std::time::Duration;
@@ -15,7 +17,7 @@ const PEB: usize = 64 << 10;
 /// What an OpenWRT NAND board sets, plus what a stock kernel needs for it.
 const NAND: &str = "root=ubi:rootfs oinit.data=ubi:rootfs_data oinit.state=1 oinit.keepfile=/etc/sysupgrade.conf \
     oinit.openwrt=1 oinit.modules=virtio_pci,virtio_blk,block2mtd,ubi,squashfs,zstd,ubifs,overlay \
-    block2mtd.block2mtd=/dev/vda,64KiB,ubi ubi.mtd=ubi ubi.block=0,rootfs";
+    block2mtd.block2mtd=/dev/vda,64KiB,ubi oinit.ubi=ubi";
 
 /// Writes a UBI image of `volumes` (`(name, image, size)`, dynamic) followed by erased flash.
 fn flash(
@@ -131,7 +133,18 @@ pub fn nand_flash(ctx: &Ctx<'_>) -> Result<(), String> {
         booted(&b)?;
         Ok(b)
     };
+    // Flash that holds no UBI image (the squashfs written raw): the attach is refused with the
+    // ioctl's errno and the fix, and the failure policy reboots.
+    let raw = ctx.work.join("nand-raw.img");
+    let mut bytes = std::fs::read(&image).map_err(|e| e.to_string())?;
+    bytes.resize(FLASH, 0xff);
+    std::fs::write(&raw, bytes).map_err(|e| e.to_string())?;
+    let b = ctx.boot_with(&initrd, &raw, &format!("{NAND} oinit.rebootdelay=1"), "nand-not-ubi")?;
+    failed_with(&b, "UBI_IOCATT /dev/ubi_ctrl (MTD partition ubi, mtd0): Invalid argument")?;
+    contains(&b, "flash an image made by ubinize")?;
     let b = boot("oitest=sysupgrade-conf,keep,mark-good", "nand-1")?;
+    contains(&b, "attached MTD partition ubi (mtd0) as UBI device ubi0")?;
+    contains(&b, "UBI volume rootfs (ubi0_0) readable as /dev/ubiblock0_0")?;
     contains(&b, "create UBI volume rootfs_data on /dev/ubi0")?;
     contains(&b, "mount ubi0:rootfs_data on /run/overlay-init/data type ubifs")?;
     contains(&b, "mount /dev/ubiblock0_0 on /run/overlay-init/lower type squashfs")?;
