@@ -21,6 +21,6 @@ cargo xtask check-boards
 step "Buildroot external tree: style checks, post-image.sh's initramfs booted"
 cargo xtask check-buildroot
 step "QEMU end-to-end tests"
-cargo xtask e2e qemu-x86_64 qemu-aarch64 qemu-armv7 openwrt imx6
+cargo xtask e2e qemu-x86_64 qemu-aarch64 qemu-armv7 openwrt openwrt-nor openwrt-nand imx6
 step "binary sizes (stripped, static)"
 ls -l target/*-unknown-linux-*/release/overlay-init | awk '{ print $5, $9 }'

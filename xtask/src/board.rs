@@ -200,6 +200,9 @@ pub fn check(name: &str, config: &str, cmdline: &str, layout: &Layout, ix: &ModI
 /// or the init, not by genimage).
 fn find<'a>(l: &'a Layout, spec: &DevSpec, data: bool) -> Result<Option<&'a crate::genimage::Partition>, String> {
     let none = |what: String| format!("{what} in genimage.cfg (partitions: {}): add it or fix the setting", l.names());
+    if l.table == Table::Flash {
+        return find_on_flash(l, spec, data);
+    }
     match spec {
         DevSpec::PartLabel(_) if l.table == Table::Mbr => {
             Err(format!("PARTLABEL= needs a GPT disk and {} is MBR: use PARTUUID=SIGNATURE-NN", l.disk))
@@ -223,6 +226,32 @@ fn find<'a>(l: &'a Layout, spec: &DevSpec, data: bool) -> Result<Option<&'a crat
         DevSpec::Uuid(u) => Err(format!("the data filesystem is made with UUID {DATA_UUID}, not {u}")),
         DevSpec::Path(_) | DevSpec::Number(..) | DevSpec::Mtd(_) | DevSpec::Ubi { .. } => Ok(None),
         DevSpec::Label(_) => Ok(None),
+    }
+}
+
+/// On raw flash, devices are MTD partitions (`mtd:NAME`) and UBI volumes (`ubi:VOLUME`); a data
+/// volume may be missing (the first boot creates it).
+fn find_on_flash<'a>(
+    l: &'a Layout,
+    spec: &DevSpec,
+    data: bool,
+) -> Result<Option<&'a crate::genimage::Partition>, String> {
+    match spec {
+        DevSpec::Mtd(n) => l
+            .partition(n)
+            .map(Some)
+            .ok_or_else(|| format!("no MTD partition {n} in genimage.cfg's flash image (partitions: {})", l.names())),
+        DevSpec::Ubi { volume, .. } if !data => {
+            let vols = l.ubi_volumes();
+            if vols.iter().any(|(_, v, _)| v == volume) {
+                Ok(None)
+            } else {
+                let names: Vec<&str> = vols.iter().map(|(_, v, _)| v.as_str()).collect();
+                Err(format!("no UBI volume {volume} in genimage.cfg (volumes: {})", names.join(", ")))
+            }
+        }
+        DevSpec::Ubi { .. } | DevSpec::Path(_) | DevSpec::Number(..) => Ok(None),
+        _ => Err(format!("{} is raw flash without a partition table: use mtd:NAME or ubi:VOLUME", l.disk)),
     }
 }
 
@@ -273,5 +302,23 @@ mod tests {
         assert!(errors[0].contains("use PARTUUID="), "{errors:?}");
         let mbr_board = "root=PARTUUID=1234abcd-02\noinit.data=LABEL=userdata\noinit.modules=squashfs";
         assert_eq!(run(mbr_board, &mbr), Vec::<String>::new());
+    }
+
+    #[test]
+    fn flash_boards_name_mtd_partitions_and_ubi_volumes() {
+        let flash = r#"flash chip { pebsize = 64k }
+            image root.ubi { ubi {} flashtype = "chip" partition rootfs_a { image = "rootfs-a.sqfs" size = 4M } }
+            image flash.img { flash {} flashtype = "chip" partition ubi { image = "root.ubi" size = 32M } }"#;
+        let good = "root=ubi:rootfs_a\noinit.data=ubi:rootfs_data\noinit.modules=squashfs";
+        assert_eq!(run(good, flash), Vec::<String>::new());
+        let cases = [
+            ("root=ubi:rootfs", "no UBI volume rootfs in genimage.cfg (volumes: rootfs_a)"),
+            ("root=mtd:firmware", "no MTD partition firmware"),
+            ("root=PARTLABEL=rootfs_a", "use mtd:NAME or ubi:VOLUME"),
+        ];
+        for (config, want) in cases {
+            let errors = run(&format!("{config}\noinit.modules=squashfs"), flash);
+            assert!(errors.iter().any(|e| e.contains(want)), "{config}: {errors:?}");
+        }
     }
 }

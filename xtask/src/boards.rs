@@ -38,6 +38,11 @@ fn check(root: &Path, b: &Board) -> Result<Vec<String>, String> {
     let disk = b.out_dir(root).join("disk.img");
     crate::disk::build(root, b, &disk)?;
     let l = &b.layout;
+    if l.table == Table::Flash {
+        let mut lines = flash(b, &disk)?;
+        lines.push(kernel_list(root, b)?);
+        return Ok(lines);
+    }
     let dump = sh::output(sh::cmd("sfdisk").arg("-d").arg(&disk))?;
     let want_label = if l.table == Table::Gpt { "label: gpt" } else { "label: dos" };
     if !dump.lines().any(|x| x == want_label) {
@@ -66,6 +71,79 @@ fn check(root: &Path, b: &Board) -> Result<Vec<String>, String> {
     }
     lines.push(kernel_list(root, b)?);
     Ok(lines)
+}
+
+/// A raw flash image read back: its size, then per MTD partition what it holds. A squashfs
+/// partition (NOR) holds the image byte for byte and erased flash after it, where rootfs_data
+/// goes; a UBI partition (NAND) holds the volumes genimage.cfg lists, each volume's data
+/// starting with its image, and erased eraseblocks after them.
+fn flash(b: &Board, disk: &Path) -> Result<Vec<String>, String> {
+    let l = &b.layout;
+    let bytes = std::fs::read(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+    let peb = l.pebsize().ok_or("the flash section has no pebsize")? as usize;
+    if Some(bytes.len() as u64) != l.size {
+        return Err(format!("flash image is {} bytes, its partitions add up to {}", bytes.len(), l.size.unwrap_or(0)));
+    }
+    // The inputs genimage read (disk::build keeps them beside the image).
+    let inputs = disk.parent().map(|d| d.join("inputs")).ok_or("no inputs directory")?;
+    let read = |name: &str| std::fs::read(inputs.join(name)).map_err(|e| format!("input {name}: {e}"));
+    let mut lines = vec![format!("{} {}, {} MiB, {} KiB eraseblocks", l.table, l.disk, bytes.len() >> 20, peb >> 10)];
+    for p in &l.partitions {
+        let (start, len) = (p.offset.unwrap_or(0) as usize, p.size.unwrap_or(0) as usize);
+        let area = &bytes[start..start + len];
+        let image = p.image.as_deref().unwrap_or("");
+        let what = if image.ends_with(".sqfs") {
+            let sqfs = read(image)?;
+            if !area.starts_with(&sqfs) {
+                return Err(format!("partition {}: does not start with {image}", p.name));
+            }
+            let data = sqfs.len().div_ceil(peb) * peb;
+            if area[sqfs.len()..].iter().any(|b| *b != 0xff) {
+                return Err(format!("partition {}: the space after {image} is not erased (0xFF)", p.name));
+            }
+            format!(
+                "squashfs {image} ({} KiB), then {} KiB erased from eraseblock {} on: rootfs_data",
+                sqfs.len() >> 10,
+                (len - data) >> 10,
+                data / peb
+            )
+        } else {
+            ubi(l, &p.name, area, peb, &read)?
+        };
+        lines.push(format!("{:<14} {:>5} KiB at {:>5} KiB: {what}", p.name, len >> 10, start >> 10));
+    }
+    Ok(lines)
+}
+
+/// A UBI partition: every volume genimage.cfg puts in it, holding its image.
+fn ubi(
+    l: &crate::genimage::Layout,
+    part: &str,
+    area: &[u8],
+    peb: usize,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<String, String> {
+    use crate::flash_image as fi;
+    let err = |e: String| format!("partition {part}: {e}");
+    let (lebs, erased) = fi::lebs(area, peb).map_err(err)?;
+    let on_flash = fi::volumes(area, &lebs).map_err(err)?;
+    let mut found = Vec::new();
+    for (_, vol, input) in l.ubi_volumes() {
+        let id = on_flash.iter().find(|(_, n)| *n == vol).map(|(id, _)| *id).ok_or_else(|| {
+            err(format!("no UBI volume {vol} (volumes: {:?})", on_flash.iter().map(|(_, n)| n).collect::<Vec<_>>()))
+        })?;
+        let data = fi::volume(area, &lebs, id).map_err(err)?;
+        let input = input.ok_or_else(|| err(format!("volume {vol} has no image in genimage.cfg")))?;
+        if !data.starts_with(&read(&input)?) {
+            return Err(err(format!("UBI volume {vol} does not hold {input}")));
+        }
+        found.push(format!("{vol} ({} KiB) = {input}", data.len() >> 10));
+    }
+    Ok(format!(
+        "UBI, {} eraseblocks in use and {erased} erased; volumes {} (data written)",
+        lebs.len(),
+        found.join(", ")
+    ))
 }
 
 /// The board's initramfs list handed unchanged to the kernel's own gen_init_cpio (what

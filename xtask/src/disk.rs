@@ -51,12 +51,13 @@ pub fn build(root: &Path, b: &Board, out: &Path) -> Result<(), String> {
 }
 
 /// Files genimage reads from the input path: partition images no other image section makes,
-/// and the files of vfat images.
+/// the files of vfat images and the images in UBI volumes.
 fn needed(b: &Board) -> Vec<String> {
     let made: Vec<&str> = b.layout.images.iter().map(|s| s.name.as_str()).collect();
     let mut names: Vec<String> =
         b.layout.partitions.iter().filter_map(|p| p.image.clone()).filter(|i| !made.contains(&i.as_str())).collect();
     names.extend(b.layout.vfat_files(None).into_iter().map(|f| f.input));
+    names.extend(b.layout.ubi_volumes().into_iter().filter_map(|(_, _, input)| input));
     names.sort();
     names.dedup();
     names

@@ -45,7 +45,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 36] = [
+const SCENARIOS: [Scenario; 33] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -77,9 +77,6 @@ const SCENARIOS: [Scenario; 36] = [
     ("verity-fec-repairs", crate::e2e_verity::fec_repairs, Needs::Verity),
     ("verity-hash-partition", crate::e2e_verity::hash_partition, Needs::Verity),
     ("erofs-slots", crate::e2e_erofs::erofs_slots, Needs::Erofs),
-    ("openwrt-nor-flash", crate::e2e_nor::nor_flash, Needs::Block2mtd),
-    ("openwrt-nand-ubi", crate::e2e_nand::nand_flash, Needs::Block2mtd),
-    ("openwrt-nand-ab-install", crate::e2e_nand::nand_ab, Needs::Block2mtd),
     ("debian-systemd", crate::e2e_debian::systemd, Needs::X86Only),
     ("debian-rauc", crate::e2e_debian::rauc, Needs::X86Only),
 ];
@@ -364,6 +361,8 @@ fn scenarios(b: &Board) -> &'static [Scenario] {
     match b.name.as_str() {
         "openwrt" => &crate::e2e_openwrt::SCENARIOS,
         "imx6" => &crate::e2e_imx6::SCENARIOS,
+        "openwrt-nor" => &crate::e2e_nor::SCENARIOS,
+        "openwrt-nand" => &crate::e2e_nand::SCENARIOS,
         _ => &SCENARIOS,
     }
 }

@@ -1,28 +1,15 @@
-//! End-to-end tests of OpenWRT's NOR layout on a stock kernel: one MTD device (block2mtd over a
-//! virtio disk, 64 KiB erase blocks) holding the squashfs followed by erased flash. The init
-//! splits `rootfs_data` off after the squashfs with BLKPG and mounts it as jffs2; the squashfs is
-//! read through mtdblock.
+//! End-to-end tests of the openwrt-nor board, OpenWRT's NOR layout on a stock kernel: one MTD
+//! device (block2mtd over a virtio disk, 64 KiB erase blocks) holding the squashfs followed by
+//! erased flash, as the board's genimage.cfg makes it. The init splits `rootfs_data` off after
+//! the squashfs with BLKPG and mounts it as jffs2; the squashfs is read through mtdblock.
 
-use crate::harness::{booted, contains, want, Ctx};
+use crate::harness::{booted, contains, want, Ctx, Needs, Scenario};
 use crate::qemu::Boot;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-const FLASH: usize = 32 << 20;
+pub const SCENARIOS: [Scenario; 1] = [("openwrt-nor-flash", nor_flash, Needs::Nothing)];
+
 const ERASE: usize = 64 << 10;
-
-/// What OpenWRT's NOR boards set, plus the modules a stock kernel needs for it.
-const NOR: &str = "root=mtd:firmware oinit.data=appended oinit.state=1 oinit.keepfile=/etc/sysupgrade.conf \
-    oinit.openwrt=1 oinit.modules=virtio_pci,virtio_blk,block2mtd,mtdblock,squashfs,jffs2,overlay \
-    block2mtd.block2mtd=/dev/vda,64KiB,firmware";
-
-/// The flash image: the squashfs, then erased (0xFF) blocks to the end.
-fn flash(ctx: &Ctx<'_>, sqfs: &Path) -> Result<PathBuf, String> {
-    let mut img = std::fs::read(sqfs).map_err(|e| format!("{}: {e}", sqfs.display()))?;
-    img.resize(FLASH, 0xff);
-    let path = ctx.work.join("nor.img");
-    std::fs::write(&path, img).map_err(|e| e.to_string())?;
-    Ok(path)
-}
 
 /// First boot splits off and mounts the erased area (an empty jffs2), a file persists across
 /// boots on it, OpenWRT's /rom and /overlay are there; `firstboot` empties the upper but for the
@@ -31,11 +18,9 @@ fn flash(ctx: &Ctx<'_>, sqfs: &Path) -> Result<PathBuf, String> {
 pub fn nor_flash(ctx: &Ctx<'_>) -> Result<(), String> {
     let out = ctx.board.out_dir(ctx.root);
     let (img_a, img_b) = (out.join("rootfs-a.sqfs"), out.join("rootfs-b.sqfs"));
-    let disk = flash(ctx, &img_a)?;
-    let modules = ["block2mtd", "mtdblock", "jffs2"];
-    let initrd = crate::image::initramfs_variant(ctx.root, ctx.board, "initramfs-nor", &modules, &[])?;
+    let disk = ctx.fresh_disk("nor")?;
     let boot = |extra: &str, log: &str| -> Result<Boot, String> {
-        let b = ctx.boot_with(&initrd, &disk, &format!("{NOR} {extra}"), log)?;
+        let b = ctx.boot(&disk, extra, log)?;
         booted(&b)?;
         Ok(b)
     };

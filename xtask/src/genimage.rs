@@ -44,11 +44,18 @@ impl Section {
 pub enum Table {
     Gpt,
     Mbr,
+    /// Raw flash (genimage's `flash` image): partitions concatenated, padded to their sizes, no
+    /// table; the kernel names them from the device tree, `mtdparts=` or block2mtd.
+    Flash,
 }
 
 impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if *self == Table::Gpt { "GPT" } else { "MBR" })
+        f.write_str(match self {
+            Table::Gpt => "GPT",
+            Table::Mbr => "MBR",
+            Table::Flash => "MTD flash",
+        })
     }
 }
 
@@ -75,6 +82,8 @@ pub struct Layout {
     pub size: Option<u64>,
     pub partitions: Vec<Partition>,
     pub images: Vec<Section>,
+    /// The `flash` section a flash image names with `flashtype` (eraseblock size and so on).
+    pub flash: Option<Section>,
 }
 
 /// One file of a vfat image: its path inside the filesystem and the input it is made from.
@@ -102,8 +111,16 @@ impl Layout {
 
     pub fn parse(text: &str) -> Result<Layout, String> {
         let top = parse(text)?;
-        let images: Vec<Section> = top.into_iter().filter(|s| s.kind == "image").collect();
-        let disk = images.iter().find(|s| s.child("hdimage").is_some()).ok_or("no image with an hdimage section")?;
+        let images: Vec<Section> = top.iter().filter(|s| s.kind == "image").cloned().collect();
+        if !images.iter().any(|s| s.child("hdimage").is_some()) {
+            if let Some(img) = images.iter().find(|s| s.child("flash").is_some()) {
+                return Layout::flash(img, &images, &top);
+            }
+        }
+        let disk = images
+            .iter()
+            .find(|s| s.child("hdimage").is_some())
+            .ok_or("no image with an hdimage or a flash section")?;
         let hd = disk.child("hdimage").cloned().unwrap_or_default();
         let table = match (hd.get("partition-table-type"), hd.get("gpt")) {
             (Some("gpt"), _) | (None, Some("true")) => Table::Gpt,
@@ -132,7 +149,59 @@ impl Layout {
             size: disk.get("size").map(size).transpose()?,
             partitions,
             images: images.iter().filter(|s| s.child("hdimage").is_none()).cloned().collect(),
+            flash: None,
         })
+    }
+
+    /// A flash image: each partition starts where the previous one ends (or at its `offset`)
+    /// and needs a size, since nothing on the flash records it.
+    fn flash(img: &Section, images: &[Section], top: &[Section]) -> Result<Layout, String> {
+        let kind = img.get("flashtype").ok_or(format!("flash image {} names no flashtype", img.name))?;
+        let flash = top
+            .iter()
+            .find(|s| s.kind == "flash" && s.name == kind)
+            .ok_or(format!("flash image {}: no flash section {kind}", img.name))?;
+        let mut at = 0;
+        let mut partitions = Vec::new();
+        for p in img.children.iter().filter(|c| c.kind == "partition") {
+            let offset = p.get("offset").map(size).transpose()?.unwrap_or(at);
+            let len = p.get("size").map(size).transpose()?.ok_or(format!("flash partition {} has no size", p.name))?;
+            at = offset + len;
+            partitions.push(Partition {
+                name: p.name.clone(),
+                image: p.get("image").map(String::from),
+                offset: Some(offset),
+                size: Some(len),
+                uuid: None,
+                number: None,
+            });
+        }
+        Ok(Layout {
+            disk: img.name.clone(),
+            table: Table::Flash,
+            disk_id: None,
+            size: Some(at),
+            partitions,
+            images: images.iter().filter(|s| s.child("flash").is_none()).cloned().collect(),
+            flash: Some(flash.clone()),
+        })
+    }
+
+    /// The eraseblock size of a flash layout.
+    pub fn pebsize(&self) -> Option<u64> {
+        self.flash.as_ref()?.get("pebsize").and_then(|v| size(v).ok())
+    }
+
+    /// The volumes of the UBI images the layout makes: `(UBI image, volume, input image)`.
+    pub fn ubi_volumes(&self) -> Vec<(String, String, Option<String>)> {
+        let ubi = self.images.iter().filter(|s| s.child("ubi").is_some());
+        ubi.flat_map(|s| {
+            s.children
+                .iter()
+                .filter(|c| c.kind == "partition")
+                .map(|c| (s.name.clone(), c.name.clone(), c.get("image").map(String::from)))
+        })
+        .collect()
     }
 
     pub fn partition(&self, name: &str) -> Option<&Partition> {
@@ -152,6 +221,7 @@ impl Layout {
                 let sig = self.disk_id.as_deref()?.trim_start_matches("0x");
                 Some(format!("{sig:0>8}-{:02x}", p.number?))
             }
+            Table::Flash => None,
         }
     }
 
@@ -314,6 +384,24 @@ image emmc.img {
         let files: Vec<String> = l.vfat_files(Some("boot.vfat")).into_iter().map(|f| f.path).collect();
         assert_eq!(files, ["zImage", "board.dtb"]);
         assert_eq!(l.holding("boot.vfat").map(|p| p.offset), Some(Some(4 << 20)));
+    }
+
+    #[test]
+    fn reads_a_flash_layout_and_its_ubi_volumes() {
+        let cfg = r#"
+flash chip { pebsize = 64k numpebs = 16 }
+image root.ubi { ubi {} flashtype = "chip" partition rootfs_a { image = "rootfs-a.sqfs" size = 256k } }
+image flash.img { flash {} flashtype = "chip" partition spl { size = 128k } partition ubi { image = "root.ubi" size = 768k } }
+"#;
+        let l = Layout::parse(cfg).unwrap();
+        assert_eq!((l.disk.as_str(), l.table, l.size), ("flash.img", Table::Flash, Some(896 << 10)));
+        let ubi = l.partition("ubi").unwrap();
+        assert_eq!((ubi.offset, ubi.size, ubi.number), (Some(128 << 10), Some(768 << 10), None));
+        assert_eq!(l.pebsize(), Some(64 << 10));
+        let vols = vec![("root.ubi".to_string(), "rootfs_a".to_string(), Some("rootfs-a.sqfs".to_string()))];
+        assert_eq!(l.ubi_volumes(), vols);
+        let missing = cfg.replace("flash chip", "flash other");
+        assert!(Layout::parse(&missing).unwrap_err().contains("no flash section chip"));
     }
 
     #[test]

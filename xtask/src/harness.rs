@@ -88,18 +88,6 @@ impl<'a> Ctx<'a> {
         self.launch(&Launch { cut: Some((marker, delay)), ..Launch::new(disk, append, log) }).map(|(b, _)| b)
     }
 
-    /// `boot_cut` with another initramfs.
-    pub fn boot_cut_with(
-        &self,
-        initrd: &Path,
-        disk: &Path,
-        append: &str,
-        log: &str,
-        cut: (&str, Duration),
-    ) -> Result<Boot, String> {
-        self.launch(&Launch { initrd, cut: Some(cut), ..Launch::new(disk, append, log) }).map(|(b, _)| b)
-    }
-
     /// Boots on a disk that fails as the blkdebug `rules` say; only a kernel panic is an error.
     pub fn boot_failing(&self, disk: &Path, append: &str, log: &str, rules: &Path) -> Result<Boot, String> {
         let (b, log) = self.launch(&Launch { drive: qemu::Drive::Debug(rules), ..Launch::new(disk, append, log) })?;
@@ -258,8 +246,6 @@ pub enum Needs {
     Verity,
     /// EROFS lowers: the same two boards (every Debian kernel here has erofs.ko).
     Erofs,
-    /// Raw flash through block2mtd: only Debian's amd64 kernel builds it (arm64 and armmp do not).
-    Block2mtd,
 }
 
 impl Needs {
@@ -279,10 +265,6 @@ impl Needs {
             Needs::Verity => Some("verified lowers are proven on the qemu-x86_64 and qemu-aarch64 boards".into()),
             Needs::Erofs if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
             Needs::Erofs => Some("EROFS lowers are proven on the qemu-x86_64 and qemu-aarch64 boards".into()),
-            Needs::Block2mtd if b.name == "qemu-x86_64" => None,
-            Needs::Block2mtd => {
-                Some("block2mtd is a module of Debian's amd64 kernel only (arm64 and armmp lack it)".into())
-            }
         }
     }
 }

@@ -15,6 +15,7 @@ mod e2e_nand;
 mod e2e_nor;
 mod e2e_openwrt;
 mod e2e_verity;
+mod flash_image;
 mod fuzz;
 mod genimage;
 mod harness;
