@@ -54,17 +54,30 @@ fn read_settings() -> (Settings, crate::settings::Loaded) {
 
 /// Everything up to the switch; returns the new root, the init to exec and its arguments.
 fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String>), Error> {
-    report.stage("modules");
+    // Modules load in the background while the device search waits for the disk: it is used as
+    // soon as its driver is in, while the filesystem modules still load.
+    report.stage("modules+devices");
     let release = rustix::system::uname().release().to_string_lossy().into_owned();
     let moddir = Path::new("/lib/modules").join(&release);
     let index = modules::read_index(&moddir);
     let steps = index.plan(&s.boot_modules()).map_err(|what| {
         Error::Plan(plan::PlanError { what, hint: format!("add it to the initramfs modules for kernel {release}") })
     })?;
-    report.modules = modules::load(&steps, &moddir, Path::new("/sys/module"), &s.module_params, report);
-
-    report.stage("devices");
-    let mut found = devices::find(s, Path::new("/sys"), Path::new("/dev"), true)?;
+    let loading = modules::start(steps, moddir, "/sys/module".into(), s.module_params.clone());
+    let timeout = std::time::Duration::from_secs(s.timeout.max(s.root_wait()).into());
+    // The ubi module attaches what its own parameters name inside its init, after /dev/ubi_ctrl
+    // exists: an attach by the init then would race it. Flash waits for every module.
+    let loading = if s.needs_ubi() { Err(finish_modules(loading, timeout, report)?) } else { Ok(loading) };
+    let found = devices::find(s, Path::new("/sys"), Path::new("/dev"), true);
+    if let Ok(loading) = loading {
+        if found.is_ok() {
+            finish_modules(loading, timeout, report)?;
+        } else if let Err(stuck) = loading.finish(std::time::Duration::from_secs(1)).map(|l| report.modules = l.lines) {
+            // The boot fails on the search's error; a module that never came back may be why.
+            log::error!("modules still loading (their init has not returned): {stuck}");
+        }
+    }
+    let mut found = found?;
 
     report.stage("mounts");
     let plan = if s.ab.enabled() {
@@ -105,6 +118,20 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     report.end_stage();
     write_report(report);
     Ok((root.clone(), init, args.clone()))
+}
+
+/// Waits for the module loader (at most `timeout`) and books its lines and kernel time; a
+/// module whose init never returns is named in the error.
+fn finish_modules(loading: modules::Loading, timeout: std::time::Duration, report: &mut Report) -> Result<(), Error> {
+    let loaded = loading.finish(timeout).map_err(|stuck| {
+        Error::Plan(plan::PlanError {
+            what: format!("module {stuck} still loading after {} s: its init has not returned", timeout.as_secs()),
+            hint: "see the driver's messages in dmesg; remove it from oinit.modules or fix what it probes".into(),
+        })
+    })?;
+    report.modules = loaded.lines;
+    report.add_kernel_us(modules::busy_time(loaded.busy));
+    Ok(())
 }
 
 fn write_report(report: &Report) {

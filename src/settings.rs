@@ -383,6 +383,18 @@ pub fn trusting_overlay_options(flags: &str) -> Vec<&str> {
         .collect()
 }
 
+impl Settings {
+    /// Whether the device search acts on UBI (attach, block devices): then it must not start
+    /// before the ubi module has finished its init.
+    pub fn needs_ubi(&self) -> bool {
+        let slots = self.ab.slots.iter().flatten().filter_map(|src| match src {
+            crate::settings_ab::SlotSource::Partition(spec) => Some(spec),
+            crate::settings_ab::SlotSource::File(_) => None,
+        });
+        self.ubi_mtd.is_some() || self.root.iter().chain(slots).any(|d| matches!(d, DevSpec::Ubi { .. }))
+    }
+}
+
 /// An MTD partition's name as `/proc/mtd` shows it (no spaces: the config and the command line
 /// split on them).
 fn mtd_name(v: &str) -> Result<String, String> {

@@ -1,17 +1,19 @@
-//! Loads the planned kernel modules with finit_module, skipping loaded and built-in ones. Each
-//! requested module (with its soft dependencies, in order) is one group; groups load on a small
-//! pool of threads, one per CPU up to four, so a wide module set costs its longest chain rather
-//! than its sum on a multi-core board. A `.ko` two groups need is loaded once: the second waits
-//! for the first to finish. On one CPU everything runs on the init's own thread, as before.
+//! Loads the planned kernel modules with finit_module, skipping loaded and built-in ones, in the
+//! background: the device search runs meanwhile, so a disk is found as soon as its driver is in
+//! while the filesystem modules still load. Each requested module (with its soft dependencies,
+//! in order) is one group; groups load on a small pool of threads, one per CPU up to four, so a
+//! wide module set costs its longest chain rather than its sum on a multi-core board. A `.ko`
+//! two groups need is loaded once: the second waits for the first to finish.
 
 use crate::modules::{name_of, LoadStep, ModIndex};
-use crate::report::{now_us, Report};
+use crate::report::now_us;
 use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// `MODULE_INIT_COMPRESSED_FILE` (Linux 6.2+): the kernel decompresses `.ko.xz`/`.ko.zst` itself.
 const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
@@ -24,16 +26,45 @@ pub fn read_index(dir: &Path) -> ModIndex {
     ModIndex::parse(&read("modules.dep"), &read("modules.softdep"), &read("modules.alias"), &read("modules.builtin"))
 }
 
-/// What the loaders share: each `.ko`'s state, the report lines, and when the kernel was busy.
-#[derive(Default)]
-struct Shared<'a> {
+/// What the loaders share: each `.ko`'s state, the report lines, when the kernel was busy, and
+/// whether everything is done.
+struct Shared {
+    /// Loads one `.ko`: `load_one`, or a stand-in in the tests.
+    load: fn(&str, &Shared) -> Result<(), String>,
     /// `module.param=value` settings, handed to finit_module with their module.
-    params: &'a [(String, String)],
+    params: Vec<(String, String)>,
+    dir: PathBuf,
+    sys_module: PathBuf,
     files: Mutex<HashMap<String, Option<Result<(), String>>>>,
     done: Condvar,
     lines: Mutex<Vec<String>>,
     busy: Mutex<Vec<(u64, u64)>>,
     next: AtomicUsize,
+    finished: Mutex<bool>,
+    finished_cv: Condvar,
+}
+
+impl Shared {
+    fn new(
+        load: fn(&str, &Shared) -> Result<(), String>,
+        params: Vec<(String, String)>,
+        dir: PathBuf,
+        sys_module: PathBuf,
+    ) -> Shared {
+        Shared {
+            load,
+            params,
+            dir,
+            sys_module,
+            files: Mutex::default(),
+            done: Condvar::new(),
+            lines: Mutex::default(),
+            busy: Mutex::default(),
+            next: AtomicUsize::new(0),
+            finished: Mutex::new(false),
+            finished_cv: Condvar::new(),
+        }
+    }
 }
 
 /// A lock that a panicked holder cannot poison for the rest of the boot (PID 1 aborts on panic
@@ -42,31 +73,78 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Loads every step; returns one line per module for the report. Failures are warnings: the
-/// mount that needed the module fails next with an error naming the filesystem. Returns only
-/// when every loader has finished, so nothing loads behind a boot that goes on or fails.
-pub fn load(
-    steps: &[LoadStep],
-    dir: &Path,
-    sys_module: &Path,
-    params: &[(String, String)],
-    report: &mut Report,
-) -> Vec<String> {
+/// Modules loading in the background while the device search runs.
+pub struct Loading {
+    shared: Arc<Shared>,
+}
+
+/// What the loading did: one line per module for the report, and when the kernel was busy.
+pub struct Loaded {
+    pub lines: Vec<String>,
+    pub busy: Vec<(u64, u64)>,
+}
+
+/// Starts loading every step on a background thread and returns at once. Failures are
+/// warnings: the mount that needed the module fails next with an error naming the filesystem.
+pub fn start(steps: Vec<LoadStep>, dir: PathBuf, sys_module: PathBuf, params: Vec<(String, String)>) -> Loading {
+    start_with(steps, Shared::new(load_one, params, dir, sys_module))
+}
+
+fn start_with(steps: Vec<LoadStep>, shared: Shared) -> Loading {
+    let shared = Arc::new(shared);
+    let sh = Arc::clone(&shared);
+    let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
+        load_all(&steps, &sh);
+        *lock(&sh.finished) = true;
+        sh.finished_cv.notify_all();
+    });
+    if let Err(e) = spawned {
+        // No thread (out of memory this early): nothing can load; every mount will say why.
+        log::warn!("cannot start the module loader: {e}");
+        *lock(&shared.finished) = true;
+    }
+    Loading { shared }
+}
+
+impl Loading {
+    /// Waits until every module is loaded, at most `timeout`. A module whose init never returns
+    /// is named (the thread stays in finit_module; PID 1 goes on to its failure policy).
+    pub fn finish(self, timeout: Duration) -> Result<Loaded, String> {
+        let sh = &self.shared;
+        let (done, _) =
+            sh.finished_cv.wait_timeout_while(lock(&sh.finished), timeout, |f| !*f).unwrap_or_else(|e| e.into_inner());
+        if !*done {
+            return Err(self.stuck());
+        }
+        drop(done);
+        Ok(Loaded { lines: std::mem::take(&mut *lock(&sh.lines)), busy: std::mem::take(&mut *lock(&sh.busy)) })
+    }
+
+    /// The modules being loaded right now, for an error when the boot cannot wait for them.
+    pub fn stuck(&self) -> String {
+        let files = lock(&self.shared.files);
+        let mut names: Vec<String> = files.iter().filter(|(_, o)| o.is_none()).map(|(p, _)| name_of(p)).collect();
+        names.sort();
+        names.join(", ")
+    }
+}
+
+/// Loads every step, the groups on a pool of threads.
+fn load_all(steps: &[LoadStep], shared: &Shared) {
     // A module with parameters loads after all the others: a parameter often names a device
     // another module provides (`block2mtd=/dev/vda` needs virtio_blk's disk).
     let has_params = |g: &&[LoadStep]| {
         g.iter()
             .flat_map(|st| st.chains.iter().flatten())
-            .any(|p| !crate::modules::params_for(&name_of(p), params).is_empty())
+            .any(|p| !crate::modules::params_for(&name_of(p), &shared.params).is_empty())
     };
     let (last, first): (Vec<&[LoadStep]>, Vec<&[LoadStep]>) =
         steps.chunk_by(|a, b| a.group == b.group).partition(has_params);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut shared = Shared { params, ..Shared::default() };
     for (groups, cpus) in [(first, cpus), (last, 1)] {
-        shared.next = AtomicUsize::new(0);
+        shared.next.store(0, Ordering::Relaxed);
         let threads = cpus.min(MAX_THREADS).min(groups.len()).max(1);
-        let work = || worker(&groups, &shared, dir, sys_module);
+        let work = || worker(&groups, shared);
         if threads == 1 {
             work();
         } else {
@@ -79,12 +157,10 @@ pub fn load(
             });
         }
     }
-    report.add_kernel_us(busy_time(std::mem::take(&mut *lock(&shared.busy))));
-    shared.lines.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The time at least one finit_module was running: the union of the intervals.
-fn busy_time(mut spans: Vec<(u64, u64)>) -> u64 {
+pub fn busy_time(mut spans: Vec<(u64, u64)>) -> u64 {
     spans.sort_unstable();
     let (mut total, mut end) = (0, 0);
     for (a, b) in spans {
@@ -97,19 +173,19 @@ fn busy_time(mut spans: Vec<(u64, u64)>) -> u64 {
     total
 }
 
-fn worker(groups: &[&[LoadStep]], sh: &Shared<'_>, dir: &Path, sys_module: &Path) {
+fn worker(groups: &[&[LoadStep]], sh: &Shared) {
     while let Some(group) = groups.get(sh.next.fetch_add(1, Ordering::Relaxed)) {
         for step in *group {
-            load_step(step, sh, dir, sys_module);
+            load_step(step, sh);
         }
     }
 }
 
-fn load_step(step: &LoadStep, sh: &Shared<'_>, dir: &Path, sys_module: &Path) {
+fn load_step(step: &LoadStep, sh: &Shared) {
     let mut loaded_any = false;
     let mut failures = Vec::new();
     for chain in &step.chains {
-        match chain.iter().try_for_each(|path| load_once(dir, path, sys_module, sh)) {
+        match chain.iter().try_for_each(|path| load_once(path, sh)) {
             Ok(()) => loaded_any = true,
             Err(e) => failures.push(e),
         }
@@ -126,7 +202,7 @@ fn load_step(step: &LoadStep, sh: &Shared<'_>, dir: &Path, sys_module: &Path) {
 }
 
 /// Loads `path` unless another loader has (or is doing it: then waits for its outcome).
-fn load_once(dir: &Path, path: &str, sys_module: &Path, sh: &Shared<'_>) -> Result<(), String> {
+fn load_once(path: &str, sh: &Shared) -> Result<(), String> {
     {
         let mut files = lock(&sh.files);
         loop {
@@ -140,22 +216,22 @@ fn load_once(dir: &Path, path: &str, sys_module: &Path, sh: &Shared<'_>) -> Resu
             }
         }
     }
-    let outcome = load_one(dir, path, sys_module, sh);
+    let outcome = (sh.load)(path, sh);
     lock(&sh.files).insert(path.to_string(), Some(outcome.clone()));
     sh.done.notify_all();
     outcome
 }
 
-fn load_one(dir: &Path, path: &str, sys_module: &Path, sh: &Shared<'_>) -> Result<(), String> {
+fn load_one(path: &str, sh: &Shared) -> Result<(), String> {
     let name = name_of(path);
-    if sys_module.join(&name).exists() {
+    if sh.sys_module.join(&name).exists() {
         return Ok(());
     }
-    let full = dir.join(path);
+    let full = sh.dir.join(path);
     let fd = open(&full, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| format!("{name} ({}): open: {e}", full.display()))?;
     let flags = if path.ends_with(".ko") { 0 } else { MODULE_INIT_COMPRESSED_FILE };
-    let params = crate::modules::params_for(&name, sh.params);
+    let params = crate::modules::params_for(&name, &sh.params);
     let args = std::ffi::CString::new(params.as_str()).map_err(|_| format!("{name}: a parameter holds a NUL byte"))?;
     let t = now_us();
     let result = rustix::system::finit_module(&fd, &args, flags);
@@ -181,6 +257,39 @@ fn load_one(dir: &Path, path: &str, sys_module: &Path, sh: &Shared<'_>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn step(request: &str, group: usize) -> LoadStep {
+        let chains = vec![vec![format!("kernel/{request}.ko")]];
+        LoadStep { request: request.into(), chains, required: true, group }
+    }
+
+    /// Stands in for finit_module: `hang.ko` never returns (in the test: for 2 s).
+    fn fake_load(path: &str, sh: &Shared) -> Result<(), String> {
+        if path.ends_with("hang.ko") {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        lock(&sh.lines).push(format!("{} loaded", name_of(path)));
+        Ok(())
+    }
+
+    fn fake(steps: Vec<LoadStep>) -> Loading {
+        start_with(steps, Shared::new(fake_load, Vec::new(), PathBuf::new(), PathBuf::new()))
+    }
+
+    #[test]
+    fn loads_everything_in_the_background() {
+        let loaded = fake(vec![step("virtio_blk", 0), step("ext4", 1)]).finish(Duration::from_secs(5)).unwrap();
+        let mut lines = loaded.lines;
+        lines.sort();
+        assert_eq!(lines, ["ext4 loaded", "virtio_blk loaded"]);
+    }
+
+    #[test]
+    fn a_module_whose_init_never_returns_is_named_at_the_timeout() {
+        let loading = fake(vec![step("virtio_blk", 0), step("hang", 1)]);
+        let stuck = loading.finish(Duration::from_millis(300)).err();
+        assert_eq!(stuck.as_deref(), Some("hang"));
+    }
 
     #[test]
     fn kernel_time_is_the_union_of_overlapping_loads() {

@@ -2,6 +2,8 @@
 //! the device search wakes when a disk or partition appears instead of sleeping between sysfs
 //! scans. The messages are not parsed: any uevent means "scan sysfs again", which stays the one
 //! source of truth (and the first pass, for devices that appeared before the socket existed).
+//! Only storage announcements count (block, MTD, UBI): modules loading meanwhile announce
+//! themselves too, and rescanning sysfs for each would take the CPU from the loading.
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fd::OwnedFd;
@@ -27,20 +29,53 @@ impl Uevents {
         Some(Uevents { fd })
     }
 
-    /// Waits until a uevent arrives or `timeout` passes, then drains what is queued. Returns
-    /// whether anything arrived.
+    /// Waits until a storage uevent arrives or `timeout` passes, draining what is queued.
+    /// Returns whether a storage device was announced.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let ts = Timespec { tv_sec: timeout.as_secs() as _, tv_nsec: timeout.subsec_nanos() as _ };
-        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
-        match poll(&mut fds, Some(&ts)) {
-            Ok(0) => false,
-            Ok(_) => {
-                let mut buf = [0u8; 4096];
-                while recv(&self.fd, &mut buf[..], RecvFlags::DONTWAIT).is_ok() {}
-                true
+        let end = crate::report::now_us() + timeout.as_micros() as u64;
+        loop {
+            let left = Duration::from_micros(end.saturating_sub(crate::report::now_us()));
+            let ts = Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ };
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            match poll(&mut fds, Some(&ts)) {
+                Ok(0) => return false,
+                Ok(_) => {
+                    let mut buf = [0u8; 4096];
+                    let mut storage = false;
+                    while let Ok((n, _)) = recv(&self.fd, &mut buf[..], RecvFlags::DONTWAIT) {
+                        storage |= announces_storage(&buf[..n.min(buf.len())]);
+                    }
+                    if storage || left.is_zero() {
+                        return storage;
+                    }
+                }
+                // EINTR and the like: the caller rescans sysfs anyway.
+                Err(_) => return true,
             }
-            // EINTR and the like: the caller rescans sysfs anyway.
-            Err(_) => true,
         }
+    }
+}
+
+/// Whether a uevent (`ACTION@DEVPATH`, then `KEY=value` fields, NUL-separated) is about a block
+/// device, an MTD device or a UBI device or volume.
+pub fn announces_storage(msg: &[u8]) -> bool {
+    msg.split(|b| *b == 0).any(|f| matches!(f, b"SUBSYSTEM=block" | b"SUBSYSTEM=mtd" | b"SUBSYSTEM=ubi"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_announcements_only() {
+        let disk = b"add@/devices/pci0000:00/virtio1/block/vda\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=vda\0";
+        let module = b"add@/module/ext4\0ACTION=add\0DEVPATH=/module/ext4\0SUBSYSTEM=module\0SEQNUM=812\0";
+        let volume = b"add@/devices/virtual/ubi/ubi0/ubi0_1\0ACTION=add\0SUBSYSTEM=ubi\0";
+        assert!(announces_storage(disk));
+        assert!(announces_storage(volume));
+        assert!(!announces_storage(module));
+        // A field that merely starts like one does not count.
+        assert!(!announces_storage(b"add@/x\0SUBSYSTEM=blockish\0"));
+        assert!(!announces_storage(b""));
     }
 }

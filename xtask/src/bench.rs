@@ -210,7 +210,10 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
         let names: Vec<String> = samples[0].stages.keys().cloned().collect();
         let mut order: Vec<(String, f64)> = names.iter().map(|n| (n.clone(), samples[0].stages[n].0)).collect();
         order.sort_by_key(|(n, _)| {
-            ["early", "modules", "devices", "mounts", "switch-check"].iter().position(|s| s == n).unwrap_or(99)
+            ["early", "modules", "devices", "modules+devices", "mounts", "switch-check"]
+                .iter()
+                .position(|s| s == n)
+                .unwrap_or(99)
         });
         let (mut sum_total, mut sum_kernel) = (0.0, 0.0);
         for (n, _) in &order {

@@ -96,9 +96,13 @@ fn persist(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b1, "data-visible", "ext4")?;
     want(&b1, "lower-visible", "/dev/vda1")?;
     let report = b1.report().ok_or("no boot report")?;
-    for key in
-        ["\"stages\"", "\"name\": \"modules\"", "\"volatile\": null", "PARTLABEL=rootfs", "redirect_dir=nofollow"]
-    {
+    for key in [
+        "\"stages\"",
+        "\"name\": \"modules+devices\"",
+        "\"volatile\": null",
+        "PARTLABEL=rootfs",
+        "redirect_dir=nofollow",
+    ] {
         if !report.contains(key) {
             return Err(format!("boot report lacks {key}: {report}"));
         }
