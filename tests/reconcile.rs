@@ -94,7 +94,8 @@ fn user_changes(base: &Path, old: &Path) -> PathBuf {
          echo /etc/ssh > etc/overlay-init.keep",
         &merged,
     );
-    mount::unmount(&m).unwrap();
+    // Detached: see the_new_upper_over_the_new_image_shows_what_the_user_expects.
+    mount::unmount_detach(&m).unwrap();
     // A whiteout left from an even older image: of a path image a does not have.
     rustix::fs::mknodat(rustix::fs::CWD, upper.join("etc/ghost"), rustix::fs::FileType::CharacterDevice, 0.into(), 0)
         .unwrap();
@@ -214,7 +215,9 @@ fn the_new_upper_over_the_new_image_shows_what_the_user_expects() {
             .collect();
             let link = std::fs::read_link(merged.join("etc/link")).unwrap();
             let mode = std::fs::metadata(merged.join("etc/modes.conf")).unwrap().permissions().mode() & 0o777;
-            mount::unmount(merged.to_str().unwrap()).unwrap();
+            // Detached, not unmounted: a process another test forks at this moment holds a copy
+            // of every descriptor until its exec, which can make a plain unmount EBUSY.
+            mount::unmount_detach(merged.to_str().unwrap()).unwrap();
             tx.send((view, link, mode)).unwrap();
         });
         let (view, link, mode) = rx.recv().unwrap();
