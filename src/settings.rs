@@ -270,7 +270,18 @@ impl Settings {
         if self.rootfstype.as_deref() == Some("erofs") && !m.iter().any(|x| x == "erofs") {
             m.push("erofs".into());
         }
+        // loop only when this boot attaches a loop device: an image file as the lower or a slot,
+        // or a data area appended to a squashfs partition (on MTD the kernel splits it instead).
+        if self.uses_loop() && !m.iter().any(|x| x == "loop") {
+            m.push("loop".into());
+        }
         m
+    }
+
+    fn uses_loop(&self) -> bool {
+        let file_slot = self.ab.slots.iter().flatten().any(|s| matches!(s, crate::settings_ab::SlotSource::File(_)));
+        let appended_on_block = self.data_appended && !matches!(self.root, Some(DevSpec::Mtd(_)));
+        self.lower_file.is_some() || file_slot || appended_on_block
     }
 
     /// Whether a data area is configured (a partition, or the rest of the root partition).
@@ -443,6 +454,22 @@ mod tests {
         assert!(s.read_only);
         assert_eq!(s.init_candidates(), vec!["/bin/sh"]);
         assert_eq!(s.init_args, vec!["-x"]);
+    }
+
+    #[test]
+    fn loop_only_when_the_boot_attaches_a_loop_device() {
+        let board = "root=PARTLABEL=rootfs\noinit.modules=squashfs,ext4\n";
+        let modules = |cmdline: &str| Settings::load(board, cmdline).0.boot_modules();
+        assert_eq!(modules(""), ["squashfs", "ext4"]);
+        for uses in ["oinit.lowerfile=/images/r.sqfs", "oinit.data=appended", "oinit.afile=/a.sqfs oinit.bfile=/b.sqfs"]
+        {
+            assert_eq!(modules(uses), ["squashfs", "ext4", "loop"], "{uses}");
+        }
+        // NOR: the kernel splits the MTD partition, no loop device.
+        assert_eq!(modules("root=mtd:firmware oinit.data=appended"), ["squashfs", "ext4"]);
+        // Listed by the board: loaded, once.
+        let listed = Settings::load("oinit.modules=loop", "oinit.lowerfile=/r.sqfs").0.boot_modules();
+        assert_eq!(listed, ["loop"]);
     }
 
     #[test]

@@ -169,7 +169,7 @@ const CASES: &[(&str, &str)] = &[
     ("lower-missing", "root=PARTLABEL=nope"),
     ("bad-settings", "oinit.timeout=soon root=sda oinit.failure=shell"),
     ("unknown-key-warns", "oinit.colour=blue quiet"),
-    ("module-parameters", "loop.max_part=7 loop.max_loop=4 systemd.unit=rescue.target"),
+    ("module-parameters", "oinit.lowerfile=/images/rootfs.sqfs loop.max_part=7 loop.max_loop=4 systemd.unit=rescue.target"),
     ("ab-partitions", "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2"),
     ("ab-files", "oinit.afile=/images/a.sqfs oinit.bfile=/images/b.sqfs oinit.keep=/etc/hostname"),
     ("ab-missing-b", "oinit.a=PARTLABEL=rootfs"),

@@ -109,6 +109,16 @@ impl Board {
         Settings::load(&self.config, "").0.boot_modules()
     }
 
+    /// The modules the initramfs carries: the board's, and `loop` for the settings a command
+    /// line may add (an image file as the lower or a slot), which the boot then loads itself.
+    pub fn initramfs_modules(&self) -> Vec<String> {
+        let mut m = self.modules();
+        if self.modules_index.plan(&["loop".to_string()]).is_ok() && !m.iter().any(|x| x == "loop") {
+            m.push("loop".into());
+        }
+        m
+    }
+
     pub fn module_dir(&self) -> PathBuf {
         self.kernel_dir.join("lib/modules").join(&self.kernel_version)
     }

@@ -48,7 +48,7 @@ pub fn initramfs_list(root: &Path, b: &Board, init: &Path, extra_modules: &[&str
     let mdir = b.module_dir();
     let read = |f: &str| std::fs::read_to_string(mdir.join(f)).unwrap_or_default();
     let ix = &b.modules_index;
-    let mut wanted = b.modules();
+    let mut wanted = b.initramfs_modules();
     wanted.extend(extra_modules.iter().map(|m| m.to_string()));
     let steps = ix.plan(&wanted)?;
     let files: HashSet<String> = steps.into_iter().flat_map(|s| s.chains).flatten().collect();
