@@ -65,9 +65,12 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     })?;
     let loading = modules::start(steps, moddir, "/sys/module".into(), s.module_params.clone());
     let timeout = std::time::Duration::from_secs(s.timeout.max(s.root_wait()).into());
-    // The ubi module attaches what its own parameters name inside its init, after /dev/ubi_ctrl
-    // exists: an attach by the init then would race it. Flash waits for every module.
-    let loading = if s.needs_ubi() { Err(finish_modules(loading, timeout, report)?) } else { Ok(loading) };
+    // The search runs beside the loading only when a second CPU can run it: on one CPU its
+    // sysfs scans at each new partition would take time from the loading (measured: slower).
+    // And the ubi module attaches what its own parameters name inside its init, after
+    // /dev/ubi_ctrl exists: an attach by the init then would race it.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let loading = if cpus == 1 || s.needs_ubi() { Err(finish_modules(loading, timeout, report)?) } else { Ok(loading) };
     let found = devices::find(s, Path::new("/sys"), Path::new("/dev"), true);
     if let Ok(loading) = loading {
         if found.is_ok() {
