@@ -1,6 +1,6 @@
-//! Loads the planned kernel modules with finit_module, skipping loaded and built-in ones, in the
-//! background: the device search runs meanwhile, so a disk is found as soon as its driver is in
-//! while the filesystem modules still load. Each requested module (with its soft dependencies,
+//! Loads the planned kernel modules with finit_module, skipping loaded and built-in ones, on a
+//! thread of their own: with a second CPU the device search runs meanwhile, so a disk is found
+//! as soon as its driver is in while the filesystem modules still load. Each requested module (with its soft dependencies,
 //! in order) is one group; groups load on a small pool of threads, one per CPU up to four, so a
 //! wide module set costs its longest chain rather than its sum on a multi-core board. A `.ko`
 //! two groups need is loaded once: the second waits for the first to finish.
@@ -92,15 +92,16 @@ pub fn start(steps: Vec<LoadStep>, dir: PathBuf, sys_module: PathBuf, params: Ve
 
 fn start_with(steps: Vec<LoadStep>, shared: Shared) -> Loading {
     let shared = Arc::new(shared);
-    let sh = Arc::clone(&shared);
+    let (sh, mine) = (Arc::clone(&shared), steps.clone());
     let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
-        load_all(&steps, &sh);
+        load_all(&mine, &sh);
         *lock(&sh.finished) = true;
         sh.finished_cv.notify_all();
     });
     if let Err(e) = spawned {
-        // No thread (out of memory this early): nothing can load; every mount will say why.
-        log::warn!("cannot start the module loader: {e}");
+        // No thread (out of memory this early): load on this one, as the boot did before.
+        log::warn!("cannot start the module loader thread ({e}): loading on the init's own");
+        load_all(&steps, &shared);
         *lock(&shared.finished) = true;
     }
     Loading { shared }
@@ -121,7 +122,7 @@ impl Loading {
     }
 
     /// The modules being loaded right now, for an error when the boot cannot wait for them.
-    pub fn stuck(&self) -> String {
+    fn stuck(&self) -> String {
         let files = lock(&self.shared.files);
         let mut names: Vec<String> = files.iter().filter(|(_, o)| o.is_none()).map(|(p, _)| name_of(p)).collect();
         names.sort();
