@@ -25,7 +25,11 @@ pub fn rauc(ctx: &Ctx<'_>) -> Result<(), String> {
     let (a, b) = (debian_image(ctx, "a")?, debian_image(ctx, "b")?);
     let bundle = rauc_bundle(ctx, &b)?;
     let disk = debian_disk(ctx, &a, Some(&bundle))?;
-    let boot = |extra: &str, log: &str| ctx.boot(&disk, &format!("{AB} {extra}"), log);
+    // RAUC mounts a plain bundle through a loop device, and this Debian tree carries no kernel
+    // modules for the kernel to load it from: the initramfs loads loop (a boot from partition
+    // slots does not need it itself).
+    let modules = format!("oinit.modules={},loop", ctx.board.modules().join(","));
+    let boot = |extra: &str, log: &str| ctx.boot(&disk, &format!("{AB} {modules} {extra}"), log);
     let r = boot("oi.rauc=install", "rauc-1")?;
     want(&r, "slot", "a")?;
     contains(&r, "OI-RAUC: Booted from: rootfs.0 (a)")?;

@@ -165,6 +165,12 @@ fn boot(ctx: &Ctx<'_>, initrd: &Path, disk: &Path, extra: &str, log: &str) -> Re
     Ok(b)
 }
 
+/// `oitest=verity-table` runs veritysetup over loop devices in the guest, so these boots load
+/// loop too (the board's list plus loop: a boot from partitions does not load it by itself).
+fn with_loop(ctx: &Ctx<'_>) -> String {
+    format!("oinit.modules={},loop", ctx.board.modules().join(","))
+}
+
 /// Signed slots boot through dm-verity devices the init made (the first boot of each image
 /// reads it whole); the table is the one `veritysetup open` loads for the same image; `install`
 /// takes only signed, unchanged images, and the installed one boots next from slot b.
@@ -172,8 +178,12 @@ pub fn signed_slots(ctx: &Ctx<'_>) -> Result<(), String> {
     let v = setup(ctx)?;
     let disk = verity_disk(ctx, &v, "verity-ab", |_| {})?;
     let host_arch = ctx.board.rust_target.starts_with(std::env::consts::ARCH);
-    let actions = if host_arch { "mark-good,verity-install,verity-table" } else { "mark-good,verity-install" };
-    let b = boot(ctx, &v.signed, &disk, &format!("oitest={actions}"), "verity-1")?;
+    let actions = if host_arch {
+        format!("oitest=mark-good,verity-install,verity-table {}", with_loop(ctx))
+    } else {
+        "oitest=mark-good,verity-install".into()
+    };
+    let b = boot(ctx, &v.signed, &disk, &actions, "verity-1")?;
     want(&b, "slot", "a")?;
     want(&b, "image", "verity-a")?;
     want(&b, "lower-visible", "/dev/mapper/oinit-a")?;
@@ -271,8 +281,12 @@ pub fn fec_repairs(ctx: &Ctx<'_>) -> Result<(), String> {
     let at = v.noise as usize + 100_000;
     let disk = disk_with(ctx, [&v.fec, &v.images[1]], "verity-fec", |b| b[at] ^= 0xff)?;
     let host_arch = ctx.board.rust_target.starts_with(std::env::consts::ARCH);
-    let actions = if host_arch { "read-noise,dmesg-verity,verity-table" } else { "read-noise,dmesg-verity" };
-    let b = boot(ctx, &v.signed, &disk, &format!("oitest={actions}"), "verity-fec")?;
+    let actions = if host_arch {
+        format!("oitest=read-noise,dmesg-verity,verity-table {}", with_loop(ctx))
+    } else {
+        "oitest=read-noise,dmesg-verity".into()
+    };
+    let b = boot(ctx, &v.signed, &disk, &actions, "verity-fec")?;
     want(&b, "slot", "a")?;
     want(&b, "image", "verity-a")?;
     contains(&b, "error correction with 2 parity bytes")?;
@@ -294,7 +308,7 @@ pub fn hash_partition(ctx: &Ctx<'_>) -> Result<(), String> {
     let settings = "root=PARTLABEL=rootfs oinit.hashdev=PARTLABEL=rootfs_b";
     let disk = disk_with(ctx, [&v.split[0], &v.split[1]], "verity-split", |_| {})?;
     let host_arch = ctx.board.rust_target.starts_with(std::env::consts::ARCH);
-    let actions = if host_arch { "oitest=verity-table" } else { "" };
+    let actions = if host_arch { format!("oitest=verity-table {}", with_loop(ctx)) } else { String::new() };
     let b = ctx.boot_with(&v.signed, &disk, &format!("{settings} {actions}"), "verity-split")?;
     booted(&b)?;
     want(&b, "lower-visible", "/dev/mapper/oinit-root")?;
