@@ -66,13 +66,18 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     let loading = modules::start(steps, moddir, "/sys/module".into(), s.module_params.clone());
     let timeout = std::time::Duration::from_secs(s.timeout.max(s.root_wait()).into());
     // The search runs beside the loading only when a second CPU can run it: on one CPU its
-    // sysfs scans at each new partition would take time from the loading (measured: slower).
-    // And the ubi module attaches what its own parameters name inside its init, after
-    // /dev/ubi_ctrl exists: an attach by the init then would race it.
+    // sysfs scans at each new partition would only take time from the loading. And the ubi
+    // module attaches what its own parameters name inside its init, after /dev/ubi_ctrl
+    // exists: an attach by the init then would race it.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let loading = if cpus == 1 || s.needs_ubi() { Err(finish_modules(loading, timeout, report)?) } else { Ok(loading) };
+    let pending = if cpus == 1 || s.needs_ubi() {
+        finish_modules(loading, timeout, report)?;
+        None
+    } else {
+        Some(loading)
+    };
     let found = devices::find(s, Path::new("/sys"), Path::new("/dev"), true);
-    if let Ok(loading) = loading {
+    if let Some(loading) = pending {
         if found.is_ok() {
             finish_modules(loading, timeout, report)?;
         } else if let Err(stuck) = loading.finish(std::time::Duration::from_secs(1)).map(|l| report.modules = l.lines) {
