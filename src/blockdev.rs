@@ -72,6 +72,11 @@ pub fn ubi_free(sysfs: &Path, dev: u32) -> Option<u64> {
     Some(blocks * size)
 }
 
+/// The usable size of one logical eraseblock of UBI device `dev`.
+pub fn ubi_leb_size(sysfs: &Path, dev: u32) -> Option<u64> {
+    read_trim(&sysfs.join("class/ubi").join(format!("ubi{dev}")).join("eraseblock_size"))?.parse().ok()
+}
+
 /// An MTD device as `/sys/class/mtd/mtdN` describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Mtd {

@@ -160,6 +160,8 @@ pub enum Step {
         base: String,
         tag: String,
         boot: u32,
+        /// `oinit.datarecreate`: the UBI data volume is removed and made again instead.
+        recreate: bool,
     },
     NewUpper(NewUpper),
     /// Copies the keep-list's paths from the upper of the slot booted before into this one's.
@@ -348,7 +350,7 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
                 p.volatile = Some(volatile_reason(s));
                 let image_on_data = found.root.as_ref().is_none_or(|r| r.name == dev.name);
                 if s.lower_file.is_some() && image_on_data {
-                    p.steps.push(data_mount(s, &device, "ro"));
+                    p.steps.push(Step::Mount(data_mount(s, &device, "ro")));
                     return Ok(Some(device));
                 }
                 return Ok(None);
@@ -363,7 +365,7 @@ fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>
             if s.fsck && !format {
                 p.steps.push(Step::Fsck { device: device.clone(), budget: s.fsck_timeout });
             }
-            p.steps.push(data_mount(s, &device, ""));
+            p.steps.push(Step::Mount(data_mount(s, &device, "")));
             return Ok(Some(device));
         }
     };
@@ -387,6 +389,10 @@ fn volatile_reason(s: &Settings) -> String {
         "volatile mode (oinit.volatile): changes are lost at reboot".into()
     }
 }
+
+/// The UBI volume that carries the state and keep-list while a factory reset recreates the data
+/// volume (`oinit.datarecreate`).
+pub const CARRY_VOLUME: &str = "oinit_carry";
 
 /// The name of the data area split off after the squashfs on flash, as OpenWRT names it.
 pub const MTD_DATA_NAME: &str = "rootfs_data";
@@ -418,7 +424,7 @@ fn mtd_data(s: &Settings, dev: &BlockDev, offset: u64, p: &mut Plan) -> Option<S
     }
     let device = format!("mtd:{name}");
     let fstype = if s.data_fstype == "ext4" { "jffs2" } else { s.data_fstype.as_str() };
-    let Step::Mount(mut mount) = data_mount(s, &device, "noatime") else { return None };
+    let mut mount = data_mount(s, &device, "noatime");
     mount.fstype = fstype.into();
     p.steps.push(Step::Mount(mount));
     Some(device)
@@ -435,16 +441,31 @@ fn ubi_data(s: &Settings, dev: &BlockDev, p: &mut Plan) -> Option<String> {
         return None;
     }
     if !u.exists {
-        p.steps.push(Step::MakeUbiVolume { ubi: format!("/dev/ubi{}", u.dev), name: u.name.clone(), bytes: dev.size });
+        let bytes = new_volume_bytes(dev.size, s.ab.recreate);
+        p.steps.push(Step::MakeUbiVolume { ubi: format!("/dev/ubi{}", u.dev), name: u.name.clone(), bytes });
     }
-    let fstype = if s.data_fstype == "ext4" { "ubifs" } else { s.data_fstype.as_str() };
-    let Step::Mount(mut mount) = data_mount(s, &device, "noatime") else { return None };
-    mount.fstype = fstype.into();
-    p.steps.push(Step::Mount(mount));
+    p.steps.push(Step::Mount(ubi_data_mount(s, u.dev, &u.name)));
     Some(device)
 }
 
-fn data_mount(s: &Settings, device: &str, extra: &str) -> Step {
+/// The mount of a UBIFS data volume (the boot's, and the one a recreating factory reset makes).
+pub fn ubi_data_mount(s: &Settings, ubi: u32, name: &str) -> Mount {
+    let mut mount = data_mount(s, &format!("ubi{ubi}:{name}"), "noatime");
+    mount.fstype = if s.data_fstype == "ext4" { "ubifs" } else { s.data_fstype.as_str() }.into();
+    mount
+}
+
+/// The size of a new data volume: the space left, less what `oinit.datarecreate` keeps free for
+/// the volume that carries the keep-list through a factory reset, unless that would leave the
+/// data less than it keeps free (then everything, and that reset moves the uppers aside).
+pub fn new_volume_bytes(free: u64, keep_free: Option<u64>) -> u64 {
+    match keep_free {
+        Some(k) if free / 2 >= k => free - k,
+        _ => free,
+    }
+}
+
+fn data_mount(s: &Settings, device: &str, extra: &str) -> Mount {
     // nodev,nosuid always, whatever oinit.dataflags adds (settings refuses options undoing them).
     let options = ["nodev,nosuid", s.data_flags.as_str(), extra]
         .iter()
@@ -452,13 +473,13 @@ fn data_mount(s: &Settings, device: &str, extra: &str) -> Step {
         .copied()
         .collect::<Vec<_>>()
         .join(",");
-    Step::Mount(Mount {
+    Mount {
         role: Role::Data,
         source: Source::Device(device.into()),
         target: paths::DATA.into(),
         fstype: s.data_fstype.clone(),
         options,
-    })
+    }
 }
 
 fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) -> Result<(), PlanError> {
@@ -654,6 +675,12 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+            Step::FactoryReset { why, recreate: true, .. } => write!(
+                f,
+                "FACTORY RESET ({why}): carry the state and keep-list in UBI volume {}, remove the data volume and \
+                 make it again (if the carry cannot be made: move the uppers aside)",
+                CARRY_VOLUME
+            ),
             Step::FactoryReset { why, base, tag, .. } => write!(
                 f,
                 "FACTORY RESET ({why}): move every upper under {base} to .trash/{tag}-SLOT, carry the keep-list into fresh ones"

@@ -222,6 +222,7 @@ fn upper_steps(
                 base: base(s),
                 tag: format!("reset-{}", st.reset_boot),
                 boot: st.boots,
+                recreate: s.ab.recreate.is_some(),
             });
             st.reset_requested = false;
             st.reset_attempts = 0;

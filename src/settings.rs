@@ -347,11 +347,21 @@ impl Settings {
             (self.ab.factory_reset, "oinit.factoryreset"),
             (!self.ab.keep.is_empty(), "oinit.keep"),
             (self.ab.reset_button.is_some(), "oinit.resetbutton"),
+            (self.ab.recreate.is_some(), "oinit.datarecreate"),
         ] {
             if set && !self.ab.enabled() {
                 out.warnings.push(format!(
                     "{key} is ignored: it needs A/B slots or oinit.state=1 (a reset is recorded in the state record)"
                 ));
+            }
+        }
+        if self.ab.recreate.is_some() {
+            let files = self.lower_file.is_some()
+                || self.ab.slots.iter().flatten().any(|s| matches!(s, crate::settings_ab::SlotSource::File(_)));
+            if !matches!(self.data, Some(DevSpec::Ubi { .. })) {
+                bad("oinit.datarecreate", "", "recreates a UBI volume: the data must be one (oinit.data=ubi:NAME)");
+            } else if files {
+                bad("oinit.datarecreate", "", "the image files live on the data volume, which a recreate removes");
             }
         }
         if self.failure == FailurePolicy::Shell && !self.allow_shell {
@@ -549,6 +559,14 @@ mod tests {
         assert!(errors("oinit.dataflags=noatime,dev").contains("oinit.dataflags: 'dev' would undo nodev,nosuid"));
         assert!(errors("oinit.dataflags=suid").contains("oinit.dataflags"));
         assert_eq!(errors("oinit.dataflags=noatime"), "");
+        assert!(errors("oinit.datarecreate=2M").contains("the data must be one (oinit.data=ubi:NAME)"));
+        assert!(errors("oinit.datarecreate=2X").contains("must be a size like 2M"));
+        let (s, l) = Settings::load("oinit.state oinit.data=ubi:rootfs_data", "oinit.datarecreate=2MiB");
+        assert_eq!((s.ab.recreate, l.errors.len()), (Some(2 << 20), 0));
+        let (s, _) = Settings::load("oinit.state oinit.data=ubi:d oinit.datarecreate=512K", "oinit.datarecreate=0");
+        assert_eq!(s.ab.recreate, None);
+        let files = "oinit.data=ubi:d oinit.afile=/a.sqfs oinit.bfile=/b.sqfs oinit.datarecreate=1048576";
+        assert!(errors(files).contains("image files live on the data volume"));
         assert!(errors("oinit.resetcycles=300").contains("oinit.resetcycles: must be a count of boots"));
         assert!(errors("oinit.watchdogtimeout=0").contains("oinit.watchdogtimeout: must be 1 to 3600"));
         assert!(errors("oinit.fscktimeout=0").contains("oinit.fscktimeout"));

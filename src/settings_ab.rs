@@ -4,7 +4,7 @@
 use crate::devspec::DevSpec;
 use crate::reconcile::{Rules, Side};
 use crate::settings::Settings;
-use crate::settings_values::{abs_path, flag, list, need, seconds};
+use crate::settings_values::{abs_path, flag, list, need, seconds, size};
 use crate::state::SlotId;
 
 /// What the upper of a slot that boots a new image starts from.
@@ -61,6 +61,10 @@ pub struct AbSettings {
     pub watchdog_timeout: u32,
     /// A GPIO button that, held at power-on, triggers a factory reset.
     pub reset_button: Option<crate::button::Button>,
+    /// `oinit.datarecreate=SIZE`: a factory reset removes and recreates the UBI data volume
+    /// (OpenWRT's jffs2reset) instead of moving the uppers aside; this many bytes of the UBI
+    /// device stay free for the volume that carries the keep-list and state meanwhile.
+    pub recreate: Option<u64>,
 }
 
 impl Default for AbSettings {
@@ -79,6 +83,7 @@ impl Default for AbSettings {
             watchdog: None,
             watchdog_timeout: 60,
             reset_button: None,
+            recreate: None,
         }
     }
 }
@@ -132,6 +137,7 @@ impl AbSettings {
             "imagewins" => self.rules.image_wins = patterns(need(v)?)?,
             "shownew" => self.rules.show_new = flag(v)?,
             "watchdog" => self.watchdog = Some(need(v)?).filter(|w| *w != "none").map(abs_path).transpose()?,
+            "datarecreate" => self.recreate = Some(need(v)?).filter(|v| *v != "0").map(size).transpose()?,
             "resetbutton" => self.reset_button = Some(crate::button::Button::parse(need(v)?)?),
             "watchdogtimeout" => {
                 self.watchdog_timeout =

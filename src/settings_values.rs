@@ -28,6 +28,20 @@ pub(crate) fn seconds(v: &str) -> Result<u32, String> {
     v.parse::<u32>().ok().filter(|s| *s <= 3600).ok_or_else(|| "must be whole seconds between 0 and 3600".into())
 }
 
+/// A size in bytes: digits with an optional K, M or G suffix (binary, `KiB` spelled out too).
+pub(crate) fn size(v: &str) -> Result<u64, String> {
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let shift = match &v[digits..] {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return Err("must be a size like 2M, 512K or 1048576".into()),
+    };
+    let n: u64 = v[..digits].parse().map_err(|_| "must be a size like 2M, 512K or 1048576")?;
+    n.checked_mul(1 << shift).filter(|b| *b > 0).ok_or_else(|| "must be a size above 0 and below 16 EiB".into())
+}
+
 pub(crate) fn flag(v: Option<&str>) -> Result<bool, String> {
     match v {
         None | Some("1" | "yes" | "on" | "true") => Ok(true),

@@ -183,6 +183,8 @@ const CASES: &[(&str, &str)] = &[
     ("nor-flash-rootfs-data", "root=mtd:firmware oinit.data=appended block2mtd.block2mtd=/dev/vda,64KiB,firmware"),
     ("nor-flash-split-by-kernel", "root=mtd:firmware oinit.data=mtd:rootfs_data"),
     ("nand-ubi-first-boot", "root=ubi0:rootfs oinit.data=ubi0:rootfs_data"),
+    // A board whose factory reset recreates the volume keeps room for the carry volume.
+    ("nand-ubi-first-boot-recreate", "root=ubi0:rootfs oinit.data=ubi0:rootfs_data oinit.state oinit.datarecreate=2M"),
     ("nand-ubi-ambiguous", "root=ubi:rootfs oinit.data=ubi0:rootfs_data"),
     ("nand-ubi-existing", "root=ubi1:rootfs oinit.data=ubi1:rootfs_data"),
     ("verity-root-hash", "oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f oinit.verityerror=panic"),

@@ -6,6 +6,7 @@ pub mod devices;
 pub mod early;
 pub mod modules;
 pub mod mounts;
+pub mod recreate;
 pub mod slot;
 pub mod switch;
 pub mod upper;

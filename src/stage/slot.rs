@@ -12,7 +12,7 @@ use crate::settings::Settings;
 use crate::settings_ab::SlotSource;
 use crate::slots_file::{SlotsFile, SLOTS_FILE};
 use crate::stage::mounts::{self, announce, assemble, StepError};
-use crate::stage::{carry, upper};
+use crate::stage::{carry, recreate, upper};
 use crate::state::{SlotId, State};
 use crate::store::{self, Loaded, Store};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 pub const STATE_FILE: &str = ".overlay-init/state";
 
 pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan> {
+    // A data volume recreate cut by a power cut is finished (or undone) before the data is read.
+    recreate::recover(s, found, report)?;
     let data_plan = assemble(report, found, |f| plan::decide_data(&s.for_slot(SlotId::A), f))?;
     let writable = data_plan.volatile.is_none() && s.has_data();
     let state_path = Path::new(paths::DATA).join(STATE_FILE);
@@ -70,7 +72,7 @@ fn execute(
 ) -> Result<Plan> {
     announce(&plan, report);
     for step in plan.steps.iter().filter(|x| x.role() != Role::Data) {
-        let Err(e) = run_step(s, step, store, report) else { continue };
+        let Err(e) = run_step(s, found, step, store, report) else { continue };
         let alternative = plan.alternatives.iter().find(|a| match a.when {
             Role::Lower => matches!(e.role, Role::Lower | Role::LowerDev),
             when => when == e.role,
@@ -113,6 +115,7 @@ fn execute(
 
 fn run_step(
     s: &Settings,
+    found: &Found,
     step: &Step,
     store: &mut Option<Store>,
     report: &mut Report,
@@ -132,8 +135,14 @@ fn run_step(
                 Err(e) => log::warn!("cannot write the state record ({why}): {e}"),
             }
         }
-        Step::FactoryReset { why, base, tag, boot } => {
-            factory_reset(s, Path::new(base), tag, *boot, why, report).map_err(slot_err)?
+        Step::FactoryReset { why, base, tag, boot, .. } => {
+            let recreated = match recreate::Target::of(s, found) {
+                Some(t) => recreate_data(s, &t, why, store, report).map_err(slot_err)?,
+                None => false,
+            };
+            if !recreated {
+                factory_reset(s, Path::new(base), tag, *boot, why, report).map_err(slot_err)?
+            }
         }
         Step::NewUpper(n) => {
             carry::new_image(s, n, report).map_err(slot_err)?;
@@ -176,6 +185,33 @@ fn factory_reset(s: &Settings, base: &Path, tag: &str, boot: u32, why: &str, rep
     upper::sync_data(base);
     report.fallbacks.push(format!("factory reset: {why}"));
     Ok(())
+}
+
+/// The factory reset that recreates the UBI data volume (`oinit.datarecreate`). The state record
+/// is closed while its volume goes and opened again on the new one. Ok(false): nothing was
+/// removed, the uppers are to be moved aside instead.
+fn recreate_data(
+    s: &Settings,
+    t: &recreate::Target,
+    why: &str,
+    store: &mut Option<Store>,
+    report: &mut Report,
+) -> Result<bool> {
+    log::warn!("FACTORY RESET ({why}): UBI volume {} is removed and made again", t.name);
+    *store = None;
+    let recreated = recreate::reset(s, t, report)?;
+    let state_path = Path::new(paths::DATA).join(STATE_FILE);
+    *store = match Store::open(&state_path) {
+        Ok((store, _)) => Some(store),
+        Err(e) => {
+            log::warn!("cannot open the state record {} again: {e}", state_path.display());
+            None
+        }
+    };
+    if recreated {
+        report.fallbacks.push(format!("factory reset: {why} (data volume recreated)"));
+    }
+    Ok(recreated)
 }
 
 /// The identity of the slot's image, read from its squashfs superblock.

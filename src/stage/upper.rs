@@ -121,27 +121,32 @@ pub fn safe_path(root: &Path, rel: &str) -> Option<PathBuf> {
 
 /// Copies each kept path from `from` (an old upper) into `to` (the new one). Symlinks are copied
 /// as links and never followed; a path whose parents include a symlink, in either tree, is
-/// skipped. Returns how many entries were copied.
+/// skipped. Returns how many entries were copied; a path that fails is logged and skipped.
 pub fn carry(keep: &[String], from: &Path, to: &Path) -> usize {
     let mut copied = 0;
     for k in keep {
-        let rel = k.trim_start_matches('/');
-        let (Some(src), Some(dst)) = (safe_path(from, rel), safe_path(to, rel)) else {
-            log::warn!("keep-list: {k} goes through a symlink; not carried over");
-            continue;
-        };
-        if src.symlink_metadata().is_err() {
-            continue;
-        }
-        if let Some(parent) = dst.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        match fscopy::copy_tree(&src, &dst) {
+        match carry_one(k, from, to) {
             Ok(n) => copied += n,
             Err(e) => log::warn!("keep-list: {k}: {e}"),
         }
     }
     copied
+}
+
+/// Copies one kept path as `carry` does; Ok(0) when it is absent or goes through a symlink.
+pub fn carry_one(k: &str, from: &Path, to: &Path) -> std::io::Result<usize> {
+    let rel = k.trim_start_matches('/');
+    let (Some(src), Some(dst)) = (safe_path(from, rel), safe_path(to, rel)) else {
+        log::warn!("keep-list: {k} goes through a symlink; not carried over");
+        return Ok(0);
+    };
+    if src.symlink_metadata().is_err() {
+        return Ok(0);
+    }
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    fscopy::copy_tree(&src, &dst)
 }
 
 /// Makes everything written to the data filesystem durable (`syncfs`): the carried keep-list

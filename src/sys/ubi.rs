@@ -1,7 +1,7 @@
 //! UBI from userspace, as mtd-utils does: attach an MTD device (`ubiattach`: `UBI_IOCATT` on
 //! `/dev/ubi_ctrl`), make a volume (`ubimkvol`: `UBI_IOCMKVOL` on `/dev/ubiN`), give a volume a
-//! read-only block device (`ubiblock --create`: `UBI_IOCVOLCRBLK` on `/dev/ubiN_M`) and update a
-//! volume (`ubiupdatevol`: `UBI_IOCVOLUP`). Structures mirror `<mtd/ubi-user.h>`.
+//! read-only block device (`ubiblock --create`: `UBI_IOCVOLCRBLK` on `/dev/ubiN_M`), update a
+//! volume (`ubiupdatevol`: `UBI_IOCVOLUP`) and remove one (`ubirmvol`: `UBI_IOCRMVOL`). Structures mirror `<mtd/ubi-user.h>`.
 #![allow(unsafe_code)]
 
 use rustix::fd::AsRawFd;
@@ -29,6 +29,9 @@ struct MkvolReq {
 
 /// `_IOW('o', 0, struct ubi_mkvol_req)`.
 const UBI_IOCMKVOL: libc::Ioctl = (1 << 30) | ((std::mem::size_of::<MkvolReq>() as libc::Ioctl) << 16) | (0x6f << 8);
+
+/// `_IOW('o', 1, __s32)`: the volume ID to remove.
+const UBI_IOCRMVOL: libc::Ioctl = (1 << 30) | (4 << 16) | (0x6f << 8) | 1;
 
 /// `_IOW('O', 0, __s64)`: starts an update of the volume opened on `fd`, `bytes` long. The
 /// volume is marked as being updated until all `bytes` are written; an update cut short leaves
@@ -125,6 +128,19 @@ pub fn make_volume(ubi: &str, name: &str, bytes: u64) -> Result<(), (&'static st
     Ok(())
 }
 
+/// Removes volume `vol_id` of UBI device `ubi` (`/dev/ubiN`). The kernel refuses (EBUSY) while
+/// the volume is open or mounted. One volume-table update: a power cut leaves it whole or gone.
+pub fn remove_volume(ubi: &str, vol_id: u32) -> Result<(), (&'static str, Errno)> {
+    let fd = open(ubi, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
+    let id = i32::try_from(vol_id).map_err(|_| ("volume ID", Errno::INVAL))?;
+    // SAFETY: UBI_IOCRMVOL reads one __s32 from the pointer, which is live for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), UBI_IOCRMVOL, &id as *const i32) };
+    if rc < 0 {
+        return Err(("UBI_IOCRMVOL", super::last_errno()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +151,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<MkvolReq>(), 152);
         assert_eq!(UBI_IOCMKVOL, 0x4098_6f00);
         assert_eq!(UBI_IOCVOLUP, 0x4008_4f00);
+        assert_eq!(UBI_IOCRMVOL, 0x4004_6f01);
         // 4 + 4 + 4 + 2 + 1 + 1 + 8.
         assert_eq!(std::mem::size_of::<AttachReq>(), 24);
         assert_eq!(UBI_IOCATT, 0x4018_6f40);

@@ -10,8 +10,11 @@ use crate::harness::{booted, contains, failed_with, want, Ctx, Needs, Scenario};
 use crate::qemu::Boot;
 use std::time::Duration;
 
-pub const SCENARIOS: [Scenario; 2] =
-    [("openwrt-nand-ubi", nand_flash, Needs::Nothing), ("openwrt-nand-ab-install", nand_ab, Needs::Nothing)];
+pub const SCENARIOS: [Scenario; 3] = [
+    ("openwrt-nand-ubi", nand_flash, Needs::Nothing),
+    ("openwrt-nand-ab-install", nand_ab, Needs::Nothing),
+    ("openwrt-nand-recreate-reset", nand_recreate, Needs::Nothing),
+];
 
 /// The physical eraseblock of the emulated flash (block2mtd's erase size here).
 const PEB: usize = 64 << 10;
@@ -113,4 +116,46 @@ pub fn nand_flash(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "FACTORY RESET")?;
     want(&b, "counter", "1")?;
     want(&b, "keepme", "kept-from-a")
+}
+
+/// `oinit.datarecreate`, OpenWRT's jffs2reset on NAND: the first boot leaves room for the carry
+/// volume; after `firstboot -y` the next boot removes `rootfs_data` and makes it again (a file
+/// outside every upper goes too), with the keep-list and the state carried. A power cut right
+/// after the old volume is removed is finished by the next boot from the carry volume.
+pub fn nand_recreate(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("nand-recreate")?;
+    let set = "oinit.datarecreate=2M";
+    let boot = |extra: &str, log: &str| -> Result<Boot, String> {
+        let b = ctx.boot(&disk, &format!("{set} {extra}"), log)?;
+        booted(&b)?;
+        Ok(b)
+    };
+    let volumes = "rootfs_a rootfs_b rootfs_data";
+    let b = boot("oitest=sysupgrade-conf,keep,data-junk,mark-good", "nand-recreate-1")?;
+    want(&b, "ubi-volumes", volumes)?;
+    let b = boot("oitest=factory-reset", "nand-recreate-2")?;
+    want(&b, "factory-reset-exit", "0")?;
+    want(&b, "data-junk", "junk")?;
+    let b = boot("", "nand-recreate-3")?;
+    contains(&b, "FACTORY RESET (requested by 'overlay-init factory-reset'): UBI volume rootfs_data is removed")?;
+    contains(&b, "state and keep-list carried in UBI volume oinit_carry")?;
+    contains(&b, "UBI volume rootfs_data made again")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")?;
+    want(&b, "data-junk", "")?;
+    want(&b, "ubi-volumes", volumes)?;
+    // Again, and the power goes as soon as the old volume is gone.
+    let b = boot("oitest=data-junk,factory-reset", "nand-recreate-4")?;
+    want(&b, "factory-reset-exit", "0")?;
+    let marker = "factory reset: removed UBI volume rootfs_data";
+    let cut = ctx.boot_cut(&disk, set, "nand-recreate-cut", marker, Duration::ZERO)?;
+    if cut.console.contains("UBI volume rootfs_data made again") {
+        return Err("the power cut landed after the volume was made again: the test proves nothing".into());
+    }
+    let b = boot("", "nand-recreate-5")?;
+    contains(&b, "finishing the recreate of UBI volume rootfs_data a power cut interrupted")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")?;
+    want(&b, "data-junk", "")?;
+    want(&b, "ubi-volumes", volumes)
 }
