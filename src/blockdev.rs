@@ -83,6 +83,10 @@ pub struct Mtd {
     pub index: u32,
     pub name: String,
     pub erasesize: u64,
+    /// For a partition: its master MTD device and where in it the partition starts, when known
+    /// (a kernel with `CONFIG_MTD_PARTITIONED_MASTER` puts partitions under their master in
+    /// sysfs; `mtdparts=` tables applied by the init say it otherwise). BLKPG works on masters.
+    pub master: Option<(u32, u64)>,
 }
 
 /// The fields we use from a `uevent` file (`KEY=value` lines).
@@ -216,10 +220,13 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
 fn mtd_of(sysfs: &Path, name: &str) -> Option<Box<Mtd>> {
     let index: u32 = name.strip_prefix("mtdblock")?.parse().ok()?;
     let dir = sysfs.join("class/mtd").join(format!("mtd{index}"));
+    let master = parent_name(&dir).and_then(|p| p.strip_prefix("mtd")?.parse().ok());
+    let offset = read_trim(&dir.join("offset")).and_then(|s| s.parse().ok()).unwrap_or(0);
     Some(Box::new(Mtd {
         index,
         name: read_trim(&dir.join("name"))?,
         erasesize: read_trim(&dir.join("erasesize")).and_then(|s| s.parse().ok()).unwrap_or(0),
+        master: master.map(|m| (m, offset)),
     }))
 }
 

@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod install;
 pub mod logger;
 pub mod modules;
+pub mod mtdparts;
 pub mod paths;
 pub mod plan;
 pub mod plan_ab;

@@ -415,10 +415,12 @@ fn mtd_data(s: &Settings, dev: &BlockDev, offset: u64, p: &mut Plan) -> Option<S
         return None;
     }
     if offset > 0 {
+        // BLKPG adds partitions to a master only: a partition's data area is placed in its master.
+        let (master, start) = m.master.unwrap_or((m.index, 0));
         p.steps.push(Step::AddMtdPartition {
-            master: format!("/dev/mtd{}", m.index),
+            master: format!("/dev/mtd{master}"),
             name: name.clone(),
-            offset,
+            offset: start + offset,
             length: dev.size,
         });
     }

@@ -72,6 +72,8 @@ pub struct Settings {
     /// OpenWRT's mount points in the new root: the lower at /rom, the directory holding upper
     /// and work at /overlay (what `df /overlay`, LuCI and sysupgrade look at).
     pub openwrt: bool,
+    /// The kernel's `mtdparts=`, added with BLKPG where the kernel has no parser for it.
+    pub mtdparts: Vec<crate::mtdparts::Table>,
     /// The MTD partition the init attaches as a UBI device (`oinit.ubi=NAME`), unless the
     /// kernel attached it (`ubi.mtd=`).
     pub ubi_mtd: Option<String>,
@@ -118,6 +120,7 @@ impl Default for Settings {
             module_params: Vec::new(),
             openwrt: false,
             ubi_mtd: None,
+            mtdparts: Vec::new(),
             timeout: 10,
             failure: FailurePolicy::Reboot,
             reboot_delay: 10,
@@ -205,6 +208,7 @@ impl Settings {
             "rootwait" => self.rootwait = Some(v.map(seconds).transpose()?.unwrap_or(60)),
             "rootdelay" => self.rootdelay = seconds(need(v)?)?,
             "init" => self.init = Some(abs_path(need(v)?)?),
+            "mtdparts" => self.mtdparts = crate::mtdparts::parse(need(v)?)?,
             "ro" => self.read_only = true,
             "rw" => self.read_only = false,
             _ if !key.starts_with(PREFIX) && key.contains('.') => {

@@ -122,6 +122,17 @@ fn fixture(name: &str) -> PathBuf {
     write(&sys.join("class/mtd/mtd1/name"), b"rootfs_data\n");
     write(&sys.join("class/mtd/mtd1/erasesize"), b"65536\n");
     write(&dev.join("mtdblock1"), &[0xff; 4096]);
+    // A kernel with CONFIG_MTD_PARTITIONED_MASTER: master mtd2 "spi-nor", its partition mtd3
+    // "nor-firmware" from byte 327680 listed under it in sysfs, the squashfs at its start.
+    sys_dev(&sys, "mtdblock3", None, 99, 65536);
+    let part = "devices/platform/spi/mtd/mtd2/mtd3";
+    write(&sys.join("devices/platform/spi/mtd/mtd2/name"), b"spi-nor\n");
+    write(&sys.join(part).join("name"), b"nor-firmware\n");
+    write(&sys.join(part).join("erasesize"), b"65536\n");
+    write(&sys.join(part).join("offset"), b"327680\n");
+    std::os::unix::fs::symlink(format!("../../{part}"), sys.join("class/mtd/mtd3")).unwrap();
+    std::os::unix::fs::symlink("../../devices/platform/spi/mtd/mtd2", sys.join("class/mtd/mtd2")).unwrap();
+    write(&dev.join("mtdblock3"), &squashfs());
     // NAND: UBI device 0 holds only the squashfs volume "rootfs" (read through ubiblock0_0), as
     // after flashing; UBI device 1 holds "rootfs" and its UBIFS "rootfs_data" too.
     for (ubi, vols) in [(0, &["rootfs"][..]), (1, &["rootfs", "rootfs_data"][..])] {
@@ -182,6 +193,8 @@ const CASES: &[(&str, &str)] = &[
     ("openwrt-mount-points", "root=/dev/vdc1 oinit.data=appended oinit.openwrt=1"),
     ("nor-flash-rootfs-data", "root=mtd:firmware oinit.data=appended block2mtd.block2mtd=/dev/vda,64KiB,firmware"),
     ("nor-flash-split-by-kernel", "root=mtd:firmware oinit.data=mtd:rootfs_data"),
+    // The partition's data area is added to its master, at the partition's offset plus the split.
+    ("nor-flash-partition-of-master", "root=mtd:nor-firmware oinit.data=appended"),
     ("nand-ubi-first-boot", "root=ubi0:rootfs oinit.data=ubi0:rootfs_data"),
     // A board whose factory reset recreates the volume keeps room for the carry volume.
     ("nand-ubi-first-boot-recreate", "root=ubi0:rootfs oinit.data=ubi0:rootfs_data oinit.state oinit.datarecreate=2M"),

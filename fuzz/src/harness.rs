@@ -31,6 +31,12 @@ pub fn settings(data: &[u8]) {
     if !loaded.errors.is_empty() {
         return;
     }
+    // mtdparts= tables placed in a 32 MiB master with 64 KiB erase blocks, and in degenerate ones.
+    for (size, erase) in [(32 << 20, 64 << 10), (0, 0), (u64::MAX, 1)] {
+        for t in &s.mtdparts {
+            let _ = overlay_init::mtdparts::place(t, size, erase);
+        }
+    }
     let dev = |name: &str, kind| BlockDev {
         name: name.into(),
         size: 64 << 20,

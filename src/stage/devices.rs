@@ -4,6 +4,7 @@
 use crate::blockdev::{self, BlockDev};
 use crate::devspec::DevSpec;
 use crate::error::{Error, Result};
+use crate::mtdparts;
 use crate::plan::{DataState, Found};
 use crate::probe;
 use crate::report::now_us;
@@ -78,7 +79,8 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
         if wait {
             prepare_flash(s, sysfs, dev, &lowers)?;
         }
-        let devs = blockdev::scan(sysfs, dev);
+        let mut devs = blockdev::scan(sysfs, dev);
+        place_partitions(s, sysfs, &mut devs);
         let vols = if ubi_data.is_some() { blockdev::ubi_volumes(sysfs) } else { Vec::new() };
         let root = s.root.as_ref().map(|spec| lookup(&devs, spec));
         let data = s.data.as_ref().map(|spec| lookup(if ubi_data.is_some() { &vols } else { &devs }, spec));
@@ -127,6 +129,9 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
 /// settings need it and the kernel has not done it (`ubi_attach`). Attaching makes the volumes
 /// appear at once, so a second pass can make their block devices in the same look.
 fn prepare_flash(s: &Settings, sysfs: &Path, dev: &Path, lowers: &[&DevSpec]) -> Result<()> {
+    if !s.mtdparts.is_empty() {
+        add_mtd_partitions(s, sysfs, dev)?;
+    }
     if s.ubi_mtd.is_none() && !lowers.iter().any(|l| matches!(l, DevSpec::Ubi { .. })) {
         return Ok(());
     }
@@ -165,6 +170,48 @@ fn prepare_flash(s: &Settings, sysfs: &Path, dev: &Path, lowers: &[&DevSpec]) ->
         }
     }
     Ok(())
+}
+
+/// `mtdparts=` on a kernel without its parser: the partitions of each master present that the
+/// kernel did not make are added with BLKPG (`mtdparts`). A table that does not fit its master
+/// fails the boot before anything is added.
+fn add_mtd_partitions(s: &Settings, sysfs: &Path, dev: &Path) -> Result<()> {
+    let adds = mtdparts::decide(&s.mtdparts, &mtdparts::facts(sysfs)).map_err(|what| {
+        Error::Plan(crate::plan::PlanError {
+            what: format!("mtdparts: {what}"),
+            hint: "correct mtdparts= (the kernel's syntax; offsets and sizes in whole erase blocks)".into(),
+        })
+    })?;
+    for a in adds {
+        let master = dev.join(format!("mtd{}", a.master)).display().to_string();
+        crate::sys::mtd::add_partition(&master, &a.name, a.offset, a.length).map_err(|(call, e)| {
+            Error::sys(
+                call,
+                master.clone(),
+                e,
+                "mtdparts= must name a master MTD device, and its partitions must not overlap others",
+            )
+        })?;
+        log::info!(
+            "mtdparts: added MTD partition {} to {master} from byte {}, {} bytes (BLKPG)",
+            a.name,
+            a.offset,
+            a.length
+        );
+    }
+    Ok(())
+}
+
+/// Partitions `mtdparts=` placed get their master and offset from the table: a kernel without
+/// `CONFIG_MTD_PARTITIONED_MASTER` does not show them under their master in sysfs.
+fn place_partitions(s: &Settings, sysfs: &Path, devs: &mut [BlockDev]) {
+    if s.mtdparts.is_empty() {
+        return;
+    }
+    let facts = mtdparts::facts(sysfs);
+    for m in devs.iter_mut().filter_map(|d| d.mtd.as_mut()).filter(|m| m.master.is_none()) {
+        m.master = mtdparts::locate(&s.mtdparts, &facts, &m.name);
+    }
 }
 
 fn resolve(

@@ -33,7 +33,14 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
                 .map_err(|(call, e)| Error::sys(call, ubi.clone(), e, "check the UBI device's free space (ubinfo)")),
             Step::AddMtdPartition { master, name, offset, length } => {
                 report.kernel(|| crate::sys::mtd::add_partition(master, name, *offset, *length)).map_err(|(call, e)| {
-                    Error::sys(call, master.clone(), e, "the MTD device must be a master, not a partition (see README)")
+                    Error::sys(
+                        call,
+                        master.clone(),
+                        e,
+                        "BLKPG adds partitions to a master only and this partition's master is not known: give the \
+                         kernel a rootfs_data partition (device tree, mtdparts), or name the master's partitions \
+                         in mtdparts= (see README)",
+                    )
                 })
             }
             Step::Verity(v) => super::verity::open(v, report),

@@ -196,11 +196,33 @@ pub fn check(name: &str, config: &str, cmdline: &str, layout: &Layout, ix: &ModI
             _ => {}
         }
     }
+    out.extend(check_mtdparts(&s, layout).into_iter().map(|why| format!("board {name}: mtdparts=: {why}")));
     if let Err(why) = ix.plan(&s.modules) {
         out.push(format!(
             "board {name}: oinit.modules: {why} (kernel {kernel}): remove it from board/{name}/overlay-init.conf, \
              or use a kernel that has it"
         ));
+    }
+    out
+}
+
+/// `mtdparts=` (which the init applies with BLKPG) against the flash image genimage makes: the
+/// same partitions at the same offsets, so the init finds the squashfs where genimage put it.
+fn check_mtdparts(s: &Settings, layout: &Layout) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &s.mtdparts {
+        let placed = match overlay_init::mtdparts::place(t, layout.size.unwrap_or(0), layout.pebsize().unwrap_or(0)) {
+            Ok(p) => p,
+            Err(why) => {
+                out.push(why);
+                continue;
+            }
+        };
+        let made: Vec<(String, u64, u64)> =
+            layout.partitions.iter().map(|p| (p.name.clone(), p.offset.unwrap_or(0), p.size.unwrap_or(0))).collect();
+        if placed != made {
+            out.push(format!("places {placed:?}, genimage.cfg's flash image has {made:?}: make them agree"));
+        }
     }
     out
 }

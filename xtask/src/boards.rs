@@ -107,6 +107,13 @@ fn flash(b: &Board, disk: &Path) -> Result<Vec<String>, String> {
                 (len - data) >> 10,
                 data / peb
             )
+        } else if image.is_empty() {
+            // The bootloader's partitions: genimage leaves them erased, the init never writes them.
+            let erased = area.iter().all(|b| *b == 0xff);
+            if !erased {
+                return Err(format!("partition {}: genimage.cfg gives it no image, yet it is not erased", p.name));
+            }
+            "no image (the bootloader's; erased here)".to_string()
         } else {
             ubi(l, &p.name, area, peb, &read)?
         };
