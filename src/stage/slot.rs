@@ -135,8 +135,9 @@ fn run_step(
                 Err(e) => log::warn!("cannot write the state record ({why}): {e}"),
             }
         }
-        Step::FactoryReset { why, base, tag, boot, .. } => {
-            let recreated = match recreate::Target::of(s, found) {
+        Step::FactoryReset { why, base, tag, boot, recreate } => {
+            let target = if *recreate { recreate::Target::of(s, found) } else { None };
+            let recreated = match target {
                 Some(t) => recreate_data(s, &t, why, store, report).map_err(slot_err)?,
                 None => false,
             };
