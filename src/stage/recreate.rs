@@ -129,6 +129,7 @@ fn fill_carry(s: &Settings, t: &Target, bytes: u64) -> Result<()> {
     ubi::make_volume(&t.dev(), CARRY_VOLUME, bytes)
         .map_err(|(call, e)| Error::sys(call, t.dev(), e, "check the UBI device's free space (ubinfo)"))?;
     durable();
+    log::info!("factory reset: carry volume {CARRY_VOLUME} made, {bytes} bytes");
     mount_carry(t)?;
     let carry = Path::new(CARRY_DIR);
     let data = Path::new(paths::DATA);

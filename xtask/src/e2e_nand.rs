@@ -121,7 +121,8 @@ pub fn nand_flash(ctx: &Ctx<'_>) -> Result<(), String> {
 /// `oinit.datarecreate`, OpenWRT's jffs2reset on NAND: the first boot leaves room for the carry
 /// volume; after `firstboot -y` the next boot removes `rootfs_data` and makes it again (a file
 /// outside every upper goes too), with the keep-list and the state carried. A power cut right
-/// after the old volume is removed is finished by the next boot from the carry volume.
+/// after the old volume is removed is finished by the next boot from the carry volume; one right
+/// after the carry volume is made leaves it unmarked, and the next boot drops it and resets.
 pub fn nand_recreate(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("nand-recreate")?;
     let set = "oinit.datarecreate=2M";
@@ -154,6 +155,22 @@ pub fn nand_recreate(ctx: &Ctx<'_>) -> Result<(), String> {
     }
     let b = boot("", "nand-recreate-5")?;
     contains(&b, "finishing the recreate of UBI volume rootfs_data a power cut interrupted")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")?;
+    want(&b, "data-junk", "")?;
+    want(&b, "ubi-volumes", volumes)?;
+    // Once more, the power going as soon as the carry volume is made, before it is filled and
+    // marked: the next boot drops it and resets from the start.
+    let b = boot("oitest=data-junk,factory-reset", "nand-recreate-6")?;
+    want(&b, "factory-reset-exit", "0")?;
+    let marker = "carry volume oinit_carry made";
+    let cut = ctx.boot_cut(&disk, set, "nand-recreate-cut-early", marker, Duration::ZERO)?;
+    if cut.console.contains("state and keep-list carried") {
+        return Err("the early power cut landed after the carry was marked complete: it proves nothing".into());
+    }
+    let b = boot("", "nand-recreate-7")?;
+    contains(&b, "dropping the incomplete carry volume")?;
+    contains(&b, "UBI volume rootfs_data made again")?;
     want(&b, "counter", "1")?;
     want(&b, "keepme", "kept-from-a")?;
     want(&b, "data-junk", "")?;
