@@ -22,6 +22,7 @@ pub mod mtdparts;
 pub mod paths;
 pub mod plan;
 pub mod plan_ab;
+pub mod plan_data;
 pub mod probe;
 pub mod rauc;
 pub mod reconcile;

@@ -12,7 +12,8 @@
 use crate::blockdev::{self, BlockDev};
 use crate::error::{Error, Result};
 use crate::paths;
-use crate::plan::{self, DataState, Found, Step, CARRY_VOLUME};
+use crate::plan::{DataState, Found, Step};
+use crate::plan_data::{ubi_data_mount, CARRY_VOLUME};
 use crate::report::Report;
 use crate::settings::Settings;
 use crate::stage::mounts;
@@ -62,7 +63,7 @@ impl Target {
         s.ab.recreate?;
         let DataState::Found { dev, .. } = &found.data else { return None };
         let u = dev.ubi.as_ref()?;
-        Some(Target { ubi: u.dev, name: u.name.clone(), mount: Step::Mount(plan::ubi_data_mount(s, u.dev, &u.name)) })
+        Some(Target { ubi: u.dev, name: u.name.clone(), mount: Step::Mount(ubi_data_mount(s, u.dev, &u.name)) })
     }
 
     fn dev(&self) -> String {
