@@ -5,6 +5,7 @@
 //! `mtdparts=<mtd-id>:<size>[@<offset>][(<name>)][ro],...[;<mtd-id>:...]`, a size of `-` taking
 //! the rest. Pure: the facts come from sysfs, the additions go to `sys::mtd`.
 
+use crate::settings_values::memsize;
 use std::path::Path;
 
 /// One `<mtd-id>:...` of `mtdparts=`: the master's name and its partitions.
@@ -97,24 +98,6 @@ fn parse_part(p: &str, index: usize) -> Result<Part, String> {
         return Err(format!("{p}: a name is 1 to 63 bytes"));
     }
     Ok(Part { name, size, offset })
-}
-
-/// The kernel's memparse: decimal or 0x hex, then an optional K, M or G (either case).
-fn memsize(s: &str) -> Option<(u64, &str)> {
-    let (radix, body) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(b) => (16, b),
-        None => (10, s),
-    };
-    let end = body.find(|c: char| !c.is_digit(radix)).unwrap_or(body.len());
-    let n = u64::from_str_radix(&body[..end], radix).ok()?;
-    let rest = &body[end..];
-    let shift = match rest.chars().next() {
-        Some('k' | 'K') => 10,
-        Some('m' | 'M') => 20,
-        Some('g' | 'G') => 30,
-        _ => return Some((n, rest)),
-    };
-    Some((n.checked_mul(1 << shift)?, &rest[1..]))
 }
 
 /// Each partition's absolute place in a master of `size` bytes: (name, offset, length). Refused

@@ -565,8 +565,10 @@ mod tests {
         assert_eq!(errors("oinit.dataflags=noatime"), "");
         assert!(errors("oinit.datarecreate=2M").contains("the data must be one (oinit.data=ubi:NAME)"));
         assert!(errors("oinit.datarecreate=2X").contains("must be a size like 2M"));
-        let (s, l) = Settings::load("oinit.state oinit.data=ubi:rootfs_data", "oinit.datarecreate=2MiB");
+        let (s, l) = Settings::load("oinit.state oinit.data=ubi:rootfs_data", "oinit.datarecreate=2m");
         assert_eq!((s.ab.recreate, l.errors.len()), (Some(2 << 20), 0));
+        let (s, _) = Settings::load("oinit.state oinit.data=ubi:d", "oinit.datarecreate=0x200000");
+        assert_eq!(s.ab.recreate, Some(2 << 20));
         let (s, _) = Settings::load("oinit.state oinit.data=ubi:d oinit.datarecreate=512K", "oinit.datarecreate=0");
         assert_eq!(s.ab.recreate, None);
         let files = "oinit.data=ubi:d oinit.afile=/a.sqfs oinit.bfile=/b.sqfs oinit.datarecreate=1048576";

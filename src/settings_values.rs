@@ -28,18 +28,31 @@ pub(crate) fn seconds(v: &str) -> Result<u32, String> {
     v.parse::<u32>().ok().filter(|s| *s <= 3600).ok_or_else(|| "must be whole seconds between 0 and 3600".into())
 }
 
-/// A size in bytes: digits with an optional K, M or G suffix (binary, `KiB` spelled out too).
+/// A size in bytes, as the kernel's memparse reads one: decimal or 0x hex, then an optional K,
+/// M or G (either case).
 pub(crate) fn size(v: &str) -> Result<u64, String> {
-    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let shift = match &v[digits..] {
-        "" => 0,
-        "K" | "k" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        _ => return Err("must be a size like 2M, 512K or 1048576".into()),
+    match memsize(v) {
+        Some((n, "")) if n > 0 => Ok(n),
+        _ => Err("must be a size like 2M, 512k or 0x200000".into()),
+    }
+}
+
+/// The kernel's memparse: a size at the start of `s`, and what follows it.
+pub(crate) fn memsize(s: &str) -> Option<(u64, &str)> {
+    let (radix, body) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(b) => (16, b),
+        None => (10, s),
     };
-    let n: u64 = v[..digits].parse().map_err(|_| "must be a size like 2M, 512K or 1048576")?;
-    n.checked_mul(1 << shift).filter(|b| *b > 0).ok_or_else(|| "must be a size above 0 and below 16 EiB".into())
+    let end = body.find(|c: char| !c.is_digit(radix)).unwrap_or(body.len());
+    let n = u64::from_str_radix(&body[..end], radix).ok()?;
+    let rest = &body[end..];
+    let shift = match rest.chars().next() {
+        Some('k' | 'K') => 10,
+        Some('m' | 'M') => 20,
+        Some('g' | 'G') => 30,
+        _ => return Some((n, rest)),
+    };
+    Some((n.checked_mul(1 << shift)?, &rest[1..]))
 }
 
 pub(crate) fn flag(v: Option<&str>) -> Result<bool, String> {
