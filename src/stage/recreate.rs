@@ -70,10 +70,12 @@ impl Target {
         format!("/dev/ubi{}", self.ubi)
     }
 
-    fn volume(&self, name: &str) -> Option<BlockDev> {
-        blockdev::ubi_volumes(Path::new("/sys"))
-            .into_iter()
-            .find(|v| v.ubi.as_ref().is_some_and(|u| u.dev == self.ubi && u.name == name))
+    /// Volume `name` of this UBI device: its volume ID and its entry.
+    fn volume(&self, name: &str) -> Option<(u32, BlockDev)> {
+        blockdev::ubi_volumes(Path::new("/sys")).into_iter().find_map(|v| {
+            let u = v.ubi.as_ref()?;
+            (u.dev == self.ubi && u.name == name).then(|| (u.vol, v.clone()))
+        })
     }
 }
 
@@ -110,7 +112,7 @@ pub fn reset(s: &Settings, t: &Target, report: &mut Report) -> Result<bool> {
 /// complete, or drops a carry left incomplete. `found.data` then names the volume as it is.
 pub fn recover(s: &Settings, found: &mut Found, report: &mut Report) -> Result<()> {
     let Some(t) = Target::of(s, found) else { return Ok(()) };
-    let Some(carry) = t.volume(CARRY_VOLUME) else { return Ok(()) };
+    let Some((_, carry)) = t.volume(CARRY_VOLUME) else { return Ok(()) };
     let complete = mount_carry(&t).is_ok() && Path::new(CARRY_DIR).join(COMPLETE).exists();
     if !complete {
         log::warn!("factory reset: dropping the incomplete carry volume {} of an interrupted reset", carry.name);
@@ -119,7 +121,7 @@ pub fn recover(s: &Settings, found: &mut Found, report: &mut Report) -> Result<(
     log::warn!("factory reset: finishing the recreate of UBI volume {} a power cut interrupted", t.name);
     finish(s, &t, report)?;
     mount::unmount(paths::DATA).map_err(|e| Error::sys("umount", paths::DATA, e, "report this with the boot log"))?;
-    if let Some(dev) = t.volume(&t.name) {
+    if let Some((_, dev)) = t.volume(&t.name) {
         found.data = DataState::Found { dev, blank: false, offset: 0 };
     }
     Ok(())
@@ -163,8 +165,7 @@ fn fill_carry(s: &Settings, t: &Target, bytes: u64) -> Result<()> {
 /// can run again after a power cut.
 fn finish(s: &Settings, t: &Target, report: &mut Report) -> Result<()> {
     let hint = "the carry volume keeps the state and keep-list; the next boot tries again";
-    if let Some(old) = t.volume(&t.name) {
-        let id = old.ubi.as_ref().map_or(0, |u| u.vol);
+    if let Some((id, old)) = t.volume(&t.name) {
         ubi::remove_volume(&t.dev(), id).map_err(|(call, e)| Error::sys(call, t.dev(), e, hint))?;
         durable();
         log::warn!("factory reset: removed UBI volume {} ({})", t.name, old.name);
@@ -197,8 +198,7 @@ fn finish(s: &Settings, t: &Target, report: &mut Report) -> Result<()> {
 /// Unmounts and removes the carry volume, if there is one.
 fn drop_carry(t: &Target) -> Result<()> {
     let _ = mount::unmount(CARRY_DIR);
-    if let Some(v) = t.volume(CARRY_VOLUME) {
-        let id = v.ubi.as_ref().map_or(0, |u| u.vol);
+    if let Some((id, _)) = t.volume(CARRY_VOLUME) {
         ubi::remove_volume(&t.dev(), id)
             .map_err(|(call, e)| Error::sys(call, t.dev(), e, "remove it with ubirmvol; the data is intact"))?;
         durable();
