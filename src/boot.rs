@@ -3,7 +3,7 @@
 use crate::error::Error;
 use crate::fatal::fatal;
 use crate::plan;
-use crate::report::Report;
+use crate::report::{now_us, Report};
 use crate::settings::Settings;
 use crate::stage::{devices, early, modules, mounts, slot, switch};
 use crate::{logger, paths};
@@ -64,22 +64,28 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
         Error::Plan(plan::PlanError { what, hint: format!("add it to the initramfs modules for kernel {release}") })
     })?;
     let loading = modules::start(steps, moddir, "/sys/module".into(), s.module_params.clone());
-    let timeout = std::time::Duration::from_secs(s.timeout.max(s.root_wait()).into());
+    let modules_by = ModulesDeadline { at: now_us() + u64::from(s.module_timeout) * 1_000_000, secs: s.module_timeout };
     // The search runs beside the loading only when a second CPU can run it: on one CPU its
     // sysfs scans at each new partition would only take time from the loading. And the ubi
     // module attaches what its own parameters name inside its init, after /dev/ubi_ctrl
     // exists: an attach by the init then would race it.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pending = if cpus == 1 || s.needs_ubi() {
-        finish_modules(loading, timeout, report)?;
+        finish_modules(loading, &modules_by, report)?;
         None
     } else {
         Some(loading)
     };
-    let found = devices::find(s, Path::new("/sys"), Path::new("/dev"), true);
+    // The device wait starts when the drivers are in, or at the module deadline if one hangs
+    // (the search then ends on its own timeout and the stuck module is named below).
+    let drivers_in = |now: u64| match &pending {
+        None => Some(0),
+        Some(l) => l.done_at().or_else(|| (now >= modules_by.at).then_some(0)),
+    };
+    let found = devices::find(s, Path::new("/sys"), Path::new("/dev"), true, &drivers_in);
     if let Some(loading) = pending {
         if found.is_ok() {
-            finish_modules(loading, timeout, report)?;
+            finish_modules(loading, &modules_by, report)?;
         } else if let Err(stuck) = loading.finish(std::time::Duration::from_secs(1)).map(|l| report.modules = l.lines) {
             // The boot fails on the search's error; a module that never came back may be why.
             log::error!("modules still loading (their init has not returned): {stuck}");
@@ -128,12 +134,22 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     Ok((root.clone(), init, args.clone()))
 }
 
-/// Waits for the module loader (at most `timeout`) and books its lines and kernel time; a
-/// module whose init never returns is named in the error.
-fn finish_modules(loading: modules::Loading, timeout: std::time::Duration, report: &mut Report) -> Result<(), Error> {
-    let loaded = loading.finish(timeout).map_err(|stuck| {
+/// The module inits' own deadline (`oinit.moduletimeout`), apart from the device wait.
+struct ModulesDeadline {
+    at: u64,
+    secs: u32,
+}
+
+/// Waits for the module loader until the module deadline and books its lines and kernel time;
+/// a module whose init never returns is named in the error.
+fn finish_modules(loading: modules::Loading, by: &ModulesDeadline, report: &mut Report) -> Result<(), Error> {
+    let left = std::time::Duration::from_micros(by.at.saturating_sub(now_us()));
+    let loaded = loading.finish(left).map_err(|stuck| {
         Error::Plan(plan::PlanError {
-            what: format!("module {stuck} still loading after {} s: its init has not returned", timeout.as_secs()),
+            what: format!(
+                "module {stuck} still loading after {} s (oinit.moduletimeout): its init has not returned",
+                by.secs
+            ),
             hint: "see the driver's messages in dmesg; remove it from oinit.modules or fix what it probes".into(),
         })
     })?;

@@ -133,7 +133,7 @@ fn plan_cmd(a: &PlanArgs) -> i32 {
     for (module, param) in s.module_params.iter().filter(|(m, _)| named.contains(m)) {
         println!("module parameter: {module} {param}");
     }
-    let mut found = match devices::find(&s, &a.sysfs, &a.dev, false) {
+    let mut found = match devices::find(&s, &a.sysfs, &a.dev, false, &|_| Some(0)) {
         Ok(f) => f,
         Err(e) => {
             println!("FATAL: {e}");

@@ -77,7 +77,11 @@ pub struct Settings {
     /// The MTD partition the init attaches as a UBI device (`oinit.ubi=NAME`), unless the
     /// kernel attached it (`ubi.mtd=`).
     pub ubi_mtd: Option<String>,
+    /// Seconds the devices are waited for, counted from when the module loader is done.
     pub timeout: u32,
+    /// Seconds the module inits may take in all: a slow driver init (seconds under emulation
+    /// or on a loaded CPU) is waited for; one that never returns is named at this deadline.
+    pub module_timeout: u32,
     pub failure: FailurePolicy,
     pub reboot_delay: u32,
     pub allow_shell: bool,
@@ -122,6 +126,7 @@ impl Default for Settings {
             ubi_mtd: None,
             mtdparts: Vec::new(),
             timeout: 10,
+            module_timeout: 60,
             failure: FailurePolicy::Reboot,
             reboot_delay: 10,
             allow_shell: false,
@@ -244,6 +249,7 @@ impl Settings {
             "lowerfile" => self.lower_file = optional(v, abs_path)?,
             "modules" => self.modules = list(need(v)?),
             "timeout" => self.timeout = seconds(need(v)?)?,
+            "moduletimeout" => self.module_timeout = seconds(need(v)?)?,
             "failure" => self.failure = failure(need(v)?)?,
             "rebootdelay" => self.reboot_delay = seconds(need(v)?)?,
             "allowshell" if src == Source::Cmdline => {
@@ -328,6 +334,9 @@ impl Settings {
         }
         if self.timeout == 0 {
             bad("oinit.timeout", "0", "must be at least 1 second");
+        }
+        if self.module_timeout == 0 {
+            bad("oinit.moduletimeout", "0", "must be at least 1 second (0 would fail every boot that loads a module)");
         }
         if self.fsck_timeout == 0 {
             bad(
@@ -576,6 +585,7 @@ mod tests {
         assert!(errors("oinit.resetcycles=300").contains("oinit.resetcycles: must be a count of boots"));
         assert!(errors("oinit.watchdogtimeout=0").contains("oinit.watchdogtimeout: must be 1 to 3600"));
         assert!(errors("oinit.fscktimeout=0").contains("oinit.fscktimeout"));
+        assert!(errors("oinit.moduletimeout=0").contains("oinit.moduletimeout"));
         assert!(errors("oinit.overlayflags=metacopy=on").contains("oinit.overlayflags: redirect_dir/metacopy"));
         assert!(errors("oinit.overlayflags=redirect_dir=follow").contains("oinit.overlayunsafe=1"));
         assert_eq!(errors("oinit.overlayflags=volatile"), "");

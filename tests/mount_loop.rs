@@ -112,7 +112,7 @@ fn assemble(cmdline: String, base: PathBuf) {
 fn assemble_in(cmdline: String, base: PathBuf, upper_dir: &str) {
     let (s, loaded) = Settings::load("", &cmdline);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let found = devices::find(&s, Path::new("/sys"), Path::new("/dev"), false).unwrap();
+    let found = devices::find(&s, Path::new("/sys"), Path::new("/dev"), false, &|_| Some(0)).unwrap();
     let plan = plan::decide(&s, &found).unwrap();
     let steps = relocate(&plan.steps, &base);
     std::fs::create_dir_all(base.join("dev")).unwrap();

@@ -42,10 +42,16 @@ pub fn ambiguity(devs: &[BlockDev], spec: &DevSpec) -> Option<String> {
     (all.len() > 1).then(|| format!("{spec} matches {} devices ({})", all.len(), all.join(", ")))
 }
 
+/// When the device wait's clock starts, given the time now: when the module loader finished
+/// (`None` while drivers still load). The device timeouts are about devices: a disk whose
+/// driver is still in its init on a slow CPU is not late yet.
+pub type DriversIn<'a> = &'a dyn Fn(u64) -> Option<u64>;
+
 /// Finds the root (lower) and data devices. With `wait`, looks again at every uevent (or every
 /// 20 ms without them) until both are there or their deadlines pass: the root's is fatal, the
-/// data partition's leads to the data-missing policy.
-pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found> {
+/// data partition's leads to the data-missing policy. The deadlines count from the later of
+/// the search's start and `drivers_in`.
+pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool, drivers_in: DriversIn) -> Result<Found> {
     // Subscribed before the first scan: a device that appears between the scan and the wait
     // is queued on the socket and ends the wait at once.
     let events = if wait { crate::sys::uevent::Uevents::open() } else { None };
@@ -54,8 +60,6 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
         std::thread::sleep(Duration::from_secs(s.rootdelay.into()));
     }
     let start = now_us();
-    let deadline = |secs: u32| start + u64::from(secs) * 1_000_000;
-    let (root_deadline, data_deadline) = (deadline(s.root_wait()), deadline(s.timeout));
     let slot_specs: Vec<Option<&DevSpec>> =
         s.ab.slots
             .iter()
@@ -87,6 +91,10 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool) -> Result<Found>
         let slots: Vec<Option<Option<&BlockDev>>> =
             slot_specs.iter().map(|o| o.map(|spec| lookup(&devs, spec))).collect();
         let now = now_us();
+        // While drivers load, no deadline has started (u64::MAX: the wait goes on).
+        let clock = drivers_in(now).map(|t| t.max(start));
+        let deadline = |secs: u32| clock.map_or(u64::MAX, |c| c + u64::from(secs) * 1_000_000);
+        let (root_deadline, data_deadline) = (deadline(s.root_wait()), deadline(s.timeout));
         let present = |d: &Option<Option<&BlockDev>>| !matches!(d, Some(None));
         // A missing slot partition is not fatal (the other slot boots) but is waited for like root.
         let root_done = (present(&root) && slots.iter().all(present)) || !wait || now >= root_deadline;
@@ -318,6 +326,31 @@ mod tests {
         let s = Settings::load("", "root=PARTLABEL=rootfs").0;
         let err = resolve(&s, &devs, devs.first(), None, Path::new("/dev"), 0).unwrap_err().to_string();
         assert!(err.contains("matches 2 devices") && err.contains("PARTUUID="), "{err}");
+    }
+
+    #[test]
+    fn the_device_wait_starts_when_the_drivers_are_in() {
+        // The disk's driver takes 3 s in its init, three times oinit.timeout: the disk that
+        // appears as it returns is found, where a wait counted from the start gave up at 1 s.
+        let dir = std::env::temp_dir().join(format!("oi-drivers-in-{}", std::process::id()));
+        let (sys, dev) = (dir.join("sys"), dir.join("dev"));
+        std::fs::create_dir_all(sys.join("class/block")).unwrap();
+        std::fs::create_dir_all(&dev).unwrap();
+        let s = Settings::load("", "root=/dev/vdb oinit.timeout=1").0;
+        let loaded_at = now_us() + 3_000_000;
+        let drivers_in = |now: u64| {
+            if now < loaded_at {
+                return None;
+            }
+            let vdb = sys.join("class/block/vdb");
+            std::fs::create_dir_all(&vdb).unwrap();
+            std::fs::write(vdb.join("uevent"), "MAJOR=254\nMINOR=16\nDEVNAME=vdb\nDEVTYPE=disk\n").unwrap();
+            std::fs::write(vdb.join("size"), "2048\n").unwrap();
+            Some(now)
+        };
+        let found = find(&s, &sys, &dev, true, &drivers_in);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.unwrap().root.map(|d| d.name).as_deref(), Some("vdb"));
     }
 
     #[test]

@@ -40,7 +40,8 @@ struct Shared {
     lines: Mutex<Vec<String>>,
     busy: Mutex<Vec<(u64, u64)>>,
     next: AtomicUsize,
-    finished: Mutex<bool>,
+    /// When the last load returned (`now_us`), once it has.
+    finished: Mutex<Option<u64>>,
     finished_cv: Condvar,
 }
 
@@ -61,7 +62,7 @@ impl Shared {
             lines: Mutex::default(),
             busy: Mutex::default(),
             next: AtomicUsize::new(0),
-            finished: Mutex::new(false),
+            finished: Mutex::new(None),
             finished_cv: Condvar::new(),
         }
     }
@@ -95,14 +96,14 @@ fn start_with(steps: Vec<LoadStep>, shared: Shared) -> Loading {
     let (sh, mine) = (Arc::clone(&shared), steps.clone());
     let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
         load_all(&mine, &sh);
-        *lock(&sh.finished) = true;
+        *lock(&sh.finished) = Some(now_us());
         sh.finished_cv.notify_all();
     });
     if let Err(e) = spawned {
         // No thread (out of memory this early): load on this one, as the boot did before.
         log::warn!("cannot start the module loader thread ({e}): loading on the init's own");
         load_all(&steps, &shared);
-        *lock(&shared.finished) = true;
+        *lock(&shared.finished) = Some(now_us());
     }
     Loading { shared }
 }
@@ -112,13 +113,21 @@ impl Loading {
     /// is named (the thread stays in finit_module; PID 1 goes on to its failure policy).
     pub fn finish(self, timeout: Duration) -> Result<Loaded, String> {
         let sh = &self.shared;
-        let (done, _) =
-            sh.finished_cv.wait_timeout_while(lock(&sh.finished), timeout, |f| !*f).unwrap_or_else(|e| e.into_inner());
-        if !*done {
+        let (done, _) = sh
+            .finished_cv
+            .wait_timeout_while(lock(&sh.finished), timeout, |f| f.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        if done.is_none() {
             return Err(self.stuck());
         }
         drop(done);
         Ok(Loaded { lines: std::mem::take(&mut *lock(&sh.lines)), busy: std::mem::take(&mut *lock(&sh.busy)) })
+    }
+
+    /// When every module had been loaded (`now_us`), or `None` while some still load: the
+    /// device wait starts its clock then, since a disk whose driver is in its init is not late.
+    pub fn done_at(&self) -> Option<u64> {
+        *lock(&self.shared.finished)
     }
 
     /// The modules being loaded right now, for an error when the boot cannot wait for them.
