@@ -5,10 +5,10 @@ fn main() {
     // Run as /run/initramfs/shutdown (by systemd-shutdown, or an rc script): the way back.
     if argv0.rsplit('/').next() == Some("shutdown") {
         let verb = std::env::args().nth(1).unwrap_or_default();
-        overlay_init::shutdown::run(&verb)
+        overlay_init::boot::shutdown::run(&verb)
     }
     if rustix::process::getpid().is_init() {
-        overlay_init::fatal::install_panic_hook();
+        overlay_init::boot::fatal::install_panic_hook();
         overlay_init::boot::run()
     }
     commands()

@@ -1,24 +1,25 @@
 //! One function per parser fed by untrusted bytes. The fuzz targets call them; so does the stable
-//! regression test (`tests/fuzz_regressions.rs`), which replays the committed corpus and every
+//! regression test (`tests/it/fuzz_regressions.rs`), which replays the committed corpus and every
 //! crash input found. Each function panics only when the code under test misbehaves: a parser
 //! must return an error for bad input, never panic, loop or allocate without bound.
 
-use overlay_init::blockdev::{self, BlockDev};
-use overlay_init::devspec::DevSpec;
-use overlay_init::modules::ModIndex;
+use overlay_init::ab::slots::{self, Policy};
+use overlay_init::ab::state::{self, SlotId, State};
+use overlay_init::block::device::{self, BlockDev};
+use overlay_init::block::probe::{self, FsInfo, FsKind};
+use overlay_init::block::spec::DevSpec;
+use overlay_init::boot::report::Report;
+use overlay_init::boot::upper;
+use overlay_init::config::settings::Settings;
+use overlay_init::kmod::ModIndex;
 use overlay_init::plan::{self, DataState, Found};
-use overlay_init::probe::{self, FsInfo, FsKind};
-use overlay_init::report::Report;
-use overlay_init::settings::Settings;
-use overlay_init::slots::{self, Policy};
-use overlay_init::stage::upper;
-use overlay_init::state::{self, SlotId, State};
-use overlay_init::{signature, verity};
+use overlay_init::verity::hashtree as verity;
+use overlay_init::verity::signature;
 
 /// The parts of `data` split at NUL bytes, each decoded as the init decodes text.
 fn parts(data: &[u8], n: usize) -> Vec<String> {
     let mut out: Vec<String> =
-        data.splitn(n, |&b| b == 0).map(|p| overlay_init::cmdline::decode(p, "fuzz").0).collect();
+        data.splitn(n, |&b| b == 0).map(|p| overlay_init::config::cmdline::decode(p, "fuzz").0).collect();
     out.resize(n, String::new());
     out
 }
@@ -34,7 +35,7 @@ pub fn settings(data: &[u8]) {
     // mtdparts= tables placed in a 32 MiB master with 64 KiB erase blocks, and in degenerate ones.
     for (size, erase) in [(32 << 20, 64 << 10), (0, 0), (u64::MAX, 1)] {
         for t in &s.mtdparts {
-            let _ = overlay_init::mtdparts::place(t, size, erase);
+            let _ = overlay_init::flash::mtdparts::place(t, size, erase);
         }
     }
     let dev = |name: &str, kind| BlockDev {
@@ -64,7 +65,7 @@ pub fn devspec(data: &[u8]) {
 }
 
 pub fn uevent(data: &[u8]) {
-    let _ = blockdev::parse_uevent(&String::from_utf8_lossy(data));
+    let _ = device::parse_uevent(&String::from_utf8_lossy(data));
 }
 
 /// Superblocks and partition tables as read from a device's first bytes.

@@ -1,6 +1,7 @@
 //! The thin layer over the kernel: typed wrappers, one per intent. All `unsafe` of the crate is
 //! in `loopdev`, `mtd`, `ubi`, `dm`, `gpio`, `watchdog` and `fds` (raw ioctls and a syscall rustix does not wrap).
 
+pub mod clock;
 pub mod dm;
 pub mod fds;
 pub mod gpio;

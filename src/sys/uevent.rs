@@ -32,9 +32,9 @@ impl Uevents {
     /// Waits until a storage uevent arrives or `timeout` passes, draining what is queued.
     /// Returns whether a storage device was announced.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let end = crate::report::now_us() + timeout.as_micros() as u64;
+        let end = crate::sys::clock::now_us() + timeout.as_micros() as u64;
         loop {
-            let left = Duration::from_micros(end.saturating_sub(crate::report::now_us()));
+            let left = Duration::from_micros(end.saturating_sub(crate::sys::clock::now_us()));
             let ts = Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ };
             let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
             match poll(&mut fds, Some(&ts)) {

@@ -8,7 +8,7 @@
 //! test asserts timings.
 
 use crate::board::Board;
-use crate::harness::Ctx;
+use crate::e2e::harness::Ctx;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -278,7 +278,7 @@ pub fn reset(root: &Path, files: usize, boards: &[String]) -> Result<(), String>
         ctx.boot(&disk, ab, "bench-reset-first")?;
         let plain = ctx.boot(&disk, ab, "bench-reset-0")?;
         let reset = ctx.boot(&disk, &format!("{ab} oinit.factoryreset"), "bench-reset-1")?;
-        let mounts = |b: &crate::qemu::Boot| parse(&b.console).and_then(|s| s.stages.get("mounts").map(|v| v.0));
+        let mounts = |b: &crate::e2e::qemu::Boot| parse(&b.console).and_then(|s| s.stages.get("mounts").map(|v| v.0));
         let (t0, t1) = (
             mounts(&plain).ok_or("no timing in the plain boot")?,
             mounts(&reset).ok_or("no timing in the reset boot")?,

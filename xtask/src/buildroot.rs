@@ -141,7 +141,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 /// boots the initramfs it made on the qemu-aarch64 board.
 fn post_image(root: &Path) -> Result<(), String> {
     let b = Board::load(root, "qemu-aarch64")?;
-    let ctx = crate::harness::Ctx::build(root, &b)?;
+    let ctx = crate::e2e::harness::Ctx::build(root, &b)?;
     let out = b.out_dir(root).join("buildroot-output");
     let _ = std::fs::remove_dir_all(&out);
     let (images, target, build) = (out.join("images"), out.join("target"), out.join("build/linux-6.1/usr"));
@@ -165,9 +165,9 @@ fn post_image(root: &Path) -> Result<(), String> {
     )?;
     let disk = ctx.fresh_disk("buildroot")?;
     let boot = ctx.boot_with(&images.join("initramfs.cpio.gz"), &disk, "", "buildroot-initramfs")?;
-    crate::harness::booted(&boot)?;
-    crate::harness::want(&boot, "counter", "1")?;
-    crate::harness::want(&boot, "data-visible", "ext4")?;
+    crate::e2e::harness::booted(&boot)?;
+    crate::e2e::harness::want(&boot, "counter", "1")?;
+    crate::e2e::harness::want(&boot, "data-visible", "ext4")?;
     println!("PASS post-image.sh: its initramfs boots qemu-aarch64 with the data partition mounted");
     Ok(())
 }

@@ -3,25 +3,10 @@
 
 mod bench;
 mod board;
-mod boards;
 mod buildroot;
-mod disk;
 mod e2e;
-mod e2e_ab;
-mod e2e_debian;
-mod e2e_erofs;
-mod e2e_imx6;
-mod e2e_nand;
-mod e2e_nor;
-mod e2e_openwrt;
-mod e2e_verity;
-mod flash_image;
 mod fuzz;
-mod genimage;
-mod harness;
 mod image;
-mod powercut;
-mod qemu;
 mod sh;
 mod writelog;
 
@@ -40,8 +25,12 @@ const USAGE: &str = "cargo xtask <command>
   fuzz [SECONDS] [TARGET...]  run the libFuzzer targets of fuzz/ for SECONDS each (default 60)
   bench [RUNS] [BOARD...] boot each board RUNS times (default 10) with overlay-init and the busybox
                       baseline, and report medians and ratios
-  bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper
-BOARD is a folder under board/: qemu-x86_64, qemu-aarch64, qemu-armv7, imx6, imx8, openwrt";
+  bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper";
+
+/// The usage text, with the boards that `board/` holds today.
+fn usage(root: &Path) -> String {
+    format!("{USAGE}\nBOARD is a folder under board/: {}", board::list(root).join(", "))
+}
 
 /// The boards QEMU can boot, the default for e2e, powercut, bench and bench-reset.
 pub const QEMU_BOARDS: [&str; 3] = ["qemu-x86_64", "qemu-aarch64", "qemu-armv7"];
@@ -59,7 +48,7 @@ fn main() {
         }
         Some("disk") => with_board(&root, args.get(1), |b| {
             let out = b.out_dir(&root).join("disk.img");
-            disk::build(&root, b, &out).map(|()| println!("{}", out.display()))
+            image::disk::build(&root, b, &out).map(|()| println!("{}", out.display()))
         }),
         Some("demo") => with_board(&root, args.get(1).or(Some(&"qemu-aarch64".to_string())), |b| e2e::demo(&root, b)),
         Some("e2e") => e2e::main(&root, &args[1..]),
@@ -67,7 +56,7 @@ fn main() {
             let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10);
             let boards: Vec<String> =
                 if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
-            powercut::main(&root, &boards, n)
+            e2e::powercut::main(&root, &boards, n)
         }
         Some("bench-reset") => {
             let files = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000);
@@ -75,7 +64,7 @@ fn main() {
                 if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
             bench::reset(&root, files, &boards)
         }
-        Some("check-boards") => boards::main(&root, &args[1..]),
+        Some("check-boards") => board::check::main(&root, &args[1..]),
         Some("fuzz") => {
             let secs = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(60);
             fuzz::main(&root, secs, args.get(2..).unwrap_or_default())
@@ -85,7 +74,7 @@ fn main() {
             let boards = if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
             bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10), &boards)
         }
-        _ => Err(USAGE.to_string()),
+        _ => Err(usage(&root)),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");
@@ -94,6 +83,6 @@ fn main() {
 }
 
 fn with_board(root: &Path, name: Option<&String>, f: impl FnOnce(&Board) -> Result<(), String>) -> Result<(), String> {
-    let name = name.ok_or(USAGE)?;
+    let name = name.ok_or_else(|| usage(root))?;
     f(&Board::load(root, name)?)
 }

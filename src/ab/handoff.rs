@@ -1,0 +1,144 @@
+//! `/run/overlay-init/slots`: what the boot leaves for the userspace commands (the initramfs and
+//! its config are gone after the switch), and the commands' view of it (`Context`), shared by
+//! `cli::slots`, `install` and `rauc`.
+
+use crate::ab::slots::Policy;
+use crate::ab::state::{SlotId, State};
+use crate::ab::store::Store;
+use std::path::PathBuf;
+
+pub const SLOTS_FILE: &str = "/run/overlay-init/slots";
+
+/// The file's content: `key=value` per line; a value is the rest of its line, so a path with
+/// spaces or quotes reads back as it was written.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SlotsFile {
+    pub booted: Option<SlotId>,
+    pub state: Option<PathBuf>,
+    pub tries: Option<u8>,
+    /// Each slot's image: a partition's device node or a file.
+    pub sources: [Option<String>; 2],
+    /// Each slot's verity hash partition, when its tree is not appended to the image.
+    pub hash: [Option<String>; 2],
+}
+
+impl SlotsFile {
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                text.push_str(&format!("{k}={v}\n"));
+            }
+        };
+        put("booted", self.booted.map(|s| s.name().to_string()));
+        put("state", self.state.as_ref().map(|p| p.display().to_string()));
+        put("tries", self.tries.map(|t| t.to_string()));
+        for slot in [SlotId::A, SlotId::B] {
+            put(slot.name(), self.sources[slot.index()].clone());
+            put(&format!("{}hash", slot.name()), self.hash[slot.index()].clone());
+        }
+        text
+    }
+
+    pub fn parse(text: &str) -> SlotsFile {
+        let get = |key: &str| {
+            text.lines().find_map(|l| l.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
+        };
+        SlotsFile {
+            booted: get("booted").and_then(|s| SlotId::parse(&s)),
+            state: get("state").map(PathBuf::from),
+            tries: get("tries").and_then(|t| t.parse().ok()),
+            sources: [get("a"), get("b")],
+            hash: [get("ahash"), get("bhash")],
+        }
+    }
+}
+
+/// What the boot left for us in /run/overlay-init/slots.
+pub struct Context {
+    pub booted: Option<SlotId>,
+    pub state: PathBuf,
+    pub policy: Policy,
+    pub sources: [Option<String>; 2],
+    /// Each slot's verity hash partition, when its tree is not appended to the image.
+    pub hash: [Option<String>; 2],
+    /// The board's verity key the boot left behind: images must be signed with it.
+    pub verity_key: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn load(state_override: Option<PathBuf>) -> Result<Context, String> {
+        let f = SlotsFile::parse(&std::fs::read_to_string(SLOTS_FILE).unwrap_or_default());
+        let state = state_override.or(f.state).ok_or(format!(
+            "{SLOTS_FILE} is missing: this system was not booted by overlay-init with A/B slots (or pass --state FILE)"
+        ))?;
+        Ok(Context {
+            booted: f.booted,
+            state,
+            policy: Policy {
+                tries: f.tries.unwrap_or(3),
+                late_fallback: false,
+                one_slot: f.sources[0].is_some() && f.sources[1].is_none(),
+            },
+            sources: f.sources,
+            hash: f.hash,
+            verity_key: Some(PathBuf::from(crate::config::paths::DEVICE_KEY)).filter(|k| k.exists()),
+        })
+    }
+
+    /// Reads the state, applies `change`, and saves it (fsynced) unless `change` refuses.
+    pub fn update(&self, change: impl FnOnce(&mut State) -> Result<String, String>) -> Result<String, String> {
+        let (mut store, st) = Store::open(&self.state)
+            .map_err(|e| format!("cannot open the slot state {}: {e}", self.state.display()))?;
+        let mut st = st.unwrap_or_else(|| State::factory(self.policy.tries));
+        let msg = change(&mut st)?;
+        store
+            .save(&mut st)
+            .map_err(|e| format!("cannot write the slot state {}: {e}; nothing changed", self.state.display()))?;
+        Ok(msg)
+    }
+
+    /// Reads the state without writing anything. A missing file is the documented default; a
+    /// file with no valid copy is too, but never silently: the warning goes to stderr.
+    pub fn read(&self) -> Result<State, String> {
+        let st = crate::ab::store::read_only(&self.state)
+            .map_err(|e| format!("cannot read the slot state {}: {e}", self.state.display()))?;
+        if st.is_none() && self.state.exists() {
+            eprintln!(
+                "overlay-init: WARNING: no valid copy of the state record in {}: showing the default (slot a)",
+                self.state.display()
+            );
+        }
+        Ok(st.unwrap_or_else(|| State::factory(self.policy.tries)))
+    }
+
+    /// The identity of the image in the slot now (its squashfs superblock), if readable.
+    pub fn image_id(&self, slot: SlotId) -> Option<u32> {
+        crate::block::device::image_id_at(std::path::Path::new(self.sources[slot.index()].as_ref()?))
+    }
+
+    pub fn slot_arg(&self, arg: Option<&String>) -> Result<SlotId, String> {
+        match arg {
+            Some(a) => SlotId::parse(a).ok_or(format!("'{a}' is not a slot: use a or b")),
+            None => self.booted.ok_or("which slot? the booted one is unknown; name it: a or b".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let f = SlotsFile {
+            booted: Some(SlotId::B),
+            state: Some("/run/overlay-init/data/.overlay-init/state".into()),
+            tries: Some(2),
+            sources: [Some("/dev/vda1".into()), Some("/run/overlay-init/data/images/b 'new'.sqfs".into())],
+            hash: [None, Some("/dev/vda5".into())],
+        };
+        assert_eq!(SlotsFile::parse(&f.render()), f);
+        assert_eq!(SlotsFile::parse(""), SlotsFile::default());
+    }
+}

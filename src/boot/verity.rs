@@ -1,0 +1,185 @@
+//! Sets up a verified lower: reads the verity metadata after the image, establishes the trusted
+//! root hash (a setting, or the signature block checked with the board's key), creates the
+//! dm-verity device, reads through it (the first block, or every block on an image's first boot)
+//! while corruption still means EIO, and only then switches the table to the run-time policy, so
+//! a bad image found by the init itself falls back instead of restarting the machine.
+
+use crate::block::device::read_head;
+use crate::block::probe;
+use crate::boot::error::{Error, Result};
+use crate::boot::image::check_image_file;
+use crate::boot::report::{Report, Verified};
+use crate::plan::{Source, Trust, Verity};
+use crate::sys::{dm, loopdev};
+use crate::verity::hashtree::{self, Fec, Layout, OnCorruption, Superblock};
+use crate::verity::signature::{self, Signed};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// The verity metadata of an image, read from the device.
+struct Meta {
+    sb: Superblock,
+    layout: Layout,
+    /// The signature block after the tree: required with a key, else used for its FEC line.
+    block: Option<Signed>,
+    fec: Option<Fec>,
+}
+
+pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
+    // Held until the dm table holds the loop device: autoclear detaches it at our last close.
+    let (image, _loop_hold) = image_device(&v.data, report)?;
+    let refuse = |what: String| Error::Verity { image: v.data.to_string(), what };
+    let hash = v.hash.clone().unwrap_or_else(|| image.clone());
+    let meta = read_meta(&image, &hash, v.hash.is_some(), matches!(v.trust, Trust::Signed { .. })).map_err(refuse)?;
+    let (root, trust) = trusted_root(v, &meta).map_err(refuse)?;
+    let devs = (numbers(&image)?, numbers(&hash)?);
+    let table = |on| hashtree::table(devs.0, devs.1, &meta.layout, &meta.sb, &root, on, meta.fec);
+    let node = create_checked(v, &meta, &image, table, report)?;
+    let link = format!("/dev/mapper/{}", v.name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&node, &link).map_err(|e| {
+        Error::sys("symlink", link.clone(), rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO), "")
+    })?;
+    let fec = meta.fec.map_or(String::new(), |f| format!(", error correction with {} parity bytes", f.roots));
+    log::info!("dm-verity: {} verified as {link} ({node}), {trust}{fec}, on corruption: {}", v.data, v.on_corruption);
+    report.verity = Some(Verified {
+        device: link,
+        image,
+        root_hash: crate::util::hex::hex(&root),
+        hash,
+        hash_offset: meta.layout.hash_offset,
+        trust,
+        checked_all: v.check_all,
+        fec_roots: meta.fec.map_or(0, |f| f.roots),
+        fec_offset: meta.fec.map_or(0, |f| f.start * hashtree::BLOCK),
+    });
+    Ok(())
+}
+
+/// The block device holding the image: its partition, or a read-only loop device over its file
+/// (returned too: it must stay open until the dm table holds the loop device).
+fn image_device(data: &Source, report: &mut Report) -> Result<(String, Option<loopdev::Attached>)> {
+    match data {
+        Source::Device(d) => Ok((d.clone(), None)),
+        Source::LoopFile(file) => {
+            check_image_file(file, None)?;
+            let attached = report.kernel(|| loopdev::attach_ro(file)).map_err(|(call, e)| {
+                Error::sys(call, file.clone(), e, "add loop to oinit.modules (or build it into the kernel)")
+            })?;
+            Ok((attached.path.clone(), Some(attached)))
+        }
+        Source::Virtual(what) => Err(Error::Verity { image: what.to_string(), what: "not an image".into() }),
+    }
+}
+
+fn numbers(path: &str) -> Result<(u32, u32)> {
+    let st = rustix::fs::stat(path).map_err(|e| Error::sys("stat", path, e, ""))?;
+    Ok((rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)))
+}
+
+/// Creates the device with corruption as EIO, reads through it (the first block, or all of
+/// them on an image's first boot), then switches to the run-time policy; returns its node. A
+/// device that fails the read is removed again.
+fn create_checked(
+    v: &Verity,
+    meta: &Meta,
+    image: &str,
+    table: impl Fn(OnCorruption) -> String,
+    report: &mut Report,
+) -> Result<String> {
+    let sectors = meta.sb.data_blocks * (hashtree::BLOCK / 512);
+    let (_, minor) = report
+        .kernel(|| dm::create(&v.name, sectors, "verity", &table(OnCorruption::Eio)))
+        .map_err(|(call, e)| Error::sys(call, image, e, "add dm_verity to oinit.modules (the kernel's dm-verity)"))?;
+    let node = format!("/dev/dm-{minor}");
+    let blocks = if v.check_all { meta.sb.data_blocks } else { 1 };
+    if v.check_all {
+        let mib = meta.layout.data_bytes >> 20;
+        log::info!("dm-verity: reading all {mib} MiB of {} once (first boot of this image)", v.data);
+    }
+    let checked = report.kernel(|| read_through(&node, blocks));
+    let live = checked.and_then(|()| match v.on_corruption {
+        OnCorruption::Eio => Ok(()),
+        on => dm::reload(&v.name, sectors, "verity", &table(on)).map_err(|(call, e)| format!("{call}: {e}")),
+    });
+    if let Err(what) = live {
+        let _ = dm::remove(&v.name);
+        return Err(Error::Verity { image: v.data.to_string(), what });
+    }
+    Ok(node)
+}
+
+/// The filesystem's size, the superblock after it (or at the start of the hash partition), and
+/// that the hash device holds the whole tree (and the signature block after it, when one is
+/// needed, and the error correction area it announces).
+fn read_meta(image: &str, hash: &str, separate: bool, signed: bool) -> std::result::Result<Meta, String> {
+    let head = read_head(Path::new(image), 0, probe::PROBE_LEN).ok_or("cannot read its first bytes")?;
+    let fs = probe::probe_fs(&head).filter(|f| f.kind.is_image()).ok_or("it holds no squashfs or EROFS image")?;
+    let path = Path::new(hash);
+    let at = hashtree::hash_offset(fs.size, separate);
+    let sb_bytes = read_head(path, at, hashtree::BLOCK as usize)
+        .ok_or(format!("{hash} ends before byte {}: no verity superblock", at + hashtree::BLOCK))?;
+    let sb = hashtree::parse_superblock(&sb_bytes).map_err(|e| format!("{hash} at byte {at}: {e}"))?;
+    let layout = hashtree::layout(fs.size, &sb, separate)?;
+    let size = std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::End(0))).map_err(|e| e.to_string())?;
+    if size < layout.end {
+        let end = layout.end;
+        return Err(format!("the hash tree needs the device to hold {end} bytes, it has {size} (a truncated image)"));
+    }
+    let block = read_head(path, layout.end, signature::BLOCK_LEN)
+        .ok_or_else(|| "no signature block after the hash tree".to_string())
+        .and_then(|b| signature::parse_block(&b));
+    let block = match block {
+        Ok(b) => Some(b),
+        Err(e) if signed => return Err(e),
+        Err(_) => None,
+    };
+    let fec = block.as_ref().and_then(|b| b.fec_roots).map(|r| hashtree::fec(&layout, r));
+    if let Some(f) = fec {
+        let need = (f.start + f.blocks).saturating_mul(hashtree::BLOCK);
+        if size < need {
+            return Err(format!("its error correction area needs the device to hold {need} bytes, it has {size}"));
+        }
+    }
+    Ok(Meta { sb, layout, block, fec })
+}
+
+/// The root hash to trust and how it was established.
+fn trusted_root(v: &Verity, meta: &Meta) -> std::result::Result<([u8; 32], String), String> {
+    let (key_file, pinned) = match &v.trust {
+        Trust::RootHash { key, hash } => return Ok((*hash, format!("root hash from {key}"))),
+        Trust::Signed { key_file, pinned } => (key_file, pinned),
+    };
+    let key = crate::fs::careful::read_regular(Path::new(key_file), 64 * 1024)
+        .map_err(|e| format!("cannot read the board's key {key_file}: {e}"))?;
+    let key = signature::parse_public_key(&key).map_err(|e| format!("{key_file}: {e}"))?;
+    let block = meta.block.as_ref().ok_or("no signature block after the hash tree")?;
+    let root = signature::verify(&key, block)?;
+    if let Some(p) = pinned.filter(|p| *p != root) {
+        return Err(format!(
+            "the signed root hash {} is not {}, which the root hash setting pins",
+            crate::util::hex::hex(&root),
+            crate::util::hex::hex(&p)
+        ));
+    }
+    Ok((root, format!("root hash signed by {key_file}")))
+}
+
+/// Reads `blocks` data blocks through the dm device: dm-verity checks each against the tree and
+/// fails the read (EIO) at the first that does not match.
+fn read_through(node: &str, blocks: u64) -> std::result::Result<(), String> {
+    let mut f = std::fs::File::open(node).map_err(|e| format!("open {node}: {e}"))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (total, mut done) = (blocks * hashtree::BLOCK, 0u64);
+    while done < total {
+        let n = (total - done).min(buf.len() as u64) as usize;
+        if let Err(e) = f.read_exact(&mut buf[..n]) {
+            return Err(format!(
+                "data block {} or its hashes do not match the root hash ({e})",
+                done / hashtree::BLOCK
+            ));
+        }
+        done += n as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The binary run in userspace. `plan` runs the boot's decision code on the host and prints what
+//! the boot would do, the same text the boot logs.
+
+pub mod install;
+pub mod rauc;
+pub mod reconcile;
+pub mod slots;
+pub mod usage;
+
+use crate::ab::state::SlotId;
+use crate::boot::devices;
+use crate::boot::error::Error;
+use crate::cli::usage::USAGE;
+use crate::config::settings::Settings;
+use crate::plan;
+use std::path::PathBuf;
+
+/// Exit codes: 0 done, 1 the boot would fail, 2 usage error.
+pub fn main(args: &[String]) -> i32 {
+    crate::boot::logger::init(log::LevelFilter::Warn, false);
+    match args.first().map(String::as_str) {
+        Some("plan") => match PlanArgs::parse(&args[1..]) {
+            Ok(a) => plan_cmd(&a),
+            Err(e) => {
+                eprintln!("overlay-init: {e}\n{USAGE}");
+                2
+            }
+        },
+        Some(cmd @ ("status" | "mark-good" | "mark-bad" | "rollback" | "factory-reset" | "install" | "rauc")) => {
+            crate::cli::slots::run(cmd, &args[1..])
+        }
+        Some("reconcile") => crate::cli::reconcile::run(&args[1..]),
+        Some("--version") => {
+            println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            0
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            2
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct PlanArgs {
+    cmdline: Option<String>,
+    config: PathBuf,
+    sysfs: PathBuf,
+    dev: PathBuf,
+    state: Option<PathBuf>,
+}
+
+impl PlanArgs {
+    fn parse(args: &[String]) -> Result<PlanArgs, String> {
+        let mut a = PlanArgs {
+            cmdline: None,
+            config: crate::config::paths::CONFIG.into(),
+            sysfs: "/sys".into(),
+            dev: "/dev".into(),
+            state: None,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--cmdline" => a.cmdline = Some(value()?),
+                "--config" => a.config = value()?.into(),
+                "--sysfs" => a.sysfs = value()?.into(),
+                "--dev" => a.dev = value()?.into(),
+                "--state" => a.state = Some(value()?.into()),
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        Ok(a)
+    }
+}
+
+fn plan_cmd(a: &PlanArgs) -> i32 {
+    let config = match std::fs::read(&a.config) {
+        Ok(c) => crate::config::cmdline::decode(&c, &a.config.display().to_string()),
+        Err(e) => {
+            eprintln!("overlay-init: cannot read config {}: {e}", a.config.display());
+            return 2;
+        }
+    };
+    let cmdline = match &a.cmdline {
+        Some(c) => (c.clone(), None),
+        None => crate::config::cmdline::decode(&std::fs::read("/proc/cmdline").unwrap_or_default(), "/proc/cmdline"),
+    };
+    for w in config.1.iter().chain(&cmdline.1) {
+        println!("warning: {w}");
+    }
+    let (config, cmdline) = (config.0, cmdline.0);
+    let (s, loaded) = Settings::load(&config, &cmdline);
+    for w in &loaded.warnings {
+        println!("warning: {w}");
+    }
+    if !loaded.errors.is_empty() {
+        println!("FATAL: {}", Error::Settings(loaded.errors));
+        return 1;
+    }
+    if !s.boot_modules().is_empty() {
+        println!("modules: {}", s.boot_modules().join(" "));
+    }
+    // Dotted words for other programs (systemd.unit=) are not shown: only the modules named.
+    let named: Vec<String> = s.boot_modules().iter().map(|m| crate::kmod::norm(m)).collect();
+    for (module, param) in s.module_params.iter().filter(|(m, _)| named.contains(m)) {
+        println!("module parameter: {module} {param}");
+    }
+    let mut found = match devices::find(&s, &a.sysfs, &a.dev, false, &|_| Some(0)) {
+        Ok(f) => f,
+        Err(e) => {
+            println!("FATAL: {e}");
+            return 1;
+        }
+    };
+    if !s.ab.enabled() {
+        return print_plan(plan::decide(&s, &found));
+    }
+    if let Some(state) = &a.state {
+        return print_plan(ab_plan(&s, &found, state, &a.dev));
+    }
+    if s.ab.one_slot() && s.ab.slots[0].is_none() {
+        // One image with the state record (oinit.state): its upper is slot a's.
+        return print_plan(plan::decide(&s.for_slot(SlotId::A), &found));
+    }
+    // Which slot boots comes from the state record on the data partition, which planning does
+    // not read: show both. The boot falls back to the other slot when one fails.
+    let mut codes = Vec::new();
+    for slot in [SlotId::A, SlotId::B] {
+        println!("== if slot {} boots:", slot.name());
+        found.root = found.slots[slot.index()].clone();
+        codes.push(print_plan(plan::decide(&s.for_slot(slot), &found)));
+    }
+    i32::from(codes.iter().all(|c| *c != 0))
+}
+
+/// The whole A/B boot from a state record. The data partition is not at hand: the uppers are
+/// taken to exist when the record does, and file slots' images are unknown.
+fn ab_plan(
+    s: &Settings,
+    found: &plan::Found,
+    state: &std::path::Path,
+    dev: &std::path::Path,
+) -> Result<plan::Plan, plan::PlanError> {
+    let (st, loaded) = match crate::ab::store::read_only(state) {
+        Ok(Some(st)) => (st, crate::ab::store::Loaded::Valid),
+        Ok(None) => (crate::ab::state::State::factory(s.ab.tries), crate::ab::store::Loaded::New),
+        Err(e) => {
+            println!("warning: {}: {e}; the default state is used", state.display());
+            (crate::ab::state::State::factory(s.ab.tries), crate::ab::store::Loaded::Default("unreadable"))
+        }
+    };
+    let exists = loaded == crate::ab::store::Loaded::Valid;
+    let slots = [SlotId::A, SlotId::B];
+    let dev_of = |slot: SlotId| {
+        let d = match s.ab.slots[slot.index()] {
+            Some(_) => found.slots[slot.index()].as_ref(),
+            None if slot == SlotId::A => found.root.as_ref(),
+            None => None,
+        };
+        d.map(|d| d.name.clone())
+    };
+    let facts = crate::plan::ab::Facts {
+        writable: plan::decide_data(&s.for_slot(SlotId::A), found).is_ok_and(|p| p.volatile.is_none()) && s.has_data(),
+        images: slots.map(|slot| dev_of(slot).and_then(|n| crate::block::device::image_id_at(&dev.join(n)))),
+        sources: slots.map(|slot| dev_of(slot).map(|n| format!("/dev/{n}"))),
+        uppers: [exists, exists],
+        button: false,
+        state: st,
+        loaded,
+    };
+    crate::plan::ab::decide(s, found, &facts)
+}
+
+fn print_plan(p: Result<plan::Plan, plan::PlanError>) -> i32 {
+    match p {
+        Ok(p) => {
+            print!("{p}");
+            0
+        }
+        Err(e) => {
+            println!("FATAL: {}", Error::Plan(e));
+            1
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Raw flash, pure: `mtdparts=` tables and the UBI attach decision.
+
+pub mod mtdparts;
+pub mod ubi;

@@ -1,0 +1,329 @@
+//! Kernel module resolution from depmod's files, like modprobe but without it: dependencies from
+//! `modules.dep`, soft dependencies from `modules.softdep`, names from `modules.alias`, and
+//! built-in modules from `modules.builtin`. Pure: the loader in `boot::modules` acts on the plan.
+
+use std::collections::{HashMap, HashSet};
+
+/// Module names compare with `-` and `_` as the same character, as the kernel does.
+pub fn norm(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// The module name of a `.ko` path (`kernel/arch/x86/crypto/crc32c-intel.ko` -> `crc32c_intel`).
+/// A `module.param[=value]` word as modprobe reads it from /proc/cmdline: the module's name
+/// (normalized) and `param=value` for `finit_module`. None for a word that is not one.
+pub fn module_param(key: &str, value: Option<&str>) -> Option<(String, String)> {
+    let (module, param) = key.split_once('.')?;
+    let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !word(module) || !word(param) {
+        return None;
+    }
+    let param = match value {
+        // The kernel's parameter parser takes a value with spaces in double quotes.
+        Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
+        Some(v) => format!("{param}={v}"),
+        None => param.to_string(),
+    };
+    Some((norm(module), param))
+}
+
+/// The parameter string `finit_module` gets for `module` (space-separated, in the order given).
+pub fn params_for(module: &str, all: &[(String, String)]) -> String {
+    let m = norm(module);
+    all.iter().filter(|(name, _)| *name == m).map(|(_, p)| p.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+pub fn name_of(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    norm(file.split(".ko").next().unwrap_or(file))
+}
+
+#[derive(Debug, Default)]
+pub struct ModIndex {
+    /// module name -> (its path, its dependencies' paths in modules.dep order)
+    deps: HashMap<String, (String, Vec<String>)>,
+    soft_pre: HashMap<String, Vec<String>>,
+    soft_post: HashMap<String, Vec<String>>,
+    /// (alias, module) in file order: the order modprobe tries alternatives in.
+    aliases: Vec<(String, String)>,
+    builtin: HashSet<String>,
+}
+
+/// One thing to load: the request as named, and alternative chains of `.ko` paths (dependencies
+/// first). The request is met when any chain loads; an alias like `crc32c` has several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadStep {
+    pub request: String,
+    pub chains: Vec<Vec<String>>,
+    /// Soft dependencies are wanted, not required: a missing one is a warning.
+    pub required: bool,
+    /// The requested module (index into the requests) this step serves: its soft dependencies,
+    /// itself and its post-dependencies form one group, loaded in order; groups are independent.
+    pub group: usize,
+}
+
+impl ModIndex {
+    pub fn parse(dep: &str, softdep: &str, alias: &str, builtin: &str) -> ModIndex {
+        let mut ix = ModIndex::default();
+        for line in dep.lines() {
+            let Some((path, rest)) = line.split_once(':') else {
+                continue;
+            };
+            let list = rest.split_whitespace().map(String::from).collect();
+            ix.deps.insert(name_of(path), (path.to_string(), list));
+        }
+        for line in softdep.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() != Some("softdep") {
+                continue;
+            }
+            let Some(module) = words.next().map(norm) else {
+                continue;
+            };
+            let mut into_pre = true;
+            for w in words {
+                match w {
+                    "pre:" => into_pre = true,
+                    "post:" => into_pre = false,
+                    _ => {
+                        let map = if into_pre { &mut ix.soft_pre } else { &mut ix.soft_post };
+                        map.entry(module.clone()).or_default().push(w.to_string());
+                    }
+                }
+            }
+        }
+        for line in alias.lines() {
+            let mut w = line.split_whitespace();
+            if let (Some("alias"), Some(a), Some(m)) = (w.next(), w.next(), w.next()) {
+                ix.aliases.push((norm(a), norm(m)));
+            }
+        }
+        ix.builtin = builtin.lines().map(name_of).collect();
+        ix
+    }
+
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin.contains(&norm(name))
+    }
+
+    /// Module names that `request` stands for: itself if it is a module, else its aliases.
+    fn candidates(&self, request: &str) -> Vec<String> {
+        let n = norm(request);
+        if self.deps.contains_key(&n) || self.builtin.contains(&n) {
+            return vec![n];
+        }
+        self.aliases.iter().filter(|(a, _)| *a == n).map(|(_, m)| m.clone()).collect()
+    }
+
+    /// The ordered steps that load `requests`. Built-in modules need nothing; soft dependencies
+    /// come before (pre) or after (post) their module, as modprobe does. Iterative with an
+    /// explicit stack: a long (or looping) softdep chain in a crafted modules.softdep can neither
+    /// overflow PID 1's stack nor loop, since each module is planned once.
+    pub fn plan(&self, requests: &[String]) -> Result<Vec<LoadStep>, String> {
+        enum Work {
+            Visit(String, bool, usize),
+            Emit(LoadStep),
+            Post(Vec<String>, usize),
+        }
+        let mut steps = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Work> =
+            requests.iter().enumerate().rev().map(|(g, r)| Work::Visit(r.clone(), true, g)).collect();
+        while let Some(work) = stack.pop() {
+            let (request, required, group) = match work {
+                Work::Emit(step) => {
+                    steps.push(step);
+                    continue;
+                }
+                Work::Post(names, g) => {
+                    let posts = names.iter().flat_map(|n| self.soft_post.get(n).into_iter().flatten());
+                    let posts: Vec<&String> = posts.collect();
+                    stack.extend(posts.into_iter().rev().map(|p| Work::Visit(p.clone(), false, g)));
+                    continue;
+                }
+                Work::Visit(request, required, g) => (request, required, g),
+            };
+            if !seen.insert(norm(&request)) {
+                continue;
+            }
+            let names = self.candidates(&request);
+            if names.is_empty() {
+                if required {
+                    return Err(format!(
+                        "module '{request}' is neither in modules.dep, modules.builtin nor modules.alias"
+                    ));
+                }
+                log::warn!("soft dependency '{request}' not found in the initramfs modules; continuing");
+                continue;
+            }
+            if names.iter().any(|n| self.builtin.contains(n)) {
+                continue; // built in: nothing to load, no soft dependencies needed either
+            }
+            let chains = names
+                .iter()
+                .filter_map(|n| self.deps.get(n))
+                .map(|(path, deps)| {
+                    // modules.dep lists the deepest dependency last; load from the end.
+                    let mut chain: Vec<String> = deps.iter().rev().cloned().collect();
+                    chain.push(path.clone());
+                    chain
+                })
+                .collect();
+            let pres: Vec<&String> = names.iter().flat_map(|n| self.soft_pre.get(n).into_iter().flatten()).collect();
+            // Popped in reverse: pre softdeps first, then this module, then its post softdeps.
+            stack.push(Work::Post(names, group));
+            stack.push(Work::Emit(LoadStep { request, chains, required, group }));
+            stack.extend(pres.into_iter().rev().map(|p| Work::Visit(p.clone(), false, group)));
+        }
+        Ok(steps)
+    }
+
+    /// The depmod files restricted to the modules in `paths`, for a trimmed initramfs.
+    /// Returns (modules.dep, modules.softdep, modules.alias).
+    pub fn subset(&self, paths: &HashSet<String>) -> (String, String, String) {
+        let keep: HashSet<String> = paths.iter().map(|p| name_of(p)).collect();
+        let mut dep: Vec<String> = Vec::new();
+        for (path, deps) in self.deps.values() {
+            if paths.contains(path) {
+                dep.push(format!("{path}: {}", deps.join(" ")).trim_end().to_string());
+            }
+        }
+        let mut soft = Vec::new();
+        for (m, pre) in &self.soft_pre {
+            if keep.contains(m) {
+                soft.push(format!("softdep {m} pre: {}", pre.join(" ")));
+            }
+        }
+        for (m, post) in &self.soft_post {
+            if keep.contains(m) {
+                soft.push(format!("softdep {m} post: {}", post.join(" ")));
+            }
+        }
+        let alias: Vec<String> =
+            self.aliases.iter().filter(|(_, m)| keep.contains(m)).map(|(a, m)| format!("alias {a} {m}")).collect();
+        for v in [&mut dep, &mut soft] {
+            v.sort();
+        }
+        let join = |v: Vec<String>| v.into_iter().map(|l| l + "\n").collect::<String>();
+        (join(dep), join(soft), join(alias))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_the_modprobe_way() {
+        let mut all = Vec::new();
+        for (k, v) in [
+            ("block2mtd.block2mtd", Some("/dev/vdb,128KiB")),
+            ("loop.max_part", Some("7")),
+            ("ubi-core.fm_autoconvert", None),
+            ("mod.label", Some("two words")),
+            ("systemd.unit", Some("rescue.target")),
+        ] {
+            all.extend(module_param(k, v));
+        }
+        assert_eq!(module_param("a.b.c", Some("x")), None, "one dot: module.param");
+        assert_eq!(module_param(".x", Some("1")), None);
+        assert_eq!(params_for("block2mtd", &all), "block2mtd=/dev/vdb,128KiB");
+        assert_eq!(params_for("ubi_core", &all), "fm_autoconvert");
+        assert_eq!(params_for("mod", &all), "label=\"two words\"");
+        assert_eq!(params_for("ext4", &all), "");
+    }
+
+    const DEP: &str = "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
+kernel/fs/jbd2/jbd2.ko:
+kernel/fs/mbcache.ko:
+kernel/lib/crc16.ko:
+kernel/arch/x86/crypto/crc32c-intel.ko:
+kernel/crypto/crc32c_generic.ko:
+kernel/fs/squashfs/squashfs.ko:
+kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/virtio/virtio_ring.ko:
+";
+    const SOFT: &str = "# Soft dependencies\nsoftdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c\n";
+    const ALIAS: &str = "alias crypto-crc32c crc32c_intel\nalias crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\nalias fs-ext4 ext4\n";
+    const BUILTIN: &str = "kernel/fs/overlayfs/overlay.ko\n";
+
+    fn ix() -> ModIndex {
+        ModIndex::parse(DEP, SOFT, ALIAS, BUILTIN)
+    }
+
+    #[test]
+    fn ext4_pulls_its_softdep_first_with_alternatives() {
+        let plan = ix().plan(&["ext4".into()]).unwrap();
+        assert_eq!(plan.len(), 2);
+        assert_eq!(plan[0].request, "crypto-crc32c");
+        assert!(!plan[0].required);
+        assert_eq!(
+            plan[0].chains,
+            vec![
+                vec!["kernel/arch/x86/crypto/crc32c-intel.ko".to_string()],
+                vec!["kernel/crypto/crc32c_generic.ko".to_string()]
+            ]
+        );
+        assert_eq!(plan[1].request, "ext4");
+        assert_eq!(
+            plan[1].chains[0],
+            ["kernel/fs/jbd2/jbd2.ko", "kernel/fs/mbcache.ko", "kernel/lib/crc16.ko", "kernel/fs/ext4/ext4.ko"]
+        );
+    }
+
+    #[test]
+    fn builtin_and_duplicates_and_dashes() {
+        let plan = ix().plan(&["overlay".into(), "virtio-blk".into(), "virtio_blk".into()]).unwrap();
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert_eq!(plan[0].chains[0].last().unwrap(), "kernel/drivers/block/virtio_blk.ko");
+        assert!(ix().is_builtin("overlay"));
+    }
+
+    #[test]
+    fn unknown_module_is_an_error_naming_it() {
+        let err = ix().plan(&["zfs".into()]).unwrap_err();
+        assert!(err.contains("'zfs'"));
+    }
+
+    #[test]
+    fn alias_request_resolves() {
+        let plan = ix().plan(&["fs-ext4".into()]).unwrap();
+        assert_eq!(plan.last().unwrap().chains[0].last().unwrap(), "kernel/fs/ext4/ext4.ko");
+    }
+
+    #[test]
+    fn subset_keeps_only_listed_modules() {
+        let ix = ix();
+        let files: HashSet<String> = ix
+            .plan(&["squashfs".into(), "ext4".into()])
+            .unwrap()
+            .into_iter()
+            .flat_map(|s| s.chains)
+            .flatten()
+            .collect();
+        let (dep, soft, alias) = ix.subset(&files);
+        assert!(dep.contains("kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko"));
+        assert!(!dep.contains("virtio"));
+        assert!(soft.contains("softdep ext4 pre: crypto-crc32c"));
+        // Alias names are written normalised; the kernel and our parser treat - and _ alike.
+        assert!(alias.contains("alias crypto_crc32c crc32c_generic"));
+        assert!(alias.contains("alias fs_ext4 ext4"));
+        // The subset resolves the same way as the whole.
+        let sub = ModIndex::parse(&dep, &soft, &alias, "");
+        assert_eq!(sub.plan(&["ext4".into()]).unwrap(), ix.plan(&["ext4".into()]).unwrap());
+    }
+
+    #[test]
+    fn long_and_looping_softdep_chains_end() {
+        // m0 pre: m1, m1 pre: m2, ... 100000 deep, and the last one points back to m0.
+        let n = 100_000;
+        let dep: String = (0..n).map(|i| format!("kernel/m{i}.ko:\n")).collect();
+        let soft: String = (0..n).map(|i| format!("softdep m{i} pre: m{}\n", (i + 1) % n)).collect();
+        let ix = ModIndex::parse(&dep, &soft, "", "");
+        let plan = ix.plan(&["m0".into()]).unwrap();
+        assert_eq!(plan.len(), n);
+        assert_eq!(plan.last().unwrap().request, "m0");
+        assert_eq!(plan[0].request, format!("m{}", n - 1));
+    }
+}

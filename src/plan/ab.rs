@@ -1,0 +1,329 @@
+//! The A/B boot as one plan: from the settings, the devices, the state record and what the data
+//! partition holds, every step of the boot after the data partition is mounted: the slot choice
+//! and its state write, the lower, factory reset, the new image's upper, the keep-list on a slot
+//! switch, each state write, and the overlay; with the plans that take over when the counted
+//! state write or the lower fails. Pure: the boot executes it, `overlay-init plan --state FILE`
+//! prints it, golden tests pin it.
+
+use super::root;
+use super::step::{Alternative, Found, NewUpper, Plan, PlanError, Role, Step};
+use crate::ab::slots::{self, Choice, Policy};
+use crate::ab::state::{Reason, SlotId, State};
+use crate::ab::store::Loaded;
+use crate::config::settings::Settings;
+
+/// A factory reset that fails on this many boots in a row is given up, so the device still boots.
+pub const MAX_RESET_ATTEMPTS: u8 = 3;
+
+/// What the A/B decision reads besides settings and devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub state: State,
+    pub loaded: Loaded,
+    /// The state record can be written (the data partition is mounted read-write).
+    pub writable: bool,
+    /// The identity of each slot's image (its squashfs superblock), when readable.
+    pub images: [Option<u32>; 2],
+    /// Where each slot's image is: a partition's device node or a file.
+    pub sources: [Option<String>; 2],
+    /// Each slot's upper exists on the data partition.
+    pub uppers: [bool; 2],
+    /// The reset button is held.
+    pub button: bool,
+}
+
+pub fn policy(s: &Settings) -> Policy {
+    Policy { tries: s.ab.tries, late_fallback: s.ab.late_fallback, one_slot: s.ab.one_slot() }
+}
+
+/// The whole A/B boot. The data partition's steps come first, as in every plan; the boot has run
+/// them already to read the state.
+pub fn decide(s: &Settings, found: &Found, f: &Facts) -> Result<Plan, PlanError> {
+    let mut st = f.state.clone();
+    let previous = st.last_booted;
+    let choice = slots::choose(&mut st, policy(s));
+    let mut p = slot_plan(s, found, f, &st, previous, choice, 1)?;
+    if f.writable {
+        let why = format!("slot {}: {}", choice.slot.name(), choice.reason.text());
+        p.steps.insert(first_after_data(&p), save(&st, &why, choice.counted));
+        if choice.counted {
+            // The trial cannot be recorded: the last good slot, uncounted, nothing written.
+            let c = slots::uncounted(&f.state);
+            let mut before = f.state.clone();
+            before.active = c.slot;
+            let facts = Facts { writable: false, ..f.clone() };
+            match slot_plan(s, found, &facts, &before, previous, c, 1) {
+                Ok(alt) => {
+                    let why = format!("the state write fails: slot {} uncounted", c.slot.name());
+                    p.alternatives.insert(0, Alternative { when: Role::State, why, plan: Box::new(alt) });
+                }
+                Err(e) => p.warnings.push(format!("if the state write fails, the boot fails: {}", e.what)),
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// The plan once `choice` is made and recorded in `st`: the lower of the chosen slot (with the
+/// other slot's plan for when it fails, on the first try), then uppers and overlay.
+fn slot_plan(
+    s: &Settings,
+    found: &Found,
+    f: &Facts,
+    st: &State,
+    previous: Option<SlotId>,
+    choice: Choice,
+    attempt: u8,
+) -> Result<Plan, PlanError> {
+    let slot = choice.slot;
+    let mut ss = s.for_slot(slot);
+    let mut found = found.clone();
+    if s.ab.slots[slot.index()].is_some() {
+        found.root = found.slots[slot.index()].clone();
+    }
+    let id = f.images[slot.index()];
+    if ss.verity.enabled() {
+        // A verified image is read in full once, on the first boot of that image.
+        ss.verity.new_image = id != Some(st.slot(slot).image);
+    }
+    let mut st = st.clone();
+    let mut p = match root::decide(&ss, &found) {
+        Ok(p) => p,
+        Err(e) => return fall_back(s, &found, f, &st, previous, slot, attempt, e),
+    };
+    p.slot = Some((slot, st.history.last().map_or("", |e| e.reason.text()).to_string()));
+    if !s.ab.one_slot() && attempt == 1 {
+        let mut other = st.clone();
+        // A slot marked bad by a failed trial may still mount: booting it beats rebooting forever.
+        let anyway = if st.slot(slot.other()).bad { " (marked bad: tried anyway)" } else { "" };
+        if let Some(o) = slots::lower_failed(&mut other, slot, false) {
+            match after_lower_failed(s, &found, f, &other, previous, o) {
+                Ok(alt) => {
+                    let why = format!(
+                        "slot {}'s image does not mount: slot {} marked bad, slot {}{anyway}",
+                        slot.name(),
+                        slot.name(),
+                        o.name()
+                    );
+                    p.alternatives.push(Alternative { when: Role::Lower, why, plan: Box::new(alt) });
+                }
+                Err(e) => p.warnings.push(format!(
+                    "if slot {}'s image does not mount, slot {} cannot boot either ({}): the boot fails",
+                    slot.name(),
+                    o.name(),
+                    e.what
+                )),
+            }
+        }
+    }
+    if f.writable {
+        let mut uppers = upper_steps(s, f, &mut st, previous, slot, id);
+        let at = p.steps.iter().position(|x| x.role() == Role::Upper).unwrap_or(p.steps.len());
+        uppers.push(Step::DeleteTrash { base: base(s) });
+        p.steps.splice(at..at, uppers);
+    }
+    Ok(p)
+}
+
+/// The plan of the other slot after `failed`'s plan could not even be made (its device is
+/// missing): the same as a lower that does not mount.
+#[allow(clippy::too_many_arguments)]
+fn fall_back(
+    s: &Settings,
+    found: &Found,
+    f: &Facts,
+    st: &State,
+    previous: Option<SlotId>,
+    failed: SlotId,
+    attempt: u8,
+    e: PlanError,
+) -> Result<Plan, PlanError> {
+    if s.ab.one_slot() || attempt > 1 {
+        return Err(e);
+    }
+    let mut other = st.clone();
+    let anyway = if st.slot(failed.other()).bad { " (marked bad: tried anyway)" } else { "" };
+    let Some(o) = slots::lower_failed(&mut other, failed, false) else { return Err(e) };
+    let mut p = after_lower_failed(s, found, f, &other, previous, o)?;
+    let why =
+        format!("slot {} unusable: {}; falling back to slot {} in this boot{anyway}", failed.name(), e.what, o.name());
+    p.warnings.insert(0, why);
+    Ok(p)
+}
+
+fn after_lower_failed(
+    s: &Settings,
+    found: &Found,
+    f: &Facts,
+    st: &State,
+    previous: Option<SlotId>,
+    slot: SlotId,
+) -> Result<Plan, PlanError> {
+    let choice = Choice { slot, reason: Reason::LowerFailed, counted: false };
+    let mut p = slot_plan(s, found, f, st, previous, choice, 2)?;
+    if f.writable {
+        let why =
+            format!("slot {} marked bad, slot {}: {}", slot.other().name(), slot.name(), Reason::LowerFailed.text());
+        p.steps.insert(first_after_data(&p), save(st, &why, false));
+    }
+    Ok(p)
+}
+
+fn first_after_data(p: &Plan) -> usize {
+    p.steps.iter().position(|x| x.role() != Role::Data).unwrap_or(p.steps.len())
+}
+
+fn save(st: &State, why: &str, critical: bool) -> Step {
+    Step::SaveState { state: Box::new(st.clone()), why: why.to_string(), critical }
+}
+
+fn base(s: &Settings) -> String {
+    format!("{}/{}", crate::config::paths::DATA, s.dir)
+}
+
+/// Factory reset, then the new image's upper or the keep-list of a slot switch, each followed by
+/// the state write that records it.
+fn upper_steps(
+    s: &Settings,
+    f: &Facts,
+    st: &mut State,
+    previous: Option<SlotId>,
+    slot: SlotId,
+    id: Option<u32>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let cycles = s.ab.reset_cycles;
+    let trigger = if s.ab.factory_reset {
+        Some("oinit.factoryreset on the command line")
+    } else if st.reset_requested {
+        Some("requested by 'overlay-init factory-reset'")
+    } else if f.button {
+        Some("the reset button was held at power-on")
+    } else if cycles > 0 && st.unconfirmed_boots >= cycles {
+        Some("too many boots in a row without mark-good")
+    } else {
+        None
+    };
+    let mut reset = false;
+    if let Some(why) = trigger {
+        if st.reset_attempts >= MAX_RESET_ATTEMPTS {
+            st.reset_requested = false;
+            st.reset_attempts = 0;
+            steps.push(save(st, &format!("factory reset failed on {MAX_RESET_ATTEMPTS} boots: given up"), false));
+        } else {
+            // Count the attempt first: a reset that kills every boot must not loop forever.
+            if st.reset_attempts == 0 {
+                st.reset_boot = st.boots;
+            }
+            st.reset_attempts += 1;
+            st.reset_requested = true;
+            steps.push(save(st, &format!("factory reset attempt {}", st.reset_attempts), false));
+            steps.push(Step::FactoryReset {
+                why: why.to_string(),
+                base: base(s),
+                tag: format!("reset-{}", st.reset_boot),
+                boot: st.boots,
+                recreate: s.ab.recreate.is_some(),
+            });
+            st.reset_requested = false;
+            st.reset_attempts = 0;
+            st.unconfirmed_boots = 0;
+            st.record(st.active, Reason::FactoryReset);
+            steps.push(save(st, "factory reset done", false));
+            reset = true;
+        }
+    }
+    let from_slot = previous.unwrap_or(slot);
+    match id.filter(|id| *id != st.slot(slot).image) {
+        Some(id) => {
+            let recorded = st.slot(slot).image;
+            // After a lost state record (identity 0) an existing upper is kept, never replaced
+            // on a guess.
+            let keeps = recorded == 0 && f.uppers[slot.index()] && !reset;
+            if !keeps {
+                steps.push(Step::NewUpper(NewUpper {
+                    base: base(s),
+                    slot,
+                    from_slot,
+                    recorded,
+                    id,
+                    carry: s.ab.carry,
+                    old_image: if from_slot == slot { None } else { f.sources[from_slot.index()].clone() },
+                }));
+                st.record(slot, Reason::NewImage);
+            }
+            st.slot_mut(slot).image = id;
+            steps.push(save(st, &format!("slot {} holds image {id:08x}", slot.name()), false));
+        }
+        // A switch to a slot that has its image already: what the keep-list names follows the
+        // user from the slot booted before.
+        None if from_slot != slot && !reset => {
+            steps.push(Step::CarryKeepList { base: base(s), from_slot, slot });
+        }
+        None => {}
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::device::BlockDev;
+    use crate::block::probe::{probe_fs, tests::ext4_image, tests::squashfs_image};
+    use crate::plan::step::DataState;
+
+    fn dev(name: &str, fs: Option<crate::block::probe::FsInfo>) -> BlockDev {
+        BlockDev { name: name.into(), size: 1 << 24, fs, ..Default::default() }
+    }
+
+    fn setup(b_fs: bool) -> (Settings, Found, Facts) {
+        let s = Settings::load("oinit.a=/dev/vda1 oinit.b=/dev/vda3 oinit.data=/dev/vda2 oinit.tries=2", "").0;
+        let sq = || probe_fs(&squashfs_image(4096));
+        let found = Found {
+            root: None,
+            data: DataState::Found {
+                dev: dev("vda2", probe_fs(&ext4_image([1; 16], "data", 1024))),
+                blank: false,
+                offset: 0,
+            },
+            slots: [Some(dev("vda1", sq())), Some(dev("vda3", if b_fs { sq() } else { None }))],
+            hash: [None, None],
+        };
+        let p = policy(&s);
+        let mut st = State::factory(2);
+        slots::choose(&mut st, p);
+        st.slot_mut(SlotId::A).image = 7;
+        slots::mark_good(&mut st, SlotId::A, p);
+        slots::activate(&mut st, SlotId::B, p, true);
+        let facts = Facts {
+            state: st,
+            loaded: Loaded::Valid,
+            writable: true,
+            images: [Some(7), Some(9)],
+            sources: [Some("/dev/vda1".into()), Some("/dev/vda3".into())],
+            uppers: [true, true],
+            button: false,
+        };
+        (s, found, facts)
+    }
+
+    #[test]
+    fn a_slot_without_an_image_falls_back_in_the_plan() {
+        let (s, found, facts) = setup(false);
+        let p = decide(&s, &found, &facts).unwrap();
+        assert_eq!(p.slot.as_ref().map(|x| x.0), Some(SlotId::A));
+        assert!(p.warnings[0].starts_with("slot b unusable: "), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn a_new_image_is_carried_then_recorded() {
+        let (s, found, facts) = setup(true);
+        let p = decide(&s, &found, &facts).unwrap();
+        let kinds: Vec<String> = p.steps.iter().map(|x| format!("{:?}", x.role())).collect();
+        assert_eq!(kinds, ["Data", "State", "Lower", "Slot", "State", "Slot", "Upper", "Overlay", "Switch"]);
+        assert!(
+            matches!(&p.steps[3], Step::NewUpper(n) if n.from_slot == SlotId::A && n.old_image.as_deref() == Some("/dev/vda1"))
+        );
+        assert_eq!(p.alternatives.len(), 2);
+    }
+}

@@ -1,0 +1,6 @@
+//! Small encoders: JSON strings, CRC-32, hex, SHA-256.
+
+pub mod crc32;
+pub mod hex;
+pub mod json;
+pub mod sha256;

@@ -1,0 +1,5 @@
+//! dm-verity, pure: the on-disk format and hash tree, the signed root hash, image checks.
+
+pub mod hashtree;
+pub mod image;
+pub mod signature;

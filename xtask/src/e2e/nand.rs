@@ -1,0 +1,178 @@
+//! End-to-end tests of the openwrt-nand board, OpenWRT's NAND layout on a stock kernel: the
+//! board's genimage image, a UBI image made by mtd-utils' `ubinize` holding the squashfs volumes
+//! `rootfs_a` and `rootfs_b` and no `rootfs_data`, on an MTD device (block2mtd over a virtio
+//! disk). The init attaches UBI (`oinit.ubi=`, `UBI_IOCATT`), makes the volumes' block devices
+//! (`UBI_IOCVOLCRBLK`), creates `rootfs_data` on the first boot and mounts it as UBIFS; one
+//! scenario has the kernel attach UBI from module parameters instead, and the init leaves it be.
+
+use crate::e2e::harness::{booted, contains, failed_with, want, Ctx, Needs, Scenario};
+use crate::e2e::qemu::Boot;
+use crate::image::flash;
+use std::time::Duration;
+
+pub const SCENARIOS: [Scenario; 3] = [
+    ("openwrt-nand-ubi", nand_flash, Needs::Nothing),
+    ("openwrt-nand-ab-install", nand_ab, Needs::Nothing),
+    ("openwrt-nand-recreate-reset", nand_recreate, Needs::Nothing),
+];
+
+/// The physical eraseblock of the emulated flash (block2mtd's erase size here).
+const PEB: usize = 64 << 10;
+
+/// Overwrites the start of logical eraseblock 0 of UBI volume `vol_id`: its squashfs superblock.
+/// Dynamic volumes carry no data checksum, so UBI reads the garbage and the squashfs mount
+/// refuses it.
+fn corrupt_volume(flash: &mut [u8], vol_id: u32) -> Result<(), String> {
+    let (lebs, _) = flash::lebs(flash, PEB)?;
+    let leb = lebs.iter().find(|l| l.vol_id == vol_id && l.lnum == 0).ok_or(format!("no volume {vol_id}"))?;
+    flash[leb.data.start..leb.data.start + 4096].fill(0x5a);
+    Ok(())
+}
+
+/// A/B on NAND: two squashfs volumes read through ubiblock, chosen by the same slot logic. A
+/// corrupted volume falls back to the other slot in the same boot; `install` writes the other
+/// slot's volume with one UBI volume update and it boots next; a power cut during that update
+/// leaves the booted slot and the state as they were.
+pub fn nand_ab(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("nand-ab")?;
+    let mut bytes = std::fs::read(&disk).map_err(|e| e.to_string())?;
+    corrupt_volume(&mut bytes, 1)?;
+    std::fs::write(&disk, bytes).map_err(|e| e.to_string())?;
+    // The kernel attaches UBI and makes both block devices from its module parameters here; the
+    // init finds them done and leaves them be.
+    let settings = "oinit.tries=2 ubi.mtd=ubi ubi.block=0,rootfs_a ubi.block=0,rootfs_b";
+    let boot = |extra: &str, log: &str| -> Result<Boot, String> {
+        let b = ctx.boot(&disk, &format!("{settings} {extra}"), log)?;
+        booted(&b)?;
+        Ok(b)
+    };
+    let b = boot("oitest=mark-good,rollback", "nand-ab-1")?;
+    want(&b, "slot", "a")?;
+    contains(&b, "mount /dev/ubiblock0_0 on /run/overlay-init/lower type squashfs")?;
+    // Slot b next: its volume is corrupt, so the same boot falls back to a, which then installs
+    // its own image into b's volume.
+    let b = boot("oitest=install-self", "nand-ab-2")?;
+    want(&b, "slot", "a")?;
+    contains(&b, "slot b unusable")?;
+    want(&b, "install-self-exit", "0")?;
+    contains(&b, "into slot b; it boots next on trial")?;
+    let b = boot("oitest=mark-good", "nand-ab-3")?;
+    want(&b, "slot", "b")?;
+    want(&b, "image", "a")?;
+    contains(&b, "mount /dev/ubiblock0_1 on /run/overlay-init/lower type squashfs")?;
+    // The power goes while slot b installs its image into slot a's volume, a quarter written.
+    // The next boot is still b: the install never activated a.
+    let cmd = format!("{settings} oitest=install-self");
+    let cut = ctx.boot_cut(&disk, &cmd, "nand-ab-cut", "OI-CLI: install: 24%", Duration::ZERO)?;
+    if cut.console.contains("OI: install-self-exit") {
+        return Err("the power cut landed after the install finished: the test proves nothing".into());
+    }
+    let b = boot("oitest=rollback", "nand-ab-4")?;
+    want(&b, "slot", "b")?;
+    want(&b, "rollback-exit", "0")?;
+    // Slot a next: UBI marked the volume whose update was cut as corrupted; it does not mount,
+    // and the same boot falls back to b.
+    let b = boot("", "nand-ab-5")?;
+    want(&b, "slot", "b")?;
+    contains(&b, "slot a unusable")
+}
+
+/// First boot creates `rootfs_data` with the space left and UBIFS formats it; a file persists
+/// on it; `/rom` and `/overlay` are OpenWRT's; `firstboot` empties the upper but the keep-list.
+pub fn nand_flash(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("nand")?;
+    let boot = |extra: &str, log: &str| -> Result<Boot, String> {
+        let b = ctx.boot(&disk, extra, log)?;
+        booted(&b)?;
+        Ok(b)
+    };
+    // Flash that holds no UBI image (the squashfs written raw): the attach is refused with the
+    // ioctl's errno and the fix, and the failure policy reboots.
+    let raw = ctx.work.join("nand-raw.img");
+    let mut bytes = std::fs::read(&ctx.sqfs).map_err(|e| e.to_string())?;
+    bytes.resize(std::fs::metadata(&disk).map_err(|e| e.to_string())?.len() as usize, 0xff);
+    std::fs::write(&raw, bytes).map_err(|e| e.to_string())?;
+    let b = ctx.boot(&raw, "oinit.rebootdelay=1", "nand-not-ubi")?;
+    failed_with(&b, "UBI_IOCATT /dev/ubi_ctrl (MTD partition ubi, mtd0): Invalid argument")?;
+    contains(&b, "flash an image made by ubinize")?;
+    let b = boot("oitest=sysupgrade-conf,keep,mark-good", "nand-1")?;
+    contains(&b, "attached MTD partition ubi (mtd0) as UBI device ubi0")?;
+    contains(&b, "UBI volume rootfs_a (ubi0_0) readable as /dev/ubiblock0_0")?;
+    contains(&b, "UBI volume rootfs_b (ubi0_1) readable as /dev/ubiblock0_1")?;
+    contains(&b, "create UBI volume rootfs_data on /dev/ubi0")?;
+    contains(&b, "mount ubi0:rootfs_data on /run/overlay-init/data type ubifs")?;
+    contains(&b, "mount /dev/ubiblock0_0 on /run/overlay-init/lower type squashfs")?;
+    want(&b, "counter", "1")?;
+    want(&b, "rom", "a")?;
+    want(&b, "overlay-fs", "ubifs")?;
+    let b = boot("", "nand-2")?;
+    want(&b, "counter", "2")?;
+    if b.console.contains("create UBI volume") {
+        return Err("rootfs_data was created again on the second boot".into());
+    }
+    let b = boot("oitest=factory-reset", "nand-3")?;
+    want(&b, "factory-reset-exit", "0")?;
+    let b = boot("", "nand-4")?;
+    contains(&b, "FACTORY RESET")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")
+}
+
+/// `oinit.datarecreate`, OpenWRT's jffs2reset on NAND: the first boot leaves room for the carry
+/// volume; after `firstboot -y` the next boot removes `rootfs_data` and makes it again (a file
+/// outside every upper goes too), with the keep-list and the state carried. A power cut right
+/// after the old volume is removed is finished by the next boot from the carry volume; one right
+/// after the carry volume is made leaves it unmarked, and the next boot drops it and resets.
+pub fn nand_recreate(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("nand-recreate")?;
+    let set = "oinit.datarecreate=2M";
+    let boot = |extra: &str, log: &str| -> Result<Boot, String> {
+        let b = ctx.boot(&disk, &format!("{set} {extra}"), log)?;
+        booted(&b)?;
+        Ok(b)
+    };
+    let volumes = "rootfs_a rootfs_b rootfs_data";
+    let b = boot("oitest=sysupgrade-conf,keep,data-junk,mark-good", "nand-recreate-1")?;
+    want(&b, "ubi-volumes", volumes)?;
+    let b = boot("oitest=factory-reset", "nand-recreate-2")?;
+    want(&b, "factory-reset-exit", "0")?;
+    want(&b, "data-junk", "junk")?;
+    let b = boot("", "nand-recreate-3")?;
+    contains(&b, "FACTORY RESET (requested by 'overlay-init factory-reset'): UBI volume rootfs_data is removed")?;
+    contains(&b, "state and keep-list carried in UBI volume oinit_carry")?;
+    contains(&b, "UBI volume rootfs_data made again")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")?;
+    want(&b, "data-junk", "")?;
+    want(&b, "ubi-volumes", volumes)?;
+    // Again, and the power goes as soon as the old volume is gone.
+    let b = boot("oitest=data-junk,factory-reset", "nand-recreate-4")?;
+    want(&b, "factory-reset-exit", "0")?;
+    let marker = "factory reset: removed UBI volume rootfs_data";
+    let cut = ctx.boot_cut(&disk, set, "nand-recreate-cut", marker, Duration::ZERO)?;
+    if cut.console.contains("UBI volume rootfs_data made again") {
+        return Err("the power cut landed after the volume was made again: the test proves nothing".into());
+    }
+    let b = boot("", "nand-recreate-5")?;
+    contains(&b, "finishing the recreate of UBI volume rootfs_data a power cut interrupted")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")?;
+    want(&b, "data-junk", "")?;
+    want(&b, "ubi-volumes", volumes)?;
+    // Once more, the power going as soon as the carry volume is made, before it is filled and
+    // marked: the next boot drops it and resets from the start.
+    let b = boot("oitest=data-junk,factory-reset", "nand-recreate-6")?;
+    want(&b, "factory-reset-exit", "0")?;
+    let marker = "carry volume oinit_carry made";
+    let cut = ctx.boot_cut(&disk, set, "nand-recreate-cut-early", marker, Duration::ZERO)?;
+    if cut.console.contains("state and keep-list carried") {
+        return Err("the early power cut landed after the carry was marked complete: it proves nothing".into());
+    }
+    let b = boot("", "nand-recreate-7")?;
+    contains(&b, "dropping the incomplete carry volume")?;
+    contains(&b, "UBI volume rootfs_data made again")?;
+    want(&b, "counter", "1")?;
+    want(&b, "keepme", "kept-from-a")?;
+    want(&b, "data-junk", "")?;
+    want(&b, "ubi-volumes", volumes)
+}
