@@ -5,6 +5,7 @@
 
 mod cli_slots;
 mod common;
+mod docs;
 mod fuzz_regressions;
 mod golden;
 mod layering;
