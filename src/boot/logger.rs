@@ -3,6 +3,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
 pub const PREFIX: &str = "overlay-init";
@@ -70,6 +72,14 @@ pub fn restore_kmsg_ratelimit() {
     }
 }
 
+/// The logger's /dev/kmsg descriptor (-1: none), for a forked child that closes all others.
+static KMSG_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The descriptor a forked child must keep to go on logging to the kernel log.
+pub fn kmsg_fd() -> Option<RawFd> {
+    Some(KMSG_FD.load(Ordering::Relaxed)).filter(|fd| *fd >= 0)
+}
+
 /// Installs the logger. `kmsg` is false in userspace, where stderr is enough.
 pub fn init(level: log::LevelFilter, kmsg: bool) {
     let kmsg_file = kmsg.then(|| OpenOptions::new().write(true).open("/dev/kmsg").ok()).flatten();
@@ -78,6 +88,9 @@ pub fn init(level: log::LevelFilter, kmsg: bool) {
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(0);
+    if let Some(f) = &kmsg_file {
+        KMSG_FD.store(f.as_raw_fd(), Ordering::Relaxed);
+    }
     let logger = Box::leak(Box::new(Logger { kmsg: kmsg_file.map(Mutex::new), kernel_echoes_below: echo }));
     // set_logger fails only when called twice; the first logger stays, which is fine.
     let _ = log::set_logger(logger);

@@ -8,6 +8,7 @@ use crate::fs::careful;
 use crate::fs::copy;
 use rustix::fs::{fsync, open, Mode, OFlags};
 use rustix::io::Errno;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// Where uppers wait to be deleted, under `oinit.dir`.
@@ -175,7 +176,10 @@ pub fn delete_trash_in_background(base: &Path) {
             return;
         }
     };
-    let started = crate::sys::process::spawn_detached(move || {
+    // The child keeps the directory it empties and the kernel log, nothing else: a copy of the
+    // state record's descriptor would hold its flock, and mark-good would wait for the deletion.
+    let keep: Vec<RawFd> = [Some(fd.as_raw_fd()), crate::boot::logger::kmsg_fd()].into_iter().flatten().collect();
+    let started = crate::sys::process::spawn_detached(&keep, move || {
         let t = crate::sys::clock::now_us();
         match careful::remove_contents(fd) {
             Ok(n) => log::info!(
