@@ -8,6 +8,12 @@ KDIR=${KDIR:-target/kernels}
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# apt-get, loop devices, mounts and QEMU's disk images all need root: say so before anything runs.
+if [ "$(id -u)" != 0 ]; then
+  log "needs root: it installs Debian packages and the tests mount loop devices (run: sudo bash $0)"
+  exit 1
+fi
+
 need_pkgs=()
 for p in qemu-system-x86:qemu-system-x86_64 qemu-system-arm:qemu-system-aarch64 \
          squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 e2fsck-static:e2fsck.static \

@@ -53,26 +53,22 @@ fn main() {
         Some("demo") => with_board(&root, args.get(1).or(Some(&"qemu-aarch64".to_string())), |b| e2e::demo(&root, b)),
         Some("e2e") => e2e::main(&root, &args[1..]),
         Some("powercut") => {
-            let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10);
-            let boards: Vec<String> =
-                if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
+            let (n, boards) = count_and_boards(&args[1..], 10);
             e2e::powercut::main(&root, &boards, n)
         }
         Some("bench-reset") => {
-            let files = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000);
-            let boards: Vec<String> =
-                if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
+            let (files, boards) = count_and_boards(&args[1..], 100_000);
             bench::reset(&root, files, &boards)
         }
         Some("check-boards") => board::check::main(&root, &args[1..]),
         Some("fuzz") => {
-            let secs = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(60);
-            fuzz::main(&root, secs, args.get(2..).unwrap_or_default())
+            let (secs, targets) = count_and_names(&args[1..], 60);
+            fuzz::main(&root, secs, targets)
         }
         Some("check-buildroot") => buildroot::main(&root),
         Some("bench") => {
-            let boards = if args.len() > 2 { args[2..].to_vec() } else { QEMU_BOARDS.map(String::from).to_vec() };
-            bench::main(&root, args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10), &boards)
+            let (runs, boards) = count_and_boards(&args[1..], 10);
+            bench::main(&root, runs, &boards)
         }
         _ => Err(usage(&root)),
     };
@@ -80,6 +76,21 @@ fn main() {
         eprintln!("xtask: {e}");
         std::process::exit(1);
     }
+}
+
+/// `[N] [NAME...]`: the count when the first argument is a number, then the names. `bench
+/// qemu-x86_64` benches that board alone, with the default count.
+fn count_and_names<T: std::str::FromStr>(args: &[String], default: T) -> (T, &[String]) {
+    match args.first().map(|a| a.parse::<T>()) {
+        Some(Ok(n)) => (n, &args[1..]),
+        _ => (default, args),
+    }
+}
+
+/// As `count_and_names`, with every QEMU board when none is named.
+fn count_and_boards<T: std::str::FromStr>(args: &[String], default: T) -> (T, Vec<String>) {
+    let (n, names) = count_and_names(args, default);
+    (n, if names.is_empty() { QEMU_BOARDS.map(String::from).to_vec() } else { names.to_vec() })
 }
 
 fn with_board(root: &Path, name: Option<&String>, f: impl FnOnce(&Board) -> Result<(), String>) -> Result<(), String> {
