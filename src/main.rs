@@ -4,6 +4,9 @@ fn main() {
     let argv0 = std::env::args().next().unwrap_or_default();
     // Run as /run/initramfs/shutdown (by systemd-shutdown, or an rc script): the way back.
     if argv0.rsplit('/').next() == Some("shutdown") {
+        // Run by systemd-shutdown as PID 1 at the end of the system's life: a panic there must
+        // still end in the requested reboot, not in a kernel panic for an exiting PID 1.
+        overlay_init::boot::fatal::install_panic_hook();
         let verb = std::env::args().nth(1).unwrap_or_default();
         overlay_init::boot::shutdown::run(&verb)
     }

@@ -152,7 +152,8 @@ fn reconcile(
         ("new_image", format!("{:08x}", n.id)),
         ("conflicts", format!("{}/{}/conflicts", n.base, n.slot.name())),
     ];
-    if let Err(e) = std::fs::write(paths::RECONCILE, o.to_json(&header)) {
+    // The report names the user's files: readable by root alone, like the upper it describes.
+    if let Err(e) = crate::fs::careful::write_private(Path::new(paths::RECONCILE), o.to_json(&header).as_bytes()) {
         log::warn!("cannot write {}: {e}", paths::RECONCILE);
     }
     Ok(o)

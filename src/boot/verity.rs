@@ -136,7 +136,7 @@ fn read_meta(image: &str, hash: &str, separate: bool, signed: bool) -> std::resu
     };
     let fec = block.as_ref().and_then(|b| b.fec_roots).map(|r| hashtree::fec(&layout, r));
     if let Some(f) = fec {
-        let need = (f.start + f.blocks).saturating_mul(hashtree::BLOCK);
+        let need = f.start.saturating_add(f.blocks).saturating_mul(hashtree::BLOCK);
         if size < need {
             return Err(format!("its error correction area needs the device to hold {need} bytes, it has {size}"));
         }

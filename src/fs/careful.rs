@@ -156,6 +156,20 @@ pub fn remove_contents(root: OwnedFd) -> Result<Removed, Errno> {
     Ok(done)
 }
 
+/// Writes `bytes` to a new file (replacing one at `path`) that only its owner can read: mode
+/// 0600 from the creation on. Never through a symlink: `remove_file` removes a link itself, and
+/// `create_new` (O_EXCL) refuses one that appears in between.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +263,19 @@ mod tests {
         assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
         assert!(outside.join("keep").exists());
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn private_files_are_0600_and_replace_what_was_there() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("oi-private-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("reconcile.json");
+        std::fs::write(&path, "old, world-readable").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"{}").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o777, std::fs::read(&path).unwrap()), (0o600, b"{}".to_vec()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
