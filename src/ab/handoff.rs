@@ -101,15 +101,25 @@ impl Context {
     /// Reads the state without writing anything. A missing file is the documented default; a
     /// file with no valid copy is too, but never silently: the warning goes to stderr.
     pub fn read(&self) -> Result<State, String> {
+        self.read_record().map(|(st, _)| st)
+    }
+
+    /// The state and what the record held; the default (slot a) when it holds none.
+    pub fn read_record(&self) -> Result<(State, Record), String> {
         let st = crate::ab::store::read_only(&self.state)
             .map_err(|e| format!("cannot read the slot state {}: {e}", self.state.display()))?;
-        if st.is_none() && self.state.exists() {
+        let record = match (&st, self.state.exists()) {
+            (Some(_), _) => Record::Valid,
+            (None, false) => Record::Missing,
+            (None, true) => Record::Corrupt,
+        };
+        if record == Record::Corrupt {
             eprintln!(
                 "overlay-init: WARNING: no valid copy of the state record in {}: showing the default (slot a)",
                 self.state.display()
             );
         }
-        Ok(st.unwrap_or_else(|| State::factory(self.policy.tries)))
+        Ok((st.unwrap_or_else(|| State::factory(self.policy.tries)), record))
     }
 
     /// The identity of the image in the slot now (its squashfs superblock), if readable.
@@ -121,6 +131,27 @@ impl Context {
         match arg {
             Some(a) => SlotId::parse(a).ok_or(format!("'{a}' is not a slot: use a or b")),
             None => self.booted.ok_or("which slot? the booted one is unknown; name it: a or b".into()),
+        }
+    }
+}
+
+/// What the state record file held when it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// A valid copy: what is shown is the record.
+    Valid,
+    /// No file yet (no boot has written it): the default is shown.
+    Missing,
+    /// A file without a valid copy: the default is shown, with a warning.
+    Corrupt,
+}
+
+impl Record {
+    pub fn code(self) -> &'static str {
+        match self {
+            Record::Valid => "valid",
+            Record::Missing => "missing",
+            Record::Corrupt => "corrupt",
         }
     }
 }

@@ -73,6 +73,22 @@ impl Reason {
             .into_iter()
             .find(|r| *r as u8 == b)
     }
+    /// The stable name a program matches (`status --json`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Good => "good",
+            Reason::MarkedGood => "marked-good",
+            Reason::Trial => "trial",
+            Reason::RolledBack => "rolled-back",
+            Reason::BothBad => "both-bad",
+            Reason::LowerFailed => "lower-failed",
+            Reason::Uncounted => "uncounted",
+            Reason::FactoryReset => "factory-reset",
+            Reason::NewImage => "new-image",
+            Reason::OnlyImage => "only-image",
+        }
+    }
+
     pub fn text(self) -> &'static str {
         match self {
             Reason::Good => "good slot",
@@ -105,6 +121,16 @@ impl Outcome {
     fn from_byte(b: u8) -> Option<Outcome> {
         [Outcome::Never, Outcome::Unconfirmed, Outcome::Good, Outcome::Failed].get(usize::from(b)).copied()
     }
+    /// The stable name a program matches (`status --json`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Never => "never",
+            Outcome::Unconfirmed => "unconfirmed",
+            Outcome::Good => "good",
+            Outcome::Failed => "failed",
+        }
+    }
+
     pub fn text(self) -> &'static str {
         match self {
             Outcome::Never => "never booted",

@@ -1,50 +1,61 @@
 //! The binary run in userspace. `plan` runs the boot's decision code on the host and prints what
 //! the boot would do, the same text the boot logs.
 
+pub mod args;
 pub mod install;
 pub mod rauc;
 pub mod reconcile;
 pub mod slots;
-pub mod usage;
 
 use crate::ab::state::SlotId;
 use crate::boot::devices;
 use crate::boot::error::Error;
-use crate::cli::usage::USAGE;
+use crate::cli::args::{Args, Parsed};
 use crate::config::settings::Settings;
 use crate::plan;
 use std::path::PathBuf;
 
-/// Exit codes: 0 done, 1 the boot would fail, 2 usage error.
-pub fn main(args: &[String]) -> i32 {
+/// Exit codes: 0 done, 1 refused or the boot would fail, 2 usage error.
+pub fn main(argv: &[String]) -> i32 {
     crate::boot::logger::init(log::LevelFilter::Warn, false);
-    match args.first().map(String::as_str) {
-        Some("plan") => match PlanArgs::parse(&args[1..]) {
-            Ok(a) => plan_cmd(&a),
-            Err(e) => {
-                eprintln!("overlay-init: {e}\n{USAGE}");
-                2
-            }
-        },
-        Some(cmd @ ("status" | "mark-good" | "mark-bad" | "rollback" | "factory-reset" | "install" | "rauc")) => {
-            crate::cli::slots::run(cmd, &args[1..])
-        }
-        Some("reconcile") => crate::cli::reconcile::run(&args[1..]),
-        Some("--version") => {
+    let Some(cmd) = argv.first().map(String::as_str) else {
+        eprintln!("{}", args::overview());
+        return 2;
+    };
+    match cmd {
+        "--version" => {
             println!("overlay-init {}", env!("CARGO_PKG_VERSION"));
-            0
+            return 0;
         }
-        Some("--help" | "-h" | "help") => {
-            println!("{USAGE}");
-            0
+        "--help" | "-h" | "help" => {
+            println!("{}", args::overview());
+            return 0;
         }
-        _ => {
-            eprintln!("{USAGE}");
-            2
+        _ => {}
+    }
+    let Some(spec) = args::spec(cmd) else {
+        eprintln!("overlay-init: unknown command {cmd}\n{}", args::overview());
+        return 2;
+    };
+    let a = match args::parse(spec, &argv[1..]) {
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Help) => {
+            println!("{}", args::help(spec));
+            return 0;
         }
+        Err(e) => {
+            eprintln!("overlay-init: {e}");
+            return 2;
+        }
+    };
+    match cmd {
+        "plan" => plan_cmd(&PlanArgs::from(&a)),
+        "reconcile" => reconcile::run(&a),
+        _ => slots::run(cmd, &a),
     }
 }
 
+/// `plan`'s options with their defaults.
 #[derive(Debug, PartialEq, Eq)]
 struct PlanArgs {
     cmdline: Option<String>,
@@ -55,27 +66,14 @@ struct PlanArgs {
 }
 
 impl PlanArgs {
-    fn parse(args: &[String]) -> Result<PlanArgs, String> {
-        let mut a = PlanArgs {
-            cmdline: None,
-            config: crate::config::paths::CONFIG.into(),
-            sysfs: "/sys".into(),
-            dev: "/dev".into(),
-            state: None,
-        };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
-            match flag.as_str() {
-                "--cmdline" => a.cmdline = Some(value()?),
-                "--config" => a.config = value()?.into(),
-                "--sysfs" => a.sysfs = value()?.into(),
-                "--dev" => a.dev = value()?.into(),
-                "--state" => a.state = Some(value()?.into()),
-                other => return Err(format!("unknown option {other}")),
-            }
+    fn from(a: &Args) -> PlanArgs {
+        PlanArgs {
+            cmdline: a.value("--cmdline").map(String::from),
+            config: a.path("--config").unwrap_or_else(|| crate::config::paths::CONFIG.into()),
+            sysfs: a.path("--sysfs").unwrap_or_else(|| "/sys".into()),
+            dev: a.path("--dev").unwrap_or_else(|| "/dev".into()),
+            state: a.path("--state"),
         }
-        Ok(a)
     }
 }
 

@@ -19,42 +19,33 @@ struct Args {
     json: bool,
 }
 
-fn parse(args: &[String]) -> Result<Args, String> {
-    let mut a = Args::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--old" => a.old = value()?.into(),
-            "--new" => a.new = value()?.into(),
-            "--upper" => a.upper = value()?.into(),
-            "--config" => a.config = Some(value()?.into()),
-            "--keep" => a.keep = Some(value()?.into()),
-            "--conflict" => {
-                a.conflict = Some(match value()?.as_str() {
-                    "user" => Side::User,
-                    "image" => Side::Image,
-                    v => return Err(format!("--conflict {v}: must be user or image")),
-                })
-            }
-            "--json" => a.json = true,
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    for (name, p) in [("--old", &a.old), ("--new", &a.new), ("--upper", &a.upper)] {
-        if p.as_os_str().is_empty() {
-            return Err(format!("{name} is required"));
-        }
-    }
-    Ok(a)
+/// The options checked by the shared parser; what is left: the three trees are required and
+/// `--conflict` names a side.
+fn from_args(a: &crate::cli::args::Args) -> Result<Args, String> {
+    let required = |name: &str| a.path(name).ok_or(format!("{name} is required"));
+    let conflict = match a.value("--conflict") {
+        None => None,
+        Some("user") => Some(Side::User),
+        Some("image") => Some(Side::Image),
+        Some(v) => return Err(format!("--conflict {v}: must be user or image")),
+    };
+    Ok(Args {
+        old: required("--old")?,
+        new: required("--new")?,
+        upper: required("--upper")?,
+        config: a.path("--config"),
+        keep: a.path("--keep"),
+        conflict,
+        json: a.flag("--json"),
+    })
 }
 
 /// Exit codes: 0 printed, 1 a tree cannot be read, 2 usage error.
-pub fn run(args: &[String]) -> i32 {
-    let a = match parse(args) {
+pub fn run(args: &crate::cli::args::Args) -> i32 {
+    let a = match from_args(args) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("overlay-init reconcile: {e}\n{}", crate::cli::usage::USAGE);
+            eprintln!("overlay-init reconcile: {e}; see 'overlay-init reconcile --help'");
             return 2;
         }
     };
@@ -151,16 +142,20 @@ impl Drop for Mounts {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn parse(s: &str) -> Result<Args, String> {
+        let argv: Vec<String> = s.split_whitespace().map(String::from).collect();
+        match crate::cli::args::parse(crate::cli::args::spec("reconcile").unwrap(), &argv)? {
+            crate::cli::args::Parsed::Run(a) => from_args(&a),
+            crate::cli::args::Parsed::Help => Err("help".into()),
+        }
     }
 
     #[test]
     fn options() {
-        let a = parse(&args("--old a.sqfs --new b --upper u --json --conflict image")).unwrap();
+        let a = parse("--old a.sqfs --new b --upper u --json --conflict image").unwrap();
         assert_eq!((a.old.to_str(), a.json, a.conflict), (Some("a.sqfs"), true, Some(Side::Image)));
-        assert_eq!(parse(&args("--old a --new b")).unwrap_err(), "--upper is required");
-        assert_eq!(parse(&args("--old a --new b --upper u --fast")).unwrap_err(), "unknown option --fast");
-        assert!(parse(&args("--old a --new b --upper u --conflict both")).is_err());
+        assert_eq!(parse("--old a --new b").unwrap_err(), "--upper is required");
+        assert!(parse("--old a --new b --upper u --fast").unwrap_err().starts_with("unknown option --fast"));
+        assert!(parse("--old a --new b --upper u --conflict both").is_err());
     }
 }

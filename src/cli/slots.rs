@@ -2,10 +2,10 @@
 //! the RAUC custom bootloader backend. Each reads the state record, changes it in memory with the
 //! same functions the boot uses, and writes it with one crash-safe save.
 
-use crate::ab::handoff::Context;
+use crate::ab::handoff::{Context, Record};
 use crate::ab::slots;
 use crate::ab::state::{SlotId, State};
-use std::path::PathBuf;
+use crate::cli::args::Args;
 
 /// Why a command did not do its work; the kind is the exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,76 +32,32 @@ impl CliError {
     }
 }
 
-/// The options and how many arguments each command takes.
-fn accepts(cmd: &str) -> (&'static [&'static str], std::ops::RangeInclusive<usize>) {
-    match cmd {
-        "status" => (&["--json"], 0..=0),
-        "mark-good" | "mark-bad" => (&[], 0..=1),
-        "rollback" => (&[], 0..=0),
-        "factory-reset" => (&["--reboot"], 0..=0),
-        "install" => (&["--slot", "--sha256", "--key", "--force"], 1..=1),
-        // RAUC's requests: checked by the backend itself.
-        _ => (&[], 0..=usize::MAX),
-    }
-}
-
-/// Runs one slot command; returns the exit code.
-pub fn run(cmd: &str, args: &[String]) -> i32 {
-    let mut state = None;
-    let mut rest = Vec::new();
-    let mut given = Vec::new();
-    let (mut json, mut reboot, mut force) = (false, false, false);
-    let (mut slot, mut sha, mut key) = (None, None, None);
-    let (flags, count) = accepts(cmd);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        // A flag right after a value-taking flag means the value is missing.
-        let mut value = || it.next().filter(|v| !v.starts_with("--")).cloned().ok_or(format!("{a} needs a value"));
-        let parsed = match a.as_str() {
-            "--state" => value().map(|v| state = Some(PathBuf::from(v))),
-            "--slot" => value().map(|v| slot = Some(v)),
-            "--sha256" => value().map(|v| sha = Some(v)),
-            "--key" => value().map(|v| key = Some(PathBuf::from(v))),
-            "--json" => {
-                json = true;
-                Ok(())
-            }
-            "--reboot" => {
-                reboot = true;
-                Ok(())
-            }
-            "--force" => {
-                force = true;
-                Ok(())
-            }
-            flag if flag.starts_with("--") => Err(format!("unknown option {flag}; see 'overlay-init help'")),
-            _ => {
-                rest.push(a.clone());
-                Ok(())
-            }
-        };
-        if a.starts_with("--") {
-            given.push(a.as_str());
-        }
-        if let Err(e) = parsed {
-            return fail(&CliError::Usage(e));
-        }
-    }
-    if let Some(f) = given.iter().find(|f| **f != "--state" && !flags.contains(f)) {
-        return fail(&CliError::Usage(format!("{cmd} does not take {f}; see 'overlay-init help'")));
-    }
-    if !count.contains(&rest.len()) {
-        let what = if rest.len() < *count.start() { "is missing an argument" } else { "takes fewer arguments" };
-        return fail(&CliError::Usage(format!("{cmd} {what}; see 'overlay-init help'")));
-    }
+/// Runs one slot command (its options already checked by `cli::args`); returns the exit code.
+pub fn run(cmd: &str, a: &Args) -> i32 {
+    let rest = &a.rest;
+    let (json, reboot, force) = (a.flag("--json"), a.flag("--reboot"), a.flag("--force"));
+    let (slot, sha, key) = (a.value("--slot"), a.value("--sha256"), a.path("--key"));
+    let state = a.path("--state");
     let ctx = match Context::load(state) {
         Ok(c) => c,
+        // A board that boots one image without a state record: status says what it can.
+        Err(_) if cmd == "status" => {
+            println!("{}", if json { status_json(None) } else { status_text(None) });
+            return 0;
+        }
         Err(e) => return fail(&CliError::Refused(e)),
     };
     let slot_arg = |a: Option<&String>| ctx.slot_arg(a).map_err(CliError::Usage);
     let refused = |r: Result<String, String>| r.map_err(CliError::Refused);
     let result = match cmd {
-        "status" => refused(ctx.read().map(|st| if json { status_json(&ctx, &st) } else { status_text(&ctx, &st) })),
+        "status" => refused(ctx.read_record().map(|(st, record)| {
+            let found = Some((&ctx, &st, record));
+            if json {
+                status_json(found)
+            } else {
+                status_text(found)
+            }
+        })),
         "mark-good" => slot_arg(rest.first()).and_then(|s| {
             refused(ctx.update(|st| {
                 slots::mark_good(st, s, ctx.policy);
@@ -130,16 +86,16 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
             st.reset_attempts = 0;
             Ok("factory reset requested: every upper is wiped on the next boot".into())
         })),
-        "rauc" => refused(crate::cli::rauc::handle(&ctx, &rest)),
+        "rauc" => refused(crate::cli::rauc::handle(&ctx, rest)),
         "install" => match rest.first() {
             None => Err(CliError::Usage("install needs an IMAGE".into())),
-            Some(image) => slot.as_deref().map(|s| slot_arg(Some(&s.to_string()))).transpose().and_then(|slot| {
+            Some(image) => slot.map(|s| slot_arg(Some(&s.to_string()))).transpose().and_then(|slot| {
                 refused(crate::cli::install::install(
                     &ctx,
                     &crate::cli::install::Request {
                         image: std::path::Path::new(image),
                         slot,
-                        sha256: sha.as_deref(),
+                        sha256: sha,
                         force,
                         key: key.as_deref(),
                     },
@@ -189,9 +145,20 @@ fn log_user(msg: &str) {
     }
 }
 
-fn status_text(ctx: &Context, st: &State) -> String {
-    let mut out = format!("booted slot: {}\n", ctx.booted.map_or("unknown", |s| s.name()));
-    out.push_str(&st.to_string());
+/// The booted system's state record as `status` shows it: the context, the state (the default
+/// when the record holds none) and what the record held. `None`: no state record at all.
+type Found<'a> = Option<(&'a Context, &'a State, Record)>;
+
+fn status_text(found: Found) -> String {
+    let mut out = match found {
+        Some((ctx, st, _)) => {
+            format!("booted slot: {}\n{st}", ctx.booted.map_or("unknown", |s| s.name()))
+        }
+        None => format!(
+            "booted slot: none (no A/B state: {} is missing)\nno state record: this system boots one image without one\n",
+            crate::ab::handoff::SLOTS_FILE
+        ),
+    };
     if let Ok(report) = std::fs::read_to_string(crate::config::paths::REPORT) {
         if let Some(v) = report.lines().find(|l| l.contains("\"volatile\"")) {
             out.push_str(&format!("boot report: {}\n", v.trim().trim_end_matches(',')));
@@ -219,46 +186,67 @@ fn reconcile_text(json: &str) -> String {
     out
 }
 
-fn status_json(ctx: &Context, st: &State) -> String {
+/// `status --json`, schema 1 (docs/commands.md): every key is always there; what the system
+/// does not have is `null` (no state record: `state_record`, `active`, `generation`,
+/// `reset_requested` are null and `slots`, `history` empty).
+fn status_json(found: Found) -> String {
     use crate::util::json::json_str;
-    let slot = |s: SlotId| {
+    let null = || "null".to_string();
+    let slot = |ctx: &Context, st: &State, s: SlotId| {
         let v = st.slot(s);
+        let state = if v.bad {
+            "bad"
+        } else if v.good {
+            "good"
+        } else {
+            "trial"
+        };
         format!(
-            "{{\"name\": \"{}\", \"tries\": {}, \"good\": {}, \"bad\": {}, \"image\": \"{:08x}\", \"last_boot\": \"{}\", \"source\": {}}}",
+            "{{\"name\": \"{}\", \"state\": \"{state}\", \"tries\": {}, \"good\": {}, \"bad\": {}, \"image\": \"{:08x}\", \"last_boot\": \"{}\", \"source\": {}}}",
             s.name(),
             v.tries,
             v.good,
             v.bad,
             v.image,
-            v.last.text(),
-            ctx.sources[s.index()].as_deref().map_or("null".into(), json_str)
+            v.last.code(),
+            ctx.sources[s.index()].as_deref().map_or(null(), json_str)
         )
     };
-    let history: Vec<String> = st
-        .history
-        .iter()
-        .map(|e| {
-            format!(
-                "{{\"boot\": {}, \"slot\": \"{}\", \"reason\": {}}}",
-                e.boot,
-                e.slot.name(),
-                json_str(e.reason.text())
+    let (booted, record, active, generation, reset, slots, history) = match found {
+        None => (null(), null(), null(), null(), null(), String::new(), String::new()),
+        Some((ctx, st, record)) => {
+            let history: Vec<String> = st
+                .history
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{{\"boot\": {}, \"slot\": \"{}\", \"reason\": \"{}\"}}",
+                        e.boot,
+                        e.slot.name(),
+                        e.reason.code()
+                    )
+                })
+                .collect();
+            (
+                ctx.booted.map_or(null(), |s| json_str(s.name())),
+                format!(
+                    "{{\"path\": {}, \"status\": \"{}\"}}",
+                    json_str(&ctx.state.display().to_string()),
+                    record.code()
+                ),
+                json_str(st.active.name()),
+                st.generation.to_string(),
+                st.reset_requested.to_string(),
+                format!("{}, {}", slot(ctx, st, SlotId::A), slot(ctx, st, SlotId::B)),
+                history.join(", "),
             )
-        })
-        .collect();
-    let report = std::fs::read_to_string(crate::config::paths::REPORT).unwrap_or_else(|_| "null".into());
-    let reconcile = std::fs::read_to_string(crate::config::paths::RECONCILE).unwrap_or_else(|_| "null".into());
+        }
+    };
+    let file = |p: &str| std::fs::read_to_string(p).map_or(null(), |t| t.trim().to_string());
     format!(
-        "{{\"booted\": {}, \"active\": \"{}\", \"generation\": {}, \"reset_requested\": {}, \"slots\": [{}, {}], \"history\": [{}], \"boot_report\": {}, \"reconcile\": {}}}",
-        ctx.booted.map_or("null".into(), |s| json_str(s.name())),
-        st.active.name(),
-        st.generation,
-        st.reset_requested,
-        slot(SlotId::A),
-        slot(SlotId::B),
-        history.join(", "),
-        report.trim(),
-        reconcile.trim()
+        "{{\"schema\": 1, \"booted\": {booted}, \"state_record\": {record}, \"active\": {active}, \"generation\": {generation}, \"reset_requested\": {reset}, \"slots\": [{slots}], \"history\": [{history}], \"boot_report\": {}, \"reconcile\": {}}}",
+        file(crate::config::paths::REPORT),
+        file(crate::config::paths::RECONCILE)
     )
 }
 

@@ -149,3 +149,54 @@ fn a_corrupt_record_is_never_shown_silently() {
     assert!(out.contains("no valid copy of the state record"), "{out}");
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+/// The keys and enum values `status --json` may show, read from the table in docs/commands.md.
+fn documented_status_keys() -> (Vec<String>, String) {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands.md")).unwrap();
+    let section = doc.split("## `status --json` (schema 1)").nth(1).unwrap().split("\n## ").next().unwrap();
+    let keys = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(String::from)
+        .collect();
+    (keys, section.to_string())
+}
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+/// `status --json` has exactly the documented keys, with the documented values, whether the
+/// record was never written, was read, or does not exist at all.
+#[test]
+fn status_json_has_the_documented_shape() {
+    let (mut documented, section) = documented_status_keys();
+    documented.sort();
+    assert!(documented.len() >= 10, "the table was not read: {documented:?}");
+    let json = |out: &str| serde_json::from_str::<serde_json::Value>(out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let path = state_file("json");
+    let (code, out) = cli(&path, &["status", "--json"]);
+    let v = json(&out);
+    assert_eq!((code, keys(&v)), (0, documented.clone()));
+    assert_eq!((v["schema"].as_u64(), v["state_record"]["status"].as_str()), (Some(1), Some("missing")));
+    cli(&path, &["mark-good", "a"]);
+    let v = json(&cli(&path, &["status", "--json"]).1);
+    assert_eq!((v["state_record"]["status"].as_str(), v["slots"][0]["state"].as_str()), (Some("valid"), Some("good")));
+    for value in [&v["slots"][0]["last_boot"], &v["history"][0]["reason"]] {
+        let value = value.as_str().unwrap();
+        assert!(section.contains(&format!("`\"{value}\"`")), "{value} is not documented");
+    }
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    // No state record at all (no --state, and this host was not booted by overlay-init).
+    if Path::new("/run/overlay-init/slots").exists() {
+        eprintln!("SKIPPED the no-record half: this host has /run/overlay-init/slots");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_overlay-init")).args(["status", "--json"]).output().unwrap();
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!((out.status.code(), keys(&v)), (Some(0), documented));
+    assert!(v["state_record"].is_null() && v["slots"].as_array().unwrap().is_empty(), "{v}");
+}
