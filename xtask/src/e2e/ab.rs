@@ -229,11 +229,13 @@ pub fn full_data_new_slot(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "image", "b")?;
     contains(&b, "OI-STATUS: slot b: on trial, 1 tries left")?;
     // Whether the last blocks root may still use (ext4 frees some after the filling write) hold
-    // the new upper or not depends on the run: the overlay uses it, or the boot says it does not.
-    if b.console.contains("VOLATILE ROOT") || b.console.contains("upperdir=/run/overlay-init/data/overlay/b/upper") {
-        Ok(())
-    } else {
-        Err("slot b has neither an upper on the data partition nor a volatile warning".into())
+    // the new upper or not depends on the run: the mounted overlay (read from /proc/mounts in
+    // the guest, not from the plan text logged before anything ran) uses it, or it is on the
+    // tmpfs and the boot says so.
+    match b.marker("upper").as_deref() {
+        Some("/run/overlay-init/data/overlay/b/upper") => Ok(()),
+        Some("/run/overlay-init/volatile/upper") => contains(&b, "VOLATILE ROOT"),
+        other => Err(format!("slot b's overlay has upperdir {other:?}: neither its upper nor the tmpfs")),
     }
 }
 
