@@ -364,6 +364,22 @@ impl Settings {
                 bad("oinit.datarecreate", "", "the image files live on the data volume, which a recreate removes");
             }
         }
+        // A failing update is booted `tries` times unconfirmed, then once more on the way back
+        // (the rollback boot, confirmed only when its userspace runs mark-good): a count that
+        // these boots reach would wipe the user's data before the rollback is done.
+        let two_slots = self.ab.slots.iter().all(Option::is_some);
+        let cycles = u16::from(self.ab.reset_cycles);
+        if two_slots && cycles > 0 && cycles <= u16::from(self.ab.tries) + 1 {
+            bad(
+                "oinit.resetcycles",
+                &cycles.to_string(),
+                &format!(
+                    "must be more than oinit.tries + 1 ({}): the unconfirmed boots of a failing update and its \
+                     rollback would trigger the factory reset before the rollback is done",
+                    u16::from(self.ab.tries) + 1
+                ),
+            );
+        }
         if self.failure == FailurePolicy::Shell && !self.allow_shell {
             bad("oinit.failure", "shell", "the board config does not allow a rescue shell (oinit.allowshell=1)");
         }
@@ -599,6 +615,11 @@ mod tests {
         assert!(errors("oinit.watchdogtimeout=0").contains("oinit.watchdogtimeout: must be 1 to 3600"));
         assert!(errors("oinit.fscktimeout=0").contains("oinit.fscktimeout"));
         assert!(errors("oinit.moduletimeout=0").contains("oinit.moduletimeout"));
+        // Two slots, 3 tries: the 4th unconfirmed boot is the rollback's, so 4 is too few.
+        let ab = "oinit.a=PARTLABEL=a oinit.b=PARTLABEL=b oinit.data=PARTLABEL=d";
+        assert!(errors(&format!("{ab} oinit.resetcycles=4")).contains("must be more than oinit.tries + 1 (4)"));
+        assert!(!errors(&format!("{ab} oinit.resetcycles=5")).contains("oinit.resetcycles"));
+        assert!(!errors(&format!("{ab} oinit.tries=1 oinit.resetcycles=3")).contains("oinit.resetcycles"));
         assert!(errors("oinit.overlayflags=metacopy=on").contains("oinit.overlayflags: redirect_dir/metacopy"));
         assert!(errors("oinit.overlayflags=redirect_dir=follow").contains("oinit.overlayunsafe=1"));
         assert_eq!(errors("oinit.overlayflags=volatile"), "");

@@ -1,6 +1,6 @@
 //! Golden tests of `overlay-init plan`: a fake sysfs and fake device nodes (real GPT, ext4 and
 //! squashfs headers) stand in for a board; each scenario's output is pinned in tests/golden/.
-//! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the files after an intended change.
+//! `UPDATE_GOLDEN=1 cargo test --test it golden` rewrites the files after an intended change.
 
 use overlay_init::ab::slots::{self, Policy};
 use overlay_init::ab::state::{SlotId, State};
@@ -182,6 +182,7 @@ const CASES: &[(&str, &str)] = &[
     ("unknown-key-warns", "oinit.colour=blue quiet"),
     ("module-parameters", "oinit.lowerfile=/images/rootfs.sqfs loop.max_part=7 loop.max_loop=4 systemd.unit=rescue.target"),
     ("ab-partitions", "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2"),
+    ("ab-resetcycles-before-rollback", "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2 oinit.resetcycles=3"),
     ("ab-files", "oinit.afile=/images/a.sqfs oinit.bfile=/images/b.sqfs oinit.keep=/etc/hostname"),
     ("ab-missing-b", "oinit.a=PARTLABEL=rootfs"),
     ("appended-data-first-boot", "root=/dev/vda1 oinit.data=appended"),

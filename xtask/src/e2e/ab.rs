@@ -243,7 +243,8 @@ pub fn full_data_new_slot(ctx: &Ctx<'_>) -> Result<(), String> {
 /// mark-good in between (the third quick power cycle); a mark-good starts the count again.
 pub fn reset_cycles(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("ab-cycles")?;
-    let cycles = "oinit.resetcycles=3";
+    // With two slots the count must exceed tries + 1 (a failing update's boots and its rollback).
+    let cycles = "oinit.tries=1 oinit.resetcycles=3";
     want(&boot(ctx, &disk, &format!("{cycles} oitest=keep,mark-good"), "cycles-1")?, "counter", "1")?;
     want(&boot(ctx, &disk, cycles, "cycles-2")?, "counter", "2")?;
     // The second unconfirmed boot is confirmed before the third: the count starts again.
