@@ -56,6 +56,8 @@ pub struct Settings {
     /// `module.param=value` words (board config or command line), passed to `finit_module` when
     /// that module loads, as modprobe does with /proc/cmdline.
     pub module_params: Vec<(String, String)>,
+    /// How many of `module_params` (the last ones) came from the command line.
+    cmdline_params: usize,
     /// OpenWRT's mount points in the new root: the lower at /rom, the directory holding upper
     /// and work at /overlay (what `df /overlay`, LuCI and sysupgrade look at).
     pub openwrt: bool,
@@ -109,6 +111,7 @@ impl Default for Settings {
             lower_file: None,
             modules: Vec::new(),
             module_params: Vec::new(),
+            cmdline_params: 0,
             openwrt: false,
             ubi_mtd: None,
             mtdparts: Vec::new(),
@@ -206,6 +209,19 @@ impl Settings {
             _ if !key.starts_with(PREFIX) && key.contains('.') => {
                 // Only kept when its module loads; anything else dotted is not ours to judge.
                 if let Some((module, param)) = crate::kmod::module_param(key, v) {
+                    if src == Source::Cmdline {
+                        // The command line overrides the board: the kernel would apply both
+                        // (block2mtd makes a device for each), so the board's goes. Repeats
+                        // within one source stay: they can mean one device each.
+                        let board = self.module_params.len() - self.cmdline_params;
+                        let same = |(m, p): &(String, String)| *m == module && param_name(p) == param_name(&param);
+                        let mut i = 0;
+                        self.module_params.retain(|mp| {
+                            i += 1;
+                            i > board || !same(mp)
+                        });
+                        self.cmdline_params += 1;
+                    }
                     self.module_params.push((module, param));
                 }
                 return Ok(false);
@@ -460,6 +476,12 @@ fn data_missing(v: &str) -> Result<DataMissing, String> {
     }
 }
 
+/// A module parameter's name (`block2mtd` of `block2mtd=/dev/vda,64KiB`); the kernel treats `-`
+/// and `_` in parameter names alike.
+fn param_name(p: &str) -> String {
+    p.split('=').next().unwrap_or(p).replace('-', "_")
+}
+
 fn level(v: &str) -> Result<log::LevelFilter, String> {
     v.parse().map_err(|_| "must be off, error, warn, info, debug or trace".into())
 }
@@ -584,6 +606,29 @@ mod tests {
         let (s, l) = Settings::load("oinit.allowshell=1", "root=/dev/vda1 oinit.failure=shell");
         assert!(l.errors.is_empty(), "{:?}", l.errors);
         assert_eq!(s.failure, FailurePolicy::Shell);
+    }
+
+    /// The board's `block2mtd.block2mtd=` is replaced by the command line's, not added to: both
+    /// reached the module, the board's made mtd0 and the command line's failed on the same disk.
+    #[test]
+    fn the_command_line_replaces_a_board_module_parameter() {
+        let board = "block2mtd.block2mtd=/dev/vda,64KiB,ubi loop.max_part=7 block2mtd.block2mtd=/dev/vdb,64KiB";
+        let (s, _) = Settings::load(board, "block2mtd.block2mtd=/dev/vda,128KiB,ubi loop.max-part=3");
+        assert_eq!(
+            s.module_params,
+            [
+                ("block2mtd".to_string(), "block2mtd=/dev/vda,128KiB,ubi".to_string()),
+                ("loop".to_string(), "max-part=3".to_string())
+            ]
+        );
+        // Within one source, repeats are kept: one block2mtd device each.
+        let (s, _) = Settings::load(board, "");
+        assert_eq!(
+            crate::kmod::params_for("block2mtd", &s.module_params),
+            "block2mtd=/dev/vda,64KiB,ubi block2mtd=/dev/vdb,64KiB"
+        );
+        let (s, _) = Settings::load("", "block2mtd.block2mtd=/dev/vda block2mtd.block2mtd=/dev/vdb");
+        assert_eq!(s.module_params.len(), 2);
     }
 
     #[test]

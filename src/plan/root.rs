@@ -3,6 +3,7 @@
 
 use super::data::data_step;
 use super::step::*;
+use crate::block::device::BlockDev;
 use crate::config::paths;
 use crate::config::settings::Settings;
 
@@ -68,6 +69,30 @@ pub fn decide(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
     Ok(p)
 }
 
+/// An image longer than its device, named before the kernel reads past the end and calls it
+/// corrupt. On a UBI volume the likely cause is a UBI image made for another eraseblock size
+/// than the flash's: UBI attaches it anyway and each volume shows a fraction of its size.
+fn image_overruns(dev: &BlockDev) -> Option<PlanError> {
+    let fs = dev.fs.as_ref().filter(|f| f.kind.is_image())?;
+    if dev.size == 0 || fs.size <= dev.size {
+        return None;
+    }
+    let what = format!(
+        "/dev/{} holds {} bytes, but the {} image on it says it is {} bytes long",
+        dev.name,
+        dev.size,
+        fs.kind.name(),
+        fs.size
+    );
+    let hint = if dev.ubi.is_some() {
+        "the UBI image was made for another eraseblock size than this flash's (ubinize -p, or block2mtd's \
+         erase size on the command line): rebuild it for the MTD's eraseblock size"
+    } else {
+        "the image was cut short when it was written: write it again"
+    };
+    Some(err(what, hint))
+}
+
 fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) -> Result<(), PlanError> {
     let root = match (&s.root, &found.root) {
         (Some(spec), None) => {
@@ -101,6 +126,9 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
                 ));
             }
         };
+        if let Some(why) = image_overruns(dev) {
+            return Err(why);
+        }
         if fstype == "erofs" && !s.boot_modules().iter().any(|m| m == "erofs") {
             p.warnings.push(
                 "the lower is EROFS: add erofs to oinit.modules (or set rootfstype=erofs) unless the kernel has it built in"
@@ -238,5 +266,32 @@ mod tests {
         let lower = p.steps.iter().position(|s| matches!(s, Step::Mount(m) if m.role == Role::Lower));
         let prepare = p.steps.iter().position(|s| matches!(s, Step::PrepareUpper { .. }));
         assert!(lower < prepare);
+    }
+
+    /// The squashfs says it is longer than its device: refused before the mount with the likely
+    /// cause, a UBI image made for another eraseblock size on a ubiblock device.
+    #[test]
+    fn an_image_longer_than_its_device_is_named() {
+        let s = Settings::load("", "root=/dev/ubiblock0_0 oinit.data=none").0;
+        let image = probe_fs(&squashfs_image(3 << 20));
+        let vol = crate::block::device::UbiVol { dev: 0, vol: 0, name: "rootfs_a".into(), exists: true };
+        let half = BlockDev {
+            name: "ubiblock0_0".into(),
+            size: 2 << 20,
+            fs: image.clone(),
+            ubi: Some(Box::new(vol)),
+            ..Default::default()
+        };
+        let mut f = found(DataState::NotConfigured);
+        f.root = Some(half.clone());
+        let e = decide(&s, &f).unwrap_err();
+        assert!(e.what.contains("holds 2097152 bytes, but the squashfs image on it says it is 3145728"), "{}", e.what);
+        assert!(e.hint.contains("another eraseblock size"), "{}", e.hint);
+        f.root = Some(BlockDev { ubi: None, name: "vda1".into(), ..half.clone() });
+        let s = Settings::load("", "root=/dev/vda1 oinit.data=none").0;
+        assert!(decide(&s, &f).unwrap_err().hint.contains("cut short"));
+        f.root = Some(BlockDev { size: 4 << 20, ..half });
+        let s = Settings::load("", "root=/dev/ubiblock0_0 oinit.data=none").0;
+        assert!(decide(&s, &f).is_ok());
     }
 }
