@@ -201,9 +201,8 @@ pub fn keep_list_switch(s: &Settings, base: &Path, from_slot: SlotId, slot: Slot
         }
         let swap = dst.symlink_metadata().is_ok();
         if !swap {
-            if let Some(parent) = dst.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io("mkdir", parent, e))?;
-            }
+            crate::fs::copy::make_parents_like(&staging, &to, Path::new(rel))
+                .map_err(|e| io("mkdir", dst.parent().unwrap_or(&to), e))?;
         }
         // One atomic exchange (renameat2 RENAME_EXCHANGE) when the path exists, directory or
         // not: at every instant the slot's upper holds the old or the new version.

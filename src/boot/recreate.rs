@@ -138,8 +138,12 @@ fn fill_carry(s: &Settings, t: &Target, bytes: u64) -> Result<()> {
     let carry = Path::new(CARRY_DIR);
     let data = Path::new(paths::DATA);
     let state = data.join(crate::config::paths::STATE_FILE);
-    if state.exists() {
-        std::fs::copy(&state, carry.join("state")).map_err(|e| io("copy", &state, &e))?;
+    // The data partition is hostile: the record is read as a regular file, bounded, never
+    // through a symlink (a link to a device or a FIFO in its place would block or leak here).
+    match crate::fs::careful::read_regular(&state, crate::ab::state::FILE_LEN as usize) {
+        Ok(bytes) => std::fs::write(carry.join("state"), bytes).map_err(|e| io("write", &carry.join("state"), &e))?,
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => log::warn!("factory reset: the state record {} is not carried: {e}", state.display()),
     }
     let base = data.join(&s.dir);
     for slot in [SlotId::A, SlotId::B] {

@@ -144,9 +144,7 @@ pub fn carry_one(k: &str, from: &Path, to: &Path) -> std::io::Result<usize> {
     if src.symlink_metadata().is_err() {
         return Ok(0);
     }
-    if let Some(parent) = dst.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
+    copy::make_parents_like(from, to, Path::new(rel))?;
     copy::copy_tree(&src, &dst)
 }
 
@@ -303,6 +301,36 @@ mod tests {
         assert!(!base.join("a").exists());
         assert!(moved.join("upper/etc").is_dir());
         assert_eq!(move_aside(&base, "a", "x").unwrap(), None);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A kept `/root/.ssh` and `/home/alice/.ssh`: the parents made in the new upper have the
+    /// old upper's mode and owner, not root:root 0755 (root's home stays private).
+    #[test]
+    fn kept_paths_parents_keep_their_owner_and_mode() {
+        let base = std::env::temp_dir().join(format!("oi-carry-parents-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (old, new) = (base.join("old"), base.join("new"));
+        for d in ["root/.ssh", "home/alice/.ssh"] {
+            std::fs::create_dir_all(old.join(d)).unwrap();
+            std::fs::write(old.join(d).join("authorized_keys"), "ssh-ed25519 AAAA").unwrap();
+        }
+        // No new upper yet, as in a factory reset: the carry makes it.
+        std::fs::set_permissions(old.join("root"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(old.join("home/alice"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            std::os::unix::fs::lchown(old.join("home/alice"), Some(1000), Some(1000)).unwrap();
+        }
+        assert_eq!(carry(&["/root/.ssh".into(), "/home/alice/.ssh".into()], &old, &new), 4);
+        let m = |p: &str| std::fs::metadata(new.join(p)).unwrap();
+        assert_eq!(m("root").mode() & 0o777, 0o700, "/root became readable by others");
+        assert_eq!(m("home/alice").mode() & 0o777, 0o750);
+        if root {
+            assert_eq!((m("home/alice").uid(), m("home/alice").gid()), (1000, 1000), "alice's home became root's");
+        } else {
+            eprintln!("not root: owners not checked");
+        }
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

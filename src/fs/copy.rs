@@ -51,6 +51,30 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Makes the directories leading to `rel` under `dst_root` that are missing, each with the owner,
+/// mode and extended attributes of the same directory under `src_root` (where a kept path's
+/// parents are: overlayfs copies a parent up with its lower's metadata). A kept `/root/.ssh`
+/// must not leave `/root` world-readable, nor `/home/alice/.ssh` alice's home root's. Their
+/// times are the carry's own (what is put into them next changes them anyway). Existing
+/// directories are left as they are; without a source directory the default is used.
+pub fn make_parents_like(src_root: &Path, dst_root: &Path, rel: &Path) -> std::io::Result<()> {
+    // The fresh upper itself, as before (0755: the merged root's `/` inherits its mode).
+    std::fs::create_dir_all(dst_root)?;
+    let (mut s, mut d) = (src_root.to_path_buf(), dst_root.to_path_buf());
+    for c in rel.parent().into_iter().flat_map(Path::components) {
+        s.push(c);
+        d.push(c);
+        if d.symlink_metadata().is_ok() {
+            continue;
+        }
+        std::fs::create_dir(&d)?;
+        if let Some(m) = s.symlink_metadata().ok().filter(|m| m.is_dir()) {
+            copy_metadata(&s, &d, &m)?;
+        }
+    }
+    Ok(())
+}
+
 /// Owner, then mode, then extended attributes, then times, in that order: `chown` clears the
 /// setuid/setgid bits and file capabilities, so mode and xattrs must come after it. The xattrs
 /// carry overlay's own markers (`trusted.overlay.opaque`), file capabilities
