@@ -58,16 +58,24 @@ impl Rules {
         }
     }
 
+    /// `/etc/config/` on the keep-list means the directory as `/etc/config` does (OpenWRT's
+    /// sysupgrade.conf lists directories either way; the keep-list carry already took both).
     fn kept(&self, path: &str) -> bool {
-        self.keep.iter().any(|k| path == k || path.strip_prefix(k.as_str()).is_some_and(|r| r.starts_with('/')))
+        self.keep.iter().any(|k| under(path, k))
     }
+}
+
+/// `path` is `dir` or below it; a trailing `/` on `dir` changes nothing.
+fn under(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
 /// A path pattern: `*` matches any run of characters (`/` included), `?` one character; a
 /// pattern without wildcards matches the path and everything under it.
 pub fn matches(pattern: &str, path: &str) -> bool {
     if !pattern.contains(['*', '?']) {
-        return path == pattern || path.strip_prefix(pattern).is_some_and(|r| r.starts_with('/'));
+        return under(path, pattern);
     }
     let (p, s) = (pattern.as_bytes(), path.as_bytes());
     let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
@@ -371,6 +379,18 @@ mod tests {
         assert_eq!(classify("/d", &dir, &r).1, Action::Unopaque);
         assert_eq!(classify("/d", &dir, &hide).1, Action::Carry);
         assert_eq!(classify("/d", &Facts { hides_new: false, ..dir }, &r).0, Class::Opaque);
+    }
+
+    /// `/etc/ssh/` on the keep-list never matched in reconcile mode: the entries under it were
+    /// reconciled like any other instead of carried as they are.
+    #[test]
+    fn a_keep_entry_with_a_trailing_slash_matches_its_directory() {
+        for entry in ["/etc/ssh", "/etc/ssh/"] {
+            let r = Rules { keep: vec![entry.into()], ..Rules::default() };
+            assert!(r.kept("/etc/ssh") && r.kept("/etc/ssh/key"), "{entry}");
+            assert!(!r.kept("/etc/sshd_config") && !r.kept("/etc"), "{entry}");
+        }
+        assert!(matches("/etc/config/", "/etc/config/network"));
     }
 
     #[test]
