@@ -27,6 +27,10 @@ pub const APPENDED_ALIGN: u64 = 64 * 1024;
 /// Below this, an appended data area cannot hold an ext4 with a journal worth having.
 const APPENDED_MIN: u64 = 4 << 20;
 
+/// OpenWRT's sysupgrade writes this word after the image to ask for a fresh data area (fstools'
+/// libfstools/volume.h FS_DEADCODE: the big-endian 0xdeadc0de).
+const DEADCODE: [u8; 4] = [0xde, 0xad, 0xc0, 0xde];
+
 /// Bytes that must all be zero (or all 0xff) for the data partition to count as factory-blank.
 const BLANK_PROBE: usize = 64 * 1024;
 
@@ -303,9 +307,14 @@ pub fn appended(root: &BlockDev, dev: &Path) -> DataState {
             APPENDED_MIN >> 10
         ));
     }
-    let fs = device::read_head(&dev.join(&root.name), offset, probe::PROBE_LEN).and_then(|h| probe::probe_fs(&h));
+    let head = device::read_head(&dev.join(&root.name), offset, BLANK_PROBE.max(probe::PROBE_LEN));
+    let fs = head.as_deref().and_then(probe::probe_fs);
+    // Formatted only when it is factory-blank or carries sysupgrade's 0xdeadc0de marker (what
+    // fstools formats too); anything else, a damaged superblock most likely, is somebody's data:
+    // its mount fails and the data-missing policy decides.
+    let blank = fs.is_none() && head.is_some_and(|h| probe::is_blank(&h) || h.starts_with(&DEADCODE));
     let area = BlockDev { size: root.size - offset, fs, ..root.clone() };
-    DataState::Found { blank: area.fs.is_none(), dev: area, offset }
+    DataState::Found { blank, dev: area, offset }
 }
 
 #[cfg(test)]
@@ -360,8 +369,22 @@ mod tests {
         let image = squashfs_image(100_000);
         let root = BlockDev { name: "vda2".into(), size: 8 << 20, fs: probe::probe_fs(&image), ..Default::default() };
         std::fs::write(dir.join("vda2"), &image).unwrap();
+        // The partition's size, the rest zeros as a freshly written device has it.
+        std::fs::OpenOptions::new().write(true).open(dir.join("vda2")).unwrap().set_len(8 << 20).unwrap();
         let DataState::Found { dev, blank, offset } = appended(&root, &dir) else { panic!("not found") };
         assert_eq!((offset, blank, dev.size), (131_072, true, (8 << 20) - 131_072));
+        // A damaged superblock (neither blank nor sysupgrade's marker) is not formatted; the
+        // marker is.
+        for (area, formats) in [(vec![0x5au8; 4096], false), (vec![0xde, 0xad, 0xc0, 0xde, 0, 0, 0, 0], true)] {
+            let mut bytes = image.clone();
+            bytes.resize(131_072, 0);
+            bytes.extend_from_slice(&area);
+            bytes.resize(8 << 20, 0);
+            std::fs::write(dir.join("vda2"), &bytes).unwrap();
+            let DataState::Found { blank, .. } = appended(&root, &dir) else { panic!("not found") };
+            assert_eq!(blank, formats, "{:02x?}", &area[..4]);
+        }
+        std::fs::write(dir.join("vda2"), &image).unwrap();
         // Too little room after the image: the data-missing policy decides, with the reason.
         // A bytes_used near u64::MAX must not wrap into a small offset.
         let huge = BlockDev { fs: probe::probe_fs(&squashfs_image(u64::MAX - 5)), ..root.clone() };
