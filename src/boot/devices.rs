@@ -307,12 +307,14 @@ pub fn appended(root: &BlockDev, dev: &Path) -> DataState {
             APPENDED_MIN >> 10
         ));
     }
-    let head = device::read_head(&dev.join(&root.name), offset, BLANK_PROBE.max(probe::PROBE_LEN));
-    let fs = head.as_deref().and_then(probe::probe_fs);
+    let node = dev.join(&root.name);
+    let fs = device::read_head(&node, offset, probe::PROBE_LEN).and_then(|h| probe::probe_fs(&h));
     // Formatted only when it is factory-blank or carries sysupgrade's 0xdeadc0de marker (what
     // fstools formats too); anything else, a damaged superblock most likely, is somebody's data:
     // its mount fails and the data-missing policy decides.
-    let blank = fs.is_none() && head.is_some_and(|h| probe::is_blank(&h) || h.starts_with(&DEADCODE));
+    let blank = fs.is_none()
+        && device::read_head(&node, offset, BLANK_PROBE)
+            .is_some_and(|h| probe::is_blank(&h) || h.starts_with(&DEADCODE));
     let area = BlockDev { size: root.size - offset, fs, ..root.clone() };
     DataState::Found { blank, dev: area, offset }
 }

@@ -94,6 +94,9 @@ fn fixture(name: &str) -> PathBuf {
     sys_dev(&sys, "vdb", None, 16, 65536);
     write(&dev.join("vda"), &gpt_disk(&[ROOT_PARTUUID, DATA_PARTUUID]));
     write(&dev.join("vda1"), &squashfs());
+    // The rest of the 24 MiB partition reads as zeros, as after flashing onto an erased disk:
+    // the appended data area after the squashfs is factory-blank.
+    std::fs::OpenOptions::new().write(true).open(dev.join("vda1")).unwrap().set_len(24 << 20).unwrap();
     write(&dev.join("vda2"), &ext4(DATA_UUID, "userdata"));
     write(&dev.join("vda3"), &squashfs_built(1_700_086_400));
     write(&dev.join("vdb"), &vec![0u8; 128 * 1024]);
