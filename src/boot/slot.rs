@@ -13,7 +13,7 @@ use crate::boot::{carry, recreate, upper};
 use crate::config::ab::SlotSource;
 use crate::config::paths::{self, STATE_FILE};
 use crate::config::settings::Settings;
-use crate::plan::{self, DataState, Found, Plan, Role, Step};
+use crate::plan::{self, Found, Plan, Role, Step};
 use std::path::{Path, PathBuf};
 
 pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan> {
@@ -74,38 +74,18 @@ fn execute(
             Role::Lower => matches!(e.role, Role::Lower | Role::LowerDev),
             when => when == e.role,
         });
-        if let Some(a) = alternative {
-            let name = |p: &Plan| p.slot.as_ref().map_or("?", |(slot, _)| slot.name());
-            let (from, to) = (name(&plan), name(&a.plan));
-            let msg = match a.when {
-                Role::State => format!("cannot record the trial boot ({}): booting slot {to} uncounted", e.error),
-                _ => format!("slot {from} unusable: {}; falling back to slot {to} in this boot", e.error),
-            };
-            log::error!("{msg}");
-            log::warn!("{}", a.why);
-            report.fallbacks.push(msg);
-            return execute(s, found, (*a.plan).clone(), store, report);
-        }
-        if e.role != Role::Upper {
-            return Err(*e.error);
-        }
-        // Upper or work cannot be made (a full data partition, say): the same slot on a tmpfs
-        // upper, or the data-missing policy's error.
-        let slot = plan.slot.as_ref().map_or(SlotId::A, |(slot, _)| *slot);
-        log::error!("{}", e.error);
-        report.fallbacks.push(format!("slot {}: upper unusable: {}", slot.name(), e.error));
-        found.data = DataState::Unmountable(e.error.to_string());
-        let mut volatile = plan::decide(&s.for_slot(slot), found).map_err(Error::Plan)?;
-        announce(&volatile, report);
-        let steps: Vec<Step> = volatile
-            .steps
-            .iter()
-            .filter(|x| matches!(x.role(), Role::Volatile | Role::Upper | Role::Overlay))
-            .cloned()
-            .collect();
-        mounts::run(&steps, report).map_err(|e| *e.error)?;
-        volatile.slot = plan.slot.clone();
-        return Ok(volatile);
+        let Some(a) = alternative else { return Err(*e.error) };
+        let name = |p: &Plan| p.slot.as_ref().map_or("?", |(slot, _)| slot.name());
+        let (from, to) = (name(&plan), name(&a.plan));
+        let msg = match a.when {
+            Role::State => format!("cannot record the trial boot ({}): booting slot {to} uncounted", e.error),
+            Role::Upper => format!("slot {from}: upper unusable: {}", e.error),
+            _ => format!("slot {from} unusable: {}; falling back to slot {to} in this boot", e.error),
+        };
+        log::error!("{msg}");
+        log::warn!("{}", a.why);
+        report.fallbacks.push(msg);
+        return execute(s, found, (*a.plan).clone(), store, report);
     }
     Ok(plan)
 }

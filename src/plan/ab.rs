@@ -6,7 +6,7 @@
 //! prints it, golden tests pin it.
 
 use super::root;
-use super::step::{Alternative, Found, NewUpper, Plan, PlanError, Role, Step};
+use super::step::{Alternative, DataState, Found, NewUpper, Plan, PlanError, Role, Step};
 use crate::ab::slots::{self, Choice, Policy};
 use crate::ab::state::{Reason, SlotId, State};
 use crate::ab::store::Loaded;
@@ -122,6 +122,34 @@ fn slot_plan(
         uppers.push(Step::DeleteTrash { base: base(s) });
         p.steps.splice(at..at, uppers);
     }
+    if p.volatile.is_none() && f.writable {
+        let why = format!("slot {}'s upper cannot be made: slot {} on a tmpfs upper", slot.name(), slot.name());
+        match on_tmpfs(&ss, &found) {
+            Ok(mut alt) => {
+                alt.slot = p.slot.clone();
+                p.alternatives.push(Alternative { when: Role::Upper, why, plan: Box::new(alt) });
+            }
+            Err(e) => {
+                p.warnings.push(format!("if slot {}'s upper cannot be made, the boot fails: {}", slot.name(), e.what))
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Why the upper is on a tmpfs when the data partition is mounted but the upper or work
+/// directory cannot be made there.
+const UPPER_UNUSABLE: &str = "the upper or work directory cannot be made on the data partition (full or read-only)";
+
+/// The slot's own steps on a tmpfs upper, taking over after its lower is mounted: the same plan
+/// decided for a data partition that cannot hold the upper, from its tmpfs on (the data-missing
+/// policy decides whether there is one).
+fn on_tmpfs(ss: &Settings, found: &Found) -> Result<Plan, PlanError> {
+    let mut found = found.clone();
+    found.data = DataState::Unmountable(UPPER_UNUSABLE.into());
+    let mut p = root::decide(ss, &found)?;
+    p.devices.clear();
+    p.steps.retain(|x| matches!(x.role(), Role::Volatile | Role::Upper | Role::Overlay | Role::Switch));
     Ok(p)
 }
 
@@ -270,7 +298,6 @@ mod tests {
     use super::*;
     use crate::block::device::BlockDev;
     use crate::block::probe::{probe_fs, tests::ext4_image, tests::squashfs_image};
-    use crate::plan::step::DataState;
 
     fn dev(name: &str, fs: Option<crate::block::probe::FsInfo>) -> BlockDev {
         BlockDev { name: name.into(), size: 1 << 24, fs, ..Default::default() }
@@ -324,6 +351,10 @@ mod tests {
         assert!(
             matches!(&p.steps[3], Step::NewUpper(n) if n.from_slot == SlotId::A && n.old_image.as_deref() == Some("/dev/vda1"))
         );
-        assert_eq!(p.alternatives.len(), 2);
+        // The trial write, the lower, and the upper (the same slot on a tmpfs).
+        let whens: Vec<Role> = p.alternatives.iter().map(|a| a.when).collect();
+        assert_eq!(whens, [Role::State, Role::Lower, Role::Upper]);
+        let tmpfs = &p.alternatives[2].plan;
+        assert_eq!((tmpfs.slot.as_ref().map(|x| x.0), tmpfs.steps[0].role()), (Some(SlotId::B), Role::Volatile));
     }
 }
