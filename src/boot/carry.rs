@@ -87,6 +87,10 @@ fn carry(s: &Settings, n: &NewUpper, from: &Path, staging: &Path, report: &mut R
             match n.old_image.as_deref().map(|img| reconcile(s, n, Path::new(img), from, staging, &keep)) {
                 Some(Ok(o)) => {
                     report.reconcile = Some(o.summary());
+                    // What was left out is named where the operator looks first, too.
+                    report
+                        .fallbacks
+                        .extend(o.skipped.iter().map(|k| format!("reconcile: {} left out: {}", k.path, k.why)));
                     format!("reconciled: {}", o.summary())
                 }
                 Some(Err(e)) => {
@@ -136,8 +140,8 @@ fn reconcile(
     let mut rules = s.ab.rules.clone();
     rules.keep = keep.to_vec();
     let trees = Trees { old: Path::new(target), new: Path::new(paths::LOWER), upper: from };
-    let result = walk::plan(&trees, &rules).and_then(|o| {
-        walk::build(&o, &trees, &staging.join("upper"), &staging.join("conflicts"))?;
+    let result = walk::plan(&trees, &rules).and_then(|mut o| {
+        walk::build(&mut o, &trees, &staging.join("upper"), &staging.join("conflicts"))?;
         Ok(o)
     });
     if let Err(e) = mount::unmount_detach(target) {

@@ -261,12 +261,20 @@ mod tests {
             entries: vec![
                 Entry {
                     path: "/etc/a".into(),
+                    rel: "etc/a".into(),
                     class: Class::Conflict,
                     action: Action::Carry,
                     why: "the image changed it",
                 },
-                Entry { path: "/etc/b".into(), class: Class::StaleCopy, action: Action::Drop, why: "" },
+                Entry {
+                    path: "/etc/b".into(),
+                    rel: "etc/b".into(),
+                    class: Class::StaleCopy,
+                    action: Action::Drop,
+                    why: "",
+                },
             ],
+            skipped: Vec::new(),
         };
         assert_eq!(
             reconcile_text(&o.to_json(&[("slot", "b".into())])),

@@ -251,7 +251,12 @@ pub fn classify(path: &str, f: &Facts, r: &Rules) -> (Class, Action, &'static st
 /// One reconciled entry, for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// The path as the rules and the reports see it (`/etc/x`; a name that is not UTF-8 shows
+    /// with U+FFFD, so a rule cannot name it exactly).
     pub path: String,
+    /// The same path as bytes, relative to the trees: what every file operation uses, so a
+    /// name that is not UTF-8 is carried like any other.
+    pub rel: std::path::PathBuf,
     pub class: Class,
     pub action: Action,
     pub why: &'static str,
@@ -261,6 +266,16 @@ pub struct Entry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub entries: Vec<Entry>,
+    /// Paths reconciliation could not read or write, with the error: reported and left out,
+    /// never a reason to drop everything else.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A path reconciliation left out, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: String,
+    pub why: String,
 }
 
 impl Outcome {
@@ -274,7 +289,10 @@ impl Outcome {
 
     /// One line: counts per class, e.g. "2 user-changed, 1 stale-copy, 1 conflict".
     pub fn summary(&self) -> String {
-        let parts: Vec<String> = self.counted().map(|(c, n)| format!("{n} {}", c.name())).collect();
+        let mut parts: Vec<String> = self.counted().map(|(c, n)| format!("{n} {}", c.name())).collect();
+        if !self.skipped.is_empty() {
+            parts.push(format!("{} skipped", self.skipped.len()));
+        }
         if parts.is_empty() {
             "nothing to reconcile".into()
         } else {
@@ -291,6 +309,9 @@ impl Outcome {
                 out.push_str(&format!("  ({})", e.why));
             }
             out.push('\n');
+        }
+        for k in &self.skipped {
+            out.push_str(&format!("{:<10} {:<16} {}  ({})\n", "skip", "unreadable", k.path, k.why));
         }
         out.push_str(&format!("summary: {}\n", self.summary()));
         out
@@ -318,7 +339,14 @@ impl Outcome {
                 )
             })
             .collect();
-        out.push_str(&format!("  \"entries\": [\n{}\n  ]\n}}\n", entries.join(",\n")));
+        let skipped: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|k| format!("    {{\"path\": {}, \"why\": {}}}", json_str(&k.path), json_str(&k.why)))
+            .collect();
+        let skipped = if skipped.is_empty() { String::new() } else { format!("\n{}\n  ", skipped.join(",\n")) };
+        out.push_str(&format!("  \"entries\": [\n{}\n  ],\n", entries.join(",\n")));
+        out.push_str(&format!("  \"skipped\": [{skipped}]\n}}\n"));
         out
     }
 }
@@ -419,15 +447,29 @@ mod tests {
     fn report_lines() {
         let o = Outcome {
             entries: vec![
-                Entry { path: "/etc".into(), class: Class::Parent, action: Action::Descend { keep: false }, why: "" },
+                Entry {
+                    path: "/etc".into(),
+                    rel: "etc".into(),
+                    class: Class::Parent,
+                    action: Action::Descend { keep: false },
+                    why: "",
+                },
                 Entry {
                     path: "/etc/a".into(),
+                    rel: "etc/a".into(),
                     class: Class::Conflict,
                     action: Action::Carry,
                     why: "the image changed it",
                 },
-                Entry { path: "/etc/b".into(), class: Class::StaleCopy, action: Action::Drop, why: "" },
+                Entry {
+                    path: "/etc/b".into(),
+                    rel: "etc/b".into(),
+                    class: Class::StaleCopy,
+                    action: Action::Drop,
+                    why: "",
+                },
             ],
+            skipped: Vec::new(),
         };
         assert_eq!(
             o.to_text(),

@@ -2,7 +2,7 @@
 //! plain directories for the dry run) without following a symlink, classifies each entry with
 //! `reconcile::classify`, and builds the new upper in a directory of its own.
 
-use crate::reconcile::rules::{classify, Action, Class, Entry, Facts, Kind, Outcome, Rules};
+use crate::reconcile::rules::{classify, Action, Class, Entry, Facts, Kind, Outcome, Rules, Skipped};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::Metadata;
@@ -19,19 +19,35 @@ pub struct Trees<'a> {
 }
 
 /// The decisions for every entry of the upper, in walk order (a directory before its entries).
-/// Reads only; nothing is changed.
+/// Reads only; nothing is changed. Paths are bytes throughout; an entry or directory that cannot
+/// be read is reported in `skipped` and left out, the rest goes on. Err only when the upper
+/// itself cannot be listed.
 pub fn plan(t: &Trees<'_>, rules: &Rules) -> std::io::Result<Outcome> {
     let mut out = Outcome::default();
     // (path relative to the trees, old image has a directory there, new image has one)
     let mut stack = vec![(PathBuf::new(), true, true)];
     while let Some((rel, old_dir, new_dir)) = stack.pop() {
-        let mut names: Vec<OsString> =
-            std::fs::read_dir(t.upper.join(&rel))?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+        let listed = std::fs::read_dir(t.upper.join(&rel))
+            .and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<OsString>, _>>());
+        let mut names = match listed {
+            Ok(names) => names,
+            Err(e) if rel.as_os_str().is_empty() => return Err(e),
+            Err(e) => {
+                skip(&mut out, &rel, "list", &e);
+                continue;
+            }
+        };
         names.sort();
         let mut children = Vec::new();
         for name in names {
             let p = rel.join(&name);
-            let um = t.upper.join(&p).symlink_metadata()?;
+            let um = match t.upper.join(&p).symlink_metadata() {
+                Ok(m) => m,
+                Err(e) => {
+                    skip(&mut out, &p, "lstat", &e);
+                    continue;
+                }
+            };
             let om = if old_dir { t.old.join(&p).symlink_metadata().ok() } else { None };
             let nm = if new_dir { t.new.join(&p).symlink_metadata().ok() } else { None };
             let upper = kind(&um);
@@ -50,19 +66,31 @@ pub fn plan(t: &Trees<'_>, rules: &Rules) -> std::io::Result<Outcome> {
                 hides_new: opaque
                     && !added_names(t, &p, old_dir && om.as_ref().is_some_and(Metadata::is_dir)).is_empty(),
             };
-            let path = format!("/{}", p.display());
+            let path = shown(&p);
             let (class, action, why) = classify(&path, &facts, rules);
             if matches!(action, Action::Descend { .. } | Action::Unopaque) {
                 let o = facts.old == Some(Kind::Dir);
-                children.push((p, o, facts.new == Some(Kind::Dir)));
+                children.push((p.clone(), o, facts.new == Some(Kind::Dir)));
             }
-            out.entries.push(Entry { path, class, action, why });
+            out.entries.push(Entry { path, rel: p, class, action, why });
         }
         stack.extend(children.into_iter().rev());
     }
     // By path components: a directory before its entries, and the report reads like a listing.
-    out.entries.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
+    out.entries.sort_by(|a, b| a.rel.components().cmp(b.rel.components()));
     Ok(out)
+}
+
+/// The path as rules and reports see it: `/` and the relative path, lossy where not UTF-8.
+fn shown(rel: &Path) -> String {
+    format!("/{}", rel.display())
+}
+
+/// Reports a path reconciliation leaves out, with the call that failed and its error.
+fn skip(out: &mut Outcome, rel: &Path, call: &str, e: &std::io::Error) {
+    let path = shown(rel);
+    log::warn!("reconcile: {path}: {call}: {e}; left out, the rest is reconciled");
+    out.skipped.push(Skipped { path, why: format!("{call}: {e}") });
 }
 
 /// Names in the new image's directory `p` that the old image's did not have and the upper does
@@ -163,62 +191,85 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 /// metadata, set-aside ones go under `conflicts`, plain parent directories are made only where
 /// something below them is carried (with the new image's owner and mode, so a stale copy-up of a
 /// directory does not hide the new image's), and an opaque directory turned plain gets
-/// whiteouts for the old image's entries the user had deleted. Returns the entries written.
-pub fn build(o: &Outcome, t: &Trees<'_>, to: &Path, conflicts: &Path) -> std::io::Result<usize> {
+/// whiteouts for the old image's entries the user had deleted. Returns the entries written. An
+/// entry that cannot be copied (too deep a path, a full partition) is reported in the outcome's
+/// `skipped` and left out, with what is below it; Err only when `to` itself cannot be made.
+pub fn build(o: &mut Outcome, t: &Trees<'_>, to: &Path, conflicts: &Path) -> std::io::Result<usize> {
     std::fs::create_dir_all(to)?;
     let carried = |e: &Entry| matches!(e.action, Action::Carry | Action::Descend { keep: true } | Action::Unopaque);
     // A directory is needed if it is kept itself or anything under it is.
     let mut needed = BTreeSet::new();
     for e in o.entries.iter().filter(|e| carried(e)) {
-        let mut p = Path::new(&e.path);
-        while let Some(parent) = p.parent() {
-            needed.insert(parent.to_path_buf());
-            p = parent;
-        }
-        needed.insert(PathBuf::from(&e.path));
+        needed.extend(e.rel.ancestors().map(Path::to_path_buf));
     }
-    let mut n = 0;
-    let mut dirs = Vec::new();
+    let (mut n, mut dirs, mut failed) = (0, Vec::new(), Vec::<PathBuf>::new());
+    let mut skipped = Vec::new();
     for e in &o.entries {
-        let rel = e.path.trim_start_matches('/');
-        let (src, dst) = (t.upper.join(rel), to.join(rel));
-        match e.action {
-            Action::Carry => n += crate::fs::copy::copy_tree(&src, &dst)?,
-            Action::SaveAside => {
-                let aside = conflicts.join(rel);
-                std::fs::create_dir_all(aside.parent().unwrap_or(conflicts))?;
-                crate::fs::copy::copy_tree(&src, &aside)?;
+        // Below an entry that failed: left out with it (its own error says why).
+        if failed.iter().any(|f| e.rel.starts_with(f)) {
+            continue;
+        }
+        match build_one(e, t, to, conflicts, needed.contains(&e.rel)) {
+            Ok((k, dir)) => {
+                n += k;
+                dirs.extend(dir);
             }
-            Action::Drop => {}
-            Action::Descend { .. } | Action::Unopaque if needed.contains(Path::new(&e.path)) => {
-                let new_dir = t.new.join(rel);
-                let from = match e.class {
-                    Class::Parent if new_dir.symlink_metadata().is_ok_and(|m| m.is_dir()) => new_dir,
-                    _ => src.clone(),
-                };
-                let m = from.symlink_metadata()?;
-                std::fs::create_dir(&dst)?;
-                crate::fs::copy::copy_metadata(&from, &dst, &m)?;
-                if e.action == Action::Unopaque {
-                    let _ = rustix::fs::lremovexattr(&dst, OPAQUE);
-                    n += hide_deleted(t, rel, &dst)?;
-                }
-                dirs.push((dst, m));
-                n += 1;
+            Err(err) => {
+                log::warn!("reconcile: {}: {err}; left out, the rest is carried", e.path);
+                skipped.push(Skipped { path: e.path.clone(), why: err.to_string() });
+                failed.push(e.rel.clone());
             }
-            Action::Descend { .. } | Action::Unopaque => {}
         }
     }
+    o.skipped.extend(skipped);
     // Times last: making entries in a directory changes its own.
     for (d, m) in dirs.iter().rev() {
-        crate::fs::copy::set_times(d, m)?;
+        let _ = crate::fs::copy::set_times(d, m);
     }
     Ok(n)
 }
 
+/// One entry of `build`: the entries written, and a directory made (whose times are set last).
+fn build_one(
+    e: &Entry,
+    t: &Trees<'_>,
+    to: &Path,
+    conflicts: &Path,
+    needed: bool,
+) -> std::io::Result<(usize, Option<(PathBuf, Metadata)>)> {
+    let rel = &e.rel;
+    let (src, dst) = (t.upper.join(rel), to.join(rel));
+    match e.action {
+        Action::Carry => Ok((crate::fs::copy::copy_tree(&src, &dst)?, None)),
+        Action::SaveAside => {
+            let aside = conflicts.join(rel);
+            std::fs::create_dir_all(aside.parent().unwrap_or(conflicts))?;
+            crate::fs::copy::copy_tree(&src, &aside)?;
+            Ok((0, None))
+        }
+        Action::Descend { .. } | Action::Unopaque if needed => {
+            let new_dir = t.new.join(rel);
+            let from = match e.class {
+                Class::Parent if new_dir.symlink_metadata().is_ok_and(|m| m.is_dir()) => new_dir,
+                _ => src.clone(),
+            };
+            let m = from.symlink_metadata()?;
+            std::fs::create_dir(&dst)?;
+            crate::fs::copy::copy_metadata(&from, &dst, &m)?;
+            let mut n = 1;
+            if e.action == Action::Unopaque {
+                let _ = rustix::fs::lremovexattr(&dst, OPAQUE);
+                n += hide_deleted(t, rel, &dst)?;
+            }
+            Ok((n, Some((dst, m))))
+        }
+        Action::Drop | Action::Descend { .. } | Action::Unopaque => Ok((0, None)),
+    }
+}
+
 /// In a formerly opaque directory: a whiteout for each entry both images have there that the
 /// user's directory does not, so what the user deleted stays deleted.
-fn hide_deleted(t: &Trees<'_>, rel: &str, dst: &Path) -> std::io::Result<usize> {
+fn hide_deleted(t: &Trees<'_>, rel: &Path, dst: &Path) -> std::io::Result<usize> {
     let names = |d: PathBuf| -> BTreeSet<OsString> {
         std::fs::read_dir(d).map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect()).unwrap_or_default()
     };

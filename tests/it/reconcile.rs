@@ -175,8 +175,8 @@ fn the_new_upper_over_the_new_image_shows_what_the_user_expects() {
             ..Rules::default()
         };
         let trees = Trees { old: &old, new: &new, upper: &upper };
-        let outcome = walk::plan(&trees, &rules).unwrap();
-        walk::build(&outcome, &trees, &staging.join("upper"), &staging.join("conflicts")).unwrap();
+        let mut outcome = walk::plan(&trees, &rules).unwrap();
+        walk::build(&mut outcome, &trees, &staging.join("upper"), &staging.join("conflicts")).unwrap();
         let (n, s) = (new.clone(), staging.clone());
         let (tx, rx) = std::sync::mpsc::channel();
         in_private_namespace(move || {
@@ -248,4 +248,55 @@ fn the_new_upper_over_the_new_image_shows_what_the_user_expects() {
         }
     }
     std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// A name that is not UTF-8 and a path deeper than PATH_MAX beside ordinary files: the first is
+/// carried byte for byte, the second is reported as skipped, and the rest is carried. Before,
+/// either one failed the whole reconciliation and the boot carried only the keep-list.
+#[test]
+fn odd_paths_are_carried_or_reported_never_a_reason_to_drop_the_rest() {
+    use std::os::unix::ffi::OsStrExt;
+    let base = std::env::temp_dir().join(format!("oi-rc-odd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (old, new, upper, to) = (base.join("old"), base.join("new"), base.join("upper"), base.join("to"));
+    for d in [&old, &new, &upper.join("etc")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(upper.join("etc/hostname"), "router-7\n").unwrap();
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.conf");
+    std::fs::write(upper.join("etc").join(latin1), "mine").unwrap();
+    // 20 levels of 250-byte names: 5 KB, more than PATH_MAX, made through directory fds.
+    let mut dir =
+        rustix::fs::open(&upper, rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty())
+            .unwrap();
+    let long = "d".repeat(250);
+    for _ in 0..20 {
+        rustix::fs::mkdirat(&dir, long.as_str(), rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        dir = rustix::fs::openat(
+            &dir,
+            long.as_str(),
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+    }
+    rustix::fs::mkdirat(&dir, "leaf", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+    let trees = Trees { old: &old, new: &new, upper: &upper };
+    let mut outcome = walk::plan(&trees, &Rules::default()).unwrap();
+    walk::build(&mut outcome, &trees, &to, &base.join("conflicts")).unwrap();
+    assert_eq!(std::fs::read_to_string(to.join("etc/hostname")).unwrap(), "router-7\n");
+    assert_eq!(
+        std::fs::read_to_string(to.join("etc").join(latin1)).unwrap(),
+        "mine",
+        "the non-UTF-8 name was not carried"
+    );
+    assert!(!outcome.skipped.is_empty(), "the over-long path was not reported");
+    assert!(outcome.skipped.iter().all(|k| k.path.starts_with("/dddd")), "{:?}", outcome.skipped);
+    assert!(outcome.to_json(&[]).contains("\"skipped\": [\n    {\"path\": \"/dddd"));
+    // Removing a tree deeper than PATH_MAX needs the careful (fd-relative) removal.
+    let top =
+        rustix::fs::open(&base, rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty())
+            .unwrap();
+    overlay_init::fs::careful::remove_contents(top).unwrap();
+    std::fs::remove_dir(&base).unwrap();
 }
