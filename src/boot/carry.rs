@@ -42,6 +42,7 @@ pub fn new_image(s: &Settings, n: &NewUpper, report: &mut Report) -> Result<bool
         upper::move_aside(base, n.slot.name(), &tag)?;
     }
     let from = if n.from_slot == n.slot { aside.join("upper") } else { base.join(n.from_slot.name()).join("upper") };
+    log::info!("slot {}: making its upper for image {:08x} from slot {}'s", n.slot.name(), n.id, n.from_slot.name());
     let staging_name = format!(".staging-{}", n.slot.name());
     let staging = base.join(&staging_name);
     // What a cut boot left half built goes to the trash, never into use.

@@ -261,7 +261,15 @@ fn upper_steps(
             reset = true;
         }
     }
-    let from_slot = previous.unwrap_or(slot);
+    // The user's changes are in the upper of the slot booted last; but when that is this slot
+    // and its upper was never finished for this image (a power cut during the carry, after the
+    // trial was recorded), they are still in the other slot's upper.
+    let unfinished = previous == Some(slot) && id.is_some_and(|id| id != st.slot(slot).image);
+    let from_slot = if unfinished && !s.ab.one_slot() && f.uppers[slot.other().index()] {
+        slot.other()
+    } else {
+        previous.unwrap_or(slot)
+    };
     match id.filter(|id| *id != st.slot(slot).image) {
         Some(id) => {
             let recorded = st.slot(slot).image;
@@ -356,5 +364,25 @@ mod tests {
         assert_eq!(whens, [Role::State, Role::Lower, Role::Upper]);
         let tmpfs = &p.alternatives[2].plan;
         assert_eq!((tmpfs.slot.as_ref().map(|x| x.0), tmpfs.steps[0].role()), (Some(SlotId::B), Role::Volatile));
+    }
+
+    /// A power cut during slot b's carry, after its trial was recorded: the state says b was
+    /// booted last, but b's upper was never finished for its image. The next boot carries from
+    /// slot a's upper again (it carried from b's own, empty one: the user's changes were gone).
+    #[test]
+    fn a_carry_cut_short_is_made_again_from_the_slot_that_has_the_changes() {
+        let (s, found, mut facts) = setup(true);
+        let p = policy(&s);
+        slots::choose(&mut facts.state, p);
+        // The cut boot recorded b's trial, not the image b's finished upper belongs to (9).
+        assert_eq!(facts.state.last_booted, Some(SlotId::B));
+        assert_ne!(facts.state.slot(SlotId::B).image, 9);
+        facts.uppers = [true, false];
+        let plan = decide(&s, &found, &facts).unwrap();
+        let from = plan.steps.iter().find_map(|x| match x {
+            Step::NewUpper(n) => Some(n.from_slot),
+            _ => None,
+        });
+        assert_eq!((plan.slot.map(|x| x.0), from), (Some(SlotId::B), Some(SlotId::A)));
     }
 }

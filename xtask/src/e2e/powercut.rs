@@ -40,7 +40,9 @@ const KINDS: [Kind; 4] = [
     Kind {
         name: "reconcile",
         setup: &["oitest=reconcile-setup,mark-good,rollback"],
-        cut: ("", "slot b: ", 900),
+        // From the moment slot b's carry starts: a cut there leaves b's trial recorded and its
+        // upper unfinished, which the next boot must build again from slot a's.
+        cut: ("", "slot b: making its upper", 400),
         check: |b| {
             // Slot a's upper untouched, or slot b's reconciled one whole: never a mix.
             want(b, "rc-edited", "user")?;
