@@ -200,6 +200,70 @@ pub fn verity(data: &[u8]) {
     }
 }
 
+/// The verity metadata the boot reads after an image (`verity::meta`): the fuzz input is the
+/// device, image and tree on it, the last byte says whether the tree is on a separate device and
+/// whether a signature is required. Refused or read, never a panic, and a layout read always
+/// fits the device.
+pub fn verity_meta(data: &[u8]) {
+    let flags = data.last().copied().unwrap_or(0);
+    let head = &data[..data.len().min(probe::PROBE_LEN)];
+    let size = data.len() as u64;
+    let read = |at: u64, len: usize| {
+        let at = usize::try_from(at).ok()?;
+        data.get(at..at.checked_add(len)?).map(<[u8]>::to_vec)
+    };
+    if let Ok(m) = overlay_init::verity::meta::read(head, "fuzz", size, flags & 1 == 1, flags & 2 == 2, read) {
+        assert!(m.layout.end <= size, "a layout past the device's end was accepted");
+    }
+}
+
+/// Reconciliation's tree walk over crafted trees: the input is a list of entries (which tree,
+/// kind, name bytes up to a NUL or the end), made in a scratch directory; plan and build run
+/// over them and never panic, every name, UTF-8 or not, is planned, and what is built is read
+/// back from the trees given (never from outside them).
+pub fn reconcile_walk(data: &[u8]) {
+    use overlay_init::reconcile::rules::Rules;
+    use overlay_init::reconcile::walk::{self, Trees};
+    use std::os::unix::ffi::OsStrExt;
+    let base = std::env::temp_dir().join(format!("oi-fuzz-walk-{}", std::process::id()));
+    let _ = overlay_init::fs::careful::open_dir_nofollow(&base).map(overlay_init::fs::careful::remove_contents);
+    let trees = ["old", "new", "upper"].map(|t| base.join(t));
+    for t in &trees {
+        std::fs::create_dir_all(t).unwrap();
+    }
+    let mut made = 0;
+    for entry in data.split(|&b| b == 0).take(64) {
+        let [op, name @ ..] = entry else { continue };
+        let name: Vec<u8> = name.iter().copied().filter(|&b| b != b'/').take(40).collect();
+        if name.is_empty() || name == b"." || name == b".." {
+            continue;
+        }
+        // The entry goes into the tree op picks, under the directory made last there, if any.
+        let tree = &trees[usize::from(op % 3)];
+        let parent = if op & 0x40 != 0 { tree.join("d") } else { tree.clone() };
+        let _ = std::fs::create_dir_all(&parent);
+        let path = parent.join(std::ffi::OsStr::from_bytes(&name));
+        let _ = match (op >> 2) % 4 {
+            0 => std::fs::write(&path, &name),
+            1 => std::fs::create_dir_all(&path),
+            2 => std::os::unix::fs::symlink("/etc/passwd", &path),
+            _ => std::fs::write(&path, b"changed"),
+        };
+        made += 1;
+    }
+    let t = Trees { old: &trees[0], new: &trees[1], upper: &trees[2] };
+    if let Ok(mut o) = walk::plan(&t, &Rules::default()) {
+        assert!(o.entries.len() + o.skipped.len() <= made + 1, "more entries planned than made");
+        let _ = walk::build(&mut o, &t, &base.join("to"), &base.join("conflicts"));
+        for e in &o.entries {
+            assert!(trees[2].join(&e.rel).symlink_metadata().is_ok(), "{} is not in the upper", e.path);
+        }
+    }
+    if let Ok(fd) = overlay_init::fs::careful::open_dir_nofollow(&base) {
+        let _ = overlay_init::fs::careful::remove_contents(fd);
+    }
+}
+
 /// The signature block after a hash tree and the board's key file: parsed or refused, never a
 /// panic; a block that parses verifies (or not) against a key from the same bytes.
 pub fn signature(data: &[u8]) {
@@ -210,7 +274,7 @@ pub fn signature(data: &[u8]) {
     }
 }
 
-pub const TARGETS: [(&str, Target); 12] = [
+pub const TARGETS: [(&str, Target); 14] = [
     ("settings", settings),
     ("devspec", devspec),
     ("uevent", uevent),
@@ -223,4 +287,6 @@ pub const TARGETS: [(&str, Target); 12] = [
     ("write_log", write_log),
     ("verity", verity),
     ("signature", signature),
+    ("verity_meta", verity_meta),
+    ("reconcile_walk", reconcile_walk),
 ];

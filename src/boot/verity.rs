@@ -11,19 +11,11 @@ use crate::boot::image::check_image_file;
 use crate::boot::report::{Report, Verified};
 use crate::plan::{Source, Trust, Verity};
 use crate::sys::{dm, loopdev};
-use crate::verity::hashtree::{self, Fec, Layout, OnCorruption, Superblock};
-use crate::verity::signature::{self, Signed};
+use crate::verity::hashtree::{self, OnCorruption};
+use crate::verity::meta::{self, Meta};
+use crate::verity::signature;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-
-/// The verity metadata of an image, read from the device.
-struct Meta {
-    sb: Superblock,
-    layout: Layout,
-    /// The signature block after the tree: required with a key, else used for its FEC line.
-    block: Option<Signed>,
-    fec: Option<Fec>,
-}
 
 pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
     // Held until the dm table holds the loop device: autoclear detaches it at our last close.
@@ -109,39 +101,13 @@ fn create_checked(
     Ok(node)
 }
 
-/// The filesystem's size, the superblock after it (or at the start of the hash partition), and
-/// that the hash device holds the whole tree (and the signature block after it, when one is
-/// needed, and the error correction area it announces).
+/// The verity metadata of `image` (whose tree is on `hash`): read from the devices, decided by
+/// `verity::meta` (pure, fuzzed).
 fn read_meta(image: &str, hash: &str, separate: bool, signed: bool) -> std::result::Result<Meta, String> {
     let head = read_head(Path::new(image), 0, probe::PROBE_LEN).ok_or("cannot read its first bytes")?;
-    let fs = probe::probe_fs(&head).filter(|f| f.kind.is_image()).ok_or("it holds no squashfs or EROFS image")?;
     let path = Path::new(hash);
-    let at = hashtree::hash_offset(fs.size, separate);
-    let sb_bytes = read_head(path, at, hashtree::BLOCK as usize)
-        .ok_or(format!("{hash} ends before byte {}: no verity superblock", at + hashtree::BLOCK))?;
-    let sb = hashtree::parse_superblock(&sb_bytes).map_err(|e| format!("{hash} at byte {at}: {e}"))?;
-    let layout = hashtree::layout(fs.size, &sb, separate)?;
     let size = std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::End(0))).map_err(|e| e.to_string())?;
-    if size < layout.end {
-        let end = layout.end;
-        return Err(format!("the hash tree needs the device to hold {end} bytes, it has {size} (a truncated image)"));
-    }
-    let block = read_head(path, layout.end, signature::BLOCK_LEN)
-        .ok_or_else(|| "no signature block after the hash tree".to_string())
-        .and_then(|b| signature::parse_block(&b));
-    let block = match block {
-        Ok(b) => Some(b),
-        Err(e) if signed => return Err(e),
-        Err(_) => None,
-    };
-    let fec = block.as_ref().and_then(|b| b.fec_roots).map(|r| hashtree::fec(&layout, r));
-    if let Some(f) = fec {
-        let need = f.start.saturating_add(f.blocks).saturating_mul(hashtree::BLOCK);
-        if size < need {
-            return Err(format!("its error correction area needs the device to hold {need} bytes, it has {size}"));
-        }
-    }
-    Ok(Meta { sb, layout, block, fec })
+    meta::read(&head, hash, size, separate, signed, |at, len| read_head(path, at, len))
 }
 
 /// The root hash to trust and how it was established.

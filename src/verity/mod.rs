@@ -2,4 +2,5 @@
 
 pub mod hashtree;
 pub mod image;
+pub mod meta;
 pub mod signature;

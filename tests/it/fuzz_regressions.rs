@@ -9,9 +9,14 @@ use std::path::Path;
 #[test]
 fn corpus_and_crash_inputs_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    // Both folders must be there: a missing one would make this test pass on nothing.
+    assert!(root.join("regressions").is_dir(), "fuzz/regressions/ is missing");
     let mut total = 0;
     for (name, run) in harness::TARGETS {
+        let corpus = std::fs::read_dir(root.join("corpus").join(name)).map_or(0, |d| d.count());
+        assert!(corpus > 0, "fuzz target {name} has no committed corpus (fuzz/corpus/{name}/)");
         for dir in ["corpus", "regressions"] {
+            // A target without crash inputs has no folder under regressions/.
             let Ok(files) = std::fs::read_dir(root.join(dir).join(name)) else { continue };
             for f in files.flatten() {
                 let data = std::fs::read(f.path()).unwrap();

@@ -193,3 +193,15 @@ fn hash_tree_on_a_partition_of_its_own() {
     let e = verity_image::check(&data, len, Some((&bad, hash_bytes.len() as u64)), &f.key).unwrap_err();
     assert!(e.contains("stored hash tree does not match"), "{e}");
 }
+
+/// The verity_meta fuzz corpus holds a real image (mksquashfs, then veritysetup format with the
+/// tree after it): the boot's metadata reader accepts it whole, so the fuzzer starts from a
+/// device that reaches the layout, the signature-block and the size checks.
+#[test]
+fn the_verity_meta_seed_is_a_real_verity_image() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/verity_meta/squashfs-with-tree");
+    let data = std::fs::read(path).unwrap();
+    let read = |at: u64, len: usize| data.get(at as usize..at as usize + len).map(<[u8]>::to_vec);
+    let m = overlay_init::verity::meta::read(&data[..4096], "seed", data.len() as u64, false, false, read).unwrap();
+    assert_eq!((m.layout.hash_offset, m.sb.data_blocks, m.block.is_none()), (4096, 1, true));
+}

@@ -7,7 +7,7 @@
 use crate::sh;
 use std::path::Path;
 
-pub const TARGETS: [&str; 12] = [
+pub const TARGETS: [&str; 14] = [
     "settings",
     "devspec",
     "uevent",
@@ -20,6 +20,8 @@ pub const TARGETS: [&str; 12] = [
     "write_log",
     "verity",
     "signature",
+    "verity_meta",
+    "reconcile_walk",
 ];
 
 pub fn main(root: &Path, seconds: u32, only: &[String]) -> Result<(), String> {
