@@ -85,7 +85,7 @@ fn carry(s: &Settings, n: &NewUpper, from: &Path, staging: &Path, report: &mut R
             }
         },
         Carry::Reconcile => {
-            match n.old_image.as_deref().map(|img| reconcile(s, n, Path::new(img), from, staging, &keep)) {
+            match n.old_image.as_deref().map(|img| reconcile(s, n, Path::new(img), from, staging, &keep, report)) {
                 Some(Ok(o)) => {
                     report.reconcile = Some(o.summary());
                     // What was left out is named where the operator looks first, too.
@@ -128,28 +128,38 @@ fn reconcile(
     from: &Path,
     staging: &Path,
     keep: &[String],
+    report: &mut Report,
 ) -> std::result::Result<Outcome, String> {
     let target = paths::OLD_LOWER;
     std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
     let file = image.display().to_string();
+    // On a board that verifies its lowers the old image is read through dm-verity too: what a
+    // reconciliation compares the user's files with must be the signed image, not whatever is
+    // on the inactive slot's partition now.
+    let verified = match &n.old_verity {
+        Some(v) => Some(crate::boot::verity::open_device(v, report).map_err(|e| format!("verifying {file}: {e}"))?),
+        None => None,
+    };
     let is_block = image.metadata().is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
     // A file slot needs a loop device; it goes away with the unmount (autoclear).
-    let attached =
-        if is_block { None } else { Some(loopdev::attach_ro(&file).map_err(|(c, e)| format!("{file}: {c}: {e}"))?) };
-    let source = attached.as_ref().map_or(file.clone(), |a| a.path.clone());
-    mount::mount_image_ro(&source, target).map_err(|e| format!("mount {source} on {target}: {e}"))?;
-    let mut rules = s.ab.rules.clone();
-    rules.keep = keep.to_vec();
-    let trees = Trees { old: Path::new(target), new: Path::new(paths::LOWER), upper: from };
-    let result = walk::plan(&trees, &rules).and_then(|mut o| {
-        walk::build(&mut o, &trees, &staging.join("upper"), &staging.join("conflicts"))?;
-        Ok(o)
-    });
-    if let Err(e) = mount::unmount_detach(target) {
-        log::warn!("unmount {target}: {e}");
-    }
+    let attached = if is_block || verified.is_some() {
+        None
+    } else {
+        Some(loopdev::attach_ro(&file).map_err(|(c, e)| format!("{file}: {c}: {e}"))?)
+    };
+    let source = match &verified {
+        Some(v) => v.device.clone(),
+        None => attached.as_ref().map_or(file.clone(), |a| a.path.clone()),
+    };
+    let result = reconcile_mounted(s, &source, from, staging, keep);
     drop(attached);
-    let o = result.map_err(|e| format!("reading or writing the uppers: {e}"))?;
+    if let (Some(v), Some(d)) = (&n.old_verity, &verified) {
+        let _ = std::fs::remove_file(&d.device);
+        if let Err((call, e)) = crate::sys::dm::remove_deferred(&v.name) {
+            log::warn!("dm-verity device {} of the old image: {call}: {e}", v.name);
+        }
+    }
+    let o = result?;
     let header = [
         ("slot", n.slot.name().to_string()),
         ("from", n.from_slot.name().to_string()),
@@ -162,6 +172,29 @@ fn reconcile(
         log::warn!("cannot write {}: {e}", paths::RECONCILE);
     }
     Ok(o)
+}
+
+/// Mounts the old image's device read-only, reconciles `from` into `staging`, unmounts.
+fn reconcile_mounted(
+    s: &Settings,
+    source: &str,
+    from: &Path,
+    staging: &Path,
+    keep: &[String],
+) -> std::result::Result<Outcome, String> {
+    let target = paths::OLD_LOWER;
+    mount::mount_image_ro(source, target).map_err(|e| format!("mount {source} on {target}: {e}"))?;
+    let mut rules = s.ab.rules.clone();
+    rules.keep = keep.to_vec();
+    let trees = Trees { old: Path::new(target), new: Path::new(paths::LOWER), upper: from };
+    let result = walk::plan(&trees, &rules).and_then(|mut o| {
+        walk::build(&mut o, &trees, &staging.join("upper"), &staging.join("conflicts"))?;
+        Ok(o)
+    });
+    if let Err(e) = mount::unmount_detach(target) {
+        log::warn!("unmount {target}: {e}");
+    }
+    result.map_err(|e| format!("reading or writing the uppers: {e}"))
 }
 
 fn io(call: &'static str, p: &Path, e: std::io::Error) -> Error {

@@ -18,6 +18,14 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
+    let verified = open_device(v, report)?;
+    report.verity = Some(verified);
+    Ok(())
+}
+
+/// Sets up the verified device `v` describes and says what it is (`open` books it as the
+/// lower's; reconciliation reads the previous slot's image through one of its own).
+pub fn open_device(v: &Verity, report: &mut Report) -> Result<Verified> {
     // Held until the dm table holds the loop device: autoclear detaches it at our last close.
     let (image, _loop_hold) = image_device(&v.data, report)?;
     let refuse = |what: String| Error::Verity { image: v.data.to_string(), what };
@@ -34,7 +42,7 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
     })?;
     let fec = meta.fec.map_or(String::new(), |f| format!(", error correction with {} parity bytes", f.roots));
     log::info!("dm-verity: {} verified as {link} ({node}), {trust}{fec}, on corruption: {}", v.data, v.on_corruption);
-    report.verity = Some(Verified {
+    Ok(Verified {
         device: link,
         image,
         root_hash: crate::util::hex::hex(&root),
@@ -44,8 +52,7 @@ pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
         checked_all: v.check_all,
         fec_roots: meta.fec.map_or(0, |f| f.roots),
         fec_offset: meta.fec.map_or(0, |f| f.start * hashtree::BLOCK),
-    });
-    Ok(())
+    })
 }
 
 /// The block device holding the image: its partition, or a read-only loop device over its file

@@ -6,11 +6,12 @@
 //! prints it, golden tests pin it.
 
 use super::root;
-use super::step::{Alternative, DataState, Found, NewUpper, Plan, PlanError, Role, Step};
+use super::step::{Alternative, DataState, Found, NewUpper, Plan, PlanError, Role, Source, Step, Verity};
 use crate::ab::slots::{self, Choice, Policy};
 use crate::ab::state::{Reason, SlotId, State};
 use crate::ab::store::Loaded;
 use crate::config::settings::Settings;
+use crate::verity::hashtree::OnCorruption;
 
 /// A factory reset that fails on this many boots in a row is given up, so the device still boots.
 pub const MAX_RESET_ATTEMPTS: u8 = 3;
@@ -117,7 +118,7 @@ fn slot_plan(
         }
     }
     if f.writable {
-        let mut uppers = upper_steps(s, f, &mut st, previous, slot, id);
+        let mut uppers = upper_steps(s, &found, f, &mut st, previous, slot, id);
         let at = p.steps.iter().position(|x| x.role() == Role::Upper).unwrap_or(p.steps.len());
         uppers.push(Step::DeleteTrash { base: base(s) });
         p.steps.splice(at..at, uppers);
@@ -135,6 +136,31 @@ fn slot_plan(
         }
     }
     Ok(p)
+}
+
+/// The old image a reconciliation reads, and where the board verifies its lowers, the dm-verity
+/// device it is read through: set up as a boot of that slot would, under a name of its own. An
+/// old image that cannot be verified (its hash partition is missing) is an error: not read.
+fn old_lower(s: &Settings, found: &Found, from: SlotId, image: String) -> Result<(String, Option<Verity>), String> {
+    let mut ss = s.for_slot(from);
+    if !ss.verity.enabled() {
+        return Ok((image, None));
+    }
+    ss.verity.name = format!("{}-old", ss.verity.name);
+    // The old image was read in full when it was new; reconciling reads what it compares.
+    ss.verity.new_image = false;
+    let source = match s.ab.slots[from.index()] {
+        Some(crate::config::ab::SlotSource::File(_)) => Source::LoopFile(image.clone()),
+        _ => Source::Device(image.clone()),
+    };
+    let mut scratch = Plan::new();
+    root::verified(&ss, found, source, &mut scratch).map_err(|e| e.what)?;
+    match scratch.steps.pop() {
+        // A corrupted block of the old image fails the reconciliation (the keep-list is carried
+        // instead), it does not restart the machine in the middle of an update's first boot.
+        Some(Step::Verity(v)) => Ok((image, Some(Verity { on_corruption: OnCorruption::Eio, ..v }))),
+        _ => Ok((image, None)),
+    }
 }
 
 /// Why the upper is on a tmpfs when the data partition is mounted but the upper or work
@@ -213,6 +239,7 @@ fn base(s: &Settings) -> String {
 /// the state write that records it.
 fn upper_steps(
     s: &Settings,
+    found: &Found,
     f: &Facts,
     st: &mut State,
     previous: Option<SlotId>,
@@ -277,6 +304,17 @@ fn upper_steps(
             // on a guess.
             let keeps = recorded == 0 && f.uppers[slot.index()] && !reset;
             if !keeps {
+                let old = if from_slot == slot { None } else { f.sources[from_slot.index()].clone() };
+                let (old_image, old_verity) = match old.map(|o| old_lower(s, found, from_slot, o)) {
+                    Some(Ok((image, v))) => (Some(image), v),
+                    // Without a way to verify it, the old image is not read: the keep-list is
+                    // carried, as when it is gone.
+                    Some(Err(why)) => {
+                        log::warn!("slot {}'s image is not used to reconcile: {why}", from_slot.name());
+                        (None, None)
+                    }
+                    None => (None, None),
+                };
                 steps.push(Step::NewUpper(NewUpper {
                     base: base(s),
                     slot,
@@ -284,7 +322,8 @@ fn upper_steps(
                     recorded,
                     id,
                     carry: s.ab.carry,
-                    old_image: if from_slot == slot { None } else { f.sources[from_slot.index()].clone() },
+                    old_image,
+                    old_verity,
                 }));
                 st.record(slot, Reason::NewImage);
             }
@@ -384,5 +423,40 @@ mod tests {
             _ => None,
         });
         assert_eq!((plan.slot.map(|x| x.0), from), (Some(SlotId::B), Some(SlotId::A)));
+    }
+
+    /// On a board that verifies its lowers, the old image a reconciliation reads goes through
+    /// dm-verity as a boot of its slot would (under a name of its own); one that cannot be
+    /// verified is not read at all.
+    #[test]
+    fn the_old_image_is_reconciled_through_dm_verity() {
+        let (_, found, facts) = setup(true);
+        let hashes = "oinit.roothash=1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f \
+                      oinit.broothash=2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e";
+        let s = Settings::load(&format!("oinit.a=/dev/vda1 oinit.b=/dev/vda3 oinit.data=/dev/vda2 {hashes}"), "").0;
+        let new_upper = |p: &Plan| {
+            p.steps.iter().find_map(|x| match x {
+                Step::NewUpper(n) => Some(n.clone()),
+                _ => None,
+            })
+        };
+        let n = new_upper(&decide(&s, &found, &facts).unwrap()).unwrap();
+        let v = n.old_verity.expect("the old image is read unverified");
+        assert_eq!(
+            (v.name.as_str(), &v.data, n.old_image.as_deref()),
+            ("oinit-a-old", &Source::Device("/dev/vda1".into()), Some("/dev/vda1"))
+        );
+        assert!(matches!(v.trust, crate::plan::Trust::RootHash { hash, .. } if hash == [0x1f; 32]));
+        assert_eq!(v.on_corruption, OnCorruption::Eio, "a bad block of the old image must not restart the machine");
+        // Slot a's tree on a hash partition that is not there: its image is not read.
+        let s = Settings::load(
+            &format!(
+                "oinit.a=/dev/vda1 oinit.b=/dev/vda3 oinit.data=/dev/vda2 {hashes} oinit.hashdev=PARTLABEL=nothere"
+            ),
+            "",
+        )
+        .0;
+        let n = new_upper(&decide(&s, &found, &facts).unwrap_or_else(|e| panic!("{e:?}"))).unwrap();
+        assert_eq!((n.old_image, n.old_verity), (None, None));
     }
 }

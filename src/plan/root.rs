@@ -185,7 +185,7 @@ fn lower_steps(s: &Settings, found: &Found, data_mounted: bool, p: &mut Plan) ->
 }
 
 /// With verity on, puts a dm-verity device over `image` and returns it as the lower's source.
-fn verified(s: &Settings, found: &Found, image: Source, p: &mut Plan) -> Result<Source, PlanError> {
+pub(crate) fn verified(s: &Settings, found: &Found, image: Source, p: &mut Plan) -> Result<Source, PlanError> {
     let v = &s.verity;
     let pinned = v.root_hash[v.slot];
     let trust = match (&v.key, pinned) {

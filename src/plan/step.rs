@@ -187,6 +187,9 @@ pub struct NewUpper {
     pub carry: Carry,
     /// The image `from_slot`'s upper was made over, when it is another slot's (still on disk).
     pub old_image: Option<String>,
+    /// Where the board verifies its lowers: the dm-verity device the old image is read through
+    /// while reconciling (never read unverified; without one there is no `old_image`).
+    pub old_verity: Option<Verity>,
 }
 
 /// The plan that takes over when a step of role `when` fails.
@@ -363,7 +366,8 @@ impl fmt::Display for Step {
                     n.from_slot.name()
                 )?;
                 if let (Carry::Reconcile, Some(old)) = (n.carry, &n.old_image) {
-                    write!(f, " (old image {old} mounted at {})", paths::OLD_LOWER)?;
+                    let verified = n.old_verity.as_ref().map_or(String::new(), |v| format!(" through dm-verity as {}", v.name));
+                    write!(f, " (old image {old}{verified} mounted at {})", paths::OLD_LOWER)?;
                 }
                 write!(f, ", renamed into place")
             }

@@ -140,6 +140,15 @@ pub fn remove(name: &str) -> Result<(), Failure> {
     call(&control()?, DM_DEV_REMOVE, "DM_DEV_REMOVE", name, 0, 0, &[]).map(|_| ())
 }
 
+/// `DM_DEFERRED_REMOVE` of <linux/dm-ioctl.h> (Linux 3.13): remove when the last user closes it.
+const DM_DEFERRED_REMOVE: u32 = 1 << 17;
+
+/// Removes `name` now if nothing holds it, else as soon as its last user (a lazily unmounted
+/// filesystem) lets go: a device left behind would keep its partition busy for `install`.
+pub fn remove_deferred(name: &str) -> Result<(), Failure> {
+    call(&control()?, DM_DEV_REMOVE, "DM_DEV_REMOVE (deferred)", name, DM_DEFERRED_REMOVE, 0, &[]).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

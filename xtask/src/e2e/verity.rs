@@ -205,6 +205,11 @@ pub fn signed_slots(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "image", "verity-a")?;
     want(&b, "lower-visible", "/dev/mapper/oinit-b")?;
     contains(&b, "every block read once now (new image)")?;
+    // The user's upper was reconciled against slot a's image read through dm-verity, never
+    // unverified, and that device was gone before the switch (it would keep a's partition busy).
+    contains(&b, "dm-verity: /dev/vda1 verified as /dev/mapper/oinit-a-old")?;
+    contains(&b, "upper from slot a by oinit.carry: reconciled")?;
+    want(&b, "mapper", "control oinit-b")?;
     // The image is known now: later boots check blocks as they are read.
     let b = boot(ctx, &v.signed, &disk, "", "verity-3")?;
     want(&b, "slot", "b")?;
