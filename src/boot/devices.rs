@@ -155,6 +155,7 @@ fn prepare_flash(s: &Settings, sysfs: &Path, dev: &Path, lowers: &[&DevSpec]) ->
         for a in actions {
             match a {
                 Action::Attach { mtd, name } => {
+                    check_ubi_layout(sysfs, dev, mtd, &name)?;
                     let n = crate::sys::ubi::attach(&dev.join("ubi_ctrl"), mtd).map_err(|(call, e)| {
                         Error::sys(
                             call,
@@ -182,6 +183,37 @@ fn prepare_flash(s: &Settings, sysfs: &Path, dev: &Path, lowers: &[&DevSpec]) ->
         }
     }
     Ok(())
+}
+
+/// Refuses to attach a UBI image made for another eraseblock size than the MTD's: UBI attaches
+/// it anyway (each volume a fraction of its size; squashfs and UBIFS then refuse it as corrupt)
+/// and may erase what it takes for broken blocks. The image's size is read from its headers in
+/// the partition's first MiB; a partition that cannot be read is left to the attach to judge.
+fn check_ubi_layout(sysfs: &Path, dev: &Path, mtd: u32, name: &str) -> Result<()> {
+    let read = |f: &str| std::fs::read_to_string(sysfs.join(format!("class/mtd/mtd{mtd}/{f}"))).ok();
+    let number = |f: &str| read(f).and_then(|v| v.trim().parse::<u64>().ok());
+    let (Some(erasesize), Some(size)) = (number("erasesize"), number("size")) else { return Ok(()) };
+    let len = size.min(1 << 20) as usize;
+    let Some(peb) = device::read_head(&dev.join(format!("mtd{mtd}")), 0, len).and_then(|d| ubi::image_peb(&d)) else {
+        return Ok(());
+    };
+    if peb == erasesize {
+        return Ok(());
+    }
+    Err(Error::Plan(crate::plan::PlanError {
+        what: format!(
+            "the UBI image on MTD partition {name} (mtd{mtd}) was made for {} KiB eraseblocks, the flash has {} KiB ones: \
+             not attached (UBI would misread it and may erase parts of it)",
+            peb >> 10,
+            erasesize >> 10
+        ),
+        hint: format!(
+            "give the MTD the image's erase size (with block2mtd: block2mtd.block2mtd=DEVICE,{}KiB on the kernel \
+             command line), or flash an image made by ubinize -p {}KiB for this flash",
+            peb >> 10,
+            erasesize >> 10
+        ),
+    }))
 }
 
 /// `mtdparts=` on a kernel without its parser: the partitions of each master present that the

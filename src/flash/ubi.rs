@@ -99,6 +99,21 @@ pub fn facts(sysfs: &Path) -> Facts {
     f
 }
 
+/// The magic of the erase counter header at the start of every physical eraseblock of a UBI
+/// image (`UBI_EC_HDR_MAGIC`, "UBI#").
+const EC_MAGIC: &[u8; 4] = b"UBI#";
+
+/// The eraseblock size a UBI image was made for (ubinize -p): the distance between its first two
+/// erase counter headers, found at 1 KiB boundaries in `data`, the start of the MTD partition.
+/// None when `data` does not start with one (no UBI image) or holds only one. A fresh image
+/// always has two (the two copies of its volume table), so the distance is its eraseblock size.
+pub fn image_peb(data: &[u8]) -> Option<u64> {
+    if !data.starts_with(EC_MAGIC) {
+        return None;
+    }
+    (1024..data.len().saturating_sub(3)).step_by(1024).find(|&o| &data[o..o + 4] == EC_MAGIC).map(|o| o as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +181,25 @@ mod tests {
         let t = std::env::temp_dir().join(format!("oi-ubi-facts-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&t);
         t
+    }
+
+    /// 128 KiB eraseblocks laid on a 64 KiB MTD: the headers are 128 KiB apart, which the
+    /// attach check compares with the MTD's erase size; erased flash or a squashfs is no image.
+    #[test]
+    fn a_ubi_images_eraseblock_size_is_read_from_its_headers() {
+        let image = |peb: usize| {
+            let mut d = vec![0xffu8; 4 * peb];
+            for b in 0..4 {
+                d[b * peb..b * peb + 4].copy_from_slice(EC_MAGIC);
+                // The VID header's magic in each block, and data that only looks like one.
+                d[b * peb + 64..b * peb + 68].copy_from_slice(b"UBI!");
+            }
+            d
+        };
+        assert_eq!(image_peb(&image(64 << 10)), Some(64 << 10));
+        assert_eq!(image_peb(&image(128 << 10)), Some(128 << 10));
+        assert_eq!(image_peb(&image(16 << 10)), Some(16 << 10));
+        assert_eq!(image_peb(&[0xff; 256 << 10]), None);
+        assert_eq!(image_peb(&image(1 << 20)[..512 << 10]), None, "one header seen: not decided");
     }
 }

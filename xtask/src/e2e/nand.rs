@@ -8,10 +8,12 @@
 use crate::e2e::harness::{booted, contains, failed_with, want, Ctx, Needs, Scenario};
 use crate::e2e::qemu::Boot;
 use crate::image::flash;
+use crate::sh;
 use std::time::Duration;
 
-pub const SCENARIOS: [Scenario; 3] = [
+pub const SCENARIOS: [Scenario; 4] = [
     ("openwrt-nand-ubi", nand_flash, Needs::Nothing),
+    ("openwrt-nand-128k-eraseblocks", nand_128k, Needs::Nothing),
     ("openwrt-nand-ab-install", nand_ab, Needs::Nothing),
     ("openwrt-nand-recreate-reset", nand_recreate, Needs::Nothing),
 ];
@@ -116,6 +118,45 @@ pub fn nand_flash(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "FACTORY RESET")?;
     want(&b, "counter", "1")?;
     want(&b, "keepme", "kept-from-a")
+}
+
+/// A UBI image made for 128 KiB eraseblocks (mtd-utils' ubinize, as a board with larger blocks
+/// ships it), tried as a user would: the board's block2mtd parameter says 64 KiB, the command
+/// line's says 128 KiB and replaces it (both reached the module before, and both slots failed as
+/// a corrupt squashfs). Without the command line the image would be attached on 64 KiB blocks
+/// (each volume half its size, both slots refused as corrupt squashfs): the init reads the
+/// image's eraseblock size from its headers first, does not attach, and names the fix.
+pub fn nand_128k(ctx: &Ctx<'_>) -> Result<(), String> {
+    let work = ctx.work.join("nand-128k");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let ini = work.join("ubinize.ini");
+    let images = ctx.sqfs.parent().ok_or("no image folder")?;
+    let mut cfg = String::new();
+    for (id, slot) in ["a", "b"].iter().enumerate() {
+        let image = images.join(format!("rootfs-{slot}.sqfs"));
+        cfg.push_str(&format!(
+            "[rootfs_{slot}]\nmode=ubi\nimage={}\nvol_id={id}\nvol_type=dynamic\nvol_name=rootfs_{slot}\nvol_size=4MiB\n",
+            image.display()
+        ));
+    }
+    std::fs::write(&ini, cfg).map_err(|e| e.to_string())?;
+    let ubi = work.join("rootfs-128k.ubi");
+    sh::run(sh::cmd("ubinize").arg("-o").arg(&ubi).args(["-p", "128KiB", "-m", "1", "-O", "64"]).arg(&ini))?;
+    let disk = ctx.work.join("nand-128k.img");
+    let mut bytes = std::fs::read(&ubi).map_err(|e| e.to_string())?;
+    bytes.resize(32 << 20, 0xff);
+    std::fs::write(&disk, bytes).map_err(|e| e.to_string())?;
+    let b = ctx.boot(&disk, "block2mtd.block2mtd=/dev/vda,128KiB,ubi oitest=mark-good", "nand-128k-1")?;
+    booted(&b)?;
+    want(&b, "slot", "a")?;
+    contains(&b, "block2mtd=/dev/vda,128KiB,ubi")?;
+    if b.console.contains("block2mtd=/dev/vda,64KiB") {
+        return Err("the board's 64 KiB block2mtd parameter still reached the module".into());
+    }
+    // The board's 64 KiB alone: the image is not attached, the cause and the fix are named.
+    let b = ctx.boot(&disk, "oinit.rebootdelay=1", "nand-128k-2")?;
+    failed_with(&b, "was made for 128 KiB eraseblocks, the flash has 64 KiB ones")?;
+    contains(&b, "block2mtd.block2mtd=DEVICE,128KiB")
 }
 
 /// `oinit.datarecreate`, OpenWRT's jffs2reset on NAND: the first boot leaves room for the carry
