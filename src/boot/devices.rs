@@ -396,6 +396,35 @@ mod tests {
         assert_eq!(found.unwrap().root.map(|d| d.name).as_deref(), Some("vdb"));
     }
 
+    /// The policy for a name two devices carry: the devices are matched when the search ends.
+    /// A second `PARTLABEL=rootfs` present then is refused with both named (the test above); one
+    /// that appears after (a USB stick enumerated late) is not looked at, and the boot goes on
+    /// with the device it found. Boards with external ports name the root by PARTUUID= or
+    /// /dev/NAME (SECURITY.md).
+    #[test]
+    fn a_device_with_the_same_name_that_appears_later_is_not_looked_at() {
+        let dir = std::env::temp_dir().join(format!("oi-late-label-{}", std::process::id()));
+        let (sys, dev) = (dir.join("sys"), dir.join("dev"));
+        std::fs::create_dir_all(&dev).unwrap();
+        let part = |name: &str| {
+            let d = sys.join("class/block").join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            let uevent = format!("MAJOR=8\nMINOR=1\nDEVNAME={name}\nDEVTYPE=partition\nPARTN=1\nPARTNAME=rootfs\n");
+            std::fs::write(d.join("uevent"), uevent).unwrap();
+            std::fs::write(d.join("size"), "2048\n").unwrap();
+        };
+        part("mmcblk0p1");
+        let s = Settings::load("", "root=PARTLABEL=rootfs oinit.data=none oinit.timeout=1").0;
+        // The stick's partition shows up right after the search's scan saw the eMMC's.
+        let late = |_: u64| {
+            part("sdb1");
+            Some(0)
+        };
+        let found = find(&s, &sys, &dev, true, &late);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.unwrap().root.map(|d| d.name).as_deref(), Some("mmcblk0p1"));
+    }
+
     #[test]
     fn appended_area_starts_at_the_next_64k_after_the_squashfs() {
         let dir = std::env::temp_dir().join(format!("oi-appended-{}", std::process::id()));
