@@ -26,3 +26,19 @@ pub fn arm(path: &str, timeout: u32) -> Result<u32, (&'static str, Errno)> {
     unsafe { libc::ioctl(fd.as_raw_fd(), WDIOC_KEEPALIVE, &mut dummy as *mut libc::c_int) };
     Ok(t as u32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request numbers as <linux/watchdog.h> computes them: _IOWR('W', 6, int) and
+    /// _IOR('W', 5, int) with the generic _IOC layout (x86, arm, arm64).
+    #[test]
+    fn request_numbers_match_the_uapi_header() {
+        let ioc = |dir: u32, nr: u32| {
+            (dir << 30) | ((std::mem::size_of::<libc::c_int>() as u32) << 16) | (u32::from(b'W') << 8) | nr
+        };
+        assert_eq!(WDIOC_SETTIMEOUT as u32, ioc(3, 6));
+        assert_eq!(WDIOC_KEEPALIVE as u32, ioc(2, 5));
+    }
+}
