@@ -187,14 +187,17 @@ fn prepare_flash(s: &Settings, sysfs: &Path, dev: &Path, lowers: &[&DevSpec]) ->
 
 /// Refuses to attach a UBI image made for another eraseblock size than the MTD's: UBI attaches
 /// it anyway (each volume a fraction of its size; squashfs and UBIFS then refuse it as corrupt)
-/// and may erase what it takes for broken blocks. The image's size is read from its headers in
-/// the partition's first MiB; a partition that cannot be read is left to the attach to judge.
+/// and may erase what it takes for broken blocks. The image's size is read from its headers at
+/// the partition's start; a partition that cannot be read is left to the attach to judge.
 fn check_ubi_layout(sysfs: &Path, dev: &Path, mtd: u32, name: &str) -> Result<()> {
     let read = |f: &str| std::fs::read_to_string(sysfs.join(format!("class/mtd/mtd{mtd}/{f}"))).ok();
     let number = |f: &str| read(f).and_then(|v| v.trim().parse::<u64>().ok());
     let (Some(erasesize), Some(size)) = (number("erasesize"), number("size")) else { return Ok(()) };
-    let len = size.min(1 << 20) as usize;
-    let Some(peb) = device::read_head(&dev.join(format!("mtd{mtd}")), 0, len).and_then(|d| ubi::image_peb(&d)) else {
+    // One eraseblock and the next header's magic answer the usual case (a matching image); only
+    // when no second header is found there is the first MiB read, to name the image's size.
+    let node = dev.join(format!("mtd{mtd}"));
+    let read = |len: u64| device::read_head(&node, 0, len.min(size) as usize).and_then(|d| ubi::image_peb(&d));
+    let Some(peb) = read(erasesize + 4).or_else(|| read(1 << 20)) else {
         return Ok(());
     };
     if peb == erasesize {
