@@ -114,7 +114,7 @@ pub fn state(data: &[u8]) {
             }
             1 => slots::mark_good(&mut st, slot, policy),
             2 => slots::mark_bad(&mut st, slot),
-            3 => slots::activate(&mut st, slot, policy, op & 16 != 0),
+            3 => slots::activate(&mut st, slot, policy, (op & 16 != 0).then_some([op; 32])),
             4 => {
                 let _ = slots::lower_failed(&mut st, slot, op & 16 != 0);
             }

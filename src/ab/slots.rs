@@ -1,7 +1,7 @@
 //! Which slot boots, in the style of RAUC, Android A/B and ChromeOS: pure functions over the
 //! state record. The boot persists the changed state (fsynced) BEFORE switching root.
 
-use crate::ab::state::{Outcome, Reason, SlotId, State};
+use crate::ab::state::{Digest, Outcome, Reason, SlotId, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -129,16 +129,18 @@ pub fn reject(st: &mut State, s: SlotId) {
 }
 
 /// Makes `s` the slot of the next boot with fresh tries (after an install, or a rollback).
-pub fn activate(st: &mut State, s: SlotId, p: Policy, fresh_image: bool) {
+/// `written` is the digest of a new image just put in the slot, None when its image stays.
+pub fn activate(st: &mut State, s: SlotId, p: Policy, written: Option<Digest>) {
     st.active = s;
     let slot = st.slot_mut(s);
     slot.bad = false;
-    if fresh_image {
+    if let Some(digest) = written {
         slot.good = false;
         slot.tries = p.tries;
         // Two builds can share a superblock (reproducible builds, same sizes): an install says
         // "new image" itself, so the boot gives the slot a fresh upper whatever it reads.
         slot.image = crate::ab::state::IMAGE_INSTALLED;
+        slot.digest = digest;
         // How the previous image's last boot ended says nothing about this one.
         slot.last = crate::ab::state::Outcome::Never;
     } else if !slot.good {
@@ -284,7 +286,7 @@ mod tests {
     #[test]
     fn trial_that_never_gets_marked_good_ends_on_the_old_slot() {
         let mut s = st(A, (3, true, false), (3, false, false), Some(A));
-        activate(&mut s, B, P, true);
+        activate(&mut s, B, P, Some([7; 32]));
         let booted: Vec<SlotId> = (0..5).map(|_| choose(&mut s, P).slot).collect();
         assert_eq!(booted, [B, B, B, A, A]);
         assert!(s.slot(B).bad);
@@ -296,7 +298,7 @@ mod tests {
     #[test]
     fn mark_good_ends_the_trial() {
         let mut s = st(A, (3, true, false), (3, false, false), Some(A));
-        activate(&mut s, B, P, true);
+        activate(&mut s, B, P, Some([7; 32]));
         choose(&mut s, P);
         mark_good(&mut s, B, P);
         assert_eq!((s.last_good, s.slot(B).tries, s.unconfirmed_boots), (Some(B), 3, 0));
@@ -332,9 +334,10 @@ mod tests {
     fn an_install_marks_the_image_new() {
         let mut s = st(A, (3, true, false), (3, true, false), Some(A));
         s.slots[1].image = 0x1234;
-        activate(&mut s, B, P, true);
+        activate(&mut s, B, P, Some([7; 32]));
         assert_eq!((s.active, s.slot(B).image, s.slot(B).good), (B, crate::ab::state::IMAGE_INSTALLED, false));
-        activate(&mut s, A, P, false);
+        assert_eq!(s.slot(B).digest, [7; 32], "the writer's digest is the new image's identity");
+        activate(&mut s, A, P, None);
         assert_eq!(s.slot(A).image, 0, "a rollback keeps the identity");
     }
 

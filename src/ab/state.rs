@@ -16,6 +16,12 @@ pub const HISTORY: usize = 8;
 /// The identity recorded when an image is installed and not yet booted: never a real CRC the
 /// boot compares equal to in practice, and not 0 (unknown, which keeps the upper).
 pub const IMAGE_INSTALLED: u32 = 1;
+/// What identifies an image: the dm-verity root hash where the board verifies its lowers, else
+/// the SHA-256 of the image's bytes as written. All zero: not known (a factory-flashed slot, a
+/// record from before digests, an image written behind the init's back).
+pub type Digest = [u8; 32];
+pub const DIGEST_UNKNOWN: Digest = [0; 32];
+const DIGESTS: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotId {
@@ -146,8 +152,12 @@ pub struct Slot {
     pub tries: u8,
     pub good: bool,
     pub bad: bool,
-    /// Identity of the image this slot's upper was made for (CRC32 of its squashfs superblock).
+    /// The superblock fingerprint (CRC32) of the image this slot's upper was made for: what the
+    /// boot reads cheaply to notice an image changed. Two builds can share a superblock, so it
+    /// is a change detector, not an identity.
     pub image: u32,
+    /// The identity of the image its writer (`install`, RAUC's `set-primary`) put in the slot.
+    pub digest: Digest,
     pub last: Outcome,
 }
 
@@ -182,7 +192,7 @@ impl State {
     /// The documented default when no valid copy exists: slot a, considered good (it is the
     /// factory image), so a device with a lost state record always boots.
     pub fn factory(tries: u8) -> State {
-        let good = Slot { tries, good: true, bad: false, image: 0, last: Outcome::Never };
+        let good = Slot { tries, good: true, bad: false, image: 0, digest: DIGEST_UNKNOWN, last: Outcome::Never };
         State {
             generation: 0,
             active: SlotId::A,
@@ -231,6 +241,7 @@ impl State {
             b[o + 1] = u8::from(s.good) | u8::from(s.bad) << 1;
             b[o + 2] = s.last as u8;
             b[o + 4..o + 8].copy_from_slice(&s.image.to_le_bytes());
+            b[DIGESTS + i * 32..DIGESTS + (i + 1) * 32].copy_from_slice(&s.digest);
         }
         for (i, e) in self.history.iter().enumerate() {
             let o = 64 + i * 8;
@@ -254,7 +265,11 @@ impl State {
         gen.copy_from_slice(&b[8..16]);
         let slot = |i: usize| {
             let o = 32 + i * 8;
+            let mut digest = DIGEST_UNKNOWN;
+            // Records written before digests have zeros here: unknown.
+            digest.copy_from_slice(&b[DIGESTS + i * 32..DIGESTS + (i + 1) * 32]);
             Some(Slot {
+                digest,
                 tries: b[o],
                 good: b[o + 1] & 1 != 0,
                 bad: b[o + 1] & 2 != 0,
@@ -289,6 +304,11 @@ impl State {
     }
 }
 
+/// The digest as hex, None when unknown.
+pub fn digest_text(d: &Digest) -> Option<String> {
+    (*d != DIGEST_UNKNOWN).then(|| crate::util::hex::hex(d))
+}
+
 /// Whether generation `a` is newer than `b` in serial-number arithmetic (RFC 1982): the two
 /// copies are always one write apart, so a generation that wrapped from `u64::MAX` to 0 is still
 /// the newer one.
@@ -320,10 +340,11 @@ impl fmt::Display for State {
             };
             writeln!(
                 f,
-                "slot {}: {status}, {} tries left, image {:08x}, last boot {}",
+                "slot {}: {status}, {} tries left, image {:08x}{}, last boot {}",
                 s.name(),
                 v.tries,
                 v.image,
+                digest_text(&v.digest).map(|d| format!(" (digest {d})")).unwrap_or_default(),
                 v.last.text()
             )?;
         }
@@ -345,7 +366,14 @@ mod tests {
         let mut s = State::factory(3);
         s.generation = 41;
         s.active = SlotId::B;
-        s.slots[1] = Slot { tries: 2, good: false, bad: false, image: 0xdead_beef, last: Outcome::Unconfirmed };
+        s.slots[1] = Slot {
+            tries: 2,
+            good: false,
+            bad: false,
+            image: 0xdead_beef,
+            digest: [0xab; 32],
+            last: Outcome::Unconfirmed,
+        };
         s.boots = 7;
         s.reset_requested = true;
         s.last_booted = Some(SlotId::A);
@@ -367,6 +395,19 @@ mod tests {
         assert_eq!(s.history.len(), HISTORY);
         assert_eq!(s.history[0].boot, 2);
         assert_eq!(State::decode(&s.encode()), Some(s));
+    }
+
+    /// A record written before slots carried digests (zeros where they are now) still decodes,
+    /// with every digest unknown.
+    #[test]
+    fn a_record_from_before_digests_has_unknown_digests() {
+        let mut b = sample().encode();
+        b[DIGESTS..DIGESTS + 64].fill(0);
+        let crc = crc32(&b[..BLOCK - 4]);
+        b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
+        let s = State::decode(&b).expect("an older record is refused");
+        assert_eq!((s.slot(SlotId::B).digest, s.slot(SlotId::B).image), (DIGEST_UNKNOWN, 0xdead_beef));
+        assert_eq!(s.history, sample().history);
     }
 
     #[test]

@@ -9,8 +9,9 @@
 
 use crate::ab::handoff::Context;
 use crate::ab::slots;
-use crate::ab::state::SlotId;
+use crate::ab::state::{Digest, SlotId, DIGEST_UNKNOWN};
 use crate::block::probe;
+use crate::util::hex::hex;
 use crate::util::sha256::Sha256;
 use rustix::fs::{fadvise, Advice};
 use std::fs::{File, OpenOptions};
@@ -49,11 +50,15 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
             target.name()
         ));
     }
+    // The image's identity in the state record: its root hash where it is verified, else the
+    // sha256 of what was written.
+    let mut root = None;
     if let Some(key) = device_key(req.key.or(ctx.verity_key.as_deref()))? {
         let checked = crate::verity::image::check(&src, len, None, &key)
             .map_err(|e| format!("{}: {e}; nothing written", req.image.display()))?;
-        eprintln!("install: signature and hash tree verified (root hash {})", crate::util::hex::hex(&checked.root));
+        eprintln!("install: signature and hash tree verified (root hash {})", hex(&checked.root));
         len = checked.len;
+        root = Some(checked.root);
     }
     let written = if let Some(volume) = ubi_volume(&dest) {
         write_ubi_volume(&mut src, req.image, &volume, len)?
@@ -62,6 +67,8 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
     } else {
         write_file(&mut src, Path::new(&dest), len)?
     };
+    let digest = written;
+    let written = hex(&digest);
     if let Some(want) = req.sha256.filter(|w| !w.eq_ignore_ascii_case(&written)) {
         // The slot now holds bytes nobody asked for: make sure it never boots, not even as a
         // fallback.
@@ -76,14 +83,15 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
         ));
     }
     let readback = hash_medium(Path::new(&dest), len)?;
-    if readback != written {
+    if readback != digest {
         return Err(format!(
-            "{dest}: read-back sha256 {readback} differs from the written {written}; slot {} not activated",
+            "{dest}: read-back sha256 {} differs from the written {written}; slot {} not activated",
+            hex(&readback),
             target.name()
         ));
     }
     ctx.update(|st| {
-        slots::activate(st, target, ctx.policy, true);
+        slots::activate(st, target, ctx.policy, Some(root.unwrap_or(digest)));
         Ok(format!(
             "installed {} ({len} bytes, sha256 {written}) into slot {}; it boots next on trial ({} tries)",
             req.image.display(),
@@ -101,20 +109,35 @@ fn device_key(path: Option<&Path>) -> Result<Option<[u8; 32]>, String> {
     crate::verity::signature::parse_public_key(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// On a board that verifies its lowers, checks the image a slot holds now (written by someone
-/// else, RAUC say) is signed and whole before the slot is activated.
-pub fn verify_slot(ctx: &Context, slot: SlotId) -> Result<(), String> {
-    let Some(key) = device_key(ctx.verity_key.as_deref())? else { return Ok(()) };
+/// The identity of the image a slot holds now (written by someone else, RAUC say), checked
+/// before the slot is activated: on a board that verifies its lowers, the image must be signed
+/// and whole and its root hash is the identity; elsewhere the sha256 of the image's bytes (as
+/// far as its superblock says it reaches).
+pub fn slot_digest(ctx: &Context, slot: SlotId) -> Result<Digest, String> {
     let open = |path: &str| {
         let mut f = File::open(path).map_err(|e| format!("{path}: {e}"))?;
         let len = f.seek(SeekFrom::End(0)).map_err(|e| format!("{path}: {e}"))?;
         Ok::<_, String>((f, len))
     };
-    let src = ctx.sources[slot.index()].as_ref().ok_or(format!("slot {} has no image location", slot.name()))?;
+    let key = device_key(ctx.verity_key.as_deref())?;
+    let src = match (ctx.sources[slot.index()].as_ref(), key) {
+        (Some(src), _) => src,
+        // Nothing to read (a state file handled alone, `--state`): an image nobody can name.
+        (None, None) => return Ok(DIGEST_UNKNOWN),
+        (None, Some(_)) => return Err(format!("slot {} has no image location; not activated", slot.name())),
+    };
     let (f, len) = open(src)?;
+    let Some(key) = key else {
+        let mut head = vec![0u8; probe::PROBE_LEN];
+        let size = match f.read_exact_at(&mut head, 0).ok().and_then(|()| probe::probe_fs(&head)) {
+            Some(fs) if fs.kind.is_image() && fs.size <= len => fs.size,
+            _ => return Err(format!("slot {} ({src}): no whole squashfs or EROFS image; not activated", slot.name())),
+        };
+        return hash_from(&f, size, src);
+    };
     let hash = ctx.hash[slot.index()].as_deref().map(open).transpose()?;
     crate::verity::image::check(&f, len, hash.as_ref().map(|(h, l)| (h, *l)), &key)
-        .map(|_| ())
+        .map(|c| c.root)
         .map_err(|e| format!("slot {} ({src}): {e}; not activated", slot.name()))
 }
 
@@ -156,24 +179,29 @@ fn check_image(f: &File, image: &Path) -> Result<u64, String> {
 
 /// The sha256 of the first `len` bytes of `path` as stored on the medium: the page cache is
 /// dropped first (after the writer's fsync), so the bytes come from the disk again.
-fn hash_medium(path: &Path, len: u64) -> Result<String, String> {
-    let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn hash_medium(path: &Path, len: u64) -> Result<Digest, String> {
+    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     fadvise(&f, 0, None, Advice::DontNeed).map_err(|e| format!("{}: fadvise(DONTNEED): {e}", path.display()))?;
+    hash_from(&f, len, &path.display().to_string())
+}
+
+/// The sha256 of the first `len` bytes of `f`.
+fn hash_from(f: &File, len: u64, what: &str) -> Result<Digest, String> {
     let mut h = Sha256::default();
     let mut buf = vec![0u8; CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-        f.read_exact(&mut buf[..n]).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut at = 0;
+    while at < len {
+        let n = usize::try_from(len - at).unwrap_or(CHUNK).min(CHUNK);
+        f.read_exact_at(&mut buf[..n], at).map_err(|e| format!("{what}: byte {at}: {e}"))?;
         h.update(&buf[..n]);
-        left -= n as u64;
+        at += n as u64;
     }
-    Ok(h.hex())
+    Ok(h.finish())
 }
 
 /// Copies `len` bytes from the start of `src` with progress on stderr; returns the sha256 of
 /// what was written.
-fn copy(src: &mut File, out: &mut File, len: u64, what: &str) -> Result<String, String> {
+fn copy(src: &mut File, out: &mut File, len: u64, what: &str) -> Result<Digest, String> {
     src.seek(SeekFrom::Start(0)).map_err(|e| format!("{what}: {e}"))?;
     let mut h = Sha256::default();
     let mut buf = vec![0u8; CHUNK];
@@ -191,11 +219,11 @@ fn copy(src: &mut File, out: &mut File, len: u64, what: &str) -> Result<String, 
         }
     }
     out.sync_data().map_err(|e| format!("{what}: fsync: {e}"))?;
-    Ok(h.hex())
+    Ok(h.finish())
 }
 
 /// A partition slot, opened `O_EXCL`: the kernel refuses (EBUSY) while it is mounted.
-fn write_partition(src: &mut File, image: &Path, dev: &Path, len: u64) -> Result<String, String> {
+fn write_partition(src: &mut File, image: &Path, dev: &Path, len: u64) -> Result<Digest, String> {
     let mut out = OpenOptions::new()
         .write(true)
         .custom_flags(rustix::fs::OFlags::EXCL.bits() as i32)
@@ -217,7 +245,7 @@ fn ubi_volume(dest: &str) -> Option<String> {
 
 /// A UBI volume slot: one atomic volume update (`UBI_IOCVOLUP`). A power cut before the last
 /// byte leaves the volume marked corrupted: it never mounts, and the slot is never activated.
-fn write_ubi_volume(src: &mut File, image: &Path, volume: &str, len: u64) -> Result<String, String> {
+fn write_ubi_volume(src: &mut File, image: &Path, volume: &str, len: u64) -> Result<Digest, String> {
     let name = volume.trim_start_matches("/dev/");
     let sys = Path::new("/sys/class/ubi").join(name);
     let read = |f: &str| std::fs::read_to_string(sys.join(f)).ok().and_then(|t| t.trim().parse::<u64>().ok());
@@ -232,7 +260,7 @@ fn write_ubi_volume(src: &mut File, image: &Path, volume: &str, len: u64) -> Res
 
 /// A file slot: written next to its place, fsynced, renamed over it, directory fsynced, so the
 /// slot holds the old image or the new one, never half of one.
-fn write_file(src: &mut File, dest: &Path, len: u64) -> Result<String, String> {
+fn write_file(src: &mut File, dest: &Path, len: u64) -> Result<Digest, String> {
     let tmp = PathBuf::from(format!("{}.new", dest.display()));
     let _ = std::fs::remove_file(&tmp);
     let mut out = OpenOptions::new()
@@ -271,7 +299,7 @@ mod tests {
         let mut st = State::factory(3);
         // Booted b on trial; a is the last good slot.
         slots::mark_good(&mut st, SlotId::A, Policy { tries: 3, late_fallback: false, one_slot: false });
-        slots::activate(&mut st, SlotId::B, Policy { tries: 3, late_fallback: false, one_slot: false }, true);
+        slots::activate(&mut st, SlotId::B, Policy { tries: 3, late_fallback: false, one_slot: false }, Some([1; 32]));
         store.save(&mut st).unwrap();
         drop(store);
         let ctx = Context {

@@ -5,7 +5,7 @@
 
 use crate::ab::handoff::Context;
 use crate::ab::slots;
-use crate::ab::state::SlotId;
+use crate::ab::state::{SlotId, DIGEST_UNKNOWN};
 
 /// Runs one RAUC request; Ok(output line) or Err(message), RAUC reads both.
 pub fn handle(ctx: &Context, args: &[String]) -> Result<String, String> {
@@ -31,16 +31,26 @@ pub fn handle(ctx: &Context, args: &[String]) -> Result<String, String> {
         Some("set-primary") => {
             let s = slot(1)?;
             // RAUC calls set-primary after writing an image AND for `rauc status mark-active`.
-            // Only an image that differs from the one the slot last booted (its superblock
-            // identity, read from the slot now) is new: a trial, and a fresh upper at its boot.
-            // The same image keeps its upper and, if it was confirmed, stays confirmed.
+            // Only an image that differs from the one the slot holds in the record (its digest,
+            // read from the slot now) is new: a trial, and a fresh upper at its boot. The same
+            // image keeps its upper and, if it was confirmed, stays confirmed. A board that
+            // boots only signed images activates only a signed, whole one: RAUC checked its
+            // bundle's signature, this checks what landed in the slot.
+            let digest = crate::cli::install::slot_digest(ctx, s)?;
             let on_disk = ctx.image_id(s);
-            // A board that boots only signed images activates only a signed, whole one: RAUC
-            // checked its bundle's signature, this checks what landed in the slot.
-            crate::cli::install::verify_slot(ctx, s)?;
             ctx.update(|st| {
-                let written = on_disk.is_none_or(|id| id != st.slot(s).image);
-                slots::activate(st, s, ctx.policy, written);
+                let v = st.slot(s);
+                let written = if v.digest == DIGEST_UNKNOWN {
+                    // A slot no writer recorded (factory-flashed, or an older record): its
+                    // superblock is all there is to compare.
+                    on_disk.is_none_or(|id| id != v.image)
+                } else {
+                    digest != v.digest
+                };
+                slots::activate(st, s, ctx.policy, written.then_some(digest));
+                if !written {
+                    st.slot_mut(s).digest = digest;
+                }
                 Ok(String::new())
             })
         }
@@ -77,9 +87,9 @@ mod tests {
 
     const P: Policy = Policy { tries: 3, late_fallback: false, one_slot: false };
 
-    /// The first bytes of a squashfs image whose superblock differs by `build`.
+    /// A 4 KiB squashfs image (as far as its superblock goes) whose superblock differs by `build`.
     fn image(build: u8) -> Vec<u8> {
-        let mut b = vec![0u8; crate::block::probe::PROBE_LEN];
+        let mut b = vec![0u8; 4096];
         b[0..4].copy_from_slice(b"hsqs");
         b[8] = build;
         b[28..30].copy_from_slice(&4u16.to_le_bytes());
@@ -127,6 +137,25 @@ mod tests {
         run(&["set-primary", "b"]).unwrap();
         assert_eq!(run(&["get-primary"]).unwrap(), "b");
         assert_eq!(run(&["get-state", "b"]).unwrap(), "bad", "a slot on trial is not good");
+        assert_eq!(ctx.read().unwrap().slot(SlotId::B).image, crate::ab::state::IMAGE_INSTALLED);
+        // b boots image 3 (the boot records its superblock) and is confirmed; `mark-active` of
+        // the same bytes keeps it so.
+        let mut st = ctx.read().unwrap();
+        st.slot_mut(SlotId::B).image = ctx.image_id(SlotId::B).unwrap();
+        slots::mark_good(&mut st, SlotId::B, P);
+        let (mut store, _) = Store::open(&ctx.state).unwrap();
+        store.save(&mut st).unwrap();
+        drop(store);
+        run(&["set-primary", "b"]).unwrap();
+        assert_eq!(run(&["get-state", "b"]).unwrap(), "good");
+        // Another build whose superblock is the same (reproducible builds, same sizes) but
+        // whose contents differ is a new image: a trial and a fresh upper.
+        let mut rebuilt = image(3);
+        rebuilt[3000] = 0x5a;
+        std::fs::write(&b, &rebuilt).unwrap();
+        assert_eq!(ctx.image_id(SlotId::B), ctx.read().unwrap().slot(SlotId::B).image.into());
+        run(&["set-primary", "b"]).unwrap();
+        assert_eq!(run(&["get-state", "b"]).unwrap(), "bad", "a rebuilt image with the same superblock is on trial");
         assert_eq!(ctx.read().unwrap().slot(SlotId::B).image, crate::ab::state::IMAGE_INSTALLED);
         // A board with a verity key activates no slot whose image is not signed with it.
         let key = dir.join("verity.pub");

@@ -78,7 +78,7 @@ pub fn run(cmd: &str, a: &Args) -> i32 {
             if st.slot(target).bad && !st.slot(target).good {
                 return Err(format!("slot {} is marked bad; refusing to roll back to it", target.name()));
             }
-            slots::activate(st, target, ctx.policy, false);
+            slots::activate(st, target, ctx.policy, None);
             Ok(format!("slot {} boots next", target.name()))
         })),
         "factory-reset" => refused(ctx.update(|st| {
@@ -202,12 +202,13 @@ fn status_json(found: Found) -> String {
             "trial"
         };
         format!(
-            "{{\"name\": \"{}\", \"state\": \"{state}\", \"tries\": {}, \"good\": {}, \"bad\": {}, \"image\": \"{:08x}\", \"last_boot\": \"{}\", \"source\": {}}}",
+            "{{\"name\": \"{}\", \"state\": \"{state}\", \"tries\": {}, \"good\": {}, \"bad\": {}, \"image\": \"{:08x}\", \"digest\": {}, \"last_boot\": \"{}\", \"source\": {}}}",
             s.name(),
             v.tries,
             v.good,
             v.bad,
             v.image,
+            crate::ab::state::digest_text(&v.digest).map_or(null(), |d| json_str(&d)),
             v.last.code(),
             ctx.sources[s.index()].as_deref().map_or(null(), json_str)
         )

@@ -328,6 +328,11 @@ fn upper_steps(
                 st.record(slot, Reason::NewImage);
             }
             st.slot_mut(slot).image = id;
+            if recorded != crate::ab::state::IMAGE_INSTALLED {
+                // Written behind the writers' back (dd, a flasher): the digest a writer recorded
+                // names the image that was there before, not this one.
+                st.slot_mut(slot).digest = crate::ab::state::DIGEST_UNKNOWN;
+            }
             steps.push(save(st, &format!("slot {} holds image {id:08x}", slot.name()), false));
         }
         // A switch to a slot that has its image already: what the keep-list names follows the
@@ -368,7 +373,7 @@ mod tests {
         slots::choose(&mut st, p);
         st.slot_mut(SlotId::A).image = 7;
         slots::mark_good(&mut st, SlotId::A, p);
-        slots::activate(&mut st, SlotId::B, p, true);
+        slots::activate(&mut st, SlotId::B, p, Some([9; 32]));
         let facts = Facts {
             state: st,
             loaded: Loaded::Valid,
@@ -403,6 +408,28 @@ mod tests {
         assert_eq!(whens, [Role::State, Role::Lower, Role::Upper]);
         let tmpfs = &p.alternatives[2].plan;
         assert_eq!((tmpfs.slot.as_ref().map(|x| x.0), tmpfs.steps[0].role()), (Some(SlotId::B), Role::Volatile));
+    }
+
+    /// The record written after a new image's upper: the writer's digest stays with the image
+    /// it installed; an image that changed behind the writers' back gets no digest (the old one
+    /// names the image that was there before).
+    #[test]
+    fn a_new_image_keeps_its_writers_digest_and_an_unannounced_one_has_none() {
+        let digest_saved = |facts: &Facts| {
+            let (s, found, _) = setup(true);
+            let p = decide(&s, &found, facts).unwrap();
+            let saved = p.steps.iter().rev().find_map(|x| match x {
+                Step::SaveState { state, .. } => Some(*state.slot(SlotId::B)),
+                _ => None,
+            });
+            saved.map(|v| (v.image, v.digest))
+        };
+        let (_, _, mut facts) = setup(true);
+        assert_eq!(digest_saved(&facts), Some((9, [9; 32])));
+        // b was a confirmed image (fingerprint 5, digest 3...) and someone dd'ed image 9 over it.
+        let b = facts.state.slot_mut(SlotId::B);
+        (b.image, b.digest) = (5, [3; 32]);
+        assert_eq!(digest_saved(&facts), Some((9, crate::ab::state::DIGEST_UNKNOWN)));
     }
 
     /// A power cut during slot b's carry, after its trial was recorded: the state says b was

@@ -279,11 +279,11 @@ fn ab_state(case: &str, ids: [u32; 2]) -> Option<State> {
         "ab-state-good" => {}
         "ab-state-new-image-reconcile" | "ab-state-new-image-keeplist" | "ab-state-new-image-keep" => {
             // ... an image installed into slot b, which boots next on trial.
-            slots::activate(&mut st, SlotId::B, p, true);
+            slots::activate(&mut st, SlotId::B, p, Some([0x5a; 32]));
         }
         "ab-state-rollback" => {
             // ... slot b booted on trial twice and never marked good.
-            slots::activate(&mut st, SlotId::B, p, true);
+            slots::activate(&mut st, SlotId::B, p, Some([0x5a; 32]));
             for _ in 0..2 {
                 slots::choose(&mut st, p);
                 st.slot_mut(SlotId::B).image = ids[1];
