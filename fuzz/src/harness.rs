@@ -252,9 +252,9 @@ pub fn reconcile_walk(data: &[u8]) {
         made += 1;
     }
     let t = Trees { old: &trees[0], new: &trees[1], upper: &trees[2] };
-    if let Ok(mut o) = walk::plan(&t, &Rules::default()) {
+    if let Ok(o) = walk::plan(&t, &Rules::default()) {
         assert!(o.entries.len() + o.skipped.len() <= made + 1, "more entries planned than made");
-        let _ = walk::build(&mut o, &t, &base.join("to"), &base.join("conflicts"));
+        let _ = walk::reconcile(&t, &Rules::default(), &base.join("to"), &base.join("conflicts"), Some(4));
         for e in &o.entries {
             assert!(trees[2].join(&e.rel).symlink_metadata().is_ok(), "{} is not in the upper", e.path);
         }

@@ -174,6 +174,10 @@ fn reconcile(
     Ok(o)
 }
 
+/// How many entries (and skipped paths) `reconcile.json` lists at most; every one is counted.
+/// What the boot holds in memory for the report stays bounded however many files the user has.
+const REPORT_LISTS: usize = 1000;
+
 /// Mounts the old image's device read-only, reconciles `from` into `staging`, unmounts.
 fn reconcile_mounted(
     s: &Settings,
@@ -187,10 +191,8 @@ fn reconcile_mounted(
     let mut rules = s.ab.rules.clone();
     rules.keep = keep.to_vec();
     let trees = Trees { old: Path::new(target), new: Path::new(paths::LOWER), upper: from };
-    let result = walk::plan(&trees, &rules).and_then(|mut o| {
-        walk::build(&mut o, &trees, &staging.join("upper"), &staging.join("conflicts"))?;
-        Ok(o)
-    });
+    let (to, conflicts) = (staging.join("upper"), staging.join("conflicts"));
+    let result = walk::reconcile(&trees, &rules, &to, &conflicts, Some(REPORT_LISTS)).map(|(o, _)| o);
     if let Err(e) = mount::unmount_detach(target) {
         log::warn!("unmount {target}: {e}");
     }

@@ -258,25 +258,25 @@ mod tests {
     #[test]
     fn reconcile_lines_in_status() {
         use crate::reconcile::rules::{Action, Class, Entry, Outcome};
-        let o = Outcome {
-            entries: vec![
-                Entry {
-                    path: "/etc/a".into(),
-                    rel: "etc/a".into(),
-                    class: Class::Conflict,
-                    action: Action::Carry,
-                    why: "the image changed it",
-                },
-                Entry {
-                    path: "/etc/b".into(),
-                    rel: "etc/b".into(),
-                    class: Class::StaleCopy,
-                    action: Action::Drop,
-                    why: "",
-                },
-            ],
-            skipped: Vec::new(),
-        };
+        let mut o = Outcome::listing(None);
+        for e in [
+            Entry {
+                path: "/etc/a".into(),
+                rel: "etc/a".into(),
+                class: Class::Conflict,
+                action: Action::Carry,
+                why: "the image changed it",
+            },
+            Entry {
+                path: "/etc/b".into(),
+                rel: "etc/b".into(),
+                class: Class::StaleCopy,
+                action: Action::Drop,
+                why: "",
+            },
+        ] {
+            o.add(e);
+        }
         assert_eq!(
             reconcile_text(&o.to_json(&[("slot", "b".into())])),
             "reconciled upper: {\"stale-copy\": 1, \"conflict\": 1}\nconflicts: /etc/a (see /run/overlay-init/reconcile.json)\n"

@@ -265,10 +265,18 @@ pub struct Entry {
 /// What a reconciliation did, as the boot log, `reconcile.json` and the dry run show it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
+    /// The entries in walk order (a directory before its entries), as far as `limit` allows.
     pub entries: Vec<Entry>,
     /// Paths reconciliation could not read or write, with the error: reported and left out,
-    /// never a reason to drop everything else.
+    /// never a reason to drop everything else. As far as `limit` allows.
     pub skipped: Vec<Skipped>,
+    /// Entries per class (by `Class::ALL` index) and paths skipped, listed or not.
+    counts: [usize; Class::ALL.len()],
+    skipped_total: usize,
+    /// How many entries and skipped paths are listed at most; None: every one. The boot bounds
+    /// it, so PID 1's memory does not grow with the user's millions of files; plain parent
+    /// directories are then counted only.
+    limit: Option<usize>,
 }
 
 /// A path reconciliation left out, and why.
@@ -279,8 +287,40 @@ pub struct Skipped {
 }
 
 impl Outcome {
+    /// An outcome that lists at most `limit` entries and `limit` skipped paths (None: all).
+    pub fn listing(limit: Option<usize>) -> Outcome {
+        Outcome { limit, ..Outcome::default() }
+    }
+
+    /// Counts an entry and lists it if the limit allows.
+    pub fn add(&mut self, e: Entry) {
+        self.counts[e.class as usize] += 1;
+        let listed = match self.limit {
+            None => true,
+            Some(n) => e.class != Class::Parent && self.entries.len() < n,
+        };
+        if listed {
+            self.entries.push(e);
+        }
+    }
+
+    /// Counts a skipped path and lists it if the limit allows.
+    pub fn skip(&mut self, k: Skipped) {
+        self.skipped_total += 1;
+        if self.limit.is_none_or(|n| self.skipped.len() < n) {
+            self.skipped.push(k);
+        }
+    }
+
     pub fn count(&self, c: Class) -> usize {
-        self.entries.iter().filter(|e| e.class == c).count()
+        self.counts[c as usize]
+    }
+
+    /// Entries (other than plain parent directories) and skipped paths counted but not listed.
+    fn unlisted(&self) -> usize {
+        let listed = self.entries.iter().filter(|e| e.class != Class::Parent).count();
+        let counted: usize = self.counted().map(|(_, n)| n).sum();
+        counted - listed + self.skipped_total - self.skipped.len()
     }
 
     fn counted(&self) -> impl Iterator<Item = (Class, usize)> + '_ {
@@ -290,8 +330,8 @@ impl Outcome {
     /// One line: counts per class, e.g. "2 user-changed, 1 stale-copy, 1 conflict".
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = self.counted().map(|(c, n)| format!("{n} {}", c.name())).collect();
-        if !self.skipped.is_empty() {
-            parts.push(format!("{} skipped", self.skipped.len()));
+        if self.skipped_total > 0 {
+            parts.push(format!("{} skipped", self.skipped_total));
         }
         if parts.is_empty() {
             "nothing to reconcile".into()
@@ -313,6 +353,9 @@ impl Outcome {
         for k in &self.skipped {
             out.push_str(&format!("{:<10} {:<16} {}  ({})\n", "skip", "unreadable", k.path, k.why));
         }
+        if self.unlisted() > 0 {
+            out.push_str(&format!("({} more not listed)\n", self.unlisted()));
+        }
         out.push_str(&format!("summary: {}\n", self.summary()));
         out
     }
@@ -325,6 +368,7 @@ impl Outcome {
         }
         let counts: Vec<String> = self.counted().map(|(c, n)| format!("{}: {n}", json_str(c.name()))).collect();
         out.push_str(&format!("  \"counts\": {{{}}},\n", counts.join(", ")));
+        out.push_str(&format!("  \"skipped_count\": {},\n  \"unlisted\": {},\n", self.skipped_total, self.unlisted()));
         let entries: Vec<String> = self
             .entries
             .iter()
@@ -445,32 +489,32 @@ mod tests {
 
     #[test]
     fn report_lines() {
-        let o = Outcome {
-            entries: vec![
-                Entry {
-                    path: "/etc".into(),
-                    rel: "etc".into(),
-                    class: Class::Parent,
-                    action: Action::Descend { keep: false },
-                    why: "",
-                },
-                Entry {
-                    path: "/etc/a".into(),
-                    rel: "etc/a".into(),
-                    class: Class::Conflict,
-                    action: Action::Carry,
-                    why: "the image changed it",
-                },
-                Entry {
-                    path: "/etc/b".into(),
-                    rel: "etc/b".into(),
-                    class: Class::StaleCopy,
-                    action: Action::Drop,
-                    why: "",
-                },
-            ],
-            skipped: Vec::new(),
-        };
+        let mut o = Outcome::listing(None);
+        for e in [
+            Entry {
+                path: "/etc".into(),
+                rel: "etc".into(),
+                class: Class::Parent,
+                action: Action::Descend { keep: false },
+                why: "",
+            },
+            Entry {
+                path: "/etc/a".into(),
+                rel: "etc/a".into(),
+                class: Class::Conflict,
+                action: Action::Carry,
+                why: "the image changed it",
+            },
+            Entry {
+                path: "/etc/b".into(),
+                rel: "etc/b".into(),
+                class: Class::StaleCopy,
+                action: Action::Drop,
+                why: "",
+            },
+        ] {
+            o.add(e);
+        }
         assert_eq!(
             o.to_text(),
             "carry      conflict         /etc/a  (the image changed it)\ndrop       stale-copy       /etc/b\nsummary: 1 stale-copy, 1 conflict\n"
@@ -478,5 +522,27 @@ mod tests {
         assert!(o
             .to_json(&[("carry", "reconcile".into())])
             .contains("\"counts\": {\"stale-copy\": 1, \"conflict\": 1}"));
+    }
+
+    /// The boot lists a bounded number of entries and counts them all: what PID 1 holds for
+    /// the report does not grow with the user's files.
+    #[test]
+    fn a_bounded_outcome_counts_everything_and_lists_its_limit() {
+        let mut o = Outcome::listing(Some(2));
+        for i in 0..1000 {
+            let (class, action) = if i % 10 == 0 {
+                (Class::Parent, Action::Descend { keep: false })
+            } else {
+                (Class::UserNew, Action::Carry)
+            };
+            o.add(Entry { path: format!("/d/{i}"), rel: format!("d/{i}").into(), class, action, why: "" });
+            o.skip(Skipped { path: format!("/bad/{i}"), why: "lstat: EIO".into() });
+        }
+        assert_eq!((o.entries.len(), o.skipped.len()), (2, 2));
+        assert_eq!((o.count(Class::UserNew), o.count(Class::Parent)), (900, 100));
+        assert_eq!(o.summary(), "900 user-new, 1000 skipped");
+        let json = o.to_json(&[]);
+        assert!(json.contains("\"skipped_count\": 1000,") && json.contains("\"unlisted\": 1896,"), "{json}");
+        assert!(o.to_text().contains("(1896 more not listed)"));
     }
 }

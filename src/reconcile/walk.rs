@@ -18,66 +18,105 @@ pub struct Trees<'a> {
     pub upper: &'a Path,
 }
 
-/// The decisions for every entry of the upper, in walk order (a directory before its entries).
-/// Reads only; nothing is changed. Paths are bytes throughout; an entry or directory that cannot
-/// be read is reported in `skipped` and left out, the rest goes on. Err only when the upper
-/// itself cannot be listed.
-pub fn plan(t: &Trees<'_>, rules: &Rules) -> std::io::Result<Outcome> {
-    let mut out = Outcome::default();
-    // (path relative to the trees, old image has a directory there, new image has one)
-    let mut stack = vec![(PathBuf::new(), true, true)];
-    while let Some((rel, old_dir, new_dir)) = stack.pop() {
-        let listed = std::fs::read_dir(t.upper.join(&rel))
-            .and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<OsString>, _>>());
-        let mut names = match listed {
-            Ok(names) => names,
-            Err(e) if rel.as_os_str().is_empty() => return Err(e),
+/// What the walk hands its visitor, in depth-first order with names sorted: each entry (a
+/// directory before its entries), the end of each directory it descended into, and each path it
+/// could not read.
+enum Event<'a> {
+    Entry(Entry),
+    Leave(&'a Path),
+    Skipped(Skipped),
+}
+
+/// One directory being walked: its path, whether the images have a directory there, and the
+/// names not visited yet. The walk holds one per level of the current path, so its memory grows
+/// with the depth and the directories' sizes, not with the number of files in the upper.
+struct Level {
+    rel: PathBuf,
+    old_dir: bool,
+    new_dir: bool,
+    names: std::vec::IntoIter<OsString>,
+}
+
+fn list(dir: &Path) -> std::io::Result<std::vec::IntoIter<OsString>> {
+    let mut names = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<OsString>, _>>()?;
+    names.sort();
+    Ok(names.into_iter())
+}
+
+/// Walks the upper beside the images without following a symlink, classifying each entry.
+/// Reads only. Err only when the upper itself cannot be listed.
+fn walk(t: &Trees<'_>, rules: &Rules, visit: &mut dyn FnMut(Event<'_>)) -> std::io::Result<()> {
+    let mut levels = vec![Level { rel: PathBuf::new(), old_dir: true, new_dir: true, names: list(t.upper)? }];
+    while let Some(level) = levels.last_mut() {
+        let Some(name) = level.names.next() else {
+            if let Some(done) = levels.pop().filter(|l| !l.rel.as_os_str().is_empty()) {
+                visit(Event::Leave(&done.rel));
+            }
+            continue;
+        };
+        let (p, old_dir, new_dir) = (level.rel.join(&name), level.old_dir, level.new_dir);
+        let um = match t.upper.join(&p).symlink_metadata() {
+            Ok(m) => m,
             Err(e) => {
-                skip(&mut out, &rel, "list", &e);
+                visit(Event::Skipped(skipped(&p, "lstat", &e)));
                 continue;
             }
         };
-        names.sort();
-        let mut children = Vec::new();
-        for name in names {
-            let p = rel.join(&name);
-            let um = match t.upper.join(&p).symlink_metadata() {
-                Ok(m) => m,
+        let facts = facts(t, &p, &um, old_dir, new_dir);
+        let path = shown(&p);
+        let (class, action, why) = classify(&path, &facts, rules);
+        let descend = matches!(action, Action::Descend { .. } | Action::Unopaque);
+        visit(Event::Entry(Entry { path, rel: p.clone(), class, action, why }));
+        if descend {
+            match list(&t.upper.join(&p)) {
+                Ok(names) => levels.push(Level {
+                    rel: p,
+                    old_dir: facts.old == Some(Kind::Dir),
+                    new_dir: facts.new == Some(Kind::Dir),
+                    names,
+                }),
                 Err(e) => {
-                    skip(&mut out, &p, "lstat", &e);
-                    continue;
+                    visit(Event::Skipped(skipped(&p, "list", &e)));
+                    visit(Event::Leave(&p));
                 }
-            };
-            let om = if old_dir { t.old.join(&p).symlink_metadata().ok() } else { None };
-            let nm = if new_dir { t.new.join(&p).symlink_metadata().ok() } else { None };
-            let upper = kind(&um);
-            let opaque = upper == Kind::Dir && is_opaque(&t.upper.join(&p));
-            let facts = Facts {
-                upper,
-                old: om.as_ref().map(kind),
-                new: nm.as_ref().map(kind),
-                same_as_old: om.as_ref().is_some_and(|om| same(&t.upper.join(&p), &um, &t.old.join(&p), om)),
-                image_changed: match (&om, &nm) {
-                    (Some(om), Some(nm)) => !same(&t.old.join(&p), om, &t.new.join(&p), nm),
-                    (None, None) => false,
-                    _ => true,
-                },
-                opaque,
-                hides_new: opaque
-                    && !added_names(t, &p, old_dir && om.as_ref().is_some_and(Metadata::is_dir)).is_empty(),
-            };
-            let path = shown(&p);
-            let (class, action, why) = classify(&path, &facts, rules);
-            if matches!(action, Action::Descend { .. } | Action::Unopaque) {
-                let o = facts.old == Some(Kind::Dir);
-                children.push((p.clone(), o, facts.new == Some(Kind::Dir)));
             }
-            out.entries.push(Entry { path, rel: p, class, action, why });
         }
-        stack.extend(children.into_iter().rev());
     }
-    // By path components: a directory before its entries, and the report reads like a listing.
-    out.entries.sort_by(|a, b| a.rel.components().cmp(b.rel.components()));
+    Ok(())
+}
+
+/// What the classification needs to know about the upper's entry `p`.
+fn facts(t: &Trees<'_>, p: &Path, um: &Metadata, old_dir: bool, new_dir: bool) -> Facts {
+    let om = if old_dir { t.old.join(p).symlink_metadata().ok() } else { None };
+    let nm = if new_dir { t.new.join(p).symlink_metadata().ok() } else { None };
+    let upper = kind(um);
+    let opaque = upper == Kind::Dir && is_opaque(&t.upper.join(p));
+    Facts {
+        upper,
+        old: om.as_ref().map(kind),
+        new: nm.as_ref().map(kind),
+        same_as_old: om.as_ref().is_some_and(|om| same(&t.upper.join(p), um, &t.old.join(p), om)),
+        image_changed: match (&om, &nm) {
+            (Some(om), Some(nm)) => !same(&t.old.join(p), om, &t.new.join(p), nm),
+            (None, None) => false,
+            _ => true,
+        },
+        opaque,
+        hides_new: opaque && !added_names(t, p, old_dir && om.as_ref().is_some_and(Metadata::is_dir)).is_empty(),
+    }
+}
+
+/// The decisions for every entry of the upper, in walk order, every one listed (the dry run and
+/// the tests). Reads only; nothing is changed. Paths are bytes throughout; an entry or directory
+/// that cannot be read is reported in `skipped` and left out, the rest goes on. Err only when the
+/// upper itself cannot be listed.
+pub fn plan(t: &Trees<'_>, rules: &Rules) -> std::io::Result<Outcome> {
+    let mut out = Outcome::listing(None);
+    walk(t, rules, &mut |ev| match ev {
+        Event::Entry(e) => out.add(e),
+        Event::Skipped(k) => out.skip(k),
+        Event::Leave(_) => {}
+    })?;
     Ok(out)
 }
 
@@ -86,11 +125,11 @@ fn shown(rel: &Path) -> String {
     format!("/{}", rel.display())
 }
 
-/// Reports a path reconciliation leaves out, with the call that failed and its error.
-fn skip(out: &mut Outcome, rel: &Path, call: &str, e: &std::io::Error) {
+/// A path reconciliation leaves out, with the call that failed and its error.
+fn skipped(rel: &Path, call: &str, e: &std::io::Error) -> Skipped {
     let path = shown(rel);
     log::warn!("reconcile: {path}: {call}: {e}; left out, the rest is reconciled");
-    out.skipped.push(Skipped { path, why: format!("{call}: {e}") });
+    Skipped { path, why: format!("{call}: {e}") }
 }
 
 /// Names in the new image's directory `p` that the old image's did not have and the upper does
@@ -187,84 +226,156 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Builds the new upper at `to` from the decisions: carried entries are copied with their
-/// metadata, set-aside ones go under `conflicts`, plain parent directories are made only where
-/// something below them is carried (with the new image's owner and mode, so a stale copy-up of a
-/// directory does not hide the new image's), and an opaque directory turned plain gets
-/// whiteouts for the old image's entries the user had deleted. Returns the entries written. An
-/// entry that cannot be copied (too deep a path, a full partition) is reported in the outcome's
-/// `skipped` and left out, with what is below it; Err only when `to` itself cannot be made.
-pub fn build(o: &mut Outcome, t: &Trees<'_>, to: &Path, conflicts: &Path) -> std::io::Result<usize> {
-    std::fs::create_dir_all(to)?;
-    let carried = |e: &Entry| matches!(e.action, Action::Carry | Action::Descend { keep: true } | Action::Unopaque);
-    // A directory is needed if it is kept itself or anything under it is.
-    let mut needed = BTreeSet::new();
-    for e in o.entries.iter().filter(|e| carried(e)) {
-        needed.extend(e.rel.ancestors().map(Path::to_path_buf));
-    }
-    let (mut n, mut dirs, mut failed) = (0, Vec::new(), Vec::<PathBuf>::new());
-    let mut skipped = Vec::new();
-    for e in &o.entries {
-        // Below an entry that failed: left out with it (its own error says why).
-        if failed.iter().any(|f| e.rel.starts_with(f)) {
-            continue;
-        }
-        match build_one(e, t, to, conflicts, needed.contains(&e.rel)) {
-            Ok((k, dir)) => {
-                n += k;
-                dirs.extend(dir);
-            }
-            Err(err) => {
-                log::warn!("reconcile: {}: {err}; left out, the rest is carried", e.path);
-                skipped.push(Skipped { path: e.path.clone(), why: err.to_string() });
-                failed.push(e.rel.clone());
-            }
-        }
-    }
-    o.skipped.extend(skipped);
-    // Times last: making entries in a directory changes its own.
-    for (d, m) in dirs.iter().rev() {
-        let _ = crate::fs::copy::set_times(d, m);
-    }
-    Ok(n)
-}
-
-/// One entry of `build`: the entries written, and a directory made (whose times are set last).
-fn build_one(
-    e: &Entry,
+/// Reconciles the upper into a new one at `to` while walking it, so memory stays bounded however
+/// many files the user has: carried entries are copied with their metadata, set-aside ones go
+/// under `conflicts`, plain parent directories are made only when something below them is
+/// carried (with the new image's owner and mode, so a stale copy-up of a directory does not hide
+/// the new image's), and an opaque directory turned plain gets whiteouts for the old image's
+/// entries the user had deleted. The outcome counts every entry and lists up to `limit` of them.
+/// Returns it with the number of entries written. An entry that cannot be copied (too deep a
+/// path, a full partition) is reported in the outcome's `skipped` and left out, with what is
+/// below it; Err only when the upper cannot be listed or `to` cannot be made.
+pub fn reconcile(
     t: &Trees<'_>,
+    rules: &Rules,
     to: &Path,
     conflicts: &Path,
-    needed: bool,
-) -> std::io::Result<(usize, Option<(PathBuf, Metadata)>)> {
+    limit: Option<usize>,
+) -> std::io::Result<(Outcome, usize)> {
+    std::fs::create_dir_all(to)?;
+    let mut b = Builder { t, to, conflicts, open: Vec::new(), failed: None, written: 0, out: Outcome::listing(limit) };
+    walk(t, rules, &mut |ev| b.event(ev))?;
+    Ok((b.out, b.written))
+}
+
+/// A directory the walk is in: made in the new upper yet or not (and its metadata, whose times
+/// are set once its entries are written).
+struct Open {
+    entry: Entry,
+    made: Option<(PathBuf, Metadata)>,
+}
+
+struct Builder<'a> {
+    t: &'a Trees<'a>,
+    to: &'a Path,
+    conflicts: &'a Path,
+    /// The directories of the current path the walk descended into, outermost first.
+    open: Vec<Open>,
+    /// An entry that failed: what is below it is left out with it (its own error says why).
+    failed: Option<PathBuf>,
+    written: usize,
+    out: Outcome,
+}
+
+impl Builder<'_> {
+    fn event(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Skipped(k) => self.out.skip(k),
+            Event::Leave(rel) => {
+                if self.failed.as_deref() == Some(rel) {
+                    self.failed = None;
+                }
+                if self.open.last().is_some_and(|o| o.entry.rel == rel) {
+                    // Times last: making entries in a directory changes its own.
+                    if let Some((d, m)) = self.open.pop().and_then(|o| o.made) {
+                        let _ = crate::fs::copy::set_times(&d, &m);
+                    }
+                }
+            }
+            Event::Entry(e) => {
+                if self.failed.as_ref().is_none_or(|f| !e.rel.starts_with(f)) {
+                    self.entry(&e);
+                }
+                self.out.add(e);
+            }
+        }
+    }
+
+    fn entry(&mut self, e: &Entry) {
+        let dir = matches!(e.action, Action::Descend { .. } | Action::Unopaque);
+        if dir {
+            self.open.push(Open { entry: e.clone(), made: None });
+        }
+        let carried = matches!(e.action, Action::Carry | Action::Descend { keep: true } | Action::Unopaque);
+        let result = if carried {
+            // Every directory above it (and it, if it is one) made first, outermost first; one
+            // that cannot be made is reported itself.
+            if self.make_open().is_err() {
+                return;
+            }
+            if dir {
+                Ok(())
+            } else {
+                self.copy(e)
+            }
+        } else if e.action == Action::SaveAside {
+            set_aside(e, self.t, self.conflicts)
+        } else {
+            Ok(())
+        };
+        if let Err(err) = result {
+            log::warn!("reconcile: {}: {err}; left out, the rest is carried", e.path);
+            self.out.skip(Skipped { path: e.path.clone(), why: err.to_string() });
+            self.failed = Some(e.rel.clone());
+        }
+    }
+
+    fn copy(&mut self, e: &Entry) -> std::io::Result<()> {
+        self.written += crate::fs::copy::copy_tree(&self.t.upper.join(&e.rel), &self.to.join(&e.rel))?;
+        Ok(())
+    }
+
+    /// Makes the open directories not made yet. One that fails is reported, and what is below
+    /// it left out.
+    fn make_open(&mut self) -> Result<(), ()> {
+        for i in 0..self.open.len() {
+            if self.open[i].made.is_some() {
+                continue;
+            }
+            match make_dir(&self.open[i].entry, self.t, self.to) {
+                Ok((n, made)) => {
+                    self.written += n;
+                    self.open[i].made = Some(made);
+                }
+                Err(err) => {
+                    let o = &self.open[i].entry;
+                    log::warn!("reconcile: {}: {err}; left out, the rest is carried", o.path);
+                    self.out.skip(Skipped { path: o.path.clone(), why: err.to_string() });
+                    self.failed = Some(o.rel.clone());
+                    return Err(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_aside(e: &Entry, t: &Trees<'_>, conflicts: &Path) -> std::io::Result<()> {
+    let aside = conflicts.join(&e.rel);
+    std::fs::create_dir_all(aside.parent().unwrap_or(conflicts))?;
+    crate::fs::copy::copy_tree(&t.upper.join(&e.rel), &aside)?;
+    Ok(())
+}
+
+/// Makes the directory of a Descend or Unopaque entry in the new upper: the entries written and
+/// the directory with the metadata its times are set from.
+fn make_dir(e: &Entry, t: &Trees<'_>, to: &Path) -> std::io::Result<(usize, (PathBuf, Metadata))> {
     let rel = &e.rel;
     let (src, dst) = (t.upper.join(rel), to.join(rel));
-    match e.action {
-        Action::Carry => Ok((crate::fs::copy::copy_tree(&src, &dst)?, None)),
-        Action::SaveAside => {
-            let aside = conflicts.join(rel);
-            std::fs::create_dir_all(aside.parent().unwrap_or(conflicts))?;
-            crate::fs::copy::copy_tree(&src, &aside)?;
-            Ok((0, None))
-        }
-        Action::Descend { .. } | Action::Unopaque if needed => {
-            let new_dir = t.new.join(rel);
-            let from = match e.class {
-                Class::Parent if new_dir.symlink_metadata().is_ok_and(|m| m.is_dir()) => new_dir,
-                _ => src.clone(),
-            };
-            let m = from.symlink_metadata()?;
-            std::fs::create_dir(&dst)?;
-            crate::fs::copy::copy_metadata(&from, &dst, &m)?;
-            let mut n = 1;
-            if e.action == Action::Unopaque {
-                let _ = rustix::fs::lremovexattr(&dst, OPAQUE);
-                n += hide_deleted(t, rel, &dst)?;
-            }
-            Ok((n, Some((dst, m))))
-        }
-        Action::Drop | Action::Descend { .. } | Action::Unopaque => Ok((0, None)),
+    let new_dir = t.new.join(rel);
+    let from = match e.class {
+        Class::Parent if new_dir.symlink_metadata().is_ok_and(|m| m.is_dir()) => new_dir,
+        _ => src,
+    };
+    let m = from.symlink_metadata()?;
+    std::fs::create_dir(&dst)?;
+    crate::fs::copy::copy_metadata(&from, &dst, &m)?;
+    let mut n = 1;
+    if e.action == Action::Unopaque {
+        let _ = rustix::fs::lremovexattr(&dst, OPAQUE);
+        n += hide_deleted(t, rel, &dst)?;
     }
+    Ok((n, (dst, m)))
 }
 
 /// In a formerly opaque directory: a whiteout for each entry both images have there that the

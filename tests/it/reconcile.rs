@@ -175,8 +175,15 @@ fn the_new_upper_over_the_new_image_shows_what_the_user_expects() {
             ..Rules::default()
         };
         let trees = Trees { old: &old, new: &new, upper: &upper };
-        let mut outcome = walk::plan(&trees, &rules).unwrap();
-        walk::build(&mut outcome, &trees, &staging.join("upper"), &staging.join("conflicts")).unwrap();
+        let (outcome, _) =
+            walk::reconcile(&trees, &rules, &staging.join("upper"), &staging.join("conflicts"), None).unwrap();
+        // The boot lists one entry of the report; the upper it builds is the same.
+        let bounded = base.join(format!("bounded-{side:?}"));
+        let (small, _) =
+            walk::reconcile(&trees, &rules, &bounded.join("upper"), &bounded.join("conflicts"), Some(1)).unwrap();
+        assert_eq!(listing(&bounded), listing(&staging), "a bounded report changed the upper built");
+        assert_eq!((small.entries.len(), small.summary()), (1, outcome.summary()));
+        assert_eq!(walk::plan(&trees, &rules).unwrap().entries, outcome.entries, "the dry run differs");
         let (n, s) = (new.clone(), staging.clone());
         let (tx, rx) = std::sync::mpsc::channel();
         in_private_namespace(move || {
@@ -282,8 +289,7 @@ fn odd_paths_are_carried_or_reported_never_a_reason_to_drop_the_rest() {
     }
     rustix::fs::mkdirat(&dir, "leaf", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
     let trees = Trees { old: &old, new: &new, upper: &upper };
-    let mut outcome = walk::plan(&trees, &Rules::default()).unwrap();
-    walk::build(&mut outcome, &trees, &to, &base.join("conflicts")).unwrap();
+    let (outcome, _) = walk::reconcile(&trees, &Rules::default(), &to, &base.join("conflicts"), None).unwrap();
     assert_eq!(std::fs::read_to_string(to.join("etc/hostname")).unwrap(), "router-7\n");
     assert_eq!(
         std::fs::read_to_string(to.join("etc").join(latin1)).unwrap(),
@@ -299,4 +305,31 @@ fn odd_paths_are_carried_or_reported_never_a_reason_to_drop_the_rest() {
             .unwrap();
     overlay_init::fs::careful::remove_contents(top).unwrap();
     std::fs::remove_dir(&base).unwrap();
+}
+
+/// Every path under `dir` with its kind, mode, owner and content or link target, sorted.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = p.symlink_metadata().unwrap();
+            let what = if m.is_dir() {
+                todo.push(p.clone());
+                String::new()
+            } else if m.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().display().to_string()
+            } else if m.is_file() {
+                String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()
+            } else {
+                format!("rdev {}", m.rdev())
+            };
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            out.push(format!("{rel} {:o} {}:{} {what}", m.mode(), m.uid(), m.gid()));
+        }
+    }
+    out.sort();
+    out
 }
