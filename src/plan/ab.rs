@@ -62,7 +62,28 @@ pub fn decide(s: &Settings, found: &Found, f: &Facts) -> Result<Plan, PlanError>
             }
         }
     }
+    keep_switch_pending(&mut p);
     Ok(p)
+}
+
+/// Until the keep-list of a switch is carried, the record keeps naming the slot it comes from as
+/// the slot booted last: a power cut during the carry leaves the next boot to carry it again,
+/// not a record saying the switch is done while the slot's upper still has the old versions.
+fn keep_switch_pending(p: &mut Plan) {
+    let from = p.steps.iter().find_map(|x| match x {
+        Step::CarryKeepList { from_slot, .. } => Some(*from_slot),
+        _ => None,
+    });
+    if let Some(from) = from {
+        for x in p.steps.iter_mut().take_while(|x| !matches!(x, Step::CarryKeepList { .. })) {
+            if let Step::SaveState { state, .. } = x {
+                state.last_booted = Some(from);
+            }
+        }
+    }
+    for a in &mut p.alternatives {
+        keep_switch_pending(&mut a.plan);
+    }
 }
 
 /// The plan once `choice` is made and recorded in `st`: the lower of the chosen slot (with the
@@ -339,6 +360,7 @@ fn upper_steps(
         // user from the slot booted before.
         None if from_slot != slot && !reset => {
             steps.push(Step::CarryKeepList { base: base(s), from_slot, slot });
+            steps.push(save(st, &format!("keep-list carried from slot {}", from_slot.name()), false));
         }
         None => {}
     }
@@ -430,6 +452,42 @@ mod tests {
         let b = facts.state.slot_mut(SlotId::B);
         (b.image, b.digest) = (5, [3; 32]);
         assert_eq!(digest_saved(&facts), Some((9, crate::ab::state::DIGEST_UNKNOWN)));
+    }
+
+    /// A rollback to slot a, which has its image and upper: the keep-list follows from slot b.
+    /// The record written before the carry still says b was booted last, so a power cut during
+    /// the carry leaves the next boot to carry it again; the write after it says a.
+    #[test]
+    fn a_keep_list_switch_cut_short_is_carried_again() {
+        let (s, found, mut facts) = setup(true);
+        let p = policy(&s);
+        let st = &mut facts.state;
+        st.slot_mut(SlotId::B).image = 9;
+        slots::mark_good(st, SlotId::B, p);
+        st.last_booted = Some(SlotId::B);
+        slots::activate(st, SlotId::A, p, None);
+        let saved = |plan: &Plan| -> Vec<Option<SlotId>> {
+            plan.steps
+                .iter()
+                .filter_map(|x| match x {
+                    Step::SaveState { state, .. } => Some(state.last_booted),
+                    _ => None,
+                })
+                .collect()
+        };
+        let carries = |plan: &Plan| plan.steps.iter().any(|x| matches!(x, Step::CarryKeepList { .. }));
+        let plan = decide(&s, &found, &facts).unwrap();
+        assert!(carries(&plan));
+        assert_eq!(saved(&plan), [Some(SlotId::B), Some(SlotId::A)]);
+        // The power goes during the carry: the record is the first write's.
+        let Some(Step::SaveState { state, .. }) = plan.steps.iter().find(|x| matches!(x, Step::SaveState { .. }))
+        else {
+            panic!("no state write")
+        };
+        facts.state = (**state).clone();
+        let again = decide(&s, &found, &facts).unwrap();
+        assert_eq!(again.slot.as_ref().map(|x| x.0), Some(SlotId::A));
+        assert!(carries(&again), "the keep-list switch cut short is not carried again");
     }
 
     /// A power cut during slot b's carry, after its trial was recorded: the state says b was
