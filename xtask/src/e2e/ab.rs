@@ -256,3 +256,23 @@ pub fn reset_cycles(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "counter", "1")?;
     want(&b, "keepme", "kept-from-a")
 }
+
+/// `mark-good` while the background deletion of a large old upper runs (51000 entries, left in
+/// the trash by a factory reset, the deletion stopped with SIGSTOP so it is certainly running):
+/// it returns at once and the slot is good. The deletion once inherited the state record's lock
+/// and mark-good waited for it, long enough on slow flash to roll a good update back.
+pub fn mark_good_beside_deletion(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("ab-mark-good-deletion")?;
+    let b = boot(ctx, &disk, "oitest=big-upper,mark-good", "deletion-1")?;
+    want(&b, "big-upper", "51")?;
+    let b = boot(ctx, &disk, "oinit.factoryreset oitest=mark-good-beside-deletion", "deletion-2")?;
+    contains(&b, "deleting old uppers in")?;
+    if b.marker("deleter").as_deref() == Some("gone") {
+        return Err("the deletion had finished before userspace started: nothing tested".into());
+    }
+    want(&b, "mark-good-beside-deletion-exit", "0")?;
+    if b.marker("trash-left").is_none_or(|n| n == "0") {
+        return Err("the trash was empty when mark-good returned: it waited for the deletion".into());
+    }
+    contains(&b, "OI-STATUS: slot a: good")
+}
