@@ -290,8 +290,9 @@ pub fn campaign(ctx: &Ctx<'_>, points: u64, replays: usize) -> (u64, Vec<String>
     (t + rt + ft, failures)
 }
 
-/// `cargo xtask powercut N BOARD...`: N points per kind and way on each board, two boards at a
-/// time (one QEMU each).
+/// `cargo xtask powercut N BOARD...`: per kind on each board, N cuts, up to 4N flush points and
+/// 4N points between flushes replayed, and N failing-disk points; two boards at a time (one QEMU
+/// each).
 pub fn main(root: &Path, boards: &[String], points: u64) -> Result<(), String> {
     let started = std::time::Instant::now();
     let next = std::sync::Mutex::new(boards.iter());
@@ -305,7 +306,7 @@ pub fn main(root: &Path, boards: &[String], points: u64) -> Result<(), String> {
                             return Err(format!("{name} has no power-cut kinds (qemu-* and openwrt-nand have)"));
                         }
                         let ctx = Ctx::build(root, &board)?;
-                        Ok(campaign(&ctx, points, points as usize))
+                        Ok(campaign(&ctx, points, 4 * points as usize))
                     });
                     let result = result.unwrap_or_else(|e| (0, vec![format!("{name}: {e}")]));
                     if let Ok(mut r) = results.lock() {
@@ -369,18 +370,29 @@ fn replay_kind(ctx: &Ctx<'_>, kind: &Kind, points: usize) -> Result<(u64, Vec<St
     booted(&ctx.boot_logged(&disk, &format!("{set} {}", kind.cut.0), &format!("{tag}-logged"), &log)?)?;
     let entries = writelog::parse(&std::fs::read(&log).map_err(|e| e.to_string())?)?;
     let flushes = writelog::flushes(&entries);
-    let picks: Vec<usize> = if flushes.len() <= points {
-        flushes.clone()
-    } else {
-        (1..=points).map(|k| flushes[(k * flushes.len()) / points - 1]).collect()
+    let spread = |of: &[usize]| -> Vec<usize> {
+        if of.len() <= points {
+            of.to_vec()
+        } else {
+            (1..=points).map(|k| of[(k * of.len()) / points - 1]).collect()
+        }
     };
+    // The disk as each flush found it, and as a cut between flushes can leave it: the writes up
+    // to one of them done, the rest lost (a virtio disk's cache loses what was not flushed).
+    let writes: Vec<usize> =
+        entries.iter().enumerate().filter(|(_, e)| !e.data.is_empty()).map(|(i, _)| i + 1).collect();
+    let mut picks = spread(&flushes);
+    let flush_points = picks.len();
+    picks.extend(spread(&writes));
+    picks.sort_unstable();
+    picks.dedup();
     println!(
-        "{} {}: {} writes, {} flushes logged; replaying {} flush points",
+        "{} {}: {} writes, {} flushes logged; replaying {flush_points} flush points and {} between",
         ctx.board.name,
         kind.name,
         entries.len(),
         flushes.len(),
-        picks.len()
+        picks.len() - flush_points
     );
     let mut failures = Vec::new();
     for &i in &picks {
