@@ -11,11 +11,12 @@ use crate::image::flash;
 use crate::sh;
 use std::time::Duration;
 
-pub const SCENARIOS: [Scenario; 4] = [
+pub const SCENARIOS: [Scenario; 5] = [
     ("openwrt-nand-ubi", nand_flash, Needs::Nothing),
     ("openwrt-nand-128k-eraseblocks", nand_128k, Needs::Nothing),
     ("openwrt-nand-ab-install", nand_ab, Needs::Nothing),
     ("openwrt-nand-recreate-reset", nand_recreate, Needs::Nothing),
+    ("openwrt-nand-nandsim-bad-blocks-and-bitflips", nandsim, Needs::Nothing),
 ];
 
 /// The physical eraseblock of the emulated flash (block2mtd's erase size here).
@@ -217,3 +218,82 @@ pub fn nand_recreate(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "data-junk", "")?;
     want(&b, "ubi-volumes", volumes)
 }
+
+/// The board's UBI layout on a simulated raw NAND chip with faults (the kernel's nandsim: 64 MiB,
+/// 2 KiB pages, 128 KiB eraseblocks, software Hamming ECC), not on block2mtd: two eraseblocks
+/// marked bad at the factory and a random bit flip in about one page read of a thousand. nandsim
+/// starts erased, so a test-only first stage (`rdinit=/nandsim-init`, busybox) loads it and
+/// writes the UBI image with mtd-utils' `ubiformat`, which skips the bad blocks, then hands over
+/// to the init; the kernel attaches UBI (`ubi.mtd=0`: nandsim's MTD name has spaces). UBI must
+/// skip the bad blocks, correct and scrub the flipped bits, and the boot go on: slot a mounts
+/// from its volume, the data volume is made and mounted, both images read back byte for byte
+/// many times while bits flip.
+pub fn nandsim(ctx: &Ctx<'_>) -> Result<(), String> {
+    let work = ctx.work.join("nandsim");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let images = ctx.sqfs.parent().ok_or("no image folder")?;
+    let mut cfg = String::new();
+    let mut expect = Vec::new();
+    for (id, slot) in ["a", "b"].iter().enumerate() {
+        let image = images.join(format!("rootfs-{slot}.sqfs"));
+        let bytes = std::fs::read(&image).map_err(|e| format!("{}: {e}", image.display()))?;
+        let mut h = overlay_init::util::sha256::Sha256::default();
+        h.update(&bytes);
+        expect.push((bytes.len(), h.hex()));
+        cfg.push_str(&format!(
+            "[rootfs_{slot}]\nmode=ubi\nimage={}\nvol_id={id}\nvol_type=dynamic\nvol_name=rootfs_{slot}\n",
+            image.display()
+        ));
+    }
+    let ini = work.join("ubinize.ini");
+    std::fs::write(&ini, cfg).map_err(|e| e.to_string())?;
+    let ubi = work.join("nandsim.ubi");
+    sh::run(sh::cmd("ubinize").arg("-o").arg(&ubi).args(["-p", "128KiB", "-m", "2048", "-s", "512"]).arg(&ini))?;
+    let script = work.join("nandsim-init");
+    std::fs::write(&script, NANDSIM_INIT).map_err(|e| e.to_string())?;
+    let busybox = ctx.board.kernel_dir.join("busybox");
+    let initrd = crate::image::initramfs_variant(
+        ctx.root,
+        ctx.board,
+        "initramfs-nandsim",
+        &["nandsim"],
+        &[
+            ("/nandsim-init", &script.display().to_string()),
+            ("/bin/busybox", &busybox.display().to_string()),
+            ("/usr/sbin/ubiformat", "/usr/sbin/ubiformat"),
+            ("/nandsim.ubi", &ubi.display().to_string()),
+        ],
+    )?;
+    // No block2mtd: the flash is nandsim's.
+    let set = "rdinit=/nandsim-init oinit.modules=ubi,squashfs,zstd,ubifs,overlay ubi.mtd=0";
+    let disk = ctx.fresh_disk("nandsim")?;
+    let sizes = format!("oisize_0={} oisize_1={}", expect[0].0, expect[1].0);
+    let b = ctx.boot_with(&initrd, &disk, &format!("{set} {sizes} oitest=read-volumes,dmesg-ubi"), "nandsim-1")?;
+    booted(&b)?;
+    contains(&b, "nandsim-init: ubiformat done")?;
+    contains(&b, "bad PEBs: 2")?;
+    want(&b, "slot", "a")?;
+    want(&b, "overlay-fs", "ubifs")?;
+    contains(&b, "create UBI volume rootfs_data on /dev/ubi0")?;
+    contains(&b, "mount /dev/ubiblock0_0 on /run/overlay-init/lower type squashfs")?;
+    for (v, (len, sha)) in expect.iter().enumerate() {
+        want(&b, &format!("volume-{v}"), &format!("{len}:{sha}"))?;
+    }
+    if !b.console.contains("fixable bit-flip detected") {
+        return Err("no bit flip was seen: the reads did not exercise UBI's correction".into());
+    }
+    contains(&b, "scrubbed PEB")
+}
+
+/// The test-only first stage of the nandsim scenario: nandsim with two bad blocks and bit flips,
+/// the UBI image written by ubiformat, then the init as PID 1.
+const NANDSIM_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox modprobe nandsim id_bytes=0x20,0xa2,0x00,0x15 badblocks=3,200 bitflips=1 || echo "nandsim-init: modprobe failed"
+/usr/sbin/ubiformat /dev/mtd0 -f /nandsim.ubi -y -q && echo "nandsim-init: ubiformat done"
+/bin/busybox umount /dev /sys /proc
+exec /init "$@"
+"#;
