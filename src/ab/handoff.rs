@@ -20,6 +20,11 @@ pub struct SlotsFile {
     pub sources: [Option<String>; 2],
     /// Each slot's verity hash partition, when its tree is not appended to the image.
     pub hash: [Option<String>; 2],
+    /// Which signed images the board accepts (`oinit.compatible`, `oinit.verityunversioned`).
+    pub compatible: Option<String>,
+    pub unversioned: bool,
+    /// The booted slot's signed security version: mark-good raises the floor to it.
+    pub security_version: Option<u32>,
 }
 
 impl SlotsFile {
@@ -37,6 +42,9 @@ impl SlotsFile {
             put(slot.name(), self.sources[slot.index()].clone());
             put(&format!("{}hash", slot.name()), self.hash[slot.index()].clone());
         }
+        put("compatible", self.compatible.clone());
+        put("unversioned", self.unversioned.then(|| "1".to_string()));
+        put("security_version", self.security_version.map(|v| v.to_string()));
         text
     }
 
@@ -50,6 +58,9 @@ impl SlotsFile {
             tries: get("tries").and_then(|t| t.parse().ok()),
             sources: [get("a"), get("b")],
             hash: [get("ahash"), get("bhash")],
+            compatible: get("compatible"),
+            unversioned: get("unversioned").as_deref() == Some("1"),
+            security_version: get("security_version").and_then(|v| v.parse().ok()),
         }
     }
 }
@@ -64,6 +75,10 @@ pub struct Context {
     pub hash: [Option<String>; 2],
     /// The board's verity key the boot left behind: images must be signed with it.
     pub verity_key: Option<PathBuf>,
+    /// Which signed images the board accepts, and the booted slot's security version.
+    pub compatible: Option<String>,
+    pub unversioned: bool,
+    pub security_version: Option<u32>,
 }
 
 impl Context {
@@ -83,7 +98,28 @@ impl Context {
             sources: f.sources,
             hash: f.hash,
             verity_key: Some(PathBuf::from(crate::config::paths::DEVICE_KEY)).filter(|k| k.exists()),
+            compatible: f.compatible,
+            unversioned: f.unversioned,
+            security_version: f.security_version,
         })
+    }
+
+    /// Confirms slot `s`; when it is the booted slot, no image below its security version boots
+    /// from now on (anti-rollback: the floor only rises, at a confirmation).
+    pub fn mark_good(&self, st: &mut State, s: SlotId) {
+        crate::ab::slots::mark_good(st, s, self.policy);
+        if let Some(v) = self.security_version.filter(|_| self.booted == Some(s)) {
+            st.security_floor = st.security_floor.max(v);
+        }
+    }
+
+    /// Which signed images may go into a slot now: the board's product and the record's floor.
+    pub fn acceptance(&self, floor: u32) -> crate::verity::manifest::Acceptance {
+        crate::verity::manifest::Acceptance {
+            compatible: self.compatible.clone(),
+            unversioned: self.unversioned,
+            floor,
+        }
     }
 
     /// Reads the state, applies `change`, and saves it (fsynced) unless `change` refuses.
@@ -168,8 +204,36 @@ mod tests {
             tries: Some(2),
             sources: [Some("/dev/vda1".into()), Some("/run/overlay-init/data/images/b 'new'.sqfs".into())],
             hash: [None, Some("/dev/vda5".into())],
+            compatible: Some("acme,gw-100".into()),
+            unversioned: true,
+            security_version: Some(7),
         };
         assert_eq!(SlotsFile::parse(&f.render()), f);
         assert_eq!(SlotsFile::parse(""), SlotsFile::default());
+    }
+
+    /// Confirming the booted slot raises the security floor to its version, never lowers it;
+    /// confirming the other slot leaves it.
+    #[test]
+    fn mark_good_raises_the_security_floor() {
+        let ctx = Context {
+            booted: Some(SlotId::B),
+            state: "/nonexistent".into(),
+            policy: Policy { tries: 3, late_fallback: false, one_slot: false },
+            sources: [None, None],
+            hash: [None, None],
+            verity_key: None,
+            compatible: None,
+            unversioned: false,
+            security_version: Some(5),
+        };
+        let mut st = State::factory(3);
+        ctx.mark_good(&mut st, SlotId::A);
+        assert_eq!(st.security_floor, 0);
+        ctx.mark_good(&mut st, SlotId::B);
+        assert_eq!((st.security_floor, st.slot(SlotId::B).good), (5, true));
+        st.security_floor = 9;
+        ctx.mark_good(&mut st, SlotId::B);
+        assert_eq!(st.security_floor, 9);
     }
 }

@@ -22,6 +22,7 @@ pub const IMAGE_INSTALLED: u32 = 1;
 pub type Digest = [u8; 32];
 pub const DIGEST_UNKNOWN: Digest = [0; 32];
 const DIGESTS: usize = 128;
+const FLOOR: usize = 192;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotId {
@@ -185,6 +186,9 @@ pub struct State {
     pub last_booted: Option<SlotId>,
     /// The slot most recently marked good: where the device goes when nothing else can boot.
     pub last_good: Option<SlotId>,
+    /// The lowest security version a signed image may have: the highest that was marked good
+    /// (anti-rollback). Lowered only by a downgrade token signed with the board's key.
+    pub security_floor: u32,
     pub history: Vec<Event>,
 }
 
@@ -204,6 +208,7 @@ impl State {
             reset_boot: 0,
             last_booted: None,
             last_good: Some(SlotId::A),
+            security_floor: 0,
             history: Vec::new(),
         }
     }
@@ -249,6 +254,7 @@ impl State {
             b[o + 4] = e.slot as u8;
             b[o + 5] = e.reason as u8;
         }
+        b[FLOOR..FLOOR + 4].copy_from_slice(&self.security_floor.to_le_bytes());
         let crc = crc32(&b[..BLOCK - 4]);
         b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -298,6 +304,8 @@ impl State {
             reset_attempts: b[20],
             boots: u32_at(24),
             reset_boot: u32_at(28),
+            // Zero in records from before anti-rollback: no floor yet.
+            security_floor: u32_at(FLOOR),
             slots: [slot(0)?, slot(1)?],
             history,
         })
@@ -350,6 +358,9 @@ impl fmt::Display for State {
         }
         if self.reset_requested {
             writeln!(f, "factory reset requested for the next boot")?;
+        }
+        if self.security_floor > 0 {
+            writeln!(f, "signed images below security version {} are refused", self.security_floor)?;
         }
         for e in &self.history {
             writeln!(f, "boot {}: slot {}: {}", e.boot, e.slot.name(), e.reason.text())?;

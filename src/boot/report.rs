@@ -28,6 +28,8 @@ pub struct Verified {
     /// Parity bytes and byte offset of the error correction area (0, 0: none).
     pub fec_roots: u8,
     pub fec_offset: u64,
+    /// The signed security version (0: signed without a manifest); None: not signed.
+    pub security_version: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -118,7 +120,7 @@ impl Report {
         if let Some(v) = &self.verity {
             let _ = writeln!(
                 o,
-                "  \"verity\": {{\"device\": {}, \"image\": {}, \"root_hash\": {}, \"hash\": {}, \"hash_offset\": {}, \"trust\": {}, \"checked_all\": {}, \"fec_roots\": {}, \"fec_offset\": {}}},",
+                "  \"verity\": {{\"device\": {}, \"image\": {}, \"root_hash\": {}, \"hash\": {}, \"hash_offset\": {}, \"trust\": {}, \"checked_all\": {}, \"fec_roots\": {}, \"fec_offset\": {}, \"security_version\": {}}},",
                 json_str(&v.device),
                 json_str(&v.image),
                 json_str(&v.root_hash),
@@ -127,7 +129,8 @@ impl Report {
                 json_str(&v.trust),
                 v.checked_all,
                 v.fec_roots,
-                v.fec_offset
+                v.fec_offset,
+                v.security_version.map_or("null".to_string(), |n| n.to_string())
             );
         }
         if let Some(code) = self.fsck_exit {

@@ -52,7 +52,8 @@ pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan
     let plan = execute(s, found, plan, &mut store, report)?;
     if let Some((slot, why)) = &plan.slot {
         report.slot = Some((slot.name().into(), why.clone()));
-        write_slots_file(s, found, *slot, &state_path);
+        let version = report.verity.as_ref().and_then(|v| v.security_version);
+        write_slots_file(s, found, *slot, &state_path, version);
     }
     Ok(plan)
 }
@@ -212,7 +213,7 @@ fn source_path(s: &Settings, found: &Found, slot: SlotId) -> Option<PathBuf> {
     }
 }
 
-fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path) {
+fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path, security_version: Option<u32>) {
     let path = |slot: SlotId| source_path(s, found, slot).map(|p| p.display().to_string());
     let hash = |slot: SlotId| found.hash[slot.index()].as_ref().map(|h| format!("/dev/{}", h.name));
     let f = SlotsFile {
@@ -221,6 +222,9 @@ fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path) {
         tries: Some(s.ab.tries),
         sources: [path(SlotId::A), path(SlotId::B)],
         hash: [hash(SlotId::A), hash(SlotId::B)],
+        compatible: s.verity.compatible.clone(),
+        unversioned: s.verity.unversioned,
+        security_version,
     };
     if let Err(e) = std::fs::write(SLOTS_FILE, f.render()) {
         log::warn!("cannot write {SLOTS_FILE}: {e}");

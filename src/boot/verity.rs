@@ -13,7 +13,7 @@ use crate::plan::{Source, Trust, Verity};
 use crate::sys::{dm, loopdev};
 use crate::verity::hashtree::{self, OnCorruption};
 use crate::verity::meta::{self, Meta};
-use crate::verity::signature;
+use crate::verity::{manifest, signature};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -31,7 +31,7 @@ pub fn open_device(v: &Verity, report: &mut Report) -> Result<Verified> {
     let refuse = |what: String| Error::Verity { image: v.data.to_string(), what };
     let hash = v.hash.clone().unwrap_or_else(|| image.clone());
     let meta = read_meta(&image, &hash, v.hash.is_some(), matches!(v.trust, Trust::Signed { .. })).map_err(refuse)?;
-    let (root, trust) = trusted_root(v, &meta).map_err(refuse)?;
+    let (root, trust, security_version) = trusted_root(v, &meta).map_err(refuse)?;
     let devs = (numbers(&image)?, numbers(&hash)?);
     let table = |on| hashtree::table(devs.0, devs.1, &meta.layout, &meta.sb, &root, on, meta.fec);
     let node = create_checked(v, &meta, &image, table, report)?;
@@ -52,6 +52,7 @@ pub fn open_device(v: &Verity, report: &mut Report) -> Result<Verified> {
         checked_all: v.check_all,
         fec_roots: meta.fec.map_or(0, |f| f.roots),
         fec_offset: meta.fec.map_or(0, |f| f.start * hashtree::BLOCK),
+        security_version,
     })
 }
 
@@ -117,11 +118,12 @@ fn read_meta(image: &str, hash: &str, separate: bool, signed: bool) -> std::resu
     meta::read(&head, hash, size, separate, signed, |at, len| read_head(path, at, len))
 }
 
-/// The root hash to trust and how it was established.
-fn trusted_root(v: &Verity, meta: &Meta) -> std::result::Result<([u8; 32], String), String> {
-    let (key_file, pinned) = match &v.trust {
-        Trust::RootHash { key, hash } => return Ok((*hash, format!("root hash from {key}"))),
-        Trust::Signed { key_file, pinned } => (key_file, pinned),
+/// The root hash to trust, how it was established, and the signed security version (None when
+/// a setting gave the root hash).
+fn trusted_root(v: &Verity, meta: &Meta) -> std::result::Result<([u8; 32], String, Option<u32>), String> {
+    let (key_file, pinned, accept) = match &v.trust {
+        Trust::RootHash { key, hash } => return Ok((*hash, format!("root hash from {key}"), None)),
+        Trust::Signed { key_file, pinned, accept } => (key_file, pinned, accept),
     };
     let key = crate::fs::careful::read_regular(Path::new(key_file), 64 * 1024)
         .map_err(|e| format!("cannot read the board's key {key_file}: {e}"))?;
@@ -135,7 +137,12 @@ fn trusted_root(v: &Verity, meta: &Meta) -> std::result::Result<([u8; 32], Strin
             crate::util::hex::hex(&p)
         ));
     }
-    Ok((root, format!("root hash signed by {key_file}")))
+    let version = manifest::accept(block.manifest.as_ref(), &meta.sb, accept)?;
+    let what = match &block.manifest {
+        Some(m) => format!("root hash signed by {key_file} for {}, security version {version}", m.compatible),
+        None => format!("root hash signed by {key_file}"),
+    };
+    Ok((root, what, Some(version)))
 }
 
 /// Reads `blocks` data blocks through the dm device: dm-verity checks each against the tree and

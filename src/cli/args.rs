@@ -162,14 +162,16 @@ pub static SPECS: &[Spec] = &[
     },
     Spec {
         name: "install",
-        values: &["--slot", "--sha256", "--key", STATE],
+        values: &["--slot", "--sha256", "--key", "--downgrade-token", STATE],
         flags: &["--force"],
         args: 1..=1,
-        help: "install IMAGE [--slot a|b] [--sha256 HEX] [--key PUBKEY] [--force] [--state FILE]
+        help: "install IMAGE [--slot a|b] [--sha256 HEX] [--key PUBKEY] [--downgrade-token FILE] [--force] [--state FILE]
     write a squashfs image into the slot not booted, verify it, and make it the next boot's
     trial slot (--force: even over the last good slot while the booted one is still on
     trial). A board that verifies its lowers takes only images signed with its key (--key,
-    default /run/overlay-init/verity.pub)",
+    default /run/overlay-init/verity.pub), for its product (oinit.compatible) and not below
+    the security version it marked good; --downgrade-token: a token signed with that key
+    that allows an older one",
     },
     Spec {
         name: "reconcile",

@@ -13,6 +13,7 @@ use crate::ab::state::{Digest, SlotId, DIGEST_UNKNOWN};
 use crate::block::probe;
 use crate::util::hex::hex;
 use crate::util::sha256::Sha256;
+use crate::verity::manifest;
 use rustix::fs::{fadvise, Advice};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -29,6 +30,8 @@ pub struct Request<'a> {
     pub force: bool,
     /// The public key images must be signed with (default: the one the boot used, if any).
     pub key: Option<&'a Path>,
+    /// A downgrade token signed with that key: images from its security version up are taken.
+    pub downgrade_token: Option<&'a Path>,
 }
 
 pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
@@ -53,9 +56,24 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
     // The image's identity in the state record: its root hash where it is verified, else the
     // sha256 of what was written.
     let mut root = None;
+    // The floor a downgrade token lowers the record's to, applied with the activation.
+    let mut lowered = None;
     if let Some(key) = device_key(req.key.or(ctx.verity_key.as_deref()))? {
-        let checked = crate::verity::image::check(&src, len, None, &key)
-            .map_err(|e| format!("{}: {e}; nothing written", req.image.display()))?;
+        let nothing = |e: String| format!("{}: {e}; nothing written", req.image.display());
+        let checked = crate::verity::image::check(&src, len, None, &key).map_err(nothing)?;
+        let mut floor = ctx.read()?.security_floor;
+        if let Some(path) = req.downgrade_token {
+            let text = crate::fs::careful::read_regular(path, 64 * 1024)
+                .map_err(|e| format!("{}: {e}; nothing written", path.display()))?;
+            let token = manifest::parse_token(&String::from_utf8_lossy(&text))
+                .and_then(|t| manifest::verify_token(&key, &t, ctx.compatible.as_deref()))
+                .map_err(|e| format!("{}: {e}; nothing written", path.display()))?;
+            floor = floor.min(token);
+            lowered = Some(floor);
+        }
+        let version =
+            manifest::accept(checked.manifest.as_ref(), &checked.sb, &ctx.acceptance(floor)).map_err(nothing)?;
+        eprintln!("install: security version {version} accepted (this device's floor: {floor})");
         eprintln!("install: signature and hash tree verified (root hash {})", hex(&checked.root));
         len = checked.len;
         root = Some(checked.root);
@@ -92,6 +110,9 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
     }
     ctx.update(|st| {
         slots::activate(st, target, ctx.policy, Some(root.unwrap_or(digest)));
+        if let Some(floor) = lowered {
+            st.security_floor = floor;
+        }
         Ok(format!(
             "installed {} ({len} bytes, sha256 {written}) into slot {}; it boots next on trial ({} tries)",
             req.image.display(),
@@ -136,8 +157,9 @@ pub fn slot_digest(ctx: &Context, slot: SlotId) -> Result<Digest, String> {
         return hash_from(&f, size, src);
     };
     let hash = ctx.hash[slot.index()].as_deref().map(open).transpose()?;
+    let floor = ctx.read()?.security_floor;
     crate::verity::image::check(&f, len, hash.as_ref().map(|(h, l)| (h, *l)), &key)
-        .map(|c| c.root)
+        .and_then(|c| manifest::accept(c.manifest.as_ref(), &c.sb, &ctx.acceptance(floor)).map(|_| c.root))
         .map_err(|e| format!("slot {} ({src}): {e}; not activated", slot.name()))
 }
 
@@ -309,8 +331,18 @@ mod tests {
             sources: [Some("/dev/null-a".into()), Some("/dev/null-b".into())],
             hash: [None, None],
             verity_key: None,
+            compatible: None,
+            unversioned: false,
+            security_version: None,
         };
-        let req = |force| Request { image: Path::new("/x"), slot: None, sha256: None, force, key: None };
+        let req = |force| Request {
+            image: Path::new("/x"),
+            slot: None,
+            sha256: None,
+            force,
+            key: None,
+            downgrade_token: None,
+        };
         let err = target_slot(&ctx, &req(false)).unwrap_err();
         assert!(err.contains("slot a is the last good slot"), "{err}");
         assert_eq!(target_slot(&ctx, &req(true)), Ok(SlotId::A));

@@ -63,7 +63,7 @@ pub fn handle(ctx: &Context, args: &[String]) -> Result<String, String> {
             };
             ctx.update(|st| {
                 if good {
-                    slots::mark_good(st, s, ctx.policy);
+                    ctx.mark_good(st, s);
                 } else if ctx.policy.one_slot {
                     slots::mark_bad(st, s);
                 } else {
@@ -112,6 +112,9 @@ mod tests {
             sources: [Some(a.display().to_string()), Some(b.display().to_string())],
             hash: [None, None],
             verity_key: None,
+            compatible: None,
+            unversioned: false,
+            security_version: None,
         };
         // Slot a booted image 1 and is confirmed; b booted image 2 and is confirmed too.
         let (mut store, _) = Store::open(&ctx.state).unwrap();

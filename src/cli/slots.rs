@@ -37,6 +37,7 @@ pub fn run(cmd: &str, a: &Args) -> i32 {
     let rest = &a.rest;
     let (json, reboot, force) = (a.flag("--json"), a.flag("--reboot"), a.flag("--force"));
     let (slot, sha, key) = (a.value("--slot"), a.value("--sha256"), a.path("--key"));
+    let token = a.path("--downgrade-token");
     let state = a.path("--state");
     let ctx = match Context::load(state) {
         Ok(c) => c,
@@ -60,7 +61,7 @@ pub fn run(cmd: &str, a: &Args) -> i32 {
         })),
         "mark-good" => slot_arg(rest.first()).and_then(|s| {
             refused(ctx.update(|st| {
-                slots::mark_good(st, s, ctx.policy);
+                ctx.mark_good(st, s);
                 Ok(format!("slot {} marked good", s.name()))
             }))
         }),
@@ -98,6 +99,7 @@ pub fn run(cmd: &str, a: &Args) -> i32 {
                         sha256: sha,
                         force,
                         key: key.as_deref(),
+                        downgrade_token: token.as_deref(),
                     },
                 ))
             }),
@@ -213,8 +215,8 @@ fn status_json(found: Found) -> String {
             ctx.sources[s.index()].as_deref().map_or(null(), json_str)
         )
     };
-    let (booted, record, active, generation, reset, slots, history) = match found {
-        None => (null(), null(), null(), null(), null(), String::new(), String::new()),
+    let (booted, record, active, generation, reset, floor, slots, history) = match found {
+        None => (null(), null(), null(), null(), null(), null(), String::new(), String::new()),
         Some((ctx, st, record)) => {
             let history: Vec<String> = st
                 .history
@@ -238,6 +240,7 @@ fn status_json(found: Found) -> String {
                 json_str(st.active.name()),
                 st.generation.to_string(),
                 st.reset_requested.to_string(),
+                st.security_floor.to_string(),
                 format!("{}, {}", slot(ctx, st, SlotId::A), slot(ctx, st, SlotId::B)),
                 history.join(", "),
             )
@@ -245,7 +248,7 @@ fn status_json(found: Found) -> String {
     };
     let file = |p: &str| std::fs::read_to_string(p).map_or(null(), |t| t.trim().to_string());
     format!(
-        "{{\"schema\": 1, \"booted\": {booted}, \"state_record\": {record}, \"active\": {active}, \"generation\": {generation}, \"reset_requested\": {reset}, \"slots\": [{slots}], \"history\": [{history}], \"boot_report\": {}, \"reconcile\": {}}}",
+        "{{\"schema\": 1, \"booted\": {booted}, \"state_record\": {record}, \"active\": {active}, \"generation\": {generation}, \"reset_requested\": {reset}, \"security_floor\": {floor}, \"slots\": [{slots}], \"history\": [{history}], \"boot_report\": {}, \"reconcile\": {}}}",
         file(crate::config::paths::REPORT),
         file(crate::config::paths::RECONCILE)
     )

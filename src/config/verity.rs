@@ -26,6 +26,10 @@ pub struct VeritySettings {
     pub hash_dev: [Option<DevSpec>; 2],
     /// The ed25519 public key in the initramfs that signs root hashes (board config only).
     pub key: Option<String>,
+    /// The product images must be signed for (`oinit.compatible=`, board config only), and
+    /// whether images signed with a root hash alone still boot there (`oinit.verityunversioned`).
+    pub compatible: Option<String>,
+    pub unversioned: bool,
     pub on_corruption: OnCorruption,
     pub full_check: FullCheck,
     /// Which slot's root hash applies, and the dm device's name (set per slot by `for_slot`).
@@ -41,6 +45,8 @@ impl Default for VeritySettings {
             root_hash: [None, None],
             hash_dev: [None, None],
             key: None,
+            compatible: None,
+            unversioned: false,
             // A corrupt block at run time means the flash or an attacker changed the image: a
             // restart lets boot counting roll a trial slot back (and a confirmed one with
             // oinit.latefallback) instead of running on with I/O errors.
@@ -89,6 +95,18 @@ impl VeritySettings {
                 return Err("only the board config may name the verity key".into());
             }
             "veritykey" => self.key = Some(abs_path(need(v)?)?),
+            // Which images the device accepts is the trust anchor's business too.
+            "compatible" | "verityunversioned" if src == Source::Cmdline => {
+                return Err("only the board config may say which images the device accepts".into());
+            }
+            "compatible" => {
+                let c = need(v)?;
+                if !crate::verity::manifest::valid_compatible(c) {
+                    return Err("must be 1 to 64 letters, digits and . _ , : + -".into());
+                }
+                self.compatible = Some(c.to_string());
+            }
+            "verityunversioned" => self.unversioned = crate::config::values::flag(v)?,
             "verityerror" => {
                 self.on_corruption = OnCorruption::parse(need(v)?).ok_or("must be restart, panic or eio")?;
             }

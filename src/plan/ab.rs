@@ -6,7 +6,7 @@
 //! prints it, golden tests pin it.
 
 use super::root;
-use super::step::{Alternative, DataState, Found, NewUpper, Plan, PlanError, Role, Source, Step, Verity};
+use super::step::{Alternative, DataState, Found, NewUpper, Plan, PlanError, Role, Source, Step, Trust, Verity};
 use crate::ab::slots::{self, Choice, Policy};
 use crate::ab::state::{Reason, SlotId, State};
 use crate::ab::store::Loaded;
@@ -114,6 +114,12 @@ fn slot_plan(
         Err(e) => return fall_back(s, &found, f, &st, previous, slot, attempt, e),
     };
     p.slot = Some((slot, st.history.last().map_or("", |e| e.reason.text()).to_string()));
+    // No image below the highest security version marked good boots (anti-rollback).
+    for step in &mut p.steps {
+        if let Step::Verity(Verity { trust: Trust::Signed { accept, .. }, .. }) = step {
+            accept.floor = st.security_floor;
+        }
+    }
     if !s.ab.one_slot() && attempt == 1 {
         let mut other = st.clone();
         // A slot marked bad by a failed trial may still mount: booting it beats rebooting forever.

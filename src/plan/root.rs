@@ -189,7 +189,16 @@ pub(crate) fn verified(s: &Settings, found: &Found, image: Source, p: &mut Plan)
     let v = &s.verity;
     let pinned = v.root_hash[v.slot];
     let trust = match (&v.key, pinned) {
-        (Some(key_file), _) => Trust::Signed { key_file: key_file.clone(), pinned },
+        (Some(key_file), _) => Trust::Signed {
+            key_file: key_file.clone(),
+            pinned,
+            accept: crate::verity::manifest::Acceptance {
+                compatible: v.compatible.clone(),
+                unversioned: v.unversioned,
+                // The A/B plan raises it to the state record's.
+                floor: 0,
+            },
+        },
         (None, Some(hash)) => Trust::RootHash { key: v.root_hash_key(), hash },
         (None, None) => return Ok(image),
     };

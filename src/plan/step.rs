@@ -88,7 +88,8 @@ pub enum Trust {
     RootHash { key: &'static str, hash: [u8; 32] },
     /// The signature block after the hash tree, checked with the board's public key; a root hash
     /// setting, when there is one too, must name the same hash.
-    Signed { key_file: String, pinned: Option<[u8; 32]> },
+    /// `accept` says which signed images the device takes (product, security version floor).
+    Signed { key_file: String, pinned: Option<[u8; 32]>, accept: crate::verity::manifest::Acceptance },
 }
 
 /// A dm-verity device over the lower image, mounted in its place.
@@ -276,9 +277,18 @@ impl fmt::Display for Step {
             Step::Verity(v) => {
                 let trust = match &v.trust {
                     Trust::RootHash { key, .. } => format!("root hash from {key}"),
-                    Trust::Signed { key_file, pinned: None } => format!("root hash signed by the key {key_file}"),
-                    Trust::Signed { key_file, pinned: Some(_) } => {
-                        format!("root hash signed by the key {key_file} and equal to the oinit.roothash setting")
+                    Trust::Signed { key_file, pinned, accept } => {
+                        let mut t = format!("root hash signed by the key {key_file}");
+                        if pinned.is_some() {
+                            t.push_str(" and equal to the oinit.roothash setting");
+                        }
+                        if let Some(c) = &accept.compatible {
+                            t.push_str(&format!(", for {c}"));
+                        }
+                        if accept.floor > 0 {
+                            t.push_str(&format!(", security version {} or later", accept.floor));
+                        }
+                        t
                     }
                 };
                 let check =

@@ -15,6 +15,9 @@ use std::os::unix::fs::FileExt;
 pub struct Checked {
     pub root: [u8; 32],
     pub len: u64,
+    /// What the signature covers besides the root hash (version 2), and the superblock it names.
+    pub manifest: Option<crate::verity::manifest::Manifest>,
+    pub sb: hashtree::Superblock,
 }
 
 fn read(f: &File, at: u64, n: usize) -> Result<Vec<u8>, String> {
@@ -67,5 +70,5 @@ pub fn check(data: &File, len: u64, hash: Option<(&File, u64)>, key: &[u8; 32]) 
     if stored != tree.on_disk() {
         return Err("its stored hash tree does not match its data: the kernel would refuse it".into());
     }
-    Ok(Checked { root, len: if hash.is_some() { layout.data_bytes } else { need } })
+    Ok(Checked { root, len: if hash.is_some() { layout.data_bytes } else { need }, manifest: block.manifest, sb })
 }

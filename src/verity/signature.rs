@@ -8,15 +8,30 @@
 //! sig=<128 hex digits: ed25519 over "overlay-init verity v1 roothash=<hex>\n">
 //! fec_roots=<2..24>   (only when an error correction area follows the block)
 //! ```
-//! then zero padding. `openssl pkeyutl -sign -rawin` makes the signature (see
+//! then zero padding. Version 2 (`oiverity2`) signs a manifest instead of the root hash alone:
+//!
+//! ```text
+//! oiverity2
+//! roothash=<hex>
+//! data_blocks=<n>
+//! salt=<hex>
+//! compatible=<product>
+//! security_version=<n>
+//! sig=<ed25519 over the manifest's message, see verity::manifest>
+//! fec_roots=<2..24>   (optional, unsigned)
+//! ```
+//!
+//! `openssl pkeyutl -sign -rawin` makes the signature (see
 //! board/integration/verity/sign-image.sh); nothing in the block is trusted before it verifies.
 
 use crate::verity::hashtree;
+use crate::verity::manifest::{parse_sig, valid_compatible, Manifest};
 use ed25519_dalek::{Signature, VerifyingKey};
 
 /// Size of the signature block.
 pub const BLOCK_LEN: usize = 4096;
 const HEADER: &str = "oiverity1";
+const HEADER_V2: &str = "oiverity2";
 /// DER prefix of an ed25519 SubjectPublicKeyInfo (RFC 8410): the 32-byte key follows.
 const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
 
@@ -28,11 +43,16 @@ pub struct Signed {
     /// Parity bytes of the forward error correction area after this block, if the image has one.
     /// Not signed, and need not be: dm-verity checks every corrected block against the tree.
     pub fec_roots: Option<u8>,
+    /// Version 2: what the signature covers besides the root hash.
+    pub manifest: Option<Manifest>,
 }
 
 /// The exact bytes the signature covers.
-pub fn message(root: &[u8; 32]) -> String {
-    format!("overlay-init verity v1 roothash={}\n", crate::util::hex::hex(root))
+pub fn message(root: &[u8; 32], manifest: Option<&Manifest>) -> String {
+    match manifest {
+        Some(m) => m.message(root),
+        None => format!("overlay-init verity v1 roothash={}\n", crate::util::hex::hex(root)),
+    }
 }
 
 /// Parses a signature block (text up to the first NUL byte).
@@ -40,13 +60,25 @@ pub fn parse_block(b: &[u8]) -> Result<Signed, String> {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     let text = std::str::from_utf8(&b[..end]).map_err(|_| "the signature block is not text")?;
     let mut lines = text.lines();
-    if lines.next() != Some(HEADER) {
-        return Err("no signature block after the hash tree (sign the image with sign-image.sh)".into());
-    }
+    let v2 = match lines.next() {
+        Some(HEADER) => false,
+        Some(HEADER_V2) => true,
+        _ => return Err("no signature block after the hash tree (sign the image with sign-image.sh)".into()),
+    };
     let (mut root, mut sig, mut fec_roots) = (None, None, None);
+    let (mut data_blocks, mut salt, mut compatible, mut version) = (None, None, None, None);
+    let number =
+        |k: &str, v: &str| v.parse::<u64>().map_err(|_| format!("{k}={v:?} in the signature block is not a number"));
     for line in lines {
         match line.split_once('=') {
             Some(("roothash", v)) => root = Some(hashtree::parse_root_hash(v)?),
+            Some(("data_blocks", v)) if v2 => data_blocks = Some(number("data_blocks", v)?),
+            Some(("salt", v)) if v2 => salt = Some(parse_hex(v).ok_or(format!("salt={v:?} is not hex"))?),
+            Some(("compatible", v)) if v2 && valid_compatible(v) => compatible = Some(v.to_string()),
+            Some(("security_version", v)) if v2 => {
+                version =
+                    Some(u32::try_from(number("security_version", v)?).map_err(|_| "security_version is too large")?)
+            }
             Some(("sig", v)) => sig = Some(parse_sig(v)?),
             // The kernel's range for dm-verity FEC (DM_VERITY_FEC_MIN_RSN..MAX_RSN).
             Some(("fec_roots", v)) => {
@@ -60,22 +92,21 @@ pub fn parse_block(b: &[u8]) -> Result<Signed, String> {
             _ => return Err(format!("unknown line {line:?} in the signature block")),
         }
     }
+    let manifest = match (data_blocks, salt, compatible, version) {
+        (Some(data_blocks), Some(salt), Some(compatible), Some(security_version)) => {
+            Some(Manifest { data_blocks, salt, compatible, security_version })
+        }
+        (None, None, None, None) if !v2 => None,
+        _ => return Err("the oiverity2 block lacks data_blocks=, salt=, compatible= or security_version=".into()),
+    };
     match (root, sig) {
-        (Some(root), Some(sig)) => Ok(Signed { root, sig, fec_roots }),
+        (Some(root), Some(sig)) => Ok(Signed { root, sig, fec_roots, manifest }),
         _ => Err("the signature block lacks roothash= or sig=".into()),
     }
 }
 
-fn parse_sig(v: &str) -> Result<[u8; 64], String> {
-    let bad = || format!("sig={v:?} is not an ed25519 signature (128 hex digits)");
-    if v.len() != 128 || !v.is_ascii() {
-        return Err(bad());
-    }
-    let mut out = [0u8; 64];
-    for (o, pair) in out.iter_mut().zip(v.as_bytes().chunks(2)) {
-        *o = std::str::from_utf8(pair).ok().and_then(|t| u8::from_str_radix(t, 16).ok()).ok_or_else(bad)?;
-    }
-    Ok(out)
+fn parse_hex(v: &str) -> Option<Vec<u8>> {
+    crate::util::hex::parse(v)
 }
 
 /// An ed25519 public key as `openssl pkey -pubout` writes it (PEM), or its 44-byte DER.
@@ -123,7 +154,8 @@ fn base64(s: &str) -> Option<Vec<u8>> {
 /// Checks the block's signature with `key`; returns the root hash it vouches for.
 pub fn verify(key: &[u8; 32], block: &Signed) -> Result<[u8; 32], String> {
     let key = VerifyingKey::from_bytes(key).map_err(|_| "the verity public key is not a valid ed25519 point")?;
-    key.verify_strict(message(&block.root).as_bytes(), &Signature::from_bytes(&block.sig)).map_err(|_| {
+    let msg = message(&block.root, block.manifest.as_ref());
+    key.verify_strict(msg.as_bytes(), &Signature::from_bytes(&block.sig)).map_err(|_| {
         format!("the root hash {} is not signed by the board's key", crate::util::hex::hex(&block.root))
     })?;
     Ok(block.root)
@@ -177,7 +209,7 @@ mod tests {
         let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAzLHEnxjhNGyhEz/I3uwRA4XwKgyIpHWsiSmHY6KX7sI=\n-----END PUBLIC KEY-----\n";
         let sig = "62dcc0ef68cf2054970793a1dd1f242c0356eb3e0c8448b5f38da2e885b2ce19d4b1d24d91d4cdd18f5e0a2f05609b4510754c71e11a4d41064e2d3465da4c06";
         let key = parse_public_key(pem.as_bytes()).unwrap();
-        let good = Signed { root: [0x11; 32], sig: parse_sig(sig).unwrap(), fec_roots: None };
+        let good = Signed { root: [0x11; 32], sig: parse_sig(sig).unwrap(), fec_roots: None, manifest: None };
         assert_eq!(verify(&key, &good).unwrap(), [0x11; 32]);
         let other_root = Signed { root: [0x12; 32], ..good.clone() };
         let e = verify(&key, &other_root).unwrap_err();
@@ -187,5 +219,38 @@ mod tests {
         assert!(verify(&key, &flipped).is_err());
         let other_key = parse_public_key(PEM.as_bytes()).unwrap();
         assert!(verify(&other_key, &good).is_err());
+    }
+
+    /// A version 2 block made as sign-image.sh makes it (openssl over the manifest's message):
+    /// it verifies, and changing any manifest field breaks the signature.
+    #[test]
+    fn manifest_blocks_verify_and_every_field_is_signed() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA4xA55WSILG4SEji6KF/nUjnbi1M30bOyR88Zl+yV/h0=\n-----END PUBLIC KEY-----\n";
+        let key = parse_public_key(pem.as_bytes()).unwrap();
+        let sig = "866da95d7a72388cd8ec383bcdb9663065b6324bed0439b893078aa2ebeea0dedfba8cf6c46e58dc59433a2b8b2e1d4fcec76f7b43bea35c1e78a26b2ee78d06";
+        let text = format!(
+            "oiverity2\nroothash={}\ndata_blocks=10\nsalt=0102\ncompatible=gw-100\nsecurity_version=3\nsig={sig}\nfec_roots=2\n",
+            "11".repeat(32)
+        );
+        let good = parse_block(text.as_bytes()).unwrap();
+        let m = good.manifest.clone().unwrap();
+        assert_eq!(
+            (m.data_blocks, &m.salt[..], m.compatible.as_str(), m.security_version),
+            (10, &[1, 2][..], "gw-100", 3)
+        );
+        assert_eq!(verify(&key, &good), Ok([0x11; 32]));
+        for (field, from, to) in [
+            ("compatible", "gw-100", "gw-200"),
+            ("security_version", "=3", "=4"),
+            ("data_blocks", "=10", "=11"),
+            ("salt", "0102", "0103"),
+        ] {
+            let changed = parse_block(text.replacen(from, to, 1).as_bytes()).unwrap();
+            assert!(verify(&key, &changed).is_err(), "{field} is not signed");
+        }
+        // A manifest field in a version 1 block, or a version 2 block without one, is refused.
+        assert!(parse_block(format!("oiverity1\nroothash={}\ncompatible=x\n", "11".repeat(32)).as_bytes()).is_err());
+        let e = parse_block(text.replace("compatible=gw-100\n", "").as_bytes()).unwrap_err();
+        assert!(e.contains("lacks data_blocks=, salt=, compatible="), "{e}");
     }
 }

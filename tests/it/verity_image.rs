@@ -205,3 +205,40 @@ fn the_verity_meta_seed_is_a_real_verity_image() {
     let m = overlay_init::verity::meta::read(&data[..4096], "seed", data.len() as u64, false, false, read).unwrap();
     assert_eq!((m.layout.hash_offset, m.sb.data_blocks, m.block.is_none()), (4096, 1, true));
 }
+
+/// sign-image.sh with VERITY_COMPATIBLE and VERITY_SECURITY_VERSION makes a version 2 block
+/// (veritysetup's salt and block count in the signed manifest) that the code `install` and the
+/// boot run verifies, and whose manifest decides acceptance: the product, the floor.
+#[test]
+fn a_signed_manifest_names_the_product_and_the_security_version() {
+    if !tools() {
+        return;
+    }
+    let f = fixture("manifest", None);
+    let image = f.dir.join("img.v2.verity");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/integration/verity/sign-image.sh");
+    run(Command::new("sh")
+        .arg(script)
+        .arg(f.dir.join("img.sqfs"))
+        .arg(f.dir.join("k.pem"))
+        .arg(&image)
+        .env("VERITY_COMPATIBLE", "acme,gw-100")
+        .env("VERITY_SECURITY_VERSION", "4"));
+    let bytes = std::fs::read(&image).unwrap();
+    let file = std::fs::File::open(&image).unwrap();
+    let c = verity_image::check(&file, bytes.len() as u64, None, &f.key).unwrap();
+    let m = c.manifest.clone().expect("no manifest in the block");
+    assert_eq!((m.compatible.as_str(), m.security_version, m.data_blocks), ("acme,gw-100", 4, c.sb.data_blocks));
+    assert_eq!(m.salt, c.sb.salt);
+    use overlay_init::verity::manifest::{accept, Acceptance};
+    let device = |floor| Acceptance { compatible: Some("acme,gw-100".into()), unversioned: false, floor };
+    assert_eq!(accept(c.manifest.as_ref(), &c.sb, &device(4)), Ok(4));
+    assert!(accept(c.manifest.as_ref(), &c.sb, &device(5)).unwrap_err().contains("a downgrade"));
+    let other = Acceptance { compatible: Some("acme,gw-200".into()), ..device(0) };
+    assert!(accept(c.manifest.as_ref(), &c.sb, &other).unwrap_err().contains("another product"));
+    // The block's text names the product: change it and the signature no longer verifies.
+    let at = bytes.windows(17).position(|w| w == b"compatible=acme,g").unwrap();
+    let mut changed = bytes.clone();
+    changed[at + 16] = b'b';
+    assert!(check(&f, &changed).unwrap_err().contains("not signed by the board's key"));
+}

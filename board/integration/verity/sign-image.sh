@@ -16,6 +16,11 @@
 # file) follows the signature block and covers everything before it; dm-verity then repairs up to
 # N/2 bad bytes per codeword on read, and the block says fec_roots=N so the init loads it.
 #
+# With VERITY_COMPATIBLE=PRODUCT and VERITY_SECURITY_VERSION=N the block is version 2: the
+# signature covers a manifest (root hash, data blocks, salt, the product the image is for and its
+# security version), and a device with oinit.compatible= boots only its own product's images and
+# never one below the highest security version it marked good (see docs/verity.md).
+#
 # usage: sign-image.sh IMAGE ED25519_PRIVATE_KEY.pem OUT
 # Make a key once:  openssl genpkey -algorithm ed25519 -out verity.key
 # and its public half for the board's initramfs:  openssl pkey -in verity.key -pubout -out verity.pub
@@ -52,10 +57,24 @@ trap 'rm -rf "$tmp"' EXIT
 root=$(awk '/^Root hash:/ { print $3 }' "$tmp/format")
 [ ${#root} -eq 64 ] || { echo "$0: veritysetup format gave no root hash" >&2; exit 1; }
 
-printf 'overlay-init verity v1 roothash=%s\n' "$root" >"$tmp/message"
+if [ -n "${VERITY_COMPATIBLE:-}${VERITY_SECURITY_VERSION:-}" ]; then
+	[ -n "${VERITY_COMPATIBLE:-}" ] && [ -n "${VERITY_SECURITY_VERSION:-}" ] ||
+		{ echo "$0: set both VERITY_COMPATIBLE and VERITY_SECURITY_VERSION" >&2; exit 2; }
+	case "$VERITY_SECURITY_VERSION" in *[!0-9]* | '') echo "$0: VERITY_SECURITY_VERSION must be a number" >&2; exit 2 ;; esac
+	salt=$(awk '/^Salt:/ { print $2 }' "$tmp/format")
+	[ "$salt" = "-" ] && salt=
+	printf 'roothash=%s\ndata_blocks=%s\nsalt=%s\ncompatible=%s\nsecurity_version=%s\n' \
+		"$root" "$blocks" "$salt" "$VERITY_COMPATIBLE" "$VERITY_SECURITY_VERSION" >"$tmp/manifest"
+	{ echo 'overlay-init verity v2'; cat "$tmp/manifest"; } >"$tmp/message"
+	header=oiverity2
+else
+	printf 'overlay-init verity v1 roothash=%s\n' "$root" >"$tmp/message"
+	printf 'roothash=%s\n' "$root" >"$tmp/manifest"
+	header=oiverity1
+fi
 openssl pkeyutl -sign -rawin -inkey "$key" -in "$tmp/message" -out "$tmp/sig"
 sig=$(od -An -v -tx1 "$tmp/sig" | tr -d ' \n')
-printf 'oiverity1\nroothash=%s\nsig=%s\n' "$root" "$sig" >"$tmp/block"
+{ echo "$header"; cat "$tmp/manifest"; echo "sig=$sig"; } >"$tmp/block"
 if [ -n "${VERITY_FEC_ROOTS:-}" ]; then printf 'fec_roots=%s\n' "$VERITY_FEC_ROOTS" >>"$tmp/block"; fi
 truncate -s 4096 "$tmp/block"
 # veritysetup wrote the tree up to its last block: the signature block follows it.

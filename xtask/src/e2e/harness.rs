@@ -271,3 +271,16 @@ impl Needs {
 
 /// A scenario: its name, the test, and what it needs from the board.
 pub type Scenario = (&'static str, fn(&Ctx<'_>) -> Result<(), String>, Needs);
+
+/// Runs `debugfs -w` requests on the ext4 of partition `part`, in place.
+pub fn debugfs_write(disk: &Path, part: &str, requests: &[&str]) -> Result<(), String> {
+    let p = image::part(&image::partitions(disk)?, part)?;
+    let img = disk.with_extension("debugfs");
+    let cmds = disk.with_extension("debugfs-cmds");
+    std::fs::write(&img, image::read_at(disk, p.start, p.size)?).map_err(|e| e.to_string())?;
+    std::fs::write(&cmds, requests.join("\n") + "\n").map_err(|e| e.to_string())?;
+    sh::output(sh::cmd("debugfs").arg("-w").arg("-f").arg(&cmds).arg(&img))?;
+    let bytes = std::fs::read(&img).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&img);
+    image::write_at(disk, p.start, &bytes)
+}

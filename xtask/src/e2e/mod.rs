@@ -16,7 +16,7 @@ pub mod verity;
 use crate::board::Board;
 use crate::board::DATA_UUID;
 use crate::e2e::harness::{
-    booted, contains, ext4_header, failed_with, needs_recovery, upper_file, want, Ctx, Needs, Scenario,
+    booted, contains, debugfs_write, ext4_header, failed_with, needs_recovery, upper_file, want, Ctx, Needs, Scenario,
 };
 use crate::e2e::qemu::Boot;
 use crate::image;
@@ -57,7 +57,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 34] = [
+const SCENARIOS: [Scenario; 35] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -89,6 +89,7 @@ const SCENARIOS: [Scenario; 34] = [
     ("verity-runtime-corruption", crate::e2e::verity::runtime_corruption, Needs::Verity),
     ("verity-fec-repairs", crate::e2e::verity::fec_repairs, Needs::Verity),
     ("verity-hash-partition", crate::e2e::verity::hash_partition, Needs::Verity),
+    ("verity-anti-rollback", crate::e2e::verity::anti_rollback, Needs::Verity),
     ("erofs-slots", crate::e2e::erofs::erofs_slots, Needs::Erofs),
     ("debian-systemd", crate::e2e::debian::systemd, Needs::X86Only),
     ("debian-rauc", crate::e2e::debian::rauc, Needs::X86Only),
@@ -362,19 +363,6 @@ fn want_report(b: &Boot, text: &str) -> Result<(), String> {
         Some(r) if r.contains(text) => Ok(()),
         r => Err(format!("boot report lacks {text}: {r:?}")),
     }
-}
-
-/// Runs `debugfs -w` requests on the ext4 of partition `part`, in place.
-fn debugfs_write(disk: &Path, part: &str, requests: &[&str]) -> Result<(), String> {
-    let p = image::part(&image::partitions(disk)?, part)?;
-    let img = disk.with_extension("debugfs");
-    let cmds = disk.with_extension("debugfs-cmds");
-    std::fs::write(&img, image::read_at(disk, p.start, p.size)?).map_err(|e| e.to_string())?;
-    std::fs::write(&cmds, requests.join("\n") + "\n").map_err(|e| e.to_string())?;
-    sh::output(sh::cmd("debugfs").arg("-w").arg("-f").arg(&cmds).arg(&img))?;
-    let bytes = std::fs::read(&img).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&img);
-    image::write_at(disk, p.start, &bytes)
 }
 
 /// The scenarios for a board: the qemu-* boards share one layout; others bring their own.

@@ -338,3 +338,75 @@ pub fn hash_partition(ctx: &Ctx<'_>) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Anti-rollback on a board with `oinit.compatible`: images signed with a manifest (product and
+/// security version). Confirming slot a (version 2) raises the device's floor to 2; slot b's
+/// older image (version 1) is then refused at boot and the same boot falls back to a; `install`
+/// refuses another product's image and the older one, and takes the older one with a downgrade
+/// token signed with the board's key, after which it boots.
+pub fn anti_rollback(ctx: &Ctx<'_>) -> Result<(), String> {
+    // The board's key and the test systems' squashfs images.
+    setup(ctx)?;
+    let out = ctx.board.out_dir(ctx.root).join("verity");
+    let key = out.join("test.key");
+    let product = format!("oi-test,{}", ctx.board.name);
+    let sqfs = |variant: &str| out.parent().map(|o| o.join(format!("rootfs-{variant}.sqfs")));
+    let sign = |variant: &str, name: &str, compatible: &str, version: &str| -> Result<PathBuf, String> {
+        let signed = out.join(name);
+        let src = sqfs(variant).ok_or("no output folder")?;
+        sh::quiet(
+            sh::cmd("sh")
+                .arg(ctx.root.join("board/integration/verity/sign-image.sh"))
+                .arg(&src)
+                .arg(&key)
+                .arg(&signed)
+                .env("VERITY_COMPATIBLE", compatible)
+                .env("VERITY_SECURITY_VERSION", version),
+        )?;
+        Ok(signed)
+    };
+    let new = sign("verity-a", "ar-new.img", &product, "2")?;
+    let old = sign("verity-b", "ar-old.img", &product, "1")?;
+    let other = sign("verity-b", "ar-other.img", "oi-test,another-board", "5")?;
+    let token = out.join("ar.token");
+    sh::quiet(
+        sh::cmd("sh")
+            .arg(ctx.root.join("board/integration/verity/make-downgrade-token.sh"))
+            .arg(&product)
+            .arg("1")
+            .arg(&key)
+            .arg(&token),
+    )?;
+    let board_conf = std::fs::read_to_string(ctx.board.dir.join("overlay-init.conf")).map_err(|e| e.to_string())?;
+    let conf = out.join("initramfs-compatible.conf");
+    let lines = format!("{board_conf}\noinit.veritykey={KEY_IN_INITRAMFS}\noinit.compatible={product}\n");
+    std::fs::write(&conf, lines).map_err(|e| e.to_string())?;
+    let (c, p) = (conf.display().to_string(), out.join("test.pub").display().to_string());
+    let files = [("/etc/overlay-init.conf", c.as_str()), (KEY_IN_INITRAMFS, p.as_str())];
+    let initrd = image::initramfs_variant(ctx.root, ctx.board, "initramfs-compatible", &["dm_verity"], &files)?;
+    let disk = disk_with(ctx, [&new, &old], "verity-anti-rollback", |_| {})?;
+    let put = |f: &Path, name: &str| format!("write {} images/{name}", f.display());
+    let requests = [put(&old, "old.img"), put(&other, "other.img"), put(&token, "token")];
+    crate::e2e::harness::debugfs_write(&disk, "userdata", &requests.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let b = boot(ctx, &initrd, &disk, "oitest=mark-good", "anti-rollback-1")?;
+    want(&b, "slot", "a")?;
+    contains(&b, &format!("for {product}, security version 2"))?;
+    contains(&b, "OI-STATUS: signed images below security version 2 are refused")?;
+    let b = boot(ctx, &initrd, &disk, "oitest=rollback", "anti-rollback-2")?;
+    want(&b, "rollback-exit", "0")?;
+    // Slot b's image is older than what the device confirmed: refused, a boots in this boot.
+    let b = boot(ctx, &initrd, &disk, "", "anti-rollback-3")?;
+    want(&b, "slot", "a")?;
+    contains(&b, "its security version 1 is below 2, the highest this device marked good")?;
+    contains(&b, "falling back to slot a in this boot")?;
+    let b = boot(ctx, &initrd, &disk, "oitest=anti-rollback-install", "anti-rollback-4")?;
+    want(&b, "install-other-exit", "1")?;
+    contains(&b, "it is signed for 'oi-test,another-board', this device is")?;
+    want(&b, "install-old-exit", "1")?;
+    contains(&b, "a downgrade, refused")?;
+    want(&b, "install-token-exit", "0")?;
+    let b = boot(ctx, &initrd, &disk, "", "anti-rollback-5")?;
+    want(&b, "slot", "b")?;
+    want(&b, "image", "verity-b")?;
+    contains(&b, &format!("for {product}, security version 1"))
+}
