@@ -268,9 +268,22 @@ pub fn reconcile_walk(data: &[u8]) {
 /// panic; a block that parses verifies (or not) against a key from the same bytes.
 pub fn signature(data: &[u8]) {
     let key = signature::parse_public_key(data);
+    let k = key.unwrap_or([0x5a; 32]);
     if let Ok(block) = signature::parse_block(data) {
-        let k = key.unwrap_or([0x5a; 32]);
         let _ = signature::verify(&k, &block);
+        // Whatever a block claims, acceptance decides without panicking, and a manifest's
+        // message names exactly what was parsed.
+        if let Some(m) = &block.manifest {
+            assert!(m.message(&block.root).contains(&format!("compatible={}\n", m.compatible)));
+        }
+        let sb = overlay_init::verity::hashtree::Superblock { data_blocks: 10, salt: Vec::new() };
+        let a =
+            overlay_init::verity::manifest::Acceptance { compatible: Some("x".into()), unversioned: false, floor: 3 };
+        let _ = overlay_init::verity::manifest::accept(block.manifest.as_ref(), &sb, &a);
+    }
+    // Downgrade tokens are read from files an operator hands to install.
+    if let Ok(t) = overlay_init::verity::manifest::parse_token(&String::from_utf8_lossy(data)) {
+        let _ = overlay_init::verity::manifest::verify_token(&k, &t, Some("x"));
     }
 }
 
