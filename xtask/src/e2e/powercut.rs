@@ -370,9 +370,13 @@ fn replay_kind(ctx: &Ctx<'_>, kind: &Kind, points: usize) -> Result<(u64, Vec<St
     booted(&ctx.boot_logged(&disk, &format!("{set} {}", kind.cut.0), &format!("{tag}-logged"), &log)?)?;
     let entries = writelog::parse(&std::fs::read(&log).map_err(|e| e.to_string())?)?;
     let flushes = writelog::flushes(&entries);
-    let spread = |of: &[usize]| -> Vec<usize> {
+    // Flush points always include the last; points between flushes sit mid-way in their share
+    // of the writes (the last write is followed by the last flush: that state is already booted).
+    let spread = |of: &[usize], mid: bool| -> Vec<usize> {
         if of.len() <= points {
             of.to_vec()
+        } else if mid {
+            (1..=points).map(|k| of[((2 * k - 1) * of.len()) / (2 * points)]).collect()
         } else {
             (1..=points).map(|k| of[(k * of.len()) / points - 1]).collect()
         }
@@ -381,9 +385,9 @@ fn replay_kind(ctx: &Ctx<'_>, kind: &Kind, points: usize) -> Result<(u64, Vec<St
     // to one of them done, the rest lost (a virtio disk's cache loses what was not flushed).
     let writes: Vec<usize> =
         entries.iter().enumerate().filter(|(_, e)| !e.data.is_empty()).map(|(i, _)| i + 1).collect();
-    let mut picks = spread(&flushes);
+    let mut picks = spread(&flushes, false);
     let flush_points = picks.len();
-    picks.extend(spread(&writes));
+    picks.extend(spread(&writes, true));
     picks.sort_unstable();
     picks.dedup();
     println!(
