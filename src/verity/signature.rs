@@ -73,7 +73,7 @@ pub fn parse_block(b: &[u8]) -> Result<Signed, String> {
         match line.split_once('=') {
             Some(("roothash", v)) => root = Some(hashtree::parse_root_hash(v)?),
             Some(("data_blocks", v)) if v2 => data_blocks = Some(number("data_blocks", v)?),
-            Some(("salt", v)) if v2 => salt = Some(parse_hex(v).ok_or(format!("salt={v:?} is not hex"))?),
+            Some(("salt", v)) if v2 => salt = Some(crate::util::hex::parse(v).ok_or(format!("salt={v:?} is not hex"))?),
             Some(("compatible", v)) if v2 && valid_compatible(v) => compatible = Some(v.to_string()),
             Some(("security_version", v)) if v2 => {
                 version =
@@ -103,10 +103,6 @@ pub fn parse_block(b: &[u8]) -> Result<Signed, String> {
         (Some(root), Some(sig)) => Ok(Signed { root, sig, fec_roots, manifest }),
         _ => Err("the signature block lacks roothash= or sig=".into()),
     }
-}
-
-fn parse_hex(v: &str) -> Option<Vec<u8>> {
-    crate::util::hex::parse(v)
 }
 
 /// An ed25519 public key as `openssl pkey -pubout` writes it (PEM), or its 44-byte DER.
