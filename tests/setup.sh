@@ -15,8 +15,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 need_pkgs=()
-for p in qemu-system-x86:qemu-system-x86_64 qemu-system-arm:qemu-system-aarch64 \
-         squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 e2fsck-static:e2fsck.static \
+for p in squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 e2fsck-static:e2fsck.static \
          genimage:genimage dosfstools:mkfs.vfat mtools:mcopy gcc-arm-linux-gnueabihf:arm-linux-gnueabihf-gcc \
          libc6-dev-armhf-cross:/usr/arm-linux-gnueabihf/lib/libc.a \
          shellcheck:shellcheck libmagic1:/usr/lib/x86_64-linux-gnu/libmagic.so.1 \
@@ -29,6 +28,18 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "apt-get install ${need_pkgs[*]}"
   apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# QEMU 10 from bookworm-backports for every board: its imx8mp-evk machine (the i.MX 8M Plus EVK)
+# boots the imx8 board, which QEMU 7.2 cannot; x86 comes along because both packages must
+# share one qemu-system-common (docs/testing.md has the before/after figures of the switch).
+if ! qemu-system-aarch64 -machine help 2>/dev/null | grep -q '^imx8mp-evk' || ! command -v qemu-system-x86_64 >/dev/null; then
+  bpo=/etc/apt/sources.list.d/bookworm-backports.list
+  [ -f "$bpo" ] || echo "deb http://deb.debian.org/debian bookworm-backports main" >"$bpo"
+  log "apt-get install -t bookworm-backports qemu-system-arm qemu-system-x86"
+  apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+    qemu-system-arm qemu-system-x86 >/dev/null
 fi
 
 # Buildroot's own utils/check-package (check-buildroot) imports python-magic and runs flake8.
