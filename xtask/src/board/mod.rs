@@ -25,7 +25,9 @@ pub struct Board {
     /// The device tree QEMU hands the kernel (from the kernel package's dtbs/), when the machine
     /// model needs the board's own: sabrelite for the i.MX6.
     pub qemu_dtb: Option<PathBuf>,
-    /// The QEMU device the disk is attached as: virtio-blk-pci, or sd-card on a SoC's SD host.
+    /// How QEMU attaches the disk: a device (virtio-blk-pci, or sd-card on a SoC's first free SD
+    /// host) or `if=sd,bus=N`, the machine's Nth SD host (imx8mp-evk's hosts share one bus name,
+    /// so `-device` cannot pick one).
     pub qemu_disk: String,
     /// Host programs packed into the initramfs, `(path inside, host path)` (mkfs.ext4 for a data
     /// area formatted on first boot). Only for boards of the host's architecture.
@@ -107,6 +109,11 @@ impl Board {
             kernel_dir,
             kernel_version,
         })
+    }
+
+    /// Whether the disk is an SD card, whose QEMU model takes only power-of-two sizes.
+    pub fn sd_card(&self) -> bool {
+        self.qemu_disk.starts_with("sd-card") || self.qemu_disk.starts_with("if=sd")
     }
 
     /// The modules the board's config asks for (the same parser the init uses).

@@ -1,15 +1,20 @@
 //! End-to-end tests of A/B slots and factory reset, on the same boards and disks as `e2e`.
 
-use crate::e2e::harness::{booted, contains, upper_file_at, want, Ctx};
+use crate::e2e::harness::{ab_settings, booted, contains, slot_parts, upper_file_at, want, Ctx};
 use crate::image;
 
-/// Both slots as partitions, two tries, a keep-list path. These scenarios pin the `keeplist`
-/// carry policy (a fresh upper per image); `reconcile` pins the default.
-const AB: &str = "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=2 oinit.keep=/var/lib/keepme";
+/// A keep-list path beside the board's A/B settings. These scenarios pin the `keeplist` carry
+/// policy (a fresh upper per image); `reconcile` pins the default.
+const KEEP: &str = "oinit.keep=/var/lib/keepme";
 const KEEPLIST: &str = "oinit.carry=keeplist";
 
+/// Both slots as partitions, two tries, the keep-list path.
+fn ab(ctx: &Ctx<'_>) -> String {
+    format!("{} {KEEP}", ab_settings(ctx.board))
+}
+
 fn boot(ctx: &Ctx<'_>, disk: &std::path::Path, extra: &str, log: &str) -> Result<crate::e2e::qemu::Boot, String> {
-    let b = ctx.boot(disk, &format!("{AB} {KEEPLIST} {extra}"), log)?;
+    let b = ctx.boot(disk, &format!("{} {KEEPLIST} {extra}", ab(ctx)), log)?;
     booted(&b)?;
     Ok(b)
 }
@@ -21,10 +26,10 @@ fn boot(ctx: &Ctx<'_>, disk: &std::path::Path, extra: &str, log: &str) -> Result
 /// deleted; the status says so; a rollback finds slot a's upper as it was.
 pub fn reconcile(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("ab-reconcile")?;
-    let b = ctx.boot(&disk, &format!("{AB} oitest=reconcile-setup,mark-good,rollback"), "reconcile-1")?;
+    let b = ctx.boot(&disk, &format!("{} oitest=reconcile-setup,mark-good,rollback", ab(ctx)), "reconcile-1")?;
     booted(&b)?;
     want(&b, "slot", "a")?;
-    let b = ctx.boot(&disk, &format!("{AB} oitest=reconcile-show"), "reconcile-2")?;
+    let b = ctx.boot(&disk, &format!("{} oitest=reconcile-show", ab(ctx)), "reconcile-2")?;
     booted(&b)?;
     want(&b, "slot", "b")?;
     want(&b, "image", "b")?;
@@ -36,9 +41,9 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "OI-RC:     {\"path\": \"/etc/oi-reconcile/changed.conf\", \"class\": \"stale-copy\"")?;
     contains(&b, "OI-STATUS: conflicts: /etc/oi-reconcile/edited.conf")?;
     contains(&b, "OI-STATUS: reconciled upper: {")?;
-    let b = ctx.boot(&disk, &format!("{AB} oitest=rollback"), "reconcile-3")?;
+    let b = ctx.boot(&disk, &format!("{} oitest=rollback", ab(ctx)), "reconcile-3")?;
     booted(&b)?;
-    let b = ctx.boot(&disk, &format!("{AB} oitest=reconcile-show"), "reconcile-4")?;
+    let b = ctx.boot(&disk, &format!("{} oitest=reconcile-show", ab(ctx)), "reconcile-4")?;
     booted(&b)?;
     want(&b, "slot", "a")?;
     want(&b, "counter", "2")?;
@@ -115,7 +120,7 @@ pub fn both_bad_tries_the_other(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("ab-both-bad")?;
     let b = boot(ctx, &disk, "oitest=mark-good,mark-bad-b", "both-bad-1")?;
     contains(&b, "slot b marked bad")?;
-    let p = image::part(&image::partitions(&disk)?, "rootfs")?;
+    let p = image::part(&image::partitions(&disk)?, &slot_parts(ctx.board)[0])?;
     image::write_at(&disk, p.start, &[0x5a; 4096])?;
     let b = boot(ctx, &disk, "", "both-bad-2")?;
     want(&b, "slot", "b")?;
@@ -129,7 +134,7 @@ pub fn corrupt_slot_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("ab-corrupt")?;
     let b = boot(ctx, &disk, "oitest=mark-good,rollback", "ab-corrupt-1")?;
     want(&b, "rollback-exit", "0")?;
-    let p = image::part(&image::partitions(&disk)?, "rootfs_b")?;
+    let p = image::part(&image::partitions(&disk)?, &slot_parts(ctx.board)[1])?;
     image::write_at(&disk, p.start, &[0xa5; 4096])?;
     let b = boot(ctx, &disk, "", "ab-corrupt-2")?;
     want(&b, "slot", "a")?;
@@ -181,7 +186,7 @@ pub fn file_slots(ctx: &Ctx<'_>) -> Result<(), String> {
 /// a good image is written, verified and boots next on trial with the keep-list carried over.
 pub fn install(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("ab-install")?;
-    let p = image::part(&image::partitions(&disk)?, "rootfs_b")?;
+    let p = image::part(&image::partitions(&disk)?, &slot_parts(ctx.board)[1])?;
     image::write_at(&disk, p.start, &vec![0u8; p.size as usize])?;
     let b = boot(ctx, &disk, "oitest=keep,mark-good,install", "install-1")?;
     contains(&b, "--sha256 '0123' is not 64 hex digits; nothing written")?;
@@ -206,7 +211,8 @@ pub fn watchdog(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("ab-watchdog")?;
     let b = boot(ctx, &disk, "oitest=mark-good,rollback", "watchdog-1")?;
     want(&b, "rollback-exit", "0")?;
-    let b = ctx.boot_allowing_resets(&disk, &format!("{AB} oinit.watchdogtimeout=5 oitest=hang-b"), "watchdog-2")?;
+    let b =
+        ctx.boot_allowing_resets(&disk, &format!("{} oinit.watchdogtimeout=5 oitest=hang-b", ab(ctx)), "watchdog-2")?;
     let hangs = b.console.matches("OI: hanging").count();
     if hangs != 2 {
         return Err(format!("expected 2 hung trial boots of b (oinit.tries=2), saw {hangs}"));

@@ -30,12 +30,17 @@ impl<'a> Ctx<'a> {
         let out = board.out_dir(root);
         let pristine = out.join("disk.img");
         crate::image::disk::build(root, board, &pristine)?;
-        if board.qemu_disk.starts_with("sd-card") {
+        if board.sd_card() {
             // QEMU's SD card model takes only power-of-two sizes; the padding follows the last
             // partition, where a real card's spare space is.
             let len = std::fs::metadata(&pristine).map_err(|e| e.to_string())?.len();
             let file = std::fs::OpenOptions::new().write(true).open(&pristine).map_err(|e| e.to_string())?;
             file.set_len(len.next_power_of_two()).map_err(|e| e.to_string())?;
+            // A GPT's backup header belongs at the card's end, where writing the image to a
+            // larger card leaves it for `sfdisk --relocate` (or the first repartition) to move.
+            if image::read_at(&pristine, 512, 8)? == b"EFI PART" {
+                sh::quiet(sh::cmd("sfdisk").args(["--quiet", "--relocate", "gpt-bak-std"]).arg(&pristine))?;
+            }
         }
         // Built here, not left to an earlier command: a fresh clone runs the demo first.
         let initrd = image::initramfs(root, board)?;
@@ -58,6 +63,11 @@ impl<'a> Ctx<'a> {
 
     pub fn boot_with(&self, initrd: &Path, disk: &Path, append: &str, log: &str) -> Result<Boot, String> {
         finished(self.launch(&Launch { initrd, ..Launch::new(disk, append, log) }))
+    }
+
+    /// Boots with `cores` vCPUs, as many as the board's SoC has.
+    pub fn boot_on_cores(&self, disk: &Path, append: &str, log: &str, cores: u32) -> Result<Boot, String> {
+        finished(self.launch(&Launch { smp: Some(cores), ..Launch::new(disk, append, log) }))
     }
 
     /// Boots and lets the guest reset (a watchdog) until it powers off.
@@ -110,6 +120,7 @@ impl<'a> Ctx<'a> {
             allow_reboot: l.allow_reboot,
             cut: l.cut,
             drive: l.drive,
+            smp: l.smp,
         })?;
         Ok((b, log))
     }
@@ -124,11 +135,21 @@ struct Launch<'a> {
     allow_reboot: bool,
     cut: Option<(&'a str, Duration)>,
     drive: qemu::Drive<'a>,
+    smp: Option<u32>,
 }
 
 impl<'a> Launch<'a> {
     fn new(disk: &'a Path, append: &'a str, log: &'a str) -> Launch<'a> {
-        Launch { initrd: Path::new(""), disk, append, log, allow_reboot: false, cut: None, drive: qemu::Drive::Plain }
+        Launch {
+            initrd: Path::new(""),
+            disk,
+            append,
+            log,
+            allow_reboot: false,
+            cut: None,
+            drive: qemu::Drive::Plain,
+            smp: None,
+        }
     }
 }
 
@@ -242,7 +263,7 @@ pub enum Needs {
     /// Proven on one architecture, the x86_64 QEMU board: the scenario builds something of its
     /// own per CPU (a Debian tree by debootstrap, a test build of the init).
     X86Only,
-    /// dm-verity lowers: proven on the two 64-bit QEMU boards (x86_64 and aarch64).
+    /// dm-verity lowers: proven on the 64-bit boards (qemu-x86_64, qemu-aarch64, imx8).
     Verity,
     /// EROFS lowers: the same two boards (every Debian kernel here has erofs.ko).
     Erofs,
@@ -261,12 +282,32 @@ impl Needs {
             Needs::Watchdog => Some("the board's kernel has no watchdog driver for this QEMU machine".into()),
             Needs::X86Only if b.name == "qemu-x86_64" => None,
             Needs::X86Only => Some("runs on qemu-x86_64 only: one architecture proves it".into()),
-            Needs::Verity if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
-            Needs::Verity => Some("verified lowers are proven on the qemu-x86_64 and qemu-aarch64 boards".into()),
+            Needs::Verity if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64" | "imx8") => None,
+            Needs::Verity => {
+                Some("verified lowers are proven on the 64-bit boards (qemu-x86_64, qemu-aarch64, imx8)".into())
+            }
             Needs::Erofs if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
             Needs::Erofs => Some("EROFS lowers are proven on the qemu-x86_64 and qemu-aarch64 boards".into()),
         }
     }
+}
+
+/// The GPT names of the two slot partitions: those the board's config gives `oinit.a` and
+/// `oinit.b` (imx8's `rootfs_a`, `rootfs_b`), or the qemu-* disks' `rootfs` and `rootfs_b`.
+pub fn slot_parts(b: &Board) -> [String; 2] {
+    let named = |key: &str| {
+        b.config.lines().find_map(|l| l.trim().strip_prefix(key)?.strip_prefix("=PARTLABEL=").map(String::from))
+    };
+    match (named("oinit.a"), named("oinit.b")) {
+        (Some(a), Some(b)) => [a, b],
+        _ => ["rootfs".into(), "rootfs_b".into()],
+    }
+}
+
+/// The A/B settings the scenarios boot with: both slots by partition name, two tries.
+pub fn ab_settings(b: &Board) -> String {
+    let [a, b] = slot_parts(b);
+    format!("oinit.a=PARTLABEL={a} oinit.b=PARTLABEL={b} oinit.tries=2")
 }
 
 /// A scenario: its name, the test, and what it needs from the board.

@@ -6,6 +6,7 @@ pub mod debian;
 pub mod erofs;
 pub mod harness;
 pub mod imx6;
+pub mod imx8;
 pub mod nand;
 pub mod nor;
 pub mod openwrt;
@@ -365,11 +366,23 @@ fn want_report(b: &Boot, text: &str) -> Result<(), String> {
     }
 }
 
+/// The imx8 board on QEMU's i.MX 8M Plus EVK: its own first boot, then the A/B, reset, watchdog
+/// and verity scenarios of the qemu-* boards on the board's own slots (`rootfs_a`, `rootfs_b`).
+const IMX8: [Scenario; 6] = [
+    ("imx8-evk-emmc-four-cores", crate::e2e::imx8::emmc_on_four_cores, Needs::Nothing),
+    ("imx8-evk-ab-trial-and-rollback", ab::trial_and_rollback, Needs::Nothing),
+    ("imx8-evk-factory-reset", ab::factory_reset, Needs::Nothing),
+    ("imx8-evk-watchdog-rollback", ab::watchdog, Needs::Watchdog),
+    ("imx8-evk-verity-signed-slots", crate::e2e::verity::signed_slots, Needs::Verity),
+    ("imx8-evk-verity-tampered-falls-back", crate::e2e::verity::tampered_falls_back, Needs::Verity),
+];
+
 /// The scenarios for a board: the qemu-* boards share one layout; others bring their own.
 fn scenarios(b: &Board) -> &'static [Scenario] {
     match b.name.as_str() {
         "openwrt" => &crate::e2e::openwrt::SCENARIOS,
         "imx6" => &crate::e2e::imx6::SCENARIOS,
+        "imx8" => &IMX8,
         "openwrt-nor" => &crate::e2e::nor::SCENARIOS,
         "openwrt-nand" => &crate::e2e::nand::SCENARIOS,
         _ => &SCENARIOS,

@@ -48,6 +48,8 @@ pub struct Run<'a> {
     /// Cut the power: SIGKILL QEMU this long after the marker appears on the console.
     pub cut: Option<(&'a str, Duration)>,
     pub drive: Drive<'a>,
+    /// vCPUs, as the board has cores; else `OI_SMP`, else QEMU's one.
+    pub smp: Option<u32>,
 }
 
 /// How the disk is attached.
@@ -86,7 +88,8 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
     let b = r.board;
     let mut c = Command::new(&b.qemu);
     c.args(&b.qemu_args)
-        .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+        // No network: a test guest talks to nothing but its console and its disk.
+        .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none"])
         .args(if r.allow_reboot { &[][..] } else { &["-no-reboot"][..] })
         .arg("-kernel")
         .arg(b.kernel_dir.join("vmlinuz"))
@@ -99,23 +102,27 @@ pub fn boot(r: &Run<'_>) -> Result<Boot, String> {
     }
     if let Some(disk) = r.disk {
         let d = disk.display();
+        // `if=sd,bus=N` names the host on the drive itself; a device takes the drive by its id.
+        let on_drive = b.qemu_disk.starts_with("if=");
+        let attach = if on_drive { b.qemu_disk.as_str() } else { "if=none,id=d0" };
         c.arg("-drive").arg(match r.drive {
-            Drive::Plain => format!("file={d},format=raw,if=none,id=d0"),
+            Drive::Plain => format!("file={d},format=raw,{attach}"),
             Drive::WriteLog(log) => format!(
-                "if=none,id=d0,driver=blklogwrites,file.driver=file,file.filename={d},log.driver=file,log.filename={}",
+                "{attach},driver=blklogwrites,file.driver=file,file.filename={d},log.driver=file,log.filename={}",
                 log.display()
             ),
             Drive::Debug(rules) => {
-                format!("if=none,id=d0,driver=blkdebug,config={},image.driver=file,image.filename={d}", rules.display())
+                format!("{attach},driver=blkdebug,config={},image.driver=file,image.filename={d}", rules.display())
             }
         });
-    }
-    if r.disk.is_some() {
-        c.arg("-device").arg(format!("{},drive=d0", b.qemu_disk));
+        if !on_drive {
+            c.arg("-device").arg(format!("{},drive=d0", b.qemu_disk));
+        }
     }
     // OI_SMP=N: N vCPUs (QEMU runs TCG multi-threaded then), to measure parallel module loading.
-    if let Some(n) = std::env::var("OI_SMP").ok().filter(|n| n.parse::<u32>().is_ok_and(|n| n > 1)) {
-        c.args(["-smp", &n]);
+    let smp = r.smp.or_else(|| std::env::var("OI_SMP").ok().and_then(|n| n.parse::<u32>().ok()));
+    if let Some(n) = smp.filter(|&n| n > 1) {
+        c.args(["-smp", &n.to_string()]);
     }
     let mut child = c
         .stdin(Stdio::null())
