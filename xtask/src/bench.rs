@@ -154,7 +154,7 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
         let baseline_disk = ctx.fresh_disk("bench-baseline")?;
         let baseline = baseline_initramfs(&ctx)?;
         // The same devices named the same way for both; no watchdog (the baseline arms none).
-        let append = "root=/dev/vda1 oinit.data=/dev/vda2 oitest=dmesg";
+        let append = &format!("{} oitest=dmesg", board.bench_devices);
         let mut samples = Vec::new();
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for i in 0..runs {

@@ -29,6 +29,9 @@ pub struct Board {
     /// host) or `if=sd,bus=N`, the machine's Nth SD host (imx8mp-evk's hosts share one bus name,
     /// so `-device` cannot pick one).
     pub qemu_disk: String,
+    /// The lower and data devices by kernel name in QEMU, as `cargo xtask bench` names them for
+    /// both overlay-init and the busybox baseline (`root=` and `oinit.data=`).
+    pub bench_devices: String,
     /// Host programs packed into the initramfs, `(path inside, host path)` (mkfs.ext4 for a data
     /// area formatted on first boot). Only for boards of the host's architecture.
     pub tools: Vec<(String, String)>,
@@ -100,6 +103,7 @@ impl Board {
             qemu_args: opt("qemu_args").unwrap_or_default().split_whitespace().map(String::from).collect(),
             qemu_dtb: opt("qemu_dtb").map(|d| kernel_dir.join("dtbs").join(d)),
             qemu_disk: opt("qemu_disk").unwrap_or("virtio-blk-pci".into()),
+            bench_devices: opt("bench_devices").unwrap_or("root=/dev/vda1 oinit.data=/dev/vda2".into()),
             tools,
             config: read("overlay-init.conf")?,
             cmdline: read("cmdline")?.trim().to_string(),
