@@ -76,6 +76,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     // soon as its driver is in, while the filesystem modules still load.
     report.stage("modules+devices");
     let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    crate::plan::kernel::check(&release).map_err(Error::Plan)?;
     let moddir = Path::new("/lib/modules").join(&release);
     let index = modules::read_index(&moddir);
     let steps = index.plan(&s.boot_modules()).map_err(|what| {

@@ -257,8 +257,17 @@ fn load_one(path: &str, sh: &Shared) -> Result<(), String> {
         }
         Err(e) => {
             lock(&sh.lines).push(format!("{name} failed: {e}"));
-            // EINVAL with parameters is most often a parameter the module does not know.
-            let hint = if params.is_empty() { String::new() } else { format!(" (parameters: {params})") };
+            // EINVAL with parameters is most often a parameter the module does not know; a
+            // compressed file is refused by kernels that cannot decompress modules themselves.
+            let hint = if flags != 0 && matches!(e, Errno::INVAL | Errno::OPNOTSUPP) {
+                " (a compressed module: the kernel needs CONFIG_MODULE_DECOMPRESS, 5.17 or newer; \
+                 or pack the modules uncompressed)"
+                    .to_string()
+            } else if params.is_empty() {
+                String::new()
+            } else {
+                format!(" (parameters: {params})")
+            };
             Err(format!("{name}: finit_module: {e}{hint}"))
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod ab;
 pub mod data;
+pub mod kernel;
 pub mod root;
 pub mod step;
 
