@@ -57,17 +57,27 @@ for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linu
   grep -qx "$t" <<<"$installed" || { log "rustup target add $t"; rustup target add "$t"; }
 done
 
-# fetch_kernel ARCH FLAVOUR: downloads Debian's linux-image-FLAVOUR for ARCH and unpacks it into
-# $KDIR/ARCH (vmlinuz + lib/modules/VERSION with a fresh modules.dep).
+# fetch_kernel ARCH FLAVOUR [SUITE NAME]: downloads Debian's linux-image-FLAVOUR for ARCH (from
+# SUITE, default the machine's own) and unpacks it into $KDIR/NAME (default ARCH): vmlinuz,
+# lib/modules/VERSION with a fresh modules.dep, dtbs/, a static busybox.
 fetch_kernel() {
-  local arch=$1 flavour=$2 out=$KDIR/$1
+  local arch=$1 flavour=$2 suite=${3:-} out=$KDIR/${4:-$1}
   [ -f "$out/.done" ] && [ -d "$out/dtbs" ] && return 0
   rm -rf "$out"; mkdir -p "$out"
   local o=()
-  if [ "$arch" != "$(dpkg --print-architecture)" ]; then
+  if [ "$arch" != "$(dpkg --print-architecture)" ] || [ -n "$suite" ]; then
     local lists; lists=$(mktemp -d); mkdir -p "$lists/partial"
     o=(-oAPT::Architecture="$arch" -oAPT::Architectures="$arch" -oDir::State::Lists="$lists")
-    log "apt-get update for $arch"
+    if [ -n "$suite" ]; then
+      # Another suite than the machine's: a source list of its own, the machine's left alone.
+      # A backports suite holds the kernel, its base suite busybox-static.
+      # (Not inside the lists directory: apt-get update deletes what it does not know there.)
+      local sources; sources=$(mktemp)
+      printf 'deb http://deb.debian.org/debian %s main\n' "$suite" "${suite%-backports}" | sort -u >"$sources"
+      o+=(-oDir::Etc::SourceList="$sources" -oDir::Etc::SourceParts=/dev/null)
+      [ "$suite" = "${suite%-backports}" ] || o+=(-oAPT::Default-Release="$suite")
+    fi
+    log "apt-get update for $arch${suite:+ from $suite}"
     apt-get "${o[@]}" update -qq 2>&1 | grep -v unsandboxed || true
   fi
   local pkg
@@ -98,6 +108,11 @@ fetch_kernel() {
 fetch_kernel amd64 amd64
 fetch_kernel arm64 arm64
 fetch_kernel armhf armmp
+# The kernel matrix (tests/run.sh): the series before and after bookworm's 6.1.
+fetch_kernel amd64 amd64 bullseye amd64-5.10
+fetch_kernel arm64 arm64 bullseye arm64-5.10
+fetch_kernel amd64 amd64 bookworm-backports amd64-6.12
+fetch_kernel arm64 arm64 bookworm-backports arm64-6.12
 
 # The kernel's own usr/gen_init_cpio, built from Debian's linux-source: the tests hand it the
 # initramfs lists unchanged, as CONFIG_INITRAMFS_SOURCE would, and compare its archive with ours.

@@ -25,7 +25,12 @@ const USAGE: &str = "cargo xtask <command>
   fuzz [SECONDS] [TARGET...]  run the libFuzzer targets of fuzz/ for SECONDS each (default 60)
   bench [RUNS] [BOARD...] boot each board RUNS times (default 10) with overlay-init and the busybox
                       baseline, and report medians and ratios
-  bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper";
+  bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper
+Kernel options, for any command (default: the Debian kernel tests/setup.sh downloaded):
+  --kernel SERIES|DIR build and boot with target/kernels/ARCH-SERIES (5.10, 6.12) or a tree laid
+                      out the same way (vmlinuz, lib/modules/VERSION with modules.dep, dtbs/, busybox)
+  --modules DIR [--kernel-version V]  take the modules from a vendor kernel: DIR is lib/modules/V or
+                      a root holding it (Buildroot's target/, a Yocto rootfs); initramfs, check-boards";
 
 /// The usage text, with the boards that `board/` holds today.
 fn usage(root: &Path) -> String {
@@ -40,8 +45,12 @@ pub fn repo_root() -> PathBuf {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
     let root = repo_root();
+    if let Err(e) = board::kernel::take_options(&mut args) {
+        eprintln!("xtask: {e}");
+        std::process::exit(2);
+    }
     let result = match args.first().map(String::as_str) {
         Some("initramfs") => {
             with_board(&root, args.get(1), |b| image::initramfs(&root, b).map(|p| println!("{}", p.display())))

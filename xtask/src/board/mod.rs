@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod genimage;
+pub mod kernel;
 
 use crate::board::genimage::{Layout, Table};
 use overlay_init::block::spec::DevSpec;
@@ -42,6 +43,8 @@ pub struct Board {
     pub modules_index: ModIndex,
     /// Unpacked Debian kernel: vmlinuz, lib/modules/VERSION, dtbs/, busybox.
     pub kernel_dir: PathBuf,
+    /// `lib/modules/VERSION` of the kernel tree, or of `--modules`.
+    module_dir: PathBuf,
     pub kernel_version: String,
 }
 
@@ -70,11 +73,9 @@ impl Board {
         let opt = |k: &str| kv.iter().find(|(_, p)| p.key == k).and_then(|(_, p)| p.value.clone());
         let get = |k: &str| opt(k).ok_or(format!("board {name}: board.txt lacks {k}="));
         let deb_arch = get("deb_arch")?;
-        let kernel_dir = root.join("target/kernels").join(&deb_arch);
-        let kernel_version = std::fs::read_to_string(kernel_dir.join("version"))
-            .map_err(|_| format!("board {name}: no {deb_arch} kernel in {}: run tests/setup.sh", kernel_dir.display()))?
-            .trim()
-            .to_string();
+        let kernel_dir = kernel::tree(root, &deb_arch);
+        let (module_dir, kernel_version) =
+            kernel::modules(root, &kernel_dir).map_err(|e| format!("board {name}: {e}"))?;
         let layout = Layout::parse(&read("genimage.cfg")?).map_err(|e| format!("board {name}: genimage.cfg: {e}"))?;
         let tools = opt("tools")
             .unwrap_or_default()
@@ -88,8 +89,7 @@ impl Board {
                 "board {name}: board.txt tools= packs host programs, which cannot run on {rust_target}: remove tools="
             ));
         }
-        let mdir = kernel_dir.join("lib/modules").join(&kernel_version);
-        let read_mod = |f: &str| std::fs::read_to_string(mdir.join(f)).unwrap_or_default();
+        let read_mod = |f: &str| std::fs::read_to_string(module_dir.join(f)).unwrap_or_default();
         let modules_index = ModIndex::parse(
             &read_mod("modules.dep"),
             &read_mod("modules.softdep"),
@@ -111,6 +111,7 @@ impl Board {
             modules_index,
             dir,
             kernel_dir,
+            module_dir,
             kernel_version,
         })
     }
@@ -136,11 +137,14 @@ impl Board {
     }
 
     pub fn module_dir(&self) -> PathBuf {
-        self.kernel_dir.join("lib/modules").join(&self.kernel_version)
+        self.module_dir.clone()
     }
 
+    /// `target/boards/NAME`, or `NAME@VERSION` for another kernel than the downloaded default.
     pub fn out_dir(&self, root: &Path) -> PathBuf {
-        root.join("target/boards").join(&self.name)
+        let name =
+            if kernel::is_default() { self.name.clone() } else { format!("{}@{}", self.name, self.kernel_version) };
+        root.join("target/boards").join(name)
     }
 
     pub fn bootable(&self) -> bool {

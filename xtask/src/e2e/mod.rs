@@ -103,6 +103,8 @@ fn persist(ctx: &Ctx<'_>) -> Result<(), String> {
     // A module parameter the modprobe way: the init hands it to finit_module with its module.
     let b1 = ctx.boot(&disk, "LD_PRELOAD=/evil.so -- single", "persist-1")?;
     booted(&b1)?;
+    // The kernel this run chose (`--kernel`), not whichever the image happened to hold.
+    want(&b1, "kernel", &ctx.board.kernel_version)?;
     want(&b1, "counter", "1")?;
     // Nothing in this boot attaches a loop device, so loop stays out of the boot.
     want(&b1, "loop-max-part", "")?;
@@ -398,8 +400,9 @@ pub fn main(root: &Path, args: &[String]) -> Result<(), String> {
     for name in boards {
         let board = Board::load(root, name)?;
         let ctx = Ctx::build(root, &board)?;
-        for (sname, f, needs) in
-            scenarios(&board).iter().filter(|(n, _, _)| only.as_deref().is_none_or(|o| n.contains(o)))
+        for (sname, f, needs) in scenarios(&board)
+            .iter()
+            .filter(|(n, _, _)| only.as_deref().is_none_or(|o| o.split(',').any(|o| n.contains(o))))
         {
             if let Some(why) = needs.unmet(&board) {
                 println!("SKIP {name} {sname}: {why}");
