@@ -127,8 +127,13 @@ impl ModIndex {
         }
         let mut steps = Vec::new();
         let mut seen = HashSet::new();
-        let mut stack: Vec<Work> =
-            requests.iter().enumerate().rev().map(|(g, r)| Work::Visit(r.clone(), true, g)).collect();
+        // `name?` asks for a module only if this kernel has it (a watchdog driver one kernel
+        // series builds and another does not): missing, it is a warning, like a soft dependency.
+        let visit = |(g, r): (usize, &String)| match r.strip_suffix('?') {
+            Some(optional) => Work::Visit(optional.to_string(), false, g),
+            None => Work::Visit(r.clone(), true, g),
+        };
+        let mut stack: Vec<Work> = requests.iter().enumerate().rev().map(visit).collect();
         while let Some(work) = stack.pop() {
             let (request, required, group) = match work {
                 Work::Emit(step) => {
@@ -153,7 +158,7 @@ impl ModIndex {
                         "module '{request}' is neither in modules.dep, modules.builtin nor modules.alias"
                     ));
                 }
-                log::warn!("soft dependency '{request}' not found in the initramfs modules; continuing");
+                log::warn!("module '{request}' (optional or a soft dependency) is not in this kernel's modules; continuing without it");
                 continue;
             }
             if names.iter().any(|n| self.builtin.contains(n)) {
@@ -284,6 +289,15 @@ kernel/drivers/virtio/virtio_ring.ko:
     fn unknown_module_is_an_error_naming_it() {
         let err = ix().plan(&["zfs".into()]).unwrap_err();
         assert!(err.contains("'zfs'"));
+    }
+
+    #[test]
+    fn optional_modules_load_when_present_and_are_skipped_when_not() {
+        let plan = ix().plan(&["zfs?".into(), "squashfs?".into()]).unwrap();
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert_eq!(plan[0].request, "squashfs");
+        assert!(!plan[0].required);
+        assert_eq!(plan[0].chains[0], ["kernel/fs/squashfs/squashfs.ko"]);
     }
 
     #[test]
