@@ -22,6 +22,8 @@ cargo xtask check-boards
 cargo xtask check-boards imx8 --modules target/kernels/arm64-6.12
 step "Buildroot external tree: style checks, post-image.sh's initramfs booted"
 cargo xtask check-buildroot
+step "Yocto layer: parsed and expanded by BitBake with OE-Core"
+bash tests/yocto.sh
 step "QEMU end-to-end tests, two QEMUs at a time (one per core)"
 # qemu-x86_64 (its Debian systemd and RAUC scenarios make it the longest) on one core, every other
 # board on the other; the second group's output follows the first's.

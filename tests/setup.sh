@@ -20,7 +20,9 @@ for p in squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 
          libc6-dev-armhf-cross:/usr/arm-linux-gnueabihf/lib/libc.a \
          shellcheck:shellcheck libmagic1:/usr/lib/x86_64-linux-gnu/libmagic.so.1 \
          debootstrap:debootstrap rauc:rauc openssl:openssl cryptsetup-bin:/usr/sbin/veritysetup \
-         erofs-utils:mkfs.erofs mtd-utils:/usr/sbin/ubinize; do
+         erofs-utils:mkfs.erofs mtd-utils:/usr/sbin/ubinize \
+         chrpath:chrpath diffstat:diffstat gawk:gawk cpio:cpio python3-pexpect:/usr/lib/python3/dist-packages/pexpect \
+         locales:locale-gen; do
   [ -e "${p#*:}" ] || command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
 done
 # QEMU's aarch64 firmware-less boot needs nothing more; x86 needs SeaBIOS (pulled by qemu-system-x86).
@@ -40,6 +42,13 @@ if ! qemu-system-aarch64 -machine help 2>/dev/null | grep -q '^imx8mp-evk' || ! 
   apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports \
     qemu-system-arm qemu-system-x86 >/dev/null
+fi
+
+# BitBake (tests/yocto.sh) wants a UTF-8 locale and OE-Core's sanity checks the tools above.
+if ! locale -a 2>/dev/null | grep -qi '^en_US.utf8$'; then
+  log "locale-gen en_US.UTF-8"
+  grep -q '^en_US.UTF-8 UTF-8' /etc/locale.gen 2>/dev/null || echo 'en_US.UTF-8 UTF-8' >>/etc/locale.gen
+  locale-gen >/dev/null
 fi
 
 # Buildroot's own utils/check-package (check-buildroot) imports python-magic and runs flake8.

@@ -9,6 +9,7 @@ mod fuzz;
 mod image;
 mod sh;
 mod writelog;
+mod yocto;
 
 use board::Board;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ const USAGE: &str = "cargo xtask <command>
   check-boards [BOARD...]  check settings against layout and kernel, build each disk with genimage
                       and read it back (default: every board)
   check-buildroot     Buildroot's style rules over buildroot/, and its post-image script run for real
+  yocto-crates        write meta-overlay-init's crate list (overlay-init-crates.inc) from Cargo.lock
   demo [BOARD]        build everything and boot twice, showing a counter kept on the overlay
   e2e [BOARD...]      QEMU end-to-end tests (default: every qemu-* board)
   powercut [N] [BOARD...]  N power cuts per kind (factory reset, reconcile, state writes, install)
@@ -75,6 +77,7 @@ fn main() {
             fuzz::main(&root, secs, targets)
         }
         Some("check-buildroot") => buildroot::main(&root),
+        Some("yocto-crates") => yocto::main(&root),
         Some("bench") => {
             let (runs, boards) = count_and_boards(&args[1..], 10);
             bench::main(&root, runs, &boards)
