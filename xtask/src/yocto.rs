@@ -11,9 +11,8 @@ pub fn crates_inc(lock: &str) -> String {
     let mut uris = String::new();
     let mut sums = String::new();
     for block in lock.split("[[package]]").skip(1) {
-        let field = |key: &str| {
-            block.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(" = \"")?.strip_suffix('"'))
-        };
+        let field =
+            |key: &str| block.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(" = \"")?.strip_suffix('"'));
         let (Some(name), Some(version)) = (field("name"), field("version")) else { continue };
         if !field("source").is_some_and(|s| s.contains("crates.io")) {
             continue;
