@@ -19,8 +19,9 @@ export OVERLAY_INIT_BIN=$binaries/overlay-init OVERLAY_INIT_CONF=$conf
 cp "$top/initramfs/base.list" "$list"
 
 # Modules: those oinit.modules names that the kernel built as modules, with what modules.dep
-# says they need. Built-in ones need nothing (the init reads modules.builtin).
-modules=$(sed -n 's/^oinit\.modules=//p' "$conf" | tr ',' ' ')
+# says they need (NAME? too, when the kernel has it). Built-in ones need nothing (the init reads
+# modules.builtin).
+modules=$(sed -n 's/^oinit\.modules=//p' "$conf" | tr ',' ' ' | tr -d '?')
 # A verified lower (a key or a root hash in the config): the init loads dm-verity by itself.
 if grep -qE '^oinit\.(veritykey|a?roothash|broothash)=' "$conf"; then modules="$modules dm-verity"; fi
 moddir=$(find -L "$TARGET_DIR/lib/modules" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | head -n 1)

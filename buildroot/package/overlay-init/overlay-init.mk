@@ -33,4 +33,31 @@ define OVERLAY_INIT_INSTALL_IMAGES_CMDS
 		$(BINARIES_DIR)/overlay-init
 endef
 
+# The integration the running system needs (board/integration/): the slot is marked good once
+# the boot completed, and a systemd that takes over the watchdog the init armed.
+define OVERLAY_INIT_INSTALL_INIT_SYSTEMD
+	$(INSTALL) -D -m 0644 $(@D)/board/integration/systemd/overlay-init-mark-good.service \
+		$(TARGET_DIR)/usr/lib/systemd/system/overlay-init-mark-good.service
+	$(INSTALL) -D -m 0644 $(@D)/board/integration/systemd/system.conf.d/overlay-init-watchdog.conf \
+		$(TARGET_DIR)/usr/lib/systemd/system.conf.d/overlay-init-watchdog.conf
+endef
+
+# BusyBox init and SysV init run /etc/init.d/S??*; the shutdown script is for the inittab's
+# ::shutdown: line (board/integration/README.md).
+define OVERLAY_INIT_INSTALL_INIT_SYSV
+	$(INSTALL) -D -m 0755 $(@D)/board/integration/sysvinit/S99overlay-init-mark-good \
+		$(TARGET_DIR)/etc/init.d/S99overlay-init-mark-good
+	$(INSTALL) -D -m 0755 $(@D)/board/integration/sysvinit/overlay-init-shutdown \
+		$(TARGET_DIR)/etc/init.d/overlay-init-shutdown
+endef
+
+# RAUC's custom bootloader backend calls the same binary by this name. Buildroot's RAUC asks the
+# backend for the booted slot itself (1.11 and later): no service drop-in needed.
+ifeq ($(BR2_PACKAGE_RAUC),y)
+define OVERLAY_INIT_INSTALL_RAUC_BACKEND
+	ln -sf overlay-init $(TARGET_DIR)/usr/bin/overlay-init-rauc
+endef
+OVERLAY_INIT_POST_INSTALL_TARGET_HOOKS += OVERLAY_INIT_INSTALL_RAUC_BACKEND
+endif
+
 $(eval $(cargo-package))
