@@ -212,6 +212,58 @@ impl ModIndex {
         let join = |v: Vec<String>| v.into_iter().map(|l| l + "\n").collect::<String>();
         (join(dep), join(soft), join(alias))
     }
+
+    /// What an initramfs carries for `requests`: every `.ko` any chain names (a boot may need
+    /// any alternative), and the depmod files trimmed to them.
+    pub fn pack(&self, requests: &[String]) -> Result<Packed, String> {
+        let files: HashSet<String> = self.plan(requests)?.into_iter().flat_map(|s| s.chains).flatten().collect();
+        let (dep, soft, alias) = self.subset(&files);
+        let mut files: Vec<String> = files.into_iter().collect();
+        files.sort();
+        Ok(Packed { files, dep, soft, alias })
+    }
+}
+
+/// The modules of an initramfs: `.ko` paths relative to `lib/modules/VERSION`, and the trimmed
+/// `modules.dep`, `modules.softdep` and `modules.alias`.
+pub struct Packed {
+    pub files: Vec<String>,
+    pub dep: String,
+    pub soft: String,
+    pub alias: String,
+}
+
+/// The index files an initramfs holds beside the modules, in the order they are listed.
+pub const INDEX_FILES: [&str; 4] = ["modules.dep", "modules.softdep", "modules.alias", "modules.builtin"];
+
+impl Packed {
+    /// The kernel's gen_init_cpio lines under `/lib/modules/VERSION`: the folders (parents
+    /// first), each `.ko` from `moddir`, and the index files from `index_dir`.
+    pub fn cpio_lines(&self, version: &str, moddir: &str, index_dir: &str) -> String {
+        let m = format!("/lib/modules/{version}");
+        let mut dirs: Vec<String> = self
+            .files
+            .iter()
+            .flat_map(|f| {
+                let parts: Vec<&str> = f.split('/').collect();
+                (1..parts.len()).map(move |i| parts[..i].join("/"))
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        dirs.sort_by_key(|d| (d.matches('/').count(), d.clone()));
+        let mut out = format!("dir {m} 0755 0 0\n");
+        for d in dirs {
+            out.push_str(&format!("dir {m}/{d} 0755 0 0\n"));
+        }
+        for f in &self.files {
+            out.push_str(&format!("file {m}/{f} {moddir}/{f} 0644 0 0\n"));
+        }
+        for name in INDEX_FILES {
+            out.push_str(&format!("file {m}/{name} {index_dir}/{name} 0644 0 0\n"));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -298,6 +350,18 @@ kernel/drivers/virtio/virtio_ring.ko:
         assert_eq!(plan[0].request, "squashfs");
         assert!(!plan[0].required);
         assert_eq!(plan[0].chains[0], ["kernel/fs/squashfs/squashfs.ko"]);
+    }
+
+    #[test]
+    fn packed_lines_hold_every_alternative_and_the_trimmed_index() {
+        let p = ix().pack(&["ext4".into()]).unwrap();
+        assert!(p.files.contains(&"kernel/crypto/crc32c_generic.ko".to_string()), "{:?}", p.files);
+        assert!(!p.files.iter().any(|f| f.contains("virtio")), "{:?}", p.files);
+        assert!(p.dep.contains("kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko") && !p.dep.contains("virtio"));
+        let lines = p.cpio_lines("6.1.0", "/m", "/i");
+        assert!(lines.starts_with("dir /lib/modules/6.1.0 0755 0 0\ndir /lib/modules/6.1.0/kernel 0755 0 0\n"));
+        assert!(lines.contains("file /lib/modules/6.1.0/kernel/fs/ext4/ext4.ko /m/kernel/fs/ext4/ext4.ko 0644 0 0\n"));
+        assert!(lines.ends_with("file /lib/modules/6.1.0/modules.builtin /i/modules.builtin 0644 0 0\n"));
     }
 
     #[test]

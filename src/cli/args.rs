@@ -106,6 +106,17 @@ const STATE: &str = "--state";
 
 pub static SPECS: &[Spec] = &[
     Spec {
+        name: "initramfs-modules",
+        values: &["--config"],
+        flags: &[],
+        args: 2..=2,
+        help: "initramfs-modules [--config FILE] MODDIR OUTDIR
+    for building an initramfs (Buildroot's post-image runs it on the build host): prints the
+    kernel's gen_init_cpio lines for the modules the settings name, with what they need, found
+    the way the boot finds them in MODDIR (lib/modules/VERSION with its modules.dep), and writes
+    the index trimmed to them into OUTDIR. Exit 1: a module is not in that kernel.",
+    },
+    Spec {
         name: "plan",
         values: &["--cmdline", "--config", "--sysfs", "--dev", STATE],
         flags: &[],

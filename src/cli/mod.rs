@@ -12,8 +12,9 @@ use crate::boot::devices;
 use crate::boot::error::Error;
 use crate::cli::args::{Args, Parsed};
 use crate::config::settings::Settings;
+use crate::kmod::ModIndex;
 use crate::plan;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Exit codes: 0 done, 1 refused or the boot would fail, 2 usage error.
 pub fn main(argv: &[String]) -> i32 {
@@ -50,9 +51,48 @@ pub fn main(argv: &[String]) -> i32 {
     };
     match cmd {
         "plan" => plan_cmd(&PlanArgs::from(&a)),
+        "initramfs-modules" => initramfs_modules(&a),
         "reconcile" => reconcile::run(&a),
         _ => slots::run(cmd, &a),
     }
+}
+
+/// `initramfs-modules`: the modules part of an initramfs list for the settings in `--config`.
+fn initramfs_modules(a: &Args) -> i32 {
+    match modules_list(a) {
+        Ok(lines) => {
+            print!("{lines}");
+            0
+        }
+        Err(e) => {
+            eprintln!("overlay-init: initramfs-modules: {e}");
+            1
+        }
+    }
+}
+
+fn modules_list(a: &Args) -> Result<String, String> {
+    let config_path = a.path("--config").unwrap_or_else(|| crate::config::paths::CONFIG.into());
+    let (moddir, outdir) = (Path::new(&a.rest[0]), Path::new(&a.rest[1]));
+    let bytes = std::fs::read(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let (config, _) = crate::config::cmdline::decode(&bytes, &config_path.display().to_string());
+    let (s, loaded) = Settings::load(&config, "");
+    if !loaded.errors.is_empty() {
+        return Err(Error::Settings(loaded.errors).to_string());
+    }
+    let version = moddir.file_name().map(|v| v.to_string_lossy().into_owned()).unwrap_or_default();
+    let read = |f: &str| std::fs::read_to_string(moddir.join(f));
+    let dep = read("modules.dep")
+        .map_err(|e| format!("{}/modules.dep: {e} (MODDIR is lib/modules/VERSION after depmod)", moddir.display()))?;
+    let other = |f: &str| read(f).unwrap_or_default();
+    let index = ModIndex::parse(&dep, &other("modules.softdep"), &other("modules.alias"), &other("modules.builtin"));
+    let packed = index.pack(&s.boot_modules()).map_err(|e| format!("{e} (kernel {version}, {})", moddir.display()))?;
+    std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
+    let builtin = other("modules.builtin");
+    for (name, text) in crate::kmod::INDEX_FILES.iter().zip([&packed.dep, &packed.soft, &packed.alias, &builtin]) {
+        std::fs::write(outdir.join(name), text).map_err(|e| format!("{}: {e}", outdir.join(name).display()))?;
+    }
+    Ok(packed.cpio_lines(&version, &moddir.display().to_string(), &outdir.display().to_string()))
 }
 
 /// `plan`'s options with their defaults.

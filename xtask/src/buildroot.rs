@@ -137,8 +137,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Runs post-image.sh in a stand-in Buildroot output (the board's binary in images/, the
-/// Debian kernel's modules in target/, the kernel's gen_init_cpio in build/linux-*/usr/) and
-/// boots the initramfs it made on the qemu-aarch64 board.
+/// Debian kernel's modules in target/, the kernel's gen_init_cpio in build/linux-*/usr/, the
+/// host build of overlay-init in host/bin/) and boots the initramfs it made on the qemu-aarch64
+/// board, checking that it holds the modules the init itself would pack.
 fn post_image(root: &Path) -> Result<(), String> {
     let b = Board::load(root, "qemu-aarch64")?;
     let ctx = crate::e2e::harness::Ctx::build(root, &b)?;
@@ -153,6 +154,11 @@ fn post_image(root: &Path) -> Result<(), String> {
     std::os::unix::fs::symlink(b.module_dir(), target.join("lib/modules").join(&b.kernel_version))
         .map_err(|e| e.to_string())?;
     std::fs::copy(root.join("target/kernels/gen_init_cpio"), build.join("gen_init_cpio")).map_err(|e| e.to_string())?;
+    // host-overlay-init: the same code built for the build machine, which resolves the modules.
+    let host_bin = out.join("host/bin");
+    std::fs::create_dir_all(&host_bin).map_err(|e| e.to_string())?;
+    sh::run(sh::cmd("cargo").args(["build", "--release", "--quiet", "-p", "overlay-init"]).current_dir(root))?;
+    std::fs::copy(root.join("target/release/overlay-init"), host_bin.join("overlay-init")).map_err(|e| e.to_string())?;
     sh::run(
         sh::cmd("bash")
             .arg(root.join("buildroot/board/overlay-init/post-image.sh"))
@@ -163,6 +169,11 @@ fn post_image(root: &Path) -> Result<(), String> {
             .env("HOST_DIR", out.join("host"))
             .env("BUILD_DIR", out.join("build")),
     )?;
+    let list = std::fs::read_to_string(images.join("initramfs.list")).map_err(|e| e.to_string())?;
+    let want = b.modules_index.pack(&b.modules())?;
+    if let Some(missing) = want.files.iter().find(|f| !list.contains(&format!("/{f} "))) {
+        return Err(format!("post-image.sh's initramfs.list lacks {missing}"));
+    }
     let disk = ctx.fresh_disk("buildroot")?;
     let boot = ctx.boot_with(&images.join("initramfs.cpio.gz"), &disk, "", "buildroot-initramfs")?;
     crate::e2e::harness::booted(&boot)?;

@@ -18,49 +18,12 @@ list=$binaries/initramfs.list
 export OVERLAY_INIT_BIN=$binaries/overlay-init OVERLAY_INIT_CONF=$conf
 cp "$top/initramfs/base.list" "$list"
 
-# Modules: those oinit.modules names that the kernel built as modules, with what modules.dep
-# says they need (NAME? too, when the kernel has it). Built-in ones need nothing (the init reads
-# modules.builtin).
-modules=$(sed -n 's/^oinit\.modules=//p' "$conf" | tr ',' ' ' | tr -d '?')
-# A verified lower (a key or a root hash in the config): the init loads dm-verity by itself.
-if grep -qE '^oinit\.(veritykey|a?roothash|broothash)=' "$conf"; then modules="$modules dm-verity"; fi
+# Modules: what the settings name (and dm-verity or loop when they need them), with what each
+# needs, resolved by the project's own code (the host build of overlay-init, as the init does it
+# at boot) from the kernel's modules.dep; built-in ones need nothing (modules.builtin).
 moddir=$(find -L "$TARGET_DIR/lib/modules" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | head -n 1)
-if [ -n "$modules" ] && [ -n "$moddir" ]; then
-	ver=${moddir##*/}
-	dep=$moddir/modules.dep
-	# modules.dep lists every module a module needs, transitively, on its own line; soft
-	# dependencies (ext4 wants crc32c) are followed one level, through modules.alias.
-	line_of() {
-		awk -F: -v n="${1//-/_}" '{ b = $1; sub(".*/", "", b); sub("\\.ko.*", "", b); gsub("-", "_", b); if (b == n) { print $0; exit } }' "$dep"
-	}
-	soft_of() {
-		awk -v n="$1" '$1 == "softdep" && $2 == n { for (i = 3; i <= NF; i++) if ($i != "pre:" && $i != "post:") print $i }' "$moddir/modules.softdep" 2>/dev/null
-	}
-	alias_of() {
-		awk -v n="$1" '$1 == "alias" && $2 == n { print $3; found = 1; exit } END { if (!found) print n }' "$moddir/modules.alias" 2>/dev/null
-	}
-	want=()
-	for m in $modules; do
-		for n in "$m" $(for s in $(soft_of "${m//-/_}"); do alias_of "$s"; done); do
-			path=$(line_of "$n")
-			if [ -n "$path" ]; then read -r -a words <<<"${path/:/}"; want+=("${words[@]}"); fi
-		done
-	done
-	echo "dir /lib/modules/$ver 0755 0 0" >>"$list"
-	for f in $(printf '%s\n' "${want[@]}" | sort -u); do
-		d=$(dirname "$f")
-		while [ "$d" != "." ] && ! grep -qx "dir /lib/modules/$ver/$d 0755 0 0" "$list"; do
-			echo "dir /lib/modules/$ver/$d 0755 0 0" >>"$list.dirs"
-			d=$(dirname "$d")
-		done
-		echo "file /lib/modules/$ver/$f $moddir/$f 0644 0 0" >>"$list.files"
-	done
-	if [ -f "$list.dirs" ]; then sort -u "$list.dirs" | awk '{ print length($2), $0 }' | sort -n | cut -d' ' -f2- >>"$list"; fi
-	if [ -f "$list.files" ]; then cat "$list.files" >>"$list"; fi
-	rm -f "$list.dirs" "$list.files"
-	for f in modules.dep modules.softdep modules.alias modules.builtin; do
-		[ -f "$moddir/$f" ] && echo "file /lib/modules/$ver/$f $moddir/$f 0644 0 0" >>"$list"
-	done
+if [ -n "$moddir" ]; then
+	"$HOST_DIR/bin/overlay-init" initramfs-modules --config "$conf" "$moddir" "$binaries/initramfs-modules" >>"$list"
 fi
 
 # Signed images (oinit.veritykey in the config): the public half of OVERLAY_INIT_VERITY_KEY goes

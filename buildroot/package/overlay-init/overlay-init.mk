@@ -14,6 +14,8 @@ OVERLAY_INIT_LICENSE_FILES = LICENSE-MIT LICENSE-APACHE
 OVERLAY_INIT_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = --exclude target
 OVERLAY_INIT_CARGO_BUILD_OPTS = --package overlay-init
 OVERLAY_INIT_INSTALL_IMAGES = YES
+# post-image.sh resolves the initramfs' modules with the host build of the same code.
+OVERLAY_INIT_DEPENDENCIES = host-overlay-init
 
 # The init runs before any library is there: link it statically.
 OVERLAY_INIT_CARGO_ENV = \
@@ -61,3 +63,4 @@ OVERLAY_INIT_POST_INSTALL_TARGET_HOOKS += OVERLAY_INIT_INSTALL_RAUC_BACKEND
 endif
 
 $(eval $(cargo-package))
+$(eval $(host-cargo-package))

@@ -53,11 +53,8 @@ pub fn initramfs_list(root: &Path, b: &Board, init: &Path, extra_modules: &[&str
     let ix = &b.modules_index;
     let mut wanted = b.initramfs_modules();
     wanted.extend(extra_modules.iter().map(|m| m.to_string()));
-    let steps = ix.plan(&wanted)?;
-    let files: HashSet<String> = steps.into_iter().flat_map(|s| s.chains).flatten().collect();
-    let (dep, soft, alias) = ix.subset(&files);
+    let packed = ix.pack(&wanted)?;
     let conf = b.dir.join("overlay-init.conf");
-    let m = format!("/lib/modules/{}", b.kernel_version);
     let base =
         std::fs::read_to_string(root.join("initramfs/base.list")).map_err(|e| format!("initramfs/base.list: {e}"))?;
     let mut l = format!("# overlay-init initramfs for board {} (kernel {})\n", b.name, b.kernel_version);
@@ -73,25 +70,11 @@ pub fn initramfs_list(root: &Path, b: &Board, init: &Path, extra_modules: &[&str
             })
         );
     }
-    let _ = writeln!(l, "dir {m} 0755 0 0");
-    let mut dirs: Vec<String> = files.iter().flat_map(|f| parents(f)).collect::<HashSet<_>>().into_iter().collect();
-    dirs.sort_by_key(|d| (d.matches('/').count(), d.clone()));
-    for d in dirs {
-        let _ = writeln!(l, "dir {m}/{d} 0755 0 0");
-    }
-    let mut sorted: Vec<&String> = files.iter().collect();
-    sorted.sort();
-    for f in sorted {
-        let _ = writeln!(l, "file {m}/{f} {} 0644 0 0", mdir.join(f).display());
-    }
-    for (name, text) in [
-        ("modules.dep", dep),
-        ("modules.softdep", soft),
-        ("modules.alias", alias),
-        ("modules.builtin", read("modules.builtin")),
-    ] {
+    l.push_str(&packed.cpio_lines(&b.kernel_version, &mdir.display().to_string(), &gen.display().to_string()));
+    let builtin = read("modules.builtin");
+    let texts = [&packed.dep, &packed.soft, &packed.alias, &builtin];
+    for (name, text) in overlay_init::kmod::INDEX_FILES.iter().zip(texts) {
         std::fs::write(gen.join(name), text).map_err(|e| e.to_string())?;
-        let _ = writeln!(l, "file {m}/{name} {} 0644 0 0", gen.join(name).display());
     }
     Ok(l)
 }
