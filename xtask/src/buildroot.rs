@@ -158,7 +158,8 @@ fn post_image(root: &Path) -> Result<(), String> {
     let host_bin = out.join("host/bin");
     std::fs::create_dir_all(&host_bin).map_err(|e| e.to_string())?;
     sh::run(sh::cmd("cargo").args(["build", "--release", "--quiet", "-p", "overlay-init"]).current_dir(root))?;
-    std::fs::copy(root.join("target/release/overlay-init"), host_bin.join("overlay-init")).map_err(|e| e.to_string())?;
+    std::fs::copy(root.join("target/release/overlay-init"), host_bin.join("overlay-init"))
+        .map_err(|e| e.to_string())?;
     sh::run(
         sh::cmd("bash")
             .arg(root.join("buildroot/board/overlay-init/post-image.sh"))
