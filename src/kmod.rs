@@ -233,6 +233,12 @@ pub struct Packed {
     pub alias: String,
 }
 
+/// The folders above a relative path, outermost first (`a/b/c.ko` -> `a`, `a/b`).
+pub fn parent_dirs(path: &str) -> Vec<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    (1..parts.len()).map(|i| parts[..i].join("/")).collect()
+}
+
 /// The index files an initramfs holds beside the modules, in the order they are listed.
 pub const INDEX_FILES: [&str; 4] = ["modules.dep", "modules.softdep", "modules.alias", "modules.builtin"];
 
@@ -241,16 +247,8 @@ impl Packed {
     /// first), each `.ko` from `moddir`, and the index files from `index_dir`.
     pub fn cpio_lines(&self, version: &str, moddir: &str, index_dir: &str) -> String {
         let m = format!("/lib/modules/{version}");
-        let mut dirs: Vec<String> = self
-            .files
-            .iter()
-            .flat_map(|f| {
-                let parts: Vec<&str> = f.split('/').collect();
-                (1..parts.len()).map(move |i| parts[..i].join("/"))
-            })
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        let mut dirs: Vec<String> =
+            self.files.iter().flat_map(|f| parent_dirs(f)).collect::<HashSet<_>>().into_iter().collect();
         dirs.sort_by_key(|d| (d.matches('/').count(), d.clone()));
         let mut out = format!("dir {m} 0755 0 0\n");
         for d in dirs {

@@ -79,11 +79,6 @@ pub fn initramfs_list(root: &Path, b: &Board, init: &Path, extra_modules: &[&str
     Ok(l)
 }
 
-fn parents(path: &str) -> Vec<String> {
-    let parts: Vec<&str> = path.split('/').collect();
-    (1..parts.len()).map(|i| parts[..i].join("/")).collect()
-}
-
 /// Builds `initramfs.cpio.gz` for the board; returns its path.
 pub fn initramfs(root: &Path, b: &Board) -> Result<PathBuf, String> {
     let tools: Vec<(&str, &str)> = b.tools.iter().map(|(d, h)| (d.as_str(), h.as_str())).collect();
@@ -110,7 +105,7 @@ pub fn initramfs_variant(
     let mut dirs = HashSet::new();
     let files = with_libraries(tools)?;
     for (dest, _) in &files {
-        for d in parents(dest.trim_start_matches('/')) {
+        for d in overlay_init::kmod::parent_dirs(dest.trim_start_matches('/')) {
             if dirs.insert(d.clone()) && !list.contains(&format!("dir /{d} ")) {
                 let _ = writeln!(list, "dir /{d} 0755 0 0");
             }
