@@ -14,7 +14,12 @@ user=oiyocto
 log() { printf '[yocto] %s\n' "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
 
-id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
+# A machine where the user was removed may keep its group: join it rather than fail on it.
+if ! id "$user" >/dev/null 2>&1; then
+  group_arg=(--user-group)
+  getent group "$user" >/dev/null && group_arg=(--gid "$user")
+  useradd --system --create-home --shell /bin/bash "${group_arg[@]}" "$user"
+fi
 if [ ! -d "$work/bitbake" ] || [ ! -d "$work/openembedded-core" ]; then
   rm -rf "$work"; mkdir -p "$work"
   for t in "$shared"/bitbake-*.tar.gz "$shared"/openembedded-core-*.tar.gz; do tar -xzf "$t" -C "$work"; done
