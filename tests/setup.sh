@@ -22,7 +22,8 @@ for p in squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 
          debootstrap:debootstrap rauc:rauc openssl:openssl cryptsetup-bin:/usr/sbin/veritysetup \
          erofs-utils:mkfs.erofs mtd-utils:/usr/sbin/ubinize \
          chrpath:chrpath diffstat:diffstat gawk:gawk cpio:cpio python3-pexpect:/usr/lib/python3/dist-packages/pexpect \
-         locales:locale-gen; do
+         locales:locale-gen cmake:cmake libjson-c-dev:/usr/include/json-c/json.h \
+         libblkid-dev:/usr/include/blkid/blkid.h libbsd-dev:/usr/include/bsd/string.h; do
   [ -e "${p#*:}" ] || command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
 done
 # QEMU's aarch64 firmware-less boot needs nothing more; x86 needs SeaBIOS (pulled by qemu-system-x86).
@@ -134,3 +135,7 @@ if [ ! -x "$KDIR/gen_init_cpio" ]; then
   cc -O2 -o "$KDIR/gen_init_cpio" "$src"/linux-source-*/usr/gen_init_cpio.c
   rm -rf "$src"
 fi
+
+# OpenWRT's procd, ubus, uci, logd and fstools from ../shared/openwrt/, for the flash boards'
+# OpenWRT userspace scenarios (cached in target/openwrt/).
+bash "$(dirname "$0")/openwrt/build.sh"

@@ -42,6 +42,21 @@ impl UbiVol {
     }
 }
 
+/// The volume ID the kernel gives a new volume (UBI_VOL_NUM_AUTO): the lowest one not in use.
+pub fn lowest_free_id(used: impl Iterator<Item = u32>) -> u32 {
+    let mut used: Vec<u32> = used.collect();
+    used.sort_unstable();
+    let mut id = 0;
+    for u in used {
+        if u == id {
+            id += 1;
+        } else if u > id {
+            break;
+        }
+    }
+    id
+}
+
 /// The UBI volumes of every attached UBI device (`/sys/class/ubi/ubiX_Y`), as pseudo devices:
 /// a UBIFS is mounted from the volume, not from a block device.
 pub fn ubi_volumes(sysfs: &Path) -> Vec<BlockDev> {
@@ -282,6 +297,14 @@ fn partuuid(disk: &Path, partn: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_volume_gets_the_lowest_free_id() {
+        assert_eq!(lowest_free_id([].into_iter()), 0);
+        assert_eq!(lowest_free_id([0, 1].into_iter()), 2);
+        assert_eq!(lowest_free_id([1, 0, 3].into_iter()), 2);
+        assert_eq!(lowest_free_id([2, 3].into_iter()), 0);
+    }
 
     #[test]
     fn uevent_fields() {

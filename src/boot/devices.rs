@@ -111,7 +111,8 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool, drivers_in: Driv
             if let (Some(None), Some(DevSpec::Ubi { volume, .. }), Some(n), Some(free)) =
                 (data, &s.data, ubi_data, attached)
             {
-                found.data = new_volume(n, volume, free);
+                let ids = device::ubi_volumes(sysfs).into_iter().filter_map(|v| v.ubi).filter(|u| u.dev == n);
+                found.data = new_volume(n, device::lowest_free_id(ids.map(|u| u.vol)), volume, free);
             }
             for (i, d) in slots.into_iter().enumerate() {
                 let d = d.flatten().cloned();
@@ -312,9 +313,9 @@ fn resolve(
     Ok(Found { root: root.cloned(), data, slots: [None, None], hash: [None, None] })
 }
 
-/// A UBI volume to create on device `ubi`, `free` bytes (all that is left).
-fn new_volume(ubi: u32, volume: &str, free: u64) -> DataState {
-    let vol = device::UbiVol { dev: ubi, vol: 0, name: volume.to_string(), exists: false };
+/// A UBI volume to create on device `ubi` as volume `id`, `free` bytes (all that is left).
+fn new_volume(ubi: u32, id: u32, volume: &str, free: u64) -> DataState {
+    let vol = device::UbiVol { dev: ubi, vol: id, name: volume.to_string(), exists: false };
     let dev = BlockDev { name: format!("ubi{ubi}"), size: free, ubi: Some(Box::new(vol)), ..Default::default() };
     DataState::Found { dev, blank: true, offset: 0 }
 }

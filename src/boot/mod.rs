@@ -51,8 +51,8 @@ pub fn run() -> ! {
         fatal(&Error::Settings(loaded.errors), &settings);
     }
     match boot(&settings, &mut report) {
-        Ok((root, init, args)) => {
-            let e = switch::switch_root(&root, &init, &args);
+        Ok((root, init, args, env)) => {
+            let e = switch::switch_root(&root, &init, &args, &env);
             fatal(&e, &settings)
         }
         Err(e) => fatal(&e, &settings),
@@ -71,7 +71,10 @@ fn read_settings() -> (Settings, crate::config::settings::Loaded) {
 }
 
 /// Everything up to the switch; returns the new root, the init to exec and its arguments.
-fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String>), Error> {
+/// The new root, its init, the init's arguments and the variables added to its environment.
+type Switch = (String, String, Vec<String>, Vec<(String, String)>);
+
+fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Error> {
     // Modules load in the background while the device search waits for the disk: it is used as
     // soon as its driver is in, while the filesystem modules still load.
     report.stage("modules+devices");
@@ -120,7 +123,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     };
 
     report.stage("switch-check");
-    let Some(plan::Step::SwitchRoot { root, inits, args }) = plan.steps.last() else {
+    let Some(plan::Step::SwitchRoot { root, inits, args, env }) = plan.steps.last() else {
         return Err(Error::Plan(plan::PlanError {
             what: "the plan has no switch step".into(),
             hint: "this is a bug".into(),
@@ -150,7 +153,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<(String, String, Vec<String
     report.init = init.clone();
     report.end_stage();
     write_report(report);
-    Ok((root.clone(), init, args.clone()))
+    Ok((root.clone(), init, args.clone(), env.clone()))
 }
 
 /// The module inits' own deadline (`oinit.moduletimeout`), apart from the device wait.

@@ -29,8 +29,8 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
             Step::Fsck { device, budget } => fsck(device, *budget, report),
             Step::Mkfs { device } => mkfs(device),
             Step::AttachLoop { device, offset, link } => attach_appended(device, *offset, link, report),
-            Step::MakeUbiVolume { ubi, name, bytes } => report
-                .kernel(|| crate::sys::ubi::make_volume(ubi, name, *bytes))
+            Step::MakeUbiVolume { ubi, vol_id, name, bytes } => report
+                .kernel(|| crate::sys::ubi::make_volume(ubi, Some(*vol_id), name, *bytes))
                 .map_err(|(call, e)| Error::sys(call, ubi.clone(), e, "check the UBI device's free space (ubinfo)")),
             Step::AddMtdPartition { master, name, offset, length } => {
                 report.kernel(|| crate::sys::mtd::add_partition(master, name, *offset, *length)).map_err(|(call, e)| {

@@ -54,6 +54,8 @@ pub fn carry_size(free: u64, keep_free: u64, leb: u64) -> std::result::Result<u6
 /// The UBI device and volume name of the data, and the mount that makes it the data.
 pub struct Target {
     pub ubi: u32,
+    /// The data volume's ID, kept when it is made again (the mount names it).
+    pub vol: u32,
     pub name: String,
     pub mount: Step,
 }
@@ -64,7 +66,12 @@ impl Target {
         s.ab.recreate?;
         let DataState::Found { dev, .. } = &found.data else { return None };
         let u = dev.ubi.as_ref()?;
-        Some(Target { ubi: u.dev, name: u.name.clone(), mount: Step::Mount(ubi_data_mount(s, u.dev, &u.name)) })
+        Some(Target {
+            ubi: u.dev,
+            vol: u.vol,
+            name: u.name.clone(),
+            mount: Step::Mount(ubi_data_mount(s, u.dev, u.vol)),
+        })
     }
 
     fn dev(&self) -> String {
@@ -130,7 +137,7 @@ pub fn recover(s: &Settings, found: &mut Found, report: &mut Report) -> Result<(
 
 /// Makes the carry volume and fills it: the state record, each slot's kept paths, then the mark.
 fn fill_carry(s: &Settings, t: &Target, bytes: u64) -> Result<()> {
-    ubi::make_volume(&t.dev(), CARRY_VOLUME, bytes)
+    ubi::make_volume(&t.dev(), None, CARRY_VOLUME, bytes)
         .map_err(|(call, e)| Error::sys(call, t.dev(), e, "check the UBI device's free space (ubinfo)"))?;
     durable();
     log::info!("factory reset: carry volume {CARRY_VOLUME} made, {bytes} bytes");
@@ -153,7 +160,7 @@ fn fill_carry(s: &Settings, t: &Target, bytes: u64) -> Result<()> {
         }
         let to = carry.join("slots").join(slot.name()).join("upper");
         std::fs::create_dir_all(&to).map_err(|e| io("mkdir", &to, &e))?;
-        for k in upper::keep_list(&s.ab.keep, &s.ab.keep_file, &from) {
+        for k in upper::reset_keep_list(&s.ab, &from) {
             upper::carry_one(&k, &from, &to).map_err(|e| io("copy", &from.join(k.trim_start_matches('/')), &e))?;
         }
     }
@@ -176,7 +183,7 @@ fn finish(s: &Settings, t: &Target, report: &mut Report) -> Result<()> {
         log::warn!("factory reset: removed UBI volume {} ({})", t.name, old.name);
     }
     let free = device::ubi_free(Path::new("/sys"), t.ubi).unwrap_or(0);
-    ubi::make_volume(&t.dev(), &t.name, free).map_err(|(call, e)| Error::sys(call, t.dev(), e, hint))?;
+    ubi::make_volume(&t.dev(), Some(t.vol), &t.name, free).map_err(|(call, e)| Error::sys(call, t.dev(), e, hint))?;
     durable();
     mounts::run(std::slice::from_ref(&t.mount), report).map_err(|e| *e.error)?;
     let carry = Path::new(CARRY_DIR);

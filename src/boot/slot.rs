@@ -153,9 +153,9 @@ fn factory_reset(s: &Settings, base: &Path, tag: &str, boot: u32, why: &str, rep
             upper::move_aside(base, slot.name(), &original)?;
         }
         let from = base.join(upper::TRASH).join(&original).join("upper");
-        // The same keep-list as every other operation: the board's paths and those the keep
-        // file in the old upper lists (OpenWRT's sysupgrade.conf).
-        let keep = if from.is_dir() { upper::keep_list(&s.ab.keep, &s.ab.keep_file, &from) } else { Vec::new() };
+        // The board's paths and (unless oinit.resetkeepfile=0) those the keep file in the old
+        // upper lists, as for an update.
+        let keep = if from.is_dir() { upper::reset_keep_list(&s.ab, &from) } else { Vec::new() };
         if !keep.is_empty() {
             let n = upper::carry(&keep, &from, &base.join(slot.name()).join("upper"));
             log::info!("factory reset: {n} kept entries carried into slot {}", slot.name());

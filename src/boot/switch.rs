@@ -83,9 +83,9 @@ fn init_environment() -> Vec<(OsString, OsString)> {
 /// Everything that reads input or can fail for a reason other than the kernel refusing a call
 /// (the environment, the command, the log line) is done before `prepare`, which deletes the
 /// initramfs: after that point there is no file to fall back to, so only syscalls remain.
-pub fn switch_root(root: &str, init: &str, args: &[String]) -> Error {
+pub fn switch_root(root: &str, init: &str, args: &[String], env: &[(String, String)]) -> Error {
     let mut command = Command::new(init);
-    command.args(args).env_clear().envs(init_environment());
+    command.args(args).env_clear().envs(init_environment()).envs(env.iter().map(|(k, v)| (k, v)));
     let shown: Vec<&str> = std::iter::once(init).chain(args.iter().map(String::as_str)).collect();
     let line = format!("exec {} (peak memory VmHWM {} kB)", shown.join(" "), peak_memory_kb());
     if let Err(e) = prepare(root) {

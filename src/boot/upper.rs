@@ -4,6 +4,7 @@
 //! boot path.
 
 use crate::boot::error::{Error, Result};
+use crate::config::ab::AbSettings;
 use crate::fs::careful;
 use crate::fs::copy;
 use rustix::fs::{fsync, open, Mode, OFlags};
@@ -84,6 +85,16 @@ pub fn keep_list(board: &[String], keep_file: &str, old_upper: &Path) -> Vec<Str
     list.sort();
     list.dedup();
     list
+}
+
+/// What a factory reset carries from an old upper: the board's paths, and the keep file's unless
+/// `oinit.resetkeepfile=0` (OpenWRT's firstboot keeps nothing of sysupgrade.conf).
+pub fn reset_keep_list(ab: &AbSettings, old_upper: &Path) -> Vec<String> {
+    if ab.reset_keeps_file {
+        keep_list(&ab.keep, &ab.keep_file, old_upper)
+    } else {
+        ab.keep.clone()
+    }
 }
 
 /// The paths of a keep file: one absolute path per line, `#` comments and blank lines skipped.
@@ -269,6 +280,24 @@ mod tests {
             assert_eq!(&v[..n], b"y");
         }
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn reset_keeps_the_keep_file_unless_told_not_to() {
+        let upper = std::env::temp_dir().join(format!("oi-reset-keep-{}", std::process::id()));
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(upper.join("etc/sysupgrade.conf"), "/etc/config/\n").unwrap();
+        let mut ab = AbSettings {
+            keep: vec!["/etc/dropbear".into()],
+            keep_file: "/etc/sysupgrade.conf".into(),
+            ..Default::default()
+        };
+        assert_eq!(reset_keep_list(&ab, &upper), ["/etc/config/", "/etc/dropbear", "/etc/sysupgrade.conf"]);
+        // OpenWRT's firstboot: the board's paths only; an update still reads the file.
+        ab.reset_keeps_file = false;
+        assert_eq!(reset_keep_list(&ab, &upper), ["/etc/dropbear"]);
+        assert_eq!(keep_list(&ab.keep, &ab.keep_file, &upper).len(), 3);
+        std::fs::remove_dir_all(&upper).unwrap();
     }
 
     #[test]

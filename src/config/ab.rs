@@ -50,6 +50,10 @@ pub struct AbSettings {
     pub rules: Rules,
     /// The file in the old upper that adds to the keep-list (`/etc/sysupgrade.conf` on OpenWRT).
     pub keep_file: String,
+    /// Whether a factory reset carries what the keep file lists too (`oinit.resetkeepfile`, on
+    /// by default). Off is OpenWRT's `firstboot`, which keeps nothing of sysupgrade.conf: only
+    /// the board's `oinit.keep=` paths survive a reset, the keep file still applies to updates.
+    pub reset_keeps_file: bool,
     /// `oinit.state=1` on a board with one image: the state record without slots, for factory
     /// reset, mark-good bookkeeping and a fresh upper (plus keep-list) when the image changes.
     pub single: bool,
@@ -77,6 +81,7 @@ impl Default for AbSettings {
             carry: Carry::Reconcile,
             rules: Rules::default(),
             keep_file: "/etc/overlay-init.keep".into(),
+            reset_keeps_file: true,
             single: false,
             watchdog: None,
             watchdog_timeout: 60,
@@ -109,6 +114,7 @@ impl AbSettings {
             "latefallback" => self.late_fallback = flag(v)?,
             "state" => self.single = flag(v)?,
             "keepfile" => self.keep_file = abs_path(need(v)?)?,
+            "resetkeepfile" => self.reset_keeps_file = flag(v)?,
             "factoryreset" => self.factory_reset = flag(v)?,
             "resetcycles" => {
                 self.reset_cycles = need(v)?.parse().map_err(|_| "must be a count of boots from 0 (off) to 255")?

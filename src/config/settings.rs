@@ -61,6 +61,10 @@ pub struct Settings {
     /// OpenWRT's mount points in the new root: the lower at /rom, the directory holding upper
     /// and work at /overlay (what `df /overlay`, LuCI and sysupgrade look at).
     pub openwrt: bool,
+    /// OpenWRT's `failsafe=` on the command line (what a router's bootloader sets when the
+    /// reset button is held): with `openwrt`, the same as `oinit.failsafe`, so the overlay and
+    /// OpenWRT's preinit agree on failsafe.
+    openwrt_failsafe: bool,
     /// The kernel's `mtdparts=`, added with BLKPG where the kernel has no parser for it.
     pub mtdparts: Vec<crate::flash::mtdparts::Table>,
     /// The MTD partition the init attaches as a UBI device (`oinit.ubi=NAME`), unless the
@@ -113,6 +117,7 @@ impl Default for Settings {
             module_params: Vec::new(),
             cmdline_params: 0,
             openwrt: false,
+            openwrt_failsafe: false,
             ubi_mtd: None,
             mtdparts: Vec::new(),
             timeout: 10,
@@ -171,6 +176,7 @@ impl Settings {
         if !words.init_args.is_empty() {
             s.init_args = words.init_args;
         }
+        s.failsafe |= s.openwrt && s.openwrt_failsafe;
         s.validate(&mut out);
         (s, out)
     }
@@ -205,6 +211,10 @@ impl Settings {
             "init" => self.init = Some(abs_path(need(v)?)?),
             "mtdparts" => self.mtdparts = crate::flash::mtdparts::parse(need(v)?)?,
             "ro" => self.read_only = true,
+            "failsafe" => {
+                self.openwrt_failsafe = true;
+                return Ok(false);
+            }
             "rw" => self.read_only = false,
             _ if !key.starts_with(PREFIX) && key.contains('.') => {
                 // Only kept when its module loads; anything else dotted is not ours to judge.
@@ -528,6 +538,15 @@ mod tests {
         assert!(s.read_only);
         assert_eq!(s.init_candidates(), vec!["/bin/sh"]);
         assert_eq!(s.init_args, vec!["-x"]);
+    }
+
+    #[test]
+    fn openwrt_failsafe_key_means_failsafe_only_on_openwrt_boards() {
+        let failsafe = |config: &str, cmdline: &str| Settings::load(config, cmdline).0.failsafe;
+        assert!(failsafe("oinit.openwrt=1", "failsafe=true"));
+        assert!(failsafe("", "failsafe=1 oinit.openwrt=1"));
+        assert!(!failsafe("", "failsafe=1"));
+        assert!(!failsafe("oinit.openwrt=1", ""));
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn mtd_data(s: &Settings, dev: &BlockDev, offset: u64, p: &mut Plan) -> Option<S
     Some(device)
 }
 
-/// Data on a UBIFS volume (NAND), mounted as `ubiN:NAME`. A volume the UBI device lacks (the
+/// Data on a UBIFS volume (NAND), mounted as `/dev/ubiN_V`. A volume the UBI device lacks (the
 /// first boot after flashing) is created with the space left, and UBIFS formats it at mount.
 fn ubi_data(s: &Settings, dev: &BlockDev, p: &mut Plan) -> Option<String> {
     let u = dev.ubi.as_ref()?;
@@ -132,15 +132,23 @@ fn ubi_data(s: &Settings, dev: &BlockDev, p: &mut Plan) -> Option<String> {
     }
     if !u.exists {
         let bytes = new_volume_bytes(dev.size, s.ab.recreate);
-        p.steps.push(Step::MakeUbiVolume { ubi: format!("/dev/ubi{}", u.dev), name: u.name.clone(), bytes });
+        p.steps.push(Step::MakeUbiVolume {
+            ubi: format!("/dev/ubi{}", u.dev),
+            vol_id: u.vol,
+            name: u.name.clone(),
+            bytes,
+        });
     }
-    p.steps.push(Step::Mount(ubi_data_mount(s, u.dev, &u.name)));
+    p.steps.push(Step::Mount(ubi_data_mount(s, u.dev, u.vol)));
     Some(device)
 }
 
-/// The mount of a UBIFS data volume (the boot's, and the one a recreating factory reset makes).
-pub fn ubi_data_mount(s: &Settings, ubi: u32, name: &str) -> Mount {
-    let mut mount = data_mount(s, &format!("ubi{ubi}:{name}"), "noatime");
+/// The mount of a UBIFS data volume (the boot's, and the one a recreating factory reset makes),
+/// by its device node: OpenWRT's fstools tells a mounted rootfs_data by that name in
+/// /proc/self/mountinfo, and a `mount_root` that finds it there leaves it alone instead of
+/// mounting it a second time and erasing what it calls an unfinished overlay.
+pub fn ubi_data_mount(s: &Settings, ubi: u32, vol: u32) -> Mount {
+    let mut mount = data_mount(s, &format!("/dev/ubi{ubi}_{vol}"), "noatime");
     mount.fstype = if s.data_fstype == "ext4" { "ubifs" } else { s.data_fstype.as_str() }.into();
     mount
 }

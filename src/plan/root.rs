@@ -65,6 +65,9 @@ pub fn decide(s: &Settings, found: &Found) -> Result<Plan, PlanError> {
         root: paths::NEWROOT.into(),
         inits: s.init_candidates(),
         args: s.init_args.clone(),
+        // OpenWRT's preinit skips its own mount_root when an initramfs says it built the root
+        // (base-files' 80_mount_root: `[ "$INITRAMFS" = "1" ] || ... do_mount_root`).
+        env: if s.openwrt { vec![("INITRAMFS".into(), "1".into())] } else { Vec::new() },
     });
     Ok(p)
 }

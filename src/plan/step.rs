@@ -123,9 +123,10 @@ pub enum Step {
         offset: u64,
         length: u64,
     },
-    /// Creates UBI volume `name` of `bytes` bytes on `ubi` (`/dev/ubiN`).
+    /// Creates UBI volume `name` of `bytes` bytes on `ubi` (`/dev/ubiN`) as volume `vol_id`.
     MakeUbiVolume {
         ubi: String,
+        vol_id: u32,
         name: String,
         bytes: u64,
     },
@@ -146,6 +147,8 @@ pub enum Step {
         root: String,
         inits: Vec<String>,
         args: Vec<String>,
+        /// Variables the real init gets besides the kernel's (OpenWRT's `INITRAMFS=1`).
+        env: Vec<(String, String)>,
     },
     /// Writes the state record as it is after the steps before (A/B); a `critical` write that
     /// fails hands the boot to the plan for that case, any other is a warning.
@@ -267,9 +270,10 @@ impl fmt::Display for Step {
             Step::AttachLoop { device, offset, link } => {
                 write!(f, "attach {device} from byte {offset} to a read-write loop device, linked as {link}")
             }
-            Step::MakeUbiVolume { ubi, name, bytes } => {
-                write!(f, "create UBI volume {name} on {ubi}, {bytes} bytes (UBI_IOCMKVOL; UBIFS formats it at mount)")
-            }
+            Step::MakeUbiVolume { ubi, vol_id, name, bytes } => write!(
+                f,
+                "create UBI volume {name} on {ubi} as volume {vol_id}, {bytes} bytes (UBI_IOCMKVOL; UBIFS formats it at mount)"
+            ),
             Step::AddMtdPartition { master, name, offset, length } => write!(
                 f,
                 "add MTD partition {name} to {master} from byte {offset}, {length} bytes (BLKPG_ADD_PARTITION)"
@@ -304,10 +308,13 @@ impl fmt::Display for Step {
             Step::PrepareUpper { upper, work } => {
                 write!(f, "prepare upper {upper} (0755) and work {work} (0700, emptied)")
             }
-            Step::SwitchRoot { root, inits, args } => {
+            Step::SwitchRoot { root, inits, args, env } => {
                 write!(f, "switch root to {root}, exec the first of {}", inits.join(" "))?;
                 if !args.is_empty() {
                     write!(f, " with arguments {}", args.join(" "))?;
+                }
+                for (k, v) in env {
+                    write!(f, ", {k}={v} in its environment")?;
                 }
                 Ok(())
             }

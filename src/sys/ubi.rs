@@ -101,15 +101,19 @@ pub fn start_update(fd: &impl AsRawFd, bytes: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Creates dynamic volume `name` of `bytes` bytes on UBI device `ubi` (`/dev/ubiN`). UBIFS
-/// formats an empty volume itself at its first mount.
-pub fn make_volume(ubi: &str, name: &str, bytes: u64) -> Result<(), (&'static str, Errno)> {
+/// Creates dynamic volume `name` of `bytes` bytes on UBI device `ubi` (`/dev/ubiN`), as volume
+/// `vol_id` (None: the lowest free ID, the kernel's choice). UBIFS formats an empty volume
+/// itself at its first mount.
+pub fn make_volume(ubi: &str, vol_id: Option<u32>, name: &str, bytes: u64) -> Result<(), (&'static str, Errno)> {
     if name.is_empty() || name.len() > UBI_MAX_VOLUME_NAME {
         return Err(("volume name", Errno::NAMETOOLONG));
     }
     let fd = open(ubi, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ("open", e))?;
     let mut req = MkvolReq {
-        vol_id: UBI_VOL_NUM_AUTO,
+        vol_id: match vol_id {
+            Some(id) => i32::try_from(id).map_err(|_| ("volume ID", Errno::INVAL))?,
+            None => UBI_VOL_NUM_AUTO,
+        },
         alignment: 1,
         bytes: i64::try_from(bytes).map_err(|_| ("bytes", Errno::INVAL))?,
         vol_type: UBI_DYNAMIC_VOLUME,
@@ -156,6 +160,6 @@ mod tests {
         assert_eq!(std::mem::size_of::<AttachReq>(), 24);
         assert_eq!(UBI_IOCATT, 0x4018_6f40);
         assert_eq!(UBI_IOCVOLCRBLK, 0x4080_4f07);
-        assert_eq!(make_volume("/nonexistent", "", 1), Err(("volume name", Errno::NAMETOOLONG)));
+        assert_eq!(make_volume("/nonexistent", None, "", 1), Err(("volume name", Errno::NAMETOOLONG)));
     }
 }

@@ -11,6 +11,7 @@ pub mod nand;
 pub mod nor;
 pub mod openwrt;
 pub mod powercut;
+pub mod procd;
 pub mod qemu;
 pub mod verity;
 

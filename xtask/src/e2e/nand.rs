@@ -11,12 +11,13 @@ use crate::image::flash;
 use crate::sh;
 use std::time::Duration;
 
-pub const SCENARIOS: [Scenario; 5] = [
+pub const SCENARIOS: [Scenario; 6] = [
     ("openwrt-nand-ubi", nand_flash, Needs::Nothing),
     ("openwrt-nand-128k-eraseblocks", nand_128k, Needs::Nothing),
     ("openwrt-nand-ab-install", nand_ab, Needs::Nothing),
     ("openwrt-nand-recreate-reset", nand_recreate, Needs::Nothing),
     ("openwrt-nand-nandsim-bad-blocks-and-bitflips", nandsim, Needs::Nothing),
+    crate::e2e::procd::NAND,
 ];
 
 /// The physical eraseblock of the emulated flash (block2mtd's erase size here).
@@ -102,8 +103,9 @@ pub fn nand_flash(ctx: &Ctx<'_>) -> Result<(), String> {
     contains(&b, "attached MTD partition ubi (mtd0) as UBI device ubi0")?;
     contains(&b, "UBI volume rootfs_a (ubi0_0) readable as /dev/ubiblock0_0")?;
     contains(&b, "UBI volume rootfs_b (ubi0_1) readable as /dev/ubiblock0_1")?;
-    contains(&b, "create UBI volume rootfs_data on /dev/ubi0")?;
-    contains(&b, "mount ubi0:rootfs_data on /run/overlay-init/data type ubifs")?;
+    contains(&b, "create UBI volume rootfs_data on /dev/ubi0 as volume 2")?;
+    // By its device node, the name OpenWRT's fstools looks for in /proc/self/mountinfo.
+    contains(&b, "mount /dev/ubi0_2 on /run/overlay-init/data type ubifs")?;
     contains(&b, "mount /dev/ubiblock0_0 on /run/overlay-init/lower type squashfs")?;
     want(&b, "counter", "1")?;
     want(&b, "rom", "a")?;

@@ -10,7 +10,7 @@ use crate::e2e::harness::{booted, contains, failed_with, want, Ctx, Needs, Scena
 use crate::e2e::qemu::Boot;
 use std::path::Path;
 
-pub const SCENARIOS: [Scenario; 1] = [("openwrt-nor-flash", nor_flash, Needs::Nothing)];
+pub const SCENARIOS: [Scenario; 2] = [("openwrt-nor-flash", nor_flash, Needs::Nothing), crate::e2e::procd::NOR];
 
 const ERASE: usize = 64 << 10;
 /// Where the firmware partition starts: after u-boot, u-boot-env and factory.

@@ -10,15 +10,20 @@ use std::path::{Path, PathBuf};
 
 /// Builds the board's disk image at `out`.
 pub fn build(root: &Path, b: &Board, out: &Path) -> Result<(), String> {
+    // Both test images, built once: the disk and the tests that compare against them must see
+    // the same bytes (mksquashfs stamps each build with its time).
+    let sqfs = [image::rootfs(root, b, "a")?, image::rootfs(root, b, "b")?];
+    build_with(root, b, &sqfs, out)
+}
+
+/// The board's disk image at `out` with other root images (`sqfs`: images a and b).
+pub fn build_with(root: &Path, b: &Board, sqfs: &[PathBuf; 2], out: &Path) -> Result<(), String> {
     let dir = b.out_dir(root);
     let inputs = dir.join("inputs");
     let _ = std::fs::remove_dir_all(&inputs);
     std::fs::create_dir_all(&inputs).map_err(|e| e.to_string())?;
-    // Both test images, built once: the disk and the tests that compare against them must see
-    // the same bytes (mksquashfs stamps each build with its time).
-    let sqfs = [image::rootfs(root, b, "a")?, image::rootfs(root, b, "b")?];
     for name in needed(b) {
-        let made = input(root, b, &sqfs, &name, &inputs.join(&name))
+        let made = input(root, b, sqfs, &name, &inputs.join(&name))
             .map_err(|e| format!("board {}: input {name} of genimage.cfg: {e}", b.name))?;
         if let Some(p) = b.layout.holding(&name).filter(|p| p.size.is_some_and(|s| made > s)) {
             return Err(format!(

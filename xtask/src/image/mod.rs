@@ -150,8 +150,21 @@ pub fn rootfs(root: &Path, b: &Board, variant: &str) -> Result<PathBuf, String> 
 
 /// The test system with more files (`(path inside, host path)`, programs with their libraries).
 pub fn rootfs_with(root: &Path, b: &Board, variant: &str, extra: &[(&str, &str)]) -> Result<PathBuf, String> {
+    let name = format!("rootfs-{variant}");
+    let dir = rootfs_tree(root, b, variant, &name, extra)?;
+    squash(&dir, variant, &b.out_dir(root).join(format!("{name}.sqfs")))
+}
+
+/// The test system's tree as `target/boards/BOARD/NAME/`, for a test to add to before squashing.
+pub fn rootfs_tree(
+    root: &Path,
+    b: &Board,
+    variant: &str,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Result<PathBuf, String> {
     let out = b.out_dir(root);
-    let dir = out.join(format!("rootfs-{variant}"));
+    let dir = out.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     for d in ["bin", "sbin", "usr/bin", "etc", "proc", "sys", "dev", "run", "tmp", "var/lib", "mnt"] {
         std::fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
@@ -218,7 +231,11 @@ pub fn rootfs_with(root: &Path, b: &Board, variant: &str, extra: &[(&str, &str)]
         std::fs::create_dir_all(to.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;
         std::fs::copy(&host, &to).map_err(|e| format!("{host}: {e}"))?;
     }
-    let img = out.join(format!("rootfs-{variant}.sqfs"));
+    Ok(dir)
+}
+
+/// Squashes a test tree into `img`.
+pub fn squash(dir: &Path, variant: &str, img: &Path) -> Result<PathBuf, String> {
     // A fixed build time per image, as a reproducible build from a release's commit would have:
     // the same image every time, and two releases that differ even when they are the same size
     // (the init tells images apart by their superblock).
@@ -226,7 +243,7 @@ pub fn rootfs_with(root: &Path, b: &Board, variant: &str, extra: &[(&str, &str)]
         "a" => "1700000000",
         _ => "1700086400",
     };
-    sh::run(sh::cmd("mksquashfs").arg(&dir).arg(&img).args([
+    sh::run(sh::cmd("mksquashfs").arg(dir).arg(img).args([
         "-noappend",
         "-all-root",
         "-quiet",
@@ -234,7 +251,7 @@ pub fn rootfs_with(root: &Path, b: &Board, variant: &str, extra: &[(&str, &str)]
         "-mkfs-time",
         mkfs_time,
     ]))?;
-    Ok(img)
+    Ok(img.to_path_buf())
 }
 
 /// A partition of the board's disk as sfdisk placed it.
