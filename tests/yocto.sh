@@ -90,3 +90,13 @@ grep -q "no board settings: set OVERLAY_INIT_BOARD" "$work/skip.err" "$work/skip
   { cat "$work/skip.err" >&2; fail "the skip reason is not shown"; }
 
 log "PASS: the layer parses with OE-Core and its recipes expand"
+
+# `tests/yocto.sh --check-layer`: OE-Core's own yocto-check-layer on top (about 10 minutes: it
+# builds world's task signatures with and without the layer), outside the suite's time budget.
+if [ "${1:-}" = --check-layer ]; then
+  log "yocto-check-layer (the layer under test must not be in bblayers.conf: removed first)"
+  as_user "bitbake-layers remove-layer '$layer' >/dev/null && yocto-check-layer --no-auto-dependency '$layer'" \
+    >"$work/check-layer.log" 2>&1 || { tail -40 "$work/check-layer.log" >&2; fail "yocto-check-layer"; }
+  grep -E '^INFO: (test_|  \.\.\. |Ran )' "$work/check-layer.log" | paste - - | sed 's/INFO: //g' >&2
+  log "PASS: yocto-check-layer"
+fi
