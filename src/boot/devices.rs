@@ -121,6 +121,18 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool, drivers_in: Driv
                     _ => found.hash[i - 2] = d,
                 }
             }
+            // Neither slot partition after the wait: the disk itself is missing, most often its
+            // driver. Said with what the search saw, not as the second slot's absence.
+            if let [Some(SlotSource::Partition(a)), Some(SlotSource::Partition(b))] = &s.ab.slots {
+                if wait && found.slots.iter().all(Option::is_none) {
+                    return Err(Error::DeviceNotFound {
+                        what: "A/B slot",
+                        spec: format!("{a} (oinit.a) or {b} (oinit.b)"),
+                        waited: (now.saturating_sub(start) / 1_000_000) as u32,
+                        saw: devs.iter().map(|d| d.to_string()).collect(),
+                    });
+                }
+            }
             return Ok(found);
         }
         match &events {

@@ -14,6 +14,8 @@ out=$top/target/openwrt
 log() { printf '[openwrt] %s\n' "$*" >&2; }
 
 [ -f "$out/root.done" ] && exit 0
+compgen -G "$shared/*.tar.gz" >/dev/null ||
+  { log "no OpenWRT sources in $shared (set SHARED= to the folder holding openwrt/)"; exit 1; }
 need=()
 for p in cmake pkg-config libjson-c-dev libblkid-dev libbsd-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -3,7 +3,7 @@
 //! the EVK's device tree from the board's own genimage image, attached to the third SD host
 //! (the EVK's eMMC) and found by its GPT partition names.
 
-use crate::e2e::harness::{booted, contains, want, Ctx};
+use crate::e2e::harness::{booted, contains, failed_with, want, Ctx};
 use crate::e2e::qemu::Boot;
 
 /// The EVK's four cores, as the SoC has them: the uSDHC driver after the modules it needs (the
@@ -27,6 +27,22 @@ pub fn emmc_on_four_cores(ctx: &Ctx<'_>) -> Result<(), String> {
     booted(&b)?;
     want(&b, "cpus", "1")?;
     want(&b, "counter", "2")
+}
+
+/// A kernel whose uSDHC driver is not in `oinit.modules` (a vendor kernel's settings on
+/// Debian's, say): the eMMC never appears, and the boot fails naming what it waited for, what it
+/// saw (no block device at all) and where the driver belongs, then reboots by itself; nothing on
+/// the card is touched.
+pub fn no_usdhc_driver(ctx: &Ctx<'_>) -> Result<(), String> {
+    let disk = ctx.fresh_disk("evk-no-usdhc")?;
+    let settings = "oinit.modules=squashfs,ext4,overlay,imx2_wdt oinit.timeout=5 oinit.rebootdelay=1";
+    let b = ctx.boot(&disk, settings, "evk-no-usdhc")?;
+    failed_with(&b, "A/B slot device PARTLABEL=rootfs_a (oinit.a) or PARTLABEL=rootfs_b (oinit.b) not found after")?;
+    contains(&b, "saw: no block devices (is the disk driver in oinit.modules?)")?;
+    if std::fs::read(&disk).map_err(|e| e.to_string())? != std::fs::read(&ctx.pristine).map_err(|e| e.to_string())? {
+        return Err("the card changed although no partition was found".into());
+    }
+    Ok(())
 }
 
 /// `module` was loaded (its line in the boot report) after each of `deps`.

@@ -371,8 +371,9 @@ fn want_report(b: &Boot, text: &str) -> Result<(), String> {
 
 /// The imx8 board on QEMU's i.MX 8M Plus EVK: its own first boot, then the A/B, reset, watchdog
 /// and verity scenarios of the qemu-* boards on the board's own slots (`rootfs_a`, `rootfs_b`).
-const IMX8: [Scenario; 6] = [
+const IMX8: [Scenario; 7] = [
     ("imx8-evk-emmc-four-cores", crate::e2e::imx8::emmc_on_four_cores, Needs::Nothing),
+    ("imx8-evk-no-usdhc-driver", crate::e2e::imx8::no_usdhc_driver, Needs::Nothing),
     ("imx8-evk-ab-trial-and-rollback", ab::trial_and_rollback, Needs::Nothing),
     ("imx8-evk-factory-reset", ab::factory_reset, Needs::Nothing),
     ("imx8-evk-watchdog-rollback", ab::watchdog, Needs::Watchdog),
