@@ -97,6 +97,7 @@ if [ "${1:-}" = --check-layer ]; then
   log "yocto-check-layer (the layer under test must not be in bblayers.conf: removed first)"
   as_user "bitbake-layers remove-layer '$layer' >/dev/null && yocto-check-layer --no-auto-dependency '$layer'" \
     >"$work/check-layer.log" 2>&1 || { tail -40 "$work/check-layer.log" >&2; fail "yocto-check-layer"; }
-  grep -E '^INFO: (test_|  \.\.\. |Ran )' "$work/check-layer.log" | paste - - | sed 's/INFO: //g' >&2
+  # Each test's name, then its result on the next line.
+  grep -E '^INFO: (test_|setUpClass| \.\.\. )' "$work/check-layer.log" | sed 's/^INFO: *//' | paste - - >&2
   log "PASS: yocto-check-layer"
 fi
