@@ -1,7 +1,7 @@
 //! OpenWRT's own userspace on the flash boards: procd (with its preinit `init`), ubusd, logd,
-//! uci and fstools' `mount_root` and `factoryreset`, built from ../shared/openwrt/ by
-//! tests/openwrt/build.sh, in a test image whose base-files part (preinit, the boot, done and
-//! test init scripts) is tests/openwrt/rootfs/. The initramfs is the board's own.
+//! uci and fstools' `mount_root`, built from ../shared/openwrt/ by tests/openwrt/build.sh, in a
+//! test image whose base-files part (preinit, the boot, done and test init scripts) is
+//! tests/openwrt/rootfs/. The initramfs is the board's own. docs/openwrt.md has the findings.
 
 use crate::e2e::harness::{contains, want, Ctx, Needs, Scenario};
 use crate::e2e::qemu::Boot;
