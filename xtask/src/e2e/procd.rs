@@ -81,10 +81,21 @@ fn nor(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "hostname", "oitest-changed")
 }
 
-/// On NAND (A/B on UBI volumes, UBIFS rootfs_data): the common scenario.
+/// On NAND (A/B on UBI volumes, UBIFS rootfs_data): the common scenario, then a sysupgrade as
+/// A/B does it: image b installed into the other slot by `overlay-init install`; with
+/// `oinit.carry=keeplist` (sysupgrade's semantics: the keep-list, not the whole upper) the next
+/// boot is image b with /etc/config kept and nothing else.
 fn nand(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = procd_flash(ctx)?;
-    common(ctx, &disk, "nand")
+    common(ctx, &disk, "nand")?;
+    let b = procd_boot(ctx, &disk, "oitest=uci-set,upgrade-other", "procd-nand-upgrade-1")?;
+    want(&b, "slot", "a")?;
+    want(&b, "install-exit", "0")?;
+    let b = procd_boot(ctx, &disk, "oinit.carry=keeplist", "procd-nand-upgrade-2")?;
+    want(&b, "slot", "b")?;
+    want(&b, "image", "b")?;
+    want(&b, "counter", "1")?;
+    want(&b, "hostname", "oitest-changed")
 }
 
 const ERASE: usize = 64 << 10;
