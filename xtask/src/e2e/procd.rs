@@ -51,26 +51,27 @@ fn procd_image(ctx: &Ctx<'_>, variant: &str) -> Result<PathBuf, String> {
     image::squash(&dir, variant, &b.out_dir(root).join(format!("{name}.sqfs")))
 }
 
-/// The board's flash image with the OpenWRT test system in it (both slots on NAND).
-fn procd_flash(ctx: &Ctx<'_>) -> Result<PathBuf, String> {
+/// The board's flash image with the OpenWRT test system in it (both slots on NAND), and the
+/// two images.
+fn procd_flash(ctx: &Ctx<'_>) -> Result<(PathBuf, [PathBuf; 2]), String> {
     let sqfs = [procd_image(ctx, "a")?, procd_image(ctx, "b")?];
     let disk = ctx.work.join("procd-pristine.img");
     image::disk::build_with(ctx.root, ctx.board, &sqfs, &disk)?;
-    Ok(disk)
+    Ok((disk, sqfs))
 }
 
 /// On NOR: the common scenario, then a sysupgrade (image b written over the squashfs, as
 /// sysupgrade does on NOR) that keeps /etc/config through sysupgrade.conf and nothing else.
 fn nor(ctx: &Ctx<'_>) -> Result<(), String> {
-    let disk = procd_flash(ctx)?;
+    let (disk, sqfs) = procd_flash(ctx)?;
     common(ctx, &disk, "nor")?;
     let b = procd_boot(ctx, &disk, "oitest=uci-set", "procd-nor-upgrade-1")?;
     want(&b, "hostname", "OpenWrt")?;
     let firmware: u64 =
         ctx.board.layout.partitions.iter().take_while(|p| p.name != "firmware").map(|p| p.size.unwrap_or(0)).sum();
-    let out = ctx.board.out_dir(ctx.root);
-    let (a, new) = (read(&out.join("procd-rootfs-a.sqfs"))?, read(&out.join("procd-rootfs-b.sqfs"))?);
-    if a.len().div_ceil(ERASE) != new.len().div_ceil(ERASE) {
+    let erase = ctx.board.layout.pebsize().ok_or("genimage.cfg has no flash pebsize")?;
+    let (a, new) = (read(&sqfs[0])?, read(&sqfs[1])?);
+    if (a.len() as u64).div_ceil(erase) != (new.len() as u64).div_ceil(erase) {
         return Err("images a and b end in different erase blocks: rootfs_data would move".into());
     }
     image::write_at(&disk, firmware, &new)?;
@@ -86,7 +87,7 @@ fn nor(ctx: &Ctx<'_>) -> Result<(), String> {
 /// `oinit.carry=keeplist` (sysupgrade's semantics: the keep-list, not the whole upper) the next
 /// boot is image b with /etc/config kept and nothing else.
 fn nand(ctx: &Ctx<'_>) -> Result<(), String> {
-    let disk = procd_flash(ctx)?;
+    let (disk, _) = procd_flash(ctx)?;
     common(ctx, &disk, "nand")?;
     let b = procd_boot(ctx, &disk, "oitest=uci-set,upgrade-other", "procd-nand-upgrade-1")?;
     want(&b, "slot", "a")?;
@@ -97,8 +98,6 @@ fn nand(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "counter", "1")?;
     want(&b, "hostname", "oitest-changed")
 }
-
-const ERASE: usize = 64 << 10;
 
 fn read(p: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
