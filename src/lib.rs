@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod flash;
 pub mod fs;
+pub mod kexec;
 pub mod kmod;
 pub mod plan;
 pub mod reconcile;

@@ -7,6 +7,7 @@ pub mod early;
 pub mod error;
 pub mod fatal;
 pub mod image;
+pub mod kexec;
 pub mod logger;
 pub mod modules;
 pub mod mounts;
@@ -80,6 +81,16 @@ fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Error> {
     report.stage("modules+devices");
     let release = rustix::system::uname().release().to_string_lossy().into_owned();
     crate::plan::kernel::check(&release).map_err(Error::Plan)?;
+    report.kernel = release.clone();
+    if let Some(st2) = &s.kexec.stage2 {
+        log::info!(
+            "stage two of a kernel hand-over: slot {} chosen by stage one on {} ({} ms), booted on {release}",
+            st2.slot.name(),
+            st2.from_release,
+            st2.stage1_ms
+        );
+        report.stage1 = Some((st2.from_release.clone(), st2.stage1_ms));
+    }
     let moddir = Path::new("/lib/modules").join(&release);
     let index = modules::read_index(&moddir);
     let steps = index.plan(&s.boot_modules()).map_err(|what| {

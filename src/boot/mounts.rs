@@ -54,7 +54,8 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
             | Step::FactoryReset { .. }
             | Step::NewUpper(_)
             | Step::CarryKeepList { .. }
-            | Step::DeleteTrash { .. } => continue,
+            | Step::DeleteTrash { .. }
+            | Step::Kexec { .. } => continue,
         };
         let role = step.role();
         result.map_err(|error| StepError { role, error: Box::new(error) })?;

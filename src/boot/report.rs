@@ -50,6 +50,10 @@ pub struct Report {
     pub reconcile: Option<String>,
     /// e2fsck's exit code, when it ran (0 clean, 1 errors corrected, 4 errors left).
     pub fsck_exit: Option<i32>,
+    /// The running kernel (`uname -r`).
+    pub kernel: String,
+    /// Stage two of a kernel hand-over: stage one's kernel and its milliseconds to the hand-over.
+    pub stage1: Option<(String, u64)>,
     current: Option<(&'static str, u64, u64)>,
 }
 
@@ -132,6 +136,10 @@ impl Report {
                 v.fec_offset,
                 v.security_version.map_or("null".to_string(), |n| n.to_string())
             );
+        }
+        let _ = writeln!(o, "  \"kernel\": {},", json_str(&self.kernel));
+        if let Some((kernel, ms)) = &self.stage1 {
+            let _ = writeln!(o, "  \"stage1\": {{\"kernel\": {}, \"ms\": {ms}}},", json_str(kernel));
         }
         if let Some(code) = self.fsck_exit {
             let _ = writeln!(o, "  \"fsck_exit\": {code},");

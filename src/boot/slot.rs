@@ -133,6 +133,17 @@ fn run_step(
             }
         }
         Step::DeleteTrash { base } => upper::delete_trash_in_background(Path::new(base)),
+        Step::Kexec { slot, lower, kernel, initrd, dtb, verity } => {
+            let files = crate::boot::kexec::Files {
+                slot: *slot,
+                lower,
+                kernel,
+                initrd,
+                dtb: dtb.as_deref(),
+                verity: verity.as_deref(),
+            };
+            crate::boot::kexec::hand_over(&files, report)?
+        }
         other => return mounts::run(std::slice::from_ref(other), report),
     }
     report.steps.push(step.to_string());

@@ -165,6 +165,10 @@ fn status_text(found: Found) -> String {
         if let Some(v) = report.lines().find(|l| l.contains("\"volatile\"")) {
             out.push_str(&format!("boot report: {}\n", v.trim().trim_end_matches(',')));
         }
+        // Both stages of a kernel hand-over: which kernel chose the slot, which one runs it.
+        if let Some(v) = report.lines().find(|l| l.trim_start().starts_with("\"stage1\"")) {
+            out.push_str(&format!("kernel hand-over: {}\n", v.trim().trim_end_matches(',')));
+        }
     }
     if let Ok(r) = std::fs::read_to_string(crate::config::paths::RECONCILE) {
         out.push_str(&reconcile_text(&r));

@@ -2,6 +2,7 @@
 
 pub mod ab;
 pub mod cmdline;
+pub mod kexec;
 pub mod paths;
 pub mod settings;
 pub mod values;

@@ -7,6 +7,7 @@ use crate::block::spec::DevSpec;
 pub use crate::config::ab::AbSettings;
 use crate::config::ab::SlotSource;
 use crate::config::cmdline::{self, Param};
+pub use crate::config::kexec::KexecSettings;
 pub use crate::config::values::Source;
 use crate::config::values::{abs_path, flag, list, need, optional, rel_path, seconds, word};
 pub use crate::config::verity::VeritySettings;
@@ -88,6 +89,8 @@ pub struct Settings {
     pub ab: AbSettings,
     /// Verified lowers (dm-verity).
     pub verity: VeritySettings,
+    /// Booting the chosen slot's own kernel (`oinit.kexec`).
+    pub kexec: KexecSettings,
     /// The key that named `root`, for messages (`root`, or `oinit.a` when booting slot a).
     pub root_key: &'static str,
 }
@@ -133,6 +136,7 @@ impl Default for Settings {
             log_level: log::LevelFilter::Info,
             ab: AbSettings::default(),
             verity: VeritySettings::default(),
+            kexec: KexecSettings::default(),
             root_key: "root",
         }
     }
@@ -276,6 +280,7 @@ impl Settings {
             "fscktimeout" => self.fsck_timeout = seconds(need(v)?)?,
             "loglevel" => self.log_level = level(need(v)?)?,
             other if self.verity.set(other, v, src)? => {}
+            other if self.kexec.set(other, v, src)? => {}
             other => return self.ab.set(other, v),
         }
         Ok(true)
@@ -405,6 +410,9 @@ impl Settings {
                     u16::from(self.ab.tries) + 1
                 ),
             );
+        }
+        if (self.kexec.enabled || self.kexec.stage2.is_some()) && !two_slots {
+            bad("oinit.kexec", "", "hands over to a slot's own kernel: needs two slots (oinit.a= and oinit.b=)");
         }
         if self.failure == FailurePolicy::Shell && !self.allow_shell {
             bad("oinit.failure", "shell", "the board config does not allow a rescue shell (oinit.allowshell=1)");

@@ -40,6 +40,9 @@ pub fn policy(s: &Settings) -> Policy {
 /// The whole A/B boot. The data partition's steps come first, as in every plan; the boot has run
 /// them already to read the state.
 pub fn decide(s: &Settings, found: &Found, f: &Facts) -> Result<Plan, PlanError> {
+    if let Some(st2) = &s.kexec.stage2 {
+        return stage_two(s, found, f, st2.slot);
+    }
     let mut st = f.state.clone();
     let previous = st.last_booted;
     let choice = slots::choose(&mut st, policy(s));
@@ -63,6 +66,23 @@ pub fn decide(s: &Settings, found: &Found, f: &Facts) -> Result<Plan, PlanError>
         }
     }
     keep_switch_pending(&mut p);
+    Ok(p)
+}
+
+/// Stage two of a kernel hand-over: the slot stage one chose, counted and prepared (its state
+/// writes, reset and upper are done), booted as decided: no state write, no second choice. Its
+/// lower is verified again. A lower that fails here fails the boot: the other slot's image would
+/// run on this slot's kernel, and the next boot's stage one counts the try.
+fn stage_two(s: &Settings, found: &Found, f: &Facts, slot: SlotId) -> Result<Plan, PlanError> {
+    let last = f.state.history.last().filter(|e| e.slot == slot).map_or(Reason::Trial, |e| e.reason);
+    let choice = Choice { slot, reason: last, counted: false };
+    let facts = Facts { writable: false, ..f.clone() };
+    let mut p = slot_plan(s, found, &facts, &f.state, f.state.last_booted, choice, 2)?;
+    p.steps.retain(|x| !matches!(x, Step::Kexec { .. }));
+    if f.writable {
+        let at = p.steps.iter().position(|x| x.role() == Role::Upper).unwrap_or(p.steps.len());
+        p.steps.insert(at, Step::DeleteTrash { base: base(s) });
+    }
     Ok(p)
 }
 
@@ -150,6 +170,9 @@ fn slot_plan(
         uppers.push(Step::DeleteTrash { base: base(s) });
         p.steps.splice(at..at, uppers);
     }
+    if s.kexec.enabled {
+        add_kexec(s, &mut p, slot);
+    }
     if p.volatile.is_none() && f.writable {
         let why = format!("slot {}'s upper cannot be made: slot {} on a tmpfs upper", slot.name(), slot.name());
         match on_tmpfs(&ss, &found) {
@@ -163,6 +186,29 @@ fn slot_plan(
         }
     }
     Ok(p)
+}
+
+/// The hand-over to the slot's own kernel, once everything on the data partition is done for
+/// this boot (state writes, reset, the new upper; before the trash deletion, whose process would
+/// keep the data partition busy): stage two then only mounts.
+fn add_kexec(s: &Settings, p: &mut Plan, slot: SlotId) {
+    let lower = p.steps.iter().find_map(|x| match x {
+        Step::Mount(m) if m.role == Role::Lower => Some(m.target.clone()),
+        _ => None,
+    });
+    let Some(lower) = lower else { return };
+    let at = p
+        .steps
+        .iter()
+        .position(|x| matches!(x, Step::DeleteTrash { .. }) || x.role() == Role::Upper)
+        .unwrap_or(p.steps.len());
+    let verity = p.steps.iter().find_map(|x| match x {
+        Step::Verity(v) => Some(v.name.clone()),
+        _ => None,
+    });
+    let k = &s.kexec;
+    let (kernel, initrd, dtb) = (k.kernel.clone(), k.initrd.clone(), k.dtb.clone());
+    p.steps.insert(at, Step::Kexec { slot, lower, kernel, initrd, dtb, verity });
 }
 
 /// The old image a reconciliation reads, and where the board verifies its lowers, the dm-verity
@@ -549,5 +595,39 @@ mod tests {
         .0;
         let n = new_upper(&decide(&s, &found, &facts).unwrap_or_else(|e| panic!("{e:?}"))).unwrap();
         assert_eq!((n.old_image, n.old_verity), (None, None));
+    }
+
+    /// Stage one hands over after everything on the data partition is done for the boot, in the
+    /// chosen slot's plan and in the other slot's (the fallback); stage two boots the slot it was
+    /// told without a state write, a second choice or a second hand-over.
+    #[test]
+    fn kexec_stage_one_and_two() {
+        let (mut s, found, facts) = setup(true);
+        s.kexec.enabled = true;
+        let p = decide(&s, &found, &facts).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(p.slot.as_ref().map(|x| x.0), Some(SlotId::B));
+        let at = |p: &Plan, f: &dyn Fn(&Step) -> bool| p.steps.iter().position(f);
+        let kexec = at(&p, &|x| matches!(x, Step::Kexec { slot: SlotId::B, .. })).expect("no kexec step");
+        let last_save = p.steps.iter().rposition(|x| matches!(x, Step::SaveState { .. })).unwrap_or(0);
+        let lower = at(&p, &|x| matches!(x, Step::Mount(m) if m.role == Role::Lower)).unwrap_or(usize::MAX);
+        let trash = at(&p, &|x| matches!(x, Step::DeleteTrash { .. })).unwrap_or(0);
+        assert!(lower < kexec && last_save < kexec && kexec < trash, "{p}");
+        let alt = p.alternatives.iter().find(|a| a.when == Role::Lower).expect("no lower alternative");
+        assert!(alt.plan.steps.iter().any(|x| matches!(x, Step::Kexec { slot: SlotId::A, .. })), "{}", alt.plan);
+        // Stage two: the state stage one wrote names slot b on trial.
+        let mut st = facts.state.clone();
+        let c = slots::choose(&mut st, policy(&s));
+        assert_eq!(c.slot, SlotId::B);
+        s.kexec.stage2 =
+            Some(crate::config::kexec::Stage2 { slot: SlotId::B, from_release: "6.1".into(), stage1_ms: 9 });
+        let facts2 = Facts { state: st.clone(), ..facts.clone() };
+        let p2 = decide(&s, &found, &facts2).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(p2.slot.as_ref().map(|x| (x.0, x.1.as_str())), Some((SlotId::B, "trial boot")));
+        assert!(!p2.steps.iter().any(|x| matches!(
+            x,
+            Step::SaveState { .. } | Step::Kexec { .. } | Step::NewUpper(_) | Step::FactoryReset { .. }
+        )));
+        assert!(p2.steps.iter().any(|x| matches!(x, Step::DeleteTrash { .. })), "{p2}");
+        assert!(p2.alternatives.iter().all(|a| a.when != Role::Lower), "{p2}");
     }
 }

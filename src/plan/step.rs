@@ -177,6 +177,18 @@ pub enum Step {
     DeleteTrash {
         base: String,
     },
+    /// Hands over to `slot`'s own kernel in its lower mounted at `lower` (`oinit.kexec`), unless
+    /// it is the running kernel or the slot has none; a refusal fails the slot like its lower.
+    Kexec {
+        slot: SlotId,
+        lower: String,
+        kernel: String,
+        initrd: String,
+        dtb: Option<String>,
+        /// The dm-verity device under the lower, removed with the lower when the slot's kernel
+        /// is refused (the other slot's lower takes the same name).
+        verity: Option<String>,
+    },
 }
 
 /// A slot booting a new image: its upper is made from `from_slot`'s by the carry policy.
@@ -249,6 +261,7 @@ impl Step {
             | Step::AddMtdPartition { .. }
             | Step::MakeUbiVolume { .. } => Role::Data,
             Step::Verity(_) => Role::LowerDev,
+            Step::Kexec { .. } => Role::Lower,
             Step::Mount(m) => m.role,
             Step::PrepareUpper { .. } => Role::Upper,
             Step::SwitchRoot { .. } => Role::Switch,
@@ -395,6 +408,13 @@ impl fmt::Display for Step {
                 slot.name()
             ),
             Step::DeleteTrash { base } => write!(f, "delete {base}/.trash in the background"),
+            Step::Kexec { slot, lower, kernel, initrd, dtb, .. } => {
+                write!(f, "unless {lower}{kernel} is the running kernel (or absent): load it with {lower}{initrd}")?;
+                if let Some(d) = dtb {
+                    write!(f, " and {lower}{d}")?;
+                }
+                write!(f, ", sync and unmount the data, and kexec into it: stage two boots slot {} uncounted", slot.name())
+            }
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The thin layer over the kernel: typed wrappers, one per intent. All `unsafe` of the crate is
-//! in `loopdev`, `mtd`, `ubi`, `dm`, `gpio`, `watchdog` and `fds` (raw ioctls and a syscall rustix does not wrap).
+//! in `loopdev`, `mtd`, `ubi`, `dm`, `gpio`, `watchdog`, `kexec` and `fds` (raw ioctls and a syscall rustix does not wrap).
 
 pub mod clock;
 pub mod dm;
 pub mod fds;
 pub mod gpio;
+pub mod kexec;
 pub mod loopdev;
 pub mod mount;
 pub mod mtd;

@@ -17,6 +17,7 @@ const SRC_LAYERS: &[(&str, &str)] = &[
     ("block", "pure"),
     ("config", "pure"),
     ("flash", "pure"),
+    ("kexec", "pure"),
     ("kmod", "pure"),
     ("plan", "pure"),
     ("reconcile", "pure"),

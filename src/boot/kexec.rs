@@ -1,0 +1,160 @@
+//! Stage one of a kernel hand-over, acting (`oinit.kexec`): after the slot is chosen, counted and
+//! its lower mounted and verified, the slot's own kernel, initramfs and device tree are checked,
+//! loaded, and booted with kexec; stage two (that kernel's own overlay-init) boots the slot
+//! without choosing or counting again. The slot's files are read from its mounted lower, so
+//! dm-verity has checked every block that is loaded.
+
+use crate::ab::state::SlotId;
+use crate::boot::error::Error;
+use crate::boot::mounts::StepError;
+use crate::boot::report::Report;
+use crate::config::kexec::Stage2;
+use crate::config::paths;
+use crate::kexec::image::{self, Arch};
+use crate::plan::Role;
+use rustix::fd::AsFd;
+use rustix::fs::{open, Mode, OFlags};
+use std::io::Read;
+
+/// The files of the slot's boot, as the plan names them.
+pub struct Files<'a> {
+    pub slot: SlotId,
+    pub lower: &'a str,
+    pub kernel: &'a str,
+    pub initrd: &'a str,
+    pub dtb: Option<&'a str>,
+    pub verity: Option<&'a str>,
+}
+
+/// Hands over to the slot's kernel, or returns Ok when there is nothing to hand over to (the slot
+/// carries no kernel, or it is the running one). A slot whose files are refused, or whose kernel
+/// the running one will not load, fails like a lower that does not mount (the plan's alternative
+/// boots the other slot in this boot). Returns only on those.
+pub fn hand_over(f: &Files<'_>, report: &mut Report) -> Result<(), StepError> {
+    match load(f, report) {
+        Ok(None) => Ok(()),
+        Ok(Some(ms)) => {
+            log::warn!(
+                "slot {}: handing over to its own kernel after {ms} ms of stage one; its overlay-init boots the slot \
+                 (stage two)",
+                f.slot.name()
+            );
+            leave_data_clean();
+            let e = crate::sys::kexec::reboot_into_loaded();
+            // The data is unmounted: nothing of this boot can go on. The next boot counts the try.
+            let error = Error::sys("reboot(KEXEC)", f.kernel.to_string(), e, "report this with the boot log");
+            Err(StepError { role: Role::Switch, error: Box::new(error) })
+        }
+        Err(error) => {
+            // The other slot's plan mounts its lower in the same place, through a verity device
+            // of the same name.
+            if let Err(e) = crate::sys::mount::unmount(f.lower) {
+                log::warn!("unmount {}: {e}", f.lower);
+            }
+            if let Some(name) = f.verity {
+                if let Err((call, e)) = crate::sys::dm::remove(name) {
+                    log::warn!("remove /dev/mapper/{name}: {call}: {e}");
+                }
+            }
+            Err(StepError { role: Role::Lower, error: Box::new(error) })
+        }
+    }
+}
+
+/// Checks and loads the slot's kernel; Some(stage one's milliseconds) when it is loaded, None
+/// when there is nothing to hand over to.
+fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<u64>, Error> {
+    let kernel = format!("{}{}", f.lower, f.kernel);
+    if !std::path::Path::new(&kernel).exists() {
+        log::info!("slot {} carries no kernel ({kernel}): booting it on the running kernel", f.slot.name());
+        return Ok(None);
+    }
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy().into_owned();
+    let version = uname.version().to_string_lossy().into_owned();
+    let arch = Arch::current();
+    let img = image::kernel(&head(&kernel)?, arch).map_err(|why| bad_file(&kernel, why))?;
+    if image::is_running(&img, &release, &version) {
+        log::info!("slot {}'s kernel is the running one ({release}): no hand-over", f.slot.name());
+        return Ok(None);
+    }
+    let initrd = format!("{}{}", f.lower, f.initrd);
+    let kind = image::initramfs(&head(&initrd)?).map_err(|why| bad_file(&initrd, why))?;
+    if let Some(dtb) = f.dtb {
+        let path = format!("{}{dtb}", f.lower);
+        let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
+        image::device_tree(&bytes).map_err(|why| bad_file(&path, why))?;
+    }
+    let marker = Stage2 { slot: f.slot, from_release: release.clone(), stage1_ms: crate::sys::clock::now_us() / 1000 };
+    let running = std::fs::read_to_string("/proc/cmdline").map_err(|e| io_error("read", "/proc/cmdline", e))?;
+    let cmdline = image::stage_two_cmdline(&running, &marker, arch.cmdline_max())
+        .map_err(|why| bad_file("/proc/cmdline", why))?;
+    let c_cmdline =
+        std::ffi::CString::new(cmdline).map_err(|_| bad_file("/proc/cmdline", "holds a NUL byte".into()))?;
+    let open_ro = |p: &str| {
+        open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::sys("open", p.to_string(), e, "check the slot image's /boot"))
+    };
+    let (kfd, ifd) = (open_ro(&kernel)?, open_ro(&initrd)?);
+    log::info!(
+        "slot {}: loading its kernel {} ({}) with its {kind} {initrd}",
+        f.slot.name(),
+        kernel,
+        img.version.as_deref().unwrap_or("version not in the image")
+    );
+    report
+        .kernel(|| crate::sys::kexec::file_load(kfd.as_fd(), ifd.as_fd(), &c_cmdline))
+        .map_err(|e| Error::sys("kexec_file_load", kernel.clone(), e, load_hint(e)))?;
+    Ok(Some(marker.stage1_ms))
+}
+
+/// What each refusal of `kexec_file_load` usually means.
+fn load_hint(e: rustix::io::Errno) -> &'static str {
+    use rustix::io::Errno;
+    match e {
+        Errno::NOEXEC => "the running kernel cannot load this image (another architecture, or not a kernel)",
+        Errno::KEYREJECTED | Errno::BADMSG | Errno::NOKEY => {
+            "the image's signature is not trusted by the running kernel (KEXEC_SIG): sign it with a key the kernel trusts"
+        }
+        Errno::PERM => "refused by the running kernel's lockdown (Secure Boot) or by a missing CAP_SYS_BOOT",
+        Errno::NOMEM => "not enough memory for the new kernel and its initramfs",
+        Errno::NOSYS => {
+            "the running kernel has no kexec_file_load (CONFIG_KEXEC_FILE), or this architecture is not supported yet"
+        }
+        _ => "see dmesg for the kernel's reason",
+    }
+}
+
+/// The first bytes of a slot file, which say what it is.
+fn head(path: &str) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::with_capacity(image::HEAD);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(image::HEAD as u64).read_to_end(&mut buf))
+        .map_err(|e| io_error("read", path, e))?;
+    Ok(buf)
+}
+
+fn bad_file(path: &str, why: String) -> Error {
+    Error::Plan(crate::plan::PlanError {
+        what: format!("kexec: {path} is refused: {why}"),
+        hint: "install a slot image whose /boot holds this board's kernel, initramfs and device tree".into(),
+    })
+}
+
+fn io_error(call: &'static str, path: &str, e: std::io::Error) -> Error {
+    let errno = rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO));
+    Error::sys(call, path.to_string(), errno, "check the slot image's /boot")
+}
+
+/// Nothing on the data partition may be lost across the hand-over: kexec starts the next kernel
+/// without unmounting anything. Written data reaches the disk, then the data partition is
+/// unmounted (or, if something holds it, left read-only), so stage two mounts it clean.
+fn leave_data_clean() {
+    rustix::fs::sync();
+    if let Err(e) = crate::sys::mount::unmount(paths::DATA) {
+        log::warn!("unmount {}: {e}; remounting it read-only", paths::DATA);
+        if let Err(e) = crate::sys::mount::remount_read_only(paths::DATA) {
+            log::warn!("remount {} read-only: {e}; it was synced", paths::DATA);
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The kernel hand-over (`oinit.kexec`), deciding: what a slot's kernel, initramfs and device
+//! tree are (read from their first bytes), whether the slot's kernel is the running one, and the
+//! command line the second kernel gets. Pure; `boot::kexec` acts on it.
+
+pub mod image;
