@@ -142,7 +142,12 @@ fn run_step(
                 dtb: dtb.as_deref(),
                 verity: verity.as_deref(),
             };
-            crate::boot::kexec::hand_over(&files, report)?
+            // The state record's file is open: the data partition could not be unmounted before
+            // the hand-over. Opened again for the other slot's plan when the slot is refused.
+            *store = None;
+            let refused = crate::boot::kexec::hand_over(&files, report);
+            *store = reopen_store();
+            refused?
         }
         other => return mounts::run(std::slice::from_ref(other), report),
     }
@@ -190,18 +195,23 @@ fn recreate_data(
     log::warn!("FACTORY RESET ({why}): UBI volume {} is removed and made again", t.name);
     *store = None;
     let recreated = recreate::reset(s, t, report)?;
+    *store = reopen_store();
+    if recreated {
+        report.fallbacks.push(format!("factory reset: {why} (data volume recreated)"));
+    }
+    Ok(recreated)
+}
+
+/// The state record opened again after it was closed for an operation on the data partition.
+fn reopen_store() -> Option<Store> {
     let state_path = Path::new(paths::DATA).join(STATE_FILE);
-    *store = match Store::open(&state_path) {
+    match Store::open(&state_path) {
         Ok((store, _)) => Some(store),
         Err(e) => {
             log::warn!("cannot open the state record {} again: {e}", state_path.display());
             None
         }
-    };
-    if recreated {
-        report.fallbacks.push(format!("factory reset: {why} (data volume recreated)"));
     }
-    Ok(recreated)
 }
 
 /// The identity of the slot's image, read from its squashfs superblock.

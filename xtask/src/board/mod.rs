@@ -46,12 +46,25 @@ pub struct Board {
     /// `lib/modules/VERSION` of the kernel tree, or of `--modules`.
     module_dir: PathBuf,
     pub kernel_version: String,
+    /// `target/boards/` folder: the board's name, `NAME@VERSION` for another kernel than the
+    /// downloaded default.
+    out_name: String,
 }
 
 impl Board {
     /// Loads and checks the board; every problem found is in the error.
     pub fn load(root: &Path, name: &str) -> Result<Board, String> {
-        let b = Board::read(root, name)?;
+        Board::load_from(root, name, None)
+    }
+
+    /// The board with the kernel series `series` of the downloaded kernels (`6.12`) whatever this
+    /// run's `--kernel`: for images that carry a kernel of their own (`oinit.kexec`).
+    pub fn load_series(root: &Path, name: &str, series: &str) -> Result<Board, String> {
+        Board::load_from(root, name, Some(series))
+    }
+
+    fn load_from(root: &Path, name: &str, series: Option<&str>) -> Result<Board, String> {
+        let b = Board::read(root, name, series)?;
         let problems = check(name, &b.config, &b.cmdline, &b.layout, &b.modules_index, &b.kernel_version);
         if problems.is_empty() {
             Ok(b)
@@ -60,7 +73,7 @@ impl Board {
         }
     }
 
-    fn read(root: &Path, name: &str) -> Result<Board, String> {
+    fn read(root: &Path, name: &str, series: Option<&str>) -> Result<Board, String> {
         let dir = root.join("board").join(name);
         if !dir.join("board.txt").exists() {
             return Err(format!("board {name}: no board/{name}/board.txt (boards: {})", list(root).join(", ")));
@@ -73,9 +86,17 @@ impl Board {
         let opt = |k: &str| kv.iter().find(|(_, p)| p.key == k).and_then(|(_, p)| p.value.clone());
         let get = |k: &str| opt(k).ok_or(format!("board {name}: board.txt lacks {k}="));
         let deb_arch = get("deb_arch")?;
-        let kernel_dir = kernel::tree(root, &deb_arch);
+        let kernel_dir = match series {
+            Some(series) => root.join("target/kernels").join(format!("{deb_arch}-{series}")),
+            None => kernel::tree(root, &deb_arch),
+        };
         let (module_dir, kernel_version) =
             kernel::modules(root, &kernel_dir).map_err(|e| format!("board {name}: {e}"))?;
+        let out_name = if series.is_none() && kernel::is_default() {
+            name.to_string()
+        } else {
+            format!("{name}@{kernel_version}")
+        };
         let layout = Layout::parse(&read("genimage.cfg")?).map_err(|e| format!("board {name}: genimage.cfg: {e}"))?;
         let tools = opt("tools")
             .unwrap_or_default()
@@ -113,6 +134,7 @@ impl Board {
             kernel_dir,
             module_dir,
             kernel_version,
+            out_name,
         })
     }
 
@@ -142,9 +164,7 @@ impl Board {
 
     /// `target/boards/NAME`, or `NAME@VERSION` for another kernel than the downloaded default.
     pub fn out_dir(&self, root: &Path) -> PathBuf {
-        let name =
-            if kernel::is_default() { self.name.clone() } else { format!("{}@{}", self.name, self.kernel_version) };
-        root.join("target/boards").join(name)
+        root.join("target/boards").join(&self.out_name)
     }
 
     pub fn bootable(&self) -> bool {

@@ -7,6 +7,7 @@ pub mod erofs;
 pub mod harness;
 pub mod imx6;
 pub mod imx8;
+pub mod kexec;
 pub mod nand;
 pub mod nor;
 pub mod openwrt;
@@ -59,7 +60,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 35] = [
+const SCENARIOS: [Scenario; 37] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -95,6 +96,9 @@ const SCENARIOS: [Scenario; 35] = [
     ("erofs-slots", crate::e2e::erofs::erofs_slots, Needs::Erofs),
     ("debian-systemd", crate::e2e::debian::systemd, Needs::X86Only),
     ("debian-rauc", crate::e2e::debian::rauc, Needs::X86Only),
+    // kexec_file_load: Debian's arm64 and armhf kernels lack it (docs/kernels.md).
+    ("kexec-slot-kernels", crate::e2e::kexec::slot_kernels, Needs::X86Only),
+    ("kexec-refused-falls-back", crate::e2e::kexec::refused_falls_back, Needs::X86Only),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;
