@@ -73,53 +73,122 @@ fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<u64>, Error> {
     let release = uname.release().to_string_lossy().into_owned();
     let version = uname.version().to_string_lossy().into_owned();
     let arch = Arch::current();
-    let img = image::kernel(&head(&kernel)?, arch).map_err(|why| bad_file(&kernel, why))?;
+    let mut img = image::kernel(&head(&kernel)?, arch).map_err(|why| bad_file(&kernel, why))?;
+    // An arm64 Image does not say which kernel it is: its banner, written beside it at build
+    // time, does (inside the same verified image).
+    if img.version.is_none() {
+        let banner = std::fs::read_to_string(format!("{kernel}.version")).unwrap_or_default();
+        img.version = banner.trim().strip_prefix("Linux version ").map(String::from);
+    }
     if image::is_running(&img, &release, &version) {
         log::info!("slot {}'s kernel is the running one ({release}): no hand-over", f.slot.name());
         return Ok(None);
     }
     let initrd = format!("{}{}", f.lower, f.initrd);
     let kind = image::initramfs(&head(&initrd)?).map_err(|why| bad_file(&initrd, why))?;
-    if let Some(dtb) = f.dtb {
-        let path = format!("{}{dtb}", f.lower);
-        let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
-        image::device_tree(&bytes).map_err(|why| bad_file(&path, why))?;
-    }
+    let dtb = match f.dtb {
+        Some(dtb) => {
+            let path = format!("{}{dtb}", f.lower);
+            let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
+            image::device_tree(&bytes).map_err(|why| bad_file(&path, why))?;
+            Some((path, bytes))
+        }
+        None => None,
+    };
     let marker = Stage2 { slot: f.slot, from_release: release.clone(), stage1_ms: crate::sys::clock::now_us() / 1000 };
     let running = std::fs::read_to_string("/proc/cmdline").map_err(|e| io_error("read", "/proc/cmdline", e))?;
     let cmdline = image::stage_two_cmdline(&running, &marker, arch.cmdline_max())
         .map_err(|why| bad_file("/proc/cmdline", why))?;
+    log::info!(
+        "slot {}: loading its kernel {} ({}) with its {kind} {initrd}",
+        f.slot.name(),
+        kernel,
+        img.version.as_deref().unwrap_or("version not known")
+    );
+    match arch {
+        Arch::X86 => load_file(&kernel, &initrd, cmdline, report)?,
+        Arch::Arm64 => load_segments(&kernel, &initrd, dtb, &cmdline, report)?,
+        Arch::Arm => {
+            return Err(bad_file(&kernel, "the hand-over is not implemented on 32-bit ARM (docs/kexec.md)".into()))
+        }
+    }
+    Ok(Some(marker.stage1_ms))
+}
+
+/// x86_64: the kernel parses the bzImage itself (`kexec_file_load`).
+fn load_file(kernel: &str, initrd: &str, cmdline: String, report: &mut Report) -> Result<(), Error> {
     let c_cmdline =
         std::ffi::CString::new(cmdline).map_err(|_| bad_file("/proc/cmdline", "holds a NUL byte".into()))?;
     let open_ro = |p: &str| {
         open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| Error::sys("open", p.to_string(), e, "check the slot image's /boot"))
     };
-    let (kfd, ifd) = (open_ro(&kernel)?, open_ro(&initrd)?);
-    log::info!(
-        "slot {}: loading its kernel {} ({}) with its {kind} {initrd}",
-        f.slot.name(),
-        kernel,
-        img.version.as_deref().unwrap_or("version not in the image")
-    );
+    let (kfd, ifd) = (open_ro(kernel)?, open_ro(initrd)?);
     report
         .kernel(|| crate::sys::kexec::file_load(kfd.as_fd(), ifd.as_fd(), &c_cmdline))
-        .map_err(|e| Error::sys("kexec_file_load", kernel.clone(), e, load_hint(e)))?;
-    Ok(Some(marker.stage1_ms))
+        .map_err(|e| Error::sys("kexec_file_load", kernel.to_string(), e, load_hint(e)))
 }
 
-/// What each refusal of `kexec_file_load` usually means.
+/// arm64 (no `kexec_file_load` in Debian's kernels): the init places the `Image`, the
+/// initramfs, the device tree (the slot's, or the running kernel's own) with `/chosen` saying
+/// where the initramfs is and what the command line is, and a purgatory that enters the kernel.
+fn load_segments(
+    kernel: &str,
+    initrd: &str,
+    dtb: Option<(String, Vec<u8>)>,
+    cmdline: &str,
+    report: &mut Report,
+) -> Result<(), Error> {
+    use crate::kexec::arm64;
+    use crate::sys::kexec::Segment;
+    const FDT: &str = "/sys/firmware/fdt";
+    let (dtb_path, dtb) = match dtb {
+        Some(d) => d,
+        None => (FDT.to_string(), std::fs::read(FDT).map_err(|e| io_error("read", FDT, e))?),
+    };
+    let image = std::fs::read(kernel).map_err(|e| io_error("read", kernel, e))?;
+    let ramdisk = std::fs::read(initrd).map_err(|e| io_error("read", initrd, e))?;
+    let h = arm64::header(&image).map_err(|why| bad_file(kernel, why))?;
+    let iomem = std::fs::read_to_string("/proc/iomem").map_err(|e| io_error("read", "/proc/iomem", e))?;
+    // The edited tree grows by the command line and two properties at most.
+    let room = dtb.len() as u64 + cmdline.len() as u64 + 256;
+    let ram = arm64::system_ram(&iomem);
+    let l = arm64::layout(&ram, h, ramdisk.len() as u64, room).map_err(|why| bad_file(kernel, why))?;
+    let tree = crate::kexec::fdt::with_chosen(&dtb, cmdline, l.initrd, l.initrd + ramdisk.len() as u64)
+        .map_err(|why| bad_file(&dtb_path, why))?;
+    let purgatory = arm64::purgatory(l.kernel, l.dtb);
+    let page = |n: usize| (n as u64).div_ceil(4096) * 4096;
+    let segments = [
+        Segment { bytes: &image, mem: l.kernel, mem_len: l.kernel_mem.max(page(image.len())) },
+        Segment { bytes: &ramdisk, mem: l.initrd, mem_len: page(ramdisk.len()) },
+        Segment { bytes: &tree, mem: l.dtb, mem_len: page(tree.len()) },
+        Segment { bytes: &purgatory, mem: l.purgatory, mem_len: page(purgatory.len()) },
+    ];
+    log::debug!(
+        "kexec_load: kernel at {:#x}, initramfs {:#x}, device tree {:#x}, entry {:#x}",
+        l.kernel,
+        l.initrd,
+        l.dtb,
+        l.purgatory
+    );
+    report
+        .kernel(|| crate::sys::kexec::load(l.purgatory, &segments))
+        .map_err(|e| Error::sys("kexec_load", kernel.to_string(), e, load_hint(e)))
+}
+
+/// What each refusal of `kexec_file_load` or `kexec_load` usually means.
 fn load_hint(e: rustix::io::Errno) -> &'static str {
     use rustix::io::Errno;
     match e {
         Errno::NOEXEC => "the running kernel cannot load this image (another architecture, or not a kernel)",
+        Errno::INVAL | Errno::ADDRNOTAVAIL => "a segment lies outside RAM or overlaps another (see dmesg)",
         Errno::KEYREJECTED | Errno::BADMSG | Errno::NOKEY => {
             "the image's signature is not trusted by the running kernel (KEXEC_SIG): sign it with a key the kernel trusts"
         }
         Errno::PERM => "refused by the running kernel's lockdown (Secure Boot) or by a missing CAP_SYS_BOOT",
         Errno::NOMEM => "not enough memory for the new kernel and its initramfs",
         Errno::NOSYS => {
-            "the running kernel has no kexec_file_load (CONFIG_KEXEC_FILE), or this architecture is not supported yet"
+            "the running kernel has no kexec_file_load (CONFIG_KEXEC_FILE) or kexec_load (CONFIG_KEXEC)"
         }
         _ => "see dmesg for the kernel's reason",
     }

@@ -83,13 +83,26 @@ pub fn kernel(head: &[u8], arch: Arch) -> Result<KernelImage, String> {
 }
 
 /// Whether the image is the running kernel, same release and same build: its version string
-/// starts with `uname -r` and holds `uname -v`. An image that does not say is not the running
-/// one (a hand-over to the same kernel costs a second start, never a wrong kernel).
+/// starts with `uname -r` and holds `uname -v`. The build counter after `#` is left out of the
+/// comparison: an arm64 Image's banner is written before the counter is known (`# SMP Debian
+/// ...`) while `uname -v` says `#1 SMP Debian ...`. An image that does not say is not the
+/// running one (a hand-over to the same kernel costs a second start, never a wrong kernel).
 pub fn is_running(image: &KernelImage, release: &str, version: &str) -> bool {
-    image
-        .version
-        .as_deref()
-        .is_some_and(|v| v.strip_prefix(release).is_some_and(|rest| rest.starts_with(' ')) && v.contains(version))
+    let without_counter = |s: &str| {
+        let mut out = String::with_capacity(s.len());
+        let mut after_hash = false;
+        for c in s.chars() {
+            if !(after_hash && c.is_ascii_digit()) {
+                out.push(c);
+            }
+            after_hash = c == '#' || (after_hash && c.is_ascii_digit());
+        }
+        out
+    };
+    image.version.as_deref().is_some_and(|v| {
+        v.strip_prefix(release).is_some_and(|rest| rest.starts_with(' '))
+            && without_counter(v).contains(&without_counter(version))
+    })
 }
 
 /// Checks `head` is an initramfs the kernel unpacks: a newc cpio (`070701`, `070702` with
@@ -205,6 +218,11 @@ mod tests {
         arm64[0x38..0x3c].copy_from_slice(b"ARM\x64");
         assert_eq!(kernel(&arm64, Arch::Arm64), Ok(KernelImage { version: None }));
         assert!(!is_running(&KernelImage { version: None }, "6.1.0-28-arm64", "#1"));
+        // An arm64 banner: the build counter is not in the image.
+        let banner = "6.1.0-57-arm64 (debian-kernel@lists.debian.org) (gcc-12) # SMP Debian 6.1.192-3 (2026-11-26)";
+        let arm = KernelImage { version: Some(banner.into()) };
+        assert!(is_running(&arm, "6.1.0-57-arm64", "#1 SMP Debian 6.1.192-3 (2026-11-26)"));
+        assert!(!is_running(&arm, "6.1.0-57-arm64", "#1 SMP Debian 6.1.193-1 (2026-12-01)"));
     }
 
     #[test]

@@ -2,4 +2,6 @@
 //! tree are (read from their first bytes), whether the slot's kernel is the running one, and the
 //! command line the second kernel gets. Pure; `boot::kexec` acts on it.
 
+pub mod arm64;
+pub mod fdt;
 pub mod image;

@@ -1,8 +1,10 @@
-//! Loading the next kernel and rebooting into it: `kexec_file_load(2)` (rustix does not wrap
-//! it) and `reboot(LINUX_REBOOT_CMD_KEXEC)`.
+//! Loading the next kernel and rebooting into it: `kexec_file_load(2)` and `kexec_load(2)`
+//! (rustix wraps neither) and `reboot(LINUX_REBOOT_CMD_KEXEC)`.
 #![allow(unsafe_code)]
 
-use rustix::fd::{AsRawFd, BorrowedFd};
+#[cfg(target_arch = "x86_64")]
+use rustix::fd::AsRawFd;
+use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 use std::ffi::CStr;
 
@@ -31,11 +33,57 @@ pub fn file_load(kernel: BorrowedFd<'_>, initrd: BorrowedFd<'_>, cmdline: &CStr)
 }
 
 /// Debian's arm64 and armhf kernels have no `kexec_file_load` (`CONFIG_KEXEC_FILE` is off):
-/// there the segments would have to be built by the init for `kexec_load`, which it does not do
-/// yet (docs/kernels.md).
+/// there the init builds the segments for `kexec_load` itself.
 #[cfg(not(target_arch = "x86_64"))]
 pub fn file_load(_kernel: BorrowedFd<'_>, _initrd: BorrowedFd<'_>, _cmdline: &CStr) -> Result<(), Errno> {
     Err(Errno::NOSYS)
+}
+
+/// One piece of the next system for `kexec_load`: `bytes` copied to physical address `mem`,
+/// `mem_len` bytes reserved there (page-aligned, the rest zeroed).
+pub struct Segment<'a> {
+    pub bytes: &'a [u8],
+    pub mem: u64,
+    pub mem_len: u64,
+}
+
+/// `struct kexec_segment` of <linux/kexec.h>.
+#[repr(C)]
+struct RawSegment {
+    buf: *const libc::c_void,
+    bufsz: libc::size_t,
+    mem: libc::c_ulong,
+    memsz: libc::size_t,
+}
+
+/// `kexec_load(entry, segments, KEXEC_ARCH_DEFAULT)`: the kernel copies the segments and, on
+/// `reboot(KEXEC)`, places them and jumps to `entry` with the MMU off.
+pub fn load(entry: u64, segments: &[Segment<'_>]) -> Result<(), Errno> {
+    let raw: Vec<RawSegment> = segments
+        .iter()
+        .map(|s| RawSegment {
+            buf: s.bytes.as_ptr().cast(),
+            bufsz: s.bytes.len(),
+            mem: s.mem as libc::c_ulong,
+            memsz: s.mem_len as libc::size_t,
+        })
+        .collect();
+    // SAFETY: every `buf` points to `bufsz` readable bytes borrowed for the call, and `raw` holds
+    // `raw.len()` segments; the kernel only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kexec_load,
+            entry as libc::c_ulong,
+            raw.len() as libc::c_ulong,
+            raw.as_ptr(),
+            0 as libc::c_ulong,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(super::last_errno())
+    }
 }
 
 /// Reboots into the loaded kernel; returns only on failure.

@@ -267,6 +267,9 @@ pub enum Needs {
     Verity,
     /// EROFS lowers: the same two boards (every Debian kernel here has erofs.ko).
     Erofs,
+    /// The kernel hand-over: the QEMU boards with a second kernel series to hand over to
+    /// (x86_64 by `kexec_file_load`, aarch64 by `kexec_load`; 32-bit ARM is not done).
+    Kexec,
 }
 
 impl Needs {
@@ -282,6 +285,8 @@ impl Needs {
             Needs::Watchdog => Some("the board's kernel has no watchdog driver for this QEMU machine".into()),
             Needs::X86Only if b.name == "qemu-x86_64" => None,
             Needs::X86Only => Some("runs on qemu-x86_64 only: one architecture proves it".into()),
+            Needs::Kexec if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
+            Needs::Kexec => Some("the kernel hand-over is proven on qemu-x86_64 and qemu-aarch64".into()),
             Needs::Verity if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64" | "imx8") => None,
             Needs::Verity => {
                 Some("verified lowers are proven on the 64-bit boards (qemu-x86_64, qemu-aarch64, imx8)".into())

@@ -9,6 +9,9 @@ use crate::e2e::qemu::Boot;
 use crate::image;
 use std::path::{Path, PathBuf};
 
+/// Where stage one finds the slot's kernel (the lower's mount point and the default name).
+const LOWER_KERNEL: &str = "/run/overlay-init/lower/boot/vmlinuz";
+
 /// The kernel series slot b carries.
 const B_SERIES: &str = "6.12";
 
@@ -24,14 +27,26 @@ fn boot(ctx: &Ctx<'_>, disk: &Path, extra: &str, log: &str) -> Result<Boot, Stri
 }
 
 /// A slot image: the test system with `kernel` and `initrd` as /boot/vmlinuz and
-/// /boot/initrd.img (the settings' defaults).
+/// /boot/initrd.img (the settings' defaults), and beside an uncompressed kernel (arm64's Image)
+/// its banner as /boot/vmlinuz.version, which says which kernel it is.
 fn slot_image(ctx: &Ctx<'_>, variant: &str, name: &str, kernel: &Path, initrd: &Path) -> Result<PathBuf, String> {
     let dir = image::rootfs_tree(ctx.root, ctx.board, variant, name, &[])?;
     std::fs::create_dir_all(dir.join("boot")).map_err(|e| e.to_string())?;
     for (from, to) in [(kernel, "boot/vmlinuz"), (initrd, "boot/initrd.img")] {
         std::fs::copy(from, dir.join(to)).map_err(|e| format!("{}: {e}", from.display()))?;
     }
+    let bytes = std::fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
+    if let Some(banner) = banner(&bytes) {
+        std::fs::write(dir.join("boot/vmlinuz.version"), format!("{banner}\n")).map_err(|e| e.to_string())?;
+    }
     image::squash(&dir, variant, &ctx.board.out_dir(ctx.root).join(format!("{name}.sqfs")))
+}
+
+/// The `Linux version ...` line of an uncompressed kernel, what /proc/version says when it runs.
+pub fn banner(kernel: &[u8]) -> Option<String> {
+    let at = kernel.windows(14).position(|w| w == b"Linux version ")?;
+    let end = kernel[at..].iter().position(|b| *b == b'\n' || *b == 0)?;
+    Some(String::from_utf8_lossy(&kernel[at..at + end]).into_owned())
 }
 
 /// The board with slot b's kernel series, and its initramfs (the same board config, that
@@ -112,29 +127,35 @@ pub fn slot_kernels(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "counter", "1")
 }
 
-/// Slot b's kernel refused, by the init (not a kernel) and by the running kernel (6.12's bzImage
-/// with `XLF_KERNEL_64` cleared in its setup header: the init's header check passes, the
-/// kernel's bzImage64 loader says ENOEXEC): the slot fails like an image that does not mount,
-/// slot a boots in the same boot on its kernel.
+/// Slot b's kernel refused, by the init (not a kernel), and on x86_64 by the running kernel
+/// (6.12's bzImage with `XLF_KERNEL_64` cleared in its setup header: the init's header check
+/// passes, the kernel's bzImage64 loader says ENOEXEC), on arm64 by the init's placement (an
+/// Image asking for more memory than the board has): the slot fails like an image that does
+/// not mount, slot a boots in the same boot on its kernel.
 pub fn refused_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
     let (kb, initrd_b) = b_kernel(ctx)?;
     let dir = ctx.work.join("kexec-bad");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let script = dir.join("not-a-kernel");
     std::fs::write(&script, "#!/bin/sh\necho this is not a kernel\n").map_err(|e| e.to_string())?;
-    let not64 = dir.join("not-64-bit-bzimage");
-    std::fs::copy(kb.kernel_dir.join("vmlinuz"), &not64).map_err(|e| e.to_string())?;
-    // xloadflags (offset 0x236, Documentation/arch/x86/boot.rst), bit 0: XLF_KERNEL_64.
-    let flags = image::read_at(&not64, 0x236, 1)?;
-    image::write_at(&not64, 0x236, &[flags[0] & !1])?;
-    for (name, kernel, says) in [
-        ("kexec-notkernel", &script, "/boot/vmlinuz is refused: not an x86 bzImage"),
-        ("kexec-not64", &not64, "kexec_file_load /run/overlay-init/lower/boot/vmlinuz: Exec format error"),
-    ] {
-        let disk = disk(ctx, name, kernel, &initrd_b)?;
+    let mut cases = vec![("kexec-notkernel", script, "/boot/vmlinuz is refused: not an".to_string())];
+    let refused = dir.join("refused-kernel");
+    std::fs::copy(kb.kernel_dir.join("vmlinuz"), &refused).map_err(|e| e.to_string())?;
+    if ctx.board.rust_target.starts_with("x86_64") {
+        // xloadflags (offset 0x236, Documentation/arch/x86/boot.rst), bit 0: XLF_KERNEL_64.
+        let flags = image::read_at(&refused, 0x236, 1)?;
+        image::write_at(&refused, 0x236, &[flags[0] & !1])?;
+        cases.push(("kexec-not64", refused, format!("kexec_file_load {LOWER_KERNEL}: Exec format error")));
+    } else {
+        // image_size (offset 16 of the arm64 header): 64 GiB, more than any RAM range here.
+        image::write_at(&refused, 16, &(64u64 << 30).to_le_bytes())?;
+        cases.push(("kexec-toobig", refused, format!("kexec: {LOWER_KERNEL} is refused: no RAM range holds")));
+    }
+    for (name, kernel, says) in cases {
+        let disk = disk(ctx, name, &kernel, &initrd_b)?;
         boot(ctx, &disk, "oitest=mark-good,rollback", &format!("{name}-1"))?;
         let b = boot(ctx, &disk, "", &format!("{name}-2"))?;
-        contains(&b, says)?;
+        contains(&b, &says)?;
         contains(&b, "falling back to slot a in this boot")?;
         want(&b, "slot", "a")?;
         want(&b, "kernel", &ctx.board.kernel_version)?;

@@ -96,9 +96,8 @@ const SCENARIOS: [Scenario; 37] = [
     ("erofs-slots", crate::e2e::erofs::erofs_slots, Needs::Erofs),
     ("debian-systemd", crate::e2e::debian::systemd, Needs::X86Only),
     ("debian-rauc", crate::e2e::debian::rauc, Needs::X86Only),
-    // kexec_file_load: Debian's arm64 and armhf kernels lack it (docs/kernels.md).
-    ("kexec-slot-kernels", crate::e2e::kexec::slot_kernels, Needs::X86Only),
-    ("kexec-refused-falls-back", crate::e2e::kexec::refused_falls_back, Needs::X86Only),
+    ("kexec-slot-kernels", crate::e2e::kexec::slot_kernels, Needs::Kexec),
+    ("kexec-refused-falls-back", crate::e2e::kexec::refused_falls_back, Needs::Kexec),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;
