@@ -25,6 +25,16 @@ pub struct SlotsFile {
     pub unversioned: bool,
     /// The booted slot's signed security version: mark-good raises the floor to it.
     pub security_version: Option<u32>,
+    /// `oinit.kexec`: where a slot image's kernel, initramfs and device tree are.
+    pub kexec: Option<BootFiles>,
+}
+
+/// Where a slot image carries its own boot (`oinit.kexec`), so that `install` checks them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BootFiles {
+    pub kernel: String,
+    pub initrd: String,
+    pub dtb: Option<String>,
 }
 
 impl SlotsFile {
@@ -45,6 +55,11 @@ impl SlotsFile {
         put("compatible", self.compatible.clone());
         put("unversioned", self.unversioned.then(|| "1".to_string()));
         put("security_version", self.security_version.map(|v| v.to_string()));
+        if let Some(k) = &self.kexec {
+            put("kexec_kernel", Some(k.kernel.clone()));
+            put("kexec_initrd", Some(k.initrd.clone()));
+            put("kexec_dtb", k.dtb.clone());
+        }
         text
     }
 
@@ -61,6 +76,10 @@ impl SlotsFile {
             compatible: get("compatible"),
             unversioned: get("unversioned").as_deref() == Some("1"),
             security_version: get("security_version").and_then(|v| v.parse().ok()),
+            kexec: match (get("kexec_kernel"), get("kexec_initrd")) {
+                (Some(kernel), Some(initrd)) => Some(BootFiles { kernel, initrd, dtb: get("kexec_dtb") }),
+                _ => None,
+            },
         }
     }
 }
@@ -79,6 +98,8 @@ pub struct Context {
     pub compatible: Option<String>,
     pub unversioned: bool,
     pub security_version: Option<u32>,
+    /// Where slot images carry their own kernel (`oinit.kexec`): checked by `install`.
+    pub kexec: Option<BootFiles>,
 }
 
 impl Context {
@@ -101,6 +122,7 @@ impl Context {
             compatible: f.compatible,
             unversioned: f.unversioned,
             security_version: f.security_version,
+            kexec: f.kexec,
         })
     }
 
@@ -207,6 +229,7 @@ mod tests {
             compatible: Some("acme,gw-100".into()),
             unversioned: true,
             security_version: Some(7),
+            kexec: Some(BootFiles { kernel: "/boot/vmlinuz".into(), initrd: "/boot/initrd.img".into(), dtb: None }),
         };
         assert_eq!(SlotsFile::parse(&f.render()), f);
         assert_eq!(SlotsFile::parse(""), SlotsFile::default());
@@ -226,6 +249,7 @@ mod tests {
             compatible: None,
             unversioned: false,
             security_version: Some(5),
+            kexec: None,
         };
         let mut st = State::factory(3);
         ctx.mark_good(&mut st, SlotId::A);

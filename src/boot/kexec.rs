@@ -33,10 +33,10 @@ pub struct Files<'a> {
 pub fn hand_over(f: &Files<'_>, report: &mut Report) -> Result<(), StepError> {
     match load(f, report) {
         Ok(None) => Ok(()),
-        Ok(Some(ms)) => {
+        Ok(Some((ms, load_ms))) => {
             log::warn!(
-                "slot {}: handing over to its own kernel after {ms} ms of stage one; its overlay-init boots the slot \
-                 (stage two)",
+                "slot {}: handing over to its own kernel after {ms} ms of stage one (the load took {load_ms} ms); its \
+                 overlay-init boots the slot (stage two)",
                 f.slot.name()
             );
             leave_data_clean();
@@ -61,9 +61,9 @@ pub fn hand_over(f: &Files<'_>, report: &mut Report) -> Result<(), StepError> {
     }
 }
 
-/// Checks and loads the slot's kernel; Some(stage one's milliseconds) when it is loaded, None
-/// when there is nothing to hand over to.
-fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<u64>, Error> {
+/// Checks and loads the slot's kernel; Some(stage one's milliseconds, the load's) when it is
+/// loaded, None when there is nothing to hand over to.
+fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Error> {
     let kernel = format!("{}{}", f.lower, f.kernel);
     if !std::path::Path::new(&kernel).exists() {
         log::info!("slot {} carries no kernel ({kernel}): booting it on the running kernel", f.slot.name());
@@ -105,6 +105,7 @@ fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<u64>, Error> {
         kernel,
         img.version.as_deref().unwrap_or("version not known")
     );
+    let start = crate::sys::clock::now_us();
     match arch {
         Arch::X86 => load_file(&kernel, &initrd, cmdline, report)?,
         Arch::Arm64 => load_segments(&kernel, &initrd, dtb, &cmdline, report)?,
@@ -112,7 +113,7 @@ fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<u64>, Error> {
             return Err(bad_file(&kernel, "the hand-over is not implemented on 32-bit ARM (docs/kexec.md)".into()))
         }
     }
-    Ok(Some(marker.stage1_ms))
+    Ok(Some((marker.stage1_ms, (crate::sys::clock::now_us() - start) / 1000)))
 }
 
 /// x86_64: the kernel parses the bzImage itself (`kexec_file_load`).
@@ -181,6 +182,7 @@ fn load_hint(e: rustix::io::Errno) -> &'static str {
     use rustix::io::Errno;
     match e {
         Errno::NOEXEC => "the running kernel cannot load this image (another architecture, or not a kernel)",
+        Errno::IO => "the slot's files could not be read: dm-verity found a changed block, or the medium failed (see dmesg)",
         Errno::INVAL | Errno::ADDRNOTAVAIL => "a segment lies outside RAM or overlaps another (see dmesg)",
         Errno::KEYREJECTED | Errno::BADMSG | Errno::NOKEY => {
             "the image's signature is not trusted by the running kernel (KEXEC_SIG): sign it with a key the kernel trusts"

@@ -78,6 +78,13 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
         len = checked.len;
         root = Some(checked.root);
     }
+    if let Some(files) = &ctx.kexec {
+        // The open file itself, not the path again: a path swapped meanwhile changes nothing.
+        let same = Path::new("/proc/self/fd").join(std::os::fd::AsRawFd::as_raw_fd(&src).to_string());
+        let what = crate::cli::kernel_check::check(&same, files)
+            .map_err(|e| format!("{}: {e}; nothing written", req.image.display()))?;
+        eprintln!("install: {what}");
+    }
     let written = if let Some(volume) = ubi_volume(&dest) {
         write_ubi_volume(&mut src, req.image, &volume, len)?
     } else if dest.starts_with("/dev/") {
@@ -334,6 +341,7 @@ mod tests {
             compatible: None,
             unversioned: false,
             security_version: None,
+            kexec: None,
         };
         let req = |force| Request {
             image: Path::new("/x"),

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod install;
+pub mod kernel_check;
 pub mod rauc;
 pub mod reconcile;
 pub mod slots;

@@ -115,6 +115,7 @@ mod tests {
             compatible: None,
             unversioned: false,
             security_version: None,
+            kexec: None,
         };
         // Slot a booted image 1 and is confirmed; b booted image 2 and is confirmed too.
         let (mut store, _) = Store::open(&ctx.state).unwrap();

@@ -105,6 +105,11 @@ pub fn is_running(image: &KernelImage, release: &str, version: &str) -> bool {
     })
 }
 
+/// The release the kernel names: the first word of its version text (`6.12.9+bpo-amd64`).
+pub fn release(image: &KernelImage) -> Option<&str> {
+    image.version.as_deref()?.split_whitespace().next()
+}
+
 /// Checks `head` is an initramfs the kernel unpacks: a newc cpio (`070701`, `070702` with
 /// checksums), or one compressed by a method the kernel may decompress. Whether this kernel was
 /// built with that method is for the kernel to say; the content of a compressed one is not read.
@@ -204,6 +209,7 @@ mod tests {
         let v = "6.12.9+bpo-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian 6.12.9-1~bpo12+1 (2025-01-19)";
         let img = kernel(&bzimage(v), Arch::X86).unwrap();
         assert_eq!(img.version.as_deref(), Some(v));
+        assert_eq!(release(&img), Some("6.12.9+bpo-amd64"));
         let uname_v = "#1 SMP PREEMPT_DYNAMIC Debian 6.12.9-1~bpo12+1 (2025-01-19)";
         assert!(is_running(&img, "6.12.9+bpo-amd64", uname_v));
         assert!(!is_running(&img, "6.1.0-28-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)"));

@@ -2,6 +2,7 @@
 //! tests and the benchmark. `cargo xtask help` lists them.
 
 mod bench;
+mod bench_kexec;
 mod board;
 mod buildroot;
 mod e2e;
@@ -28,6 +29,7 @@ const USAGE: &str = "cargo xtask <command>
   bench [RUNS] [BOARD...] boot each board RUNS times (default 10) with overlay-init and the busybox
                       baseline, and report medians and ratios
   bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper
+  bench-kexec [RUNS] [BOARD...] the kernel hand-over's cost (oinit.kexec) beside the same boot without it
 Kernel options, for any command (default: the Debian kernel tests/setup.sh downloaded):
   --kernel SERIES|DIR build and boot with target/kernels/ARCH-SERIES (5.10, 6.12) or a tree laid
                       out the same way (vmlinuz, lib/modules/VERSION with modules.dep, dtbs/, busybox)
@@ -70,6 +72,10 @@ fn main() {
         Some("bench-reset") => {
             let (files, boards) = count_and_boards(&args[1..], 100_000);
             bench::reset(&root, files, &boards)
+        }
+        Some("bench-kexec") => {
+            let (runs, boards) = count_and_boards(&args[1..], 5);
+            bench_kexec::main(&root, runs, &boards)
         }
         Some("check-boards") => board::check::main(&root, &args[1..]),
         Some("fuzz") => {

@@ -15,9 +15,11 @@ const LOWER_KERNEL: &str = "/run/overlay-init/lower/boot/vmlinuz";
 /// The kernel series slot b carries.
 const B_SERIES: &str = "6.12";
 
-/// The A/B settings and the hand-over on.
-fn settings(ctx: &Ctx<'_>, extra: &str) -> String {
-    format!("{} oinit.kexec=1 {extra}", ab_settings(ctx.board))
+/// The A/B settings and the hand-over on; `loop` among the modules, which `install` mounts the
+/// image with to check its kernel (a boot from partitions does not load it by itself).
+pub fn settings(ctx: &Ctx<'_>, extra: &str) -> String {
+    let modules = ctx.board.modules().join(",");
+    format!("{} oinit.kexec=1 oinit.modules={modules},loop {extra}", ab_settings(ctx.board))
 }
 
 fn boot(ctx: &Ctx<'_>, disk: &Path, extra: &str, log: &str) -> Result<Boot, String> {
@@ -26,11 +28,23 @@ fn boot(ctx: &Ctx<'_>, disk: &Path, extra: &str, log: &str) -> Result<Boot, Stri
     Ok(b)
 }
 
-/// A slot image: the test system with `kernel` and `initrd` as /boot/vmlinuz and
-/// /boot/initrd.img (the settings' defaults), and beside an uncompressed kernel (arm64's Image)
+/// A slot image: the test system with `files` (kernel, initramfs) as /boot/vmlinuz and
+/// /boot/initrd.img (the settings' defaults), `kernel`'s /lib/modules/RELEASE, and beside an uncompressed kernel (arm64's Image)
 /// its banner as /boot/vmlinuz.version, which says which kernel it is.
-fn slot_image(ctx: &Ctx<'_>, variant: &str, name: &str, kernel: &Path, initrd: &Path) -> Result<PathBuf, String> {
+fn slot_image(
+    ctx: &Ctx<'_>,
+    variant: &str,
+    name: &str,
+    kernel: &Board,
+    files: (&Path, &Path),
+) -> Result<PathBuf, String> {
+    let (kernel_file, initrd) = files;
     let dir = image::rootfs_tree(ctx.root, ctx.board, variant, name, &[])?;
+    // The kernel's modules, as a real image has them (the index is enough for the checks).
+    let modules = dir.join("lib/modules").join(&kernel.kernel_version);
+    std::fs::create_dir_all(&modules).map_err(|e| e.to_string())?;
+    std::fs::copy(kernel.module_dir().join("modules.dep"), modules.join("modules.dep")).map_err(|e| e.to_string())?;
+    let kernel = kernel_file;
     std::fs::create_dir_all(dir.join("boot")).map_err(|e| e.to_string())?;
     for (from, to) in [(kernel, "boot/vmlinuz"), (initrd, "boot/initrd.img")] {
         std::fs::copy(from, dir.join(to)).map_err(|e| format!("{}: {e}", from.display()))?;
@@ -51,7 +65,7 @@ pub fn banner(kernel: &[u8]) -> Option<String> {
 
 /// The board with slot b's kernel series, and its initramfs (the same board config, that
 /// kernel's modules).
-fn b_kernel(ctx: &Ctx<'_>) -> Result<(Board, PathBuf), String> {
+pub fn b_kernel(ctx: &Ctx<'_>) -> Result<(Board, PathBuf), String> {
     let b = Board::load_series(ctx.root, &ctx.board.name, B_SERIES)
         .map_err(|e| format!("slot b's kernel {B_SERIES}: {e} (tests/setup.sh downloads it)"))?;
     let initrd = image::initramfs(ctx.root, &b)?;
@@ -59,10 +73,11 @@ fn b_kernel(ctx: &Ctx<'_>) -> Result<(Board, PathBuf), String> {
 }
 
 /// A disk whose slot a holds the board's kernel and initramfs and slot b `b_kernel` and
-/// `b_initrd`.
-fn disk(ctx: &Ctx<'_>, name: &str, b_kernel: &Path, b_initrd: &Path) -> Result<PathBuf, String> {
-    let a = slot_image(ctx, "a", "rootfs-kexec-a", &ctx.board.kernel_dir.join("vmlinuz"), &ctx.initrd)?;
-    let b = slot_image(ctx, "b", &format!("rootfs-{name}-b"), b_kernel, b_initrd)?;
+/// `b_initrd` with `kb`'s modules (the data partition holds both images for `install`).
+pub fn disk(ctx: &Ctx<'_>, name: &str, kb: &Board, b_kernel: &Path, b_initrd: &Path) -> Result<PathBuf, String> {
+    let a_files = (ctx.board.kernel_dir.join("vmlinuz"), ctx.initrd.clone());
+    let a = slot_image(ctx, "a", "rootfs-kexec-a", ctx.board, (&a_files.0, &a_files.1))?;
+    let b = slot_image(ctx, "b", &format!("rootfs-{name}-b"), kb, (b_kernel, b_initrd))?;
     let disk = ctx.work.join(format!("{name}.img"));
     image::disk::build_with(ctx.root, ctx.board, &[a, b], &disk)?;
     Ok(disk)
@@ -70,7 +85,8 @@ fn disk(ctx: &Ctx<'_>, name: &str, b_kernel: &Path, b_initrd: &Path) -> Result<P
 
 /// Slot a boots on the running kernel without a hand-over; slot b's trial boots run its own
 /// 6.12 kernel through the hand-over, each counted once, its upper kept from one to the next;
-/// never marked good, it rolls back to a and a's kernel. On a second disk b is marked good and
+/// never marked good, it rolls back to a and a's kernel; `install` offers it again after checking
+/// its kernel, initramfs and modules belong together. On a second disk b is marked good and
 /// stays; a factory reset asked for on its boot happens in stage one and stage two boots the
 /// fresh upper.
 pub fn slot_kernels(ctx: &Ctx<'_>) -> Result<(), String> {
@@ -78,7 +94,7 @@ pub fn slot_kernels(ctx: &Ctx<'_>) -> Result<(), String> {
     let (a_kernel, b_kernel) = (ctx.board.kernel_version.as_str(), kb.kernel_version.as_str());
     let counter = |b: &Boot| b.marker("counter").and_then(|c| c.parse::<u32>().ok()).ok_or("no counter");
 
-    let disk1 = disk(ctx, "kexec", &kb.kernel_dir.join("vmlinuz"), &initrd_b)?;
+    let disk1 = disk(ctx, "kexec", &kb, &kb.kernel_dir.join("vmlinuz"), &initrd_b)?;
     let b = boot(ctx, &disk1, "oitest=mark-good,rollback", "kexec-1")?;
     want(&b, "slot", "a")?;
     want(&b, "kernel", a_kernel)?;
@@ -112,8 +128,20 @@ pub fn slot_kernels(ctx: &Ctx<'_>) -> Result<(), String> {
     want(&b, "slot", "a")?;
     want(&b, "kernel", a_kernel)?;
     contains(&b, "rolled back")?;
+    // Installed again: the image's kernel, initramfs and modules are checked before it is written.
+    let b = boot(ctx, &disk1, "oitest=install", "kexec-5")?;
+    want(&b, "install-exit", "0")?;
+    contains(
+        &b,
+        &format!(
+            "install: its kernel {b_kernel}, its gzip-compressed cpio and /lib/modules/{b_kernel} belong together"
+        ),
+    )?;
+    let b = boot(ctx, &disk1, "", "kexec-6")?;
+    want(&b, "slot", "b")?;
+    want(&b, "kernel", b_kernel)?;
 
-    let disk2 = disk(ctx, "kexec-good", &kb.kernel_dir.join("vmlinuz"), &initrd_b)?;
+    let disk2 = disk(ctx, "kexec-good", &kb, &kb.kernel_dir.join("vmlinuz"), &initrd_b)?;
     boot(ctx, &disk2, "oitest=mark-good,rollback", "kexec-good-1")?;
     let b = boot(ctx, &disk2, "oitest=mark-good", "kexec-good-2")?;
     want(&b, "kernel", b_kernel)?;
@@ -152,7 +180,7 @@ pub fn refused_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
         cases.push(("kexec-toobig", refused, format!("kexec: {LOWER_KERNEL} is refused: no RAM range holds")));
     }
     for (name, kernel, says) in cases {
-        let disk = disk(ctx, name, &kernel, &initrd_b)?;
+        let disk = disk(ctx, name, &kb, &kernel, &initrd_b)?;
         boot(ctx, &disk, "oitest=mark-good,rollback", &format!("{name}-1"))?;
         let b = boot(ctx, &disk, "", &format!("{name}-2"))?;
         contains(&b, &says)?;
@@ -160,6 +188,135 @@ pub fn refused_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
         want(&b, "slot", "a")?;
         want(&b, "kernel", &ctx.board.kernel_version)?;
         contains(&b, "OI-STATUS: slot b: bad")?;
+        if name == "kexec-notkernel" {
+            // The same image offered by install: refused before a byte is written.
+            let b = boot(ctx, &disk, "oitest=install", &format!("{name}-3"))?;
+            want(&b, "install-exit", "1")?;
+            contains(&b, "/boot/vmlinuz in the image is refused: not an")?;
+            contains(&b, "nothing written")?;
+        }
+    }
+    Ok(())
+}
+
+/// The slot's kernel is read through dm-verity like every other file of its image: slot b's
+/// signed image with one byte of its bzImage changed, blocks checked as they are read
+/// (`oinit.verityfullcheck=never`, so the kernel file itself is what finds it) and I/O errors
+/// instead of a restart (`oinit.verityerror=eio`): stage one cannot read the kernel, refuses
+/// the slot, and slot a (signed, intact) boots in the same boot. The unchanged image hands over,
+/// and stage two's initramfs verifies the lower again with its own copy of the key.
+pub fn verified_kernel(ctx: &Ctx<'_>) -> Result<(), String> {
+    use crate::sh;
+    let (kb, _) = b_kernel(ctx)?;
+    let out = ctx.board.out_dir(ctx.root).join("kexec-verity");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let (key, public) = (out.join("test.key"), out.join("test.pub"));
+    sh::run(sh::cmd("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key))?;
+    std::fs::write(&public, sh::output_bytes(sh::cmd("openssl").args(["pkey", "-pubout", "-in"]).arg(&key))?)
+        .map_err(|e| e.to_string())?;
+    // Each kernel's initramfs with the key and dm-verity: stage one's and stage two's.
+    let initrd = |b: &Board| -> Result<PathBuf, String> {
+        let conf = out.join(format!("{}.conf", b.kernel_version));
+        let board_conf = std::fs::read_to_string(b.dir.join("overlay-init.conf")).map_err(|e| e.to_string())?;
+        std::fs::write(&conf, format!("{board_conf}\noinit.veritykey=/etc/overlay-init/verity.pub\n"))
+            .map_err(|e| e.to_string())?;
+        let (c, p) = (conf.display().to_string(), public.display().to_string());
+        let files = [("/etc/overlay-init.conf", c.as_str()), ("/etc/overlay-init/verity.pub", p.as_str())];
+        image::initramfs_variant(ctx.root, b, "initramfs-kexec-verity", &["dm_verity"], &files)
+    };
+    let (initrd_a, initrd_b) = (initrd(ctx.board)?, initrd(&kb)?);
+    let a =
+        slot_image(ctx, "a", "rootfs-kexec-verity-a", ctx.board, (&ctx.board.kernel_dir.join("vmlinuz"), &initrd_a))?;
+    let b = slot_image(ctx, "b", "rootfs-kexec-verity-b", &kb, (&kb.kernel_dir.join("vmlinuz"), &initrd_b))?;
+    // Made again without compression, so the kernel's bytes are in the image as they are and the
+    // test can change one.
+    let tree = ctx.board.out_dir(ctx.root).join("rootfs-kexec-verity-b");
+    sh::run(sh::cmd("mksquashfs").arg(&tree).arg(&b).args([
+        "-noappend",
+        "-all-root",
+        "-quiet",
+        "-no-progress",
+        "-noD",
+        "-noF",
+    ]))?;
+    let mut signed = Vec::new();
+    for sqfs in [a, b] {
+        let to = sqfs.with_extension("img");
+        let script = ctx.root.join("board/integration/verity/sign-image.sh");
+        sh::quiet(sh::cmd("sh").arg(script).arg(&sqfs).arg(&key).arg(&to))?;
+        signed.push(to);
+    }
+    let kernel = std::fs::read(kb.kernel_dir.join("vmlinuz")).map_err(|e| e.to_string())?;
+    let b_bytes = std::fs::read(&signed[1]).map_err(|e| e.to_string())?;
+    let probe = &kernel[kernel.len() / 2..kernel.len() / 2 + 4096];
+    let at = b_bytes.windows(4096).position(|w| w == probe).ok_or("slot b's kernel is not stored verbatim")?;
+    let disk = |name: &str, tamper: bool| -> Result<PathBuf, String> {
+        let disk = ctx.fresh_disk(name)?;
+        let parts = image::partitions(&disk)?;
+        for (part, img) in crate::e2e::harness::slot_parts(ctx.board).iter().zip(&signed) {
+            image::write_at(&disk, image::part(&parts, part)?.start, &std::fs::read(img).map_err(|e| e.to_string())?)?;
+        }
+        if tamper {
+            let p = image::part(&parts, &crate::e2e::harness::slot_parts(ctx.board)[1])?;
+            let byte = image::read_at(&disk, p.start + at as u64 + 100, 1)?;
+            image::write_at(&disk, p.start + at as u64 + 100, &[byte[0] ^ 0x40])?;
+        }
+        Ok(disk)
+    };
+    let boot = |disk: &Path, extra: &str, log: &str| -> Result<Boot, String> {
+        let b = ctx.boot_with(&initrd_a, disk, &settings(ctx, &format!("oinit.verityerror=eio {extra}")), log)?;
+        booted(&b)?;
+        Ok(b)
+    };
+    let good = disk("kexec-verity", false)?;
+    boot(&good, "oitest=mark-good,rollback", "kexec-verity-1")?;
+    let b = boot(&good, "", "kexec-verity-2")?;
+    want(&b, "slot", "b")?;
+    want(&b, "kernel", &kb.kernel_version)?;
+    // Stage two set up dm-verity itself.
+    contains(&b, "\"verity\": {\"device\": \"/dev/mapper/oinit-b\"")?;
+    contains(&b, "slot b: handing over to its own kernel")?;
+    let bad = disk("kexec-verity-tampered", true)?;
+    boot(&bad, "oitest=mark-good,rollback", "kexec-verity-tampered-1")?;
+    let b = boot(&bad, "oinit.verityfullcheck=never", "kexec-verity-tampered-2")?;
+    // Read by the kernel inside kexec_file_load, through the verity device.
+    contains(&b, &format!("{LOWER_KERNEL}: I/O error"))?;
+    contains(&b, "dm-verity found a changed block")?;
+    // The kernel's own word that dm-verity caught it.
+    contains(&b, "device-mapper: verity: ")?;
+    contains(&b, " is corrupted")?;
+    contains(&b, "falling back to slot a in this boot")?;
+    want(&b, "slot", "a")?;
+    want(&b, "kernel", &ctx.board.kernel_version)
+}
+
+/// Power cut during the install of slot b's image (its own 6.12 kernel inside): wherever the cut
+/// lands, the next boot runs: slot a on a's kernel while the install is unfinished, or slot b on
+/// b's kernel once it completed; never a slot whose kernel and image disagree.
+pub fn install_power_cut(ctx: &Ctx<'_>) -> Result<(), String> {
+    let (kb, initrd_b) = b_kernel(ctx)?;
+    let base = disk(ctx, "kexec-cut", &kb, &kb.kernel_dir.join("vmlinuz"), &initrd_b)?;
+    // Slot a good, slot b's partition emptied: only the install can make it bootable.
+    boot(ctx, &base, "oitest=mark-good", "kexec-cut-setup")?;
+    let p = image::part(&image::partitions(&base)?, &crate::e2e::harness::slot_parts(ctx.board)[1])?;
+    image::write_at(&base, p.start, &vec![0u8; p.size as usize])?;
+    for (i, delay) in [1500u64, 4000].into_iter().enumerate() {
+        let disk = ctx.work.join(format!("kexec-cut-{i}.img"));
+        std::fs::copy(&base, &disk).map_err(|e| e.to_string())?;
+        let append = settings(ctx, "oitest=install");
+        let log = format!("kexec-cut-{i}-cut");
+        let cut = ctx.boot_cut(&disk, &append, &log, "OI-REPORT-END", std::time::Duration::from_millis(delay))?;
+        let finished = cut.console.contains("OI: install-exit=0");
+        let b = boot(ctx, &disk, "", &format!("kexec-cut-{i}-after"))?;
+        match b.marker("slot").as_deref() {
+            Some("a") => want(&b, "kernel", &ctx.board.kernel_version)?,
+            Some("b") if finished || b.console.contains("trial boot") => want(&b, "kernel", &kb.kernel_version)?,
+            other => return Err(format!("cut {i} ({delay} ms): booted slot {other:?}")),
+        }
+        if b.console.contains("slot b unusable") {
+            return Err(format!("cut {i} ({delay} ms): a half-installed slot b was offered"));
+        }
+        println!("kexec-install-power-cut: cut {i} after {delay} ms: install finished before the cut: {finished}");
     }
     Ok(())
 }

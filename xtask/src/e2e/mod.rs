@@ -60,7 +60,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 37] = [
+const SCENARIOS: [Scenario; 39] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -98,6 +98,9 @@ const SCENARIOS: [Scenario; 37] = [
     ("debian-rauc", crate::e2e::debian::rauc, Needs::X86Only),
     ("kexec-slot-kernels", crate::e2e::kexec::slot_kernels, Needs::Kexec),
     ("kexec-refused-falls-back", crate::e2e::kexec::refused_falls_back, Needs::Kexec),
+    // One architecture proves that the kernel file is read through dm-verity.
+    ("kexec-verified-kernel", crate::e2e::kexec::verified_kernel, Needs::X86Only),
+    ("kexec-install-power-cut", crate::e2e::kexec::install_power_cut, Needs::X86Only),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;
