@@ -46,8 +46,8 @@ pub fn hand_over(f: &Files<'_>, report: &mut Report) -> Result<(), StepError> {
             Err(StepError { role: Role::Switch, error: Box::new(error) })
         }
         Err(error) => {
-            // The other slot's plan mounts its lower in the same place, through a verity device
-            // of the same name.
+            // The other slot's plan mounts its lower in the same place; the refused slot's verity
+            // device goes with its lower.
             if let Err(e) = crate::sys::mount::unmount(f.lower) {
                 log::warn!("unmount {}: {e}", f.lower);
             }
