@@ -77,8 +77,7 @@ fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Error>
     // An arm64 Image does not say which kernel it is: its banner, written beside it at build
     // time, does (inside the same verified image).
     if img.version.is_none() {
-        let banner = std::fs::read_to_string(format!("{kernel}.version")).unwrap_or_default();
-        img.version = banner.trim().strip_prefix("Linux version ").map(String::from);
+        img.version = image::from_banner(&std::fs::read_to_string(format!("{kernel}.version")).unwrap_or_default());
     }
     if image::is_running(&img, &release, &version) {
         log::info!("slot {}'s kernel is the running one ({release}): no hand-over", f.slot.name());

@@ -38,7 +38,7 @@ fn check_tree(root: &Path, files: &BootFiles) -> Result<String, String> {
     let mut img = image::kernel(&head(&kernel)?, Arch::current()).map_err(|w| refused(&files.kernel, w))?;
     if img.version.is_none() {
         let banner = std::fs::read_to_string(format!("{}.version", kernel.display())).unwrap_or_default();
-        img.version = banner.trim().strip_prefix("Linux version ").map(String::from);
+        img.version = image::from_banner(&banner);
     }
     let release = image::release(&img).ok_or_else(|| {
         refused(

@@ -105,6 +105,12 @@ pub fn is_running(image: &KernelImage, release: &str, version: &str) -> bool {
     })
 }
 
+/// The version text of a kernel's banner (`Linux version 6.1.0-57-arm64 (...) # SMP ...`, as
+/// /proc/version says it), written beside an arm64 Image that does not name its kernel.
+pub fn from_banner(banner: &str) -> Option<String> {
+    banner.trim().strip_prefix("Linux version ").map(String::from)
+}
+
 /// The release the kernel names: the first word of its version text (`6.12.9+bpo-amd64`).
 pub fn release(image: &KernelImage) -> Option<&str> {
     image.version.as_deref()?.split_whitespace().next()
