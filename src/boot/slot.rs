@@ -246,11 +246,7 @@ fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path, s
         compatible: s.verity.compatible.clone(),
         unversioned: s.verity.unversioned,
         security_version,
-        kexec: s.kexec.enabled.then(|| crate::ab::handoff::BootFiles {
-            kernel: s.kexec.kernel.clone(),
-            initrd: s.kexec.initrd.clone(),
-            dtb: s.kexec.dtb.clone(),
-        }),
+        kexec: s.kexec.files(),
     };
     if let Err(e) = std::fs::write(SLOTS_FILE, f.render()) {
         log::warn!("cannot write {SLOTS_FILE}: {e}");

@@ -117,6 +117,26 @@ pub static SPECS: &[Spec] = &[
     the index trimmed to them into OUTDIR. Exit 1: a module is not in that kernel.",
     },
     Spec {
+        name: "kexec-files",
+        values: &["--config"],
+        flags: &[],
+        args: 0..=0,
+        help: "kexec-files [--config FILE]
+    for building a slot image (Buildroot's post-build runs it): prints where the settings'
+    oinit.kexec* keys put a slot's boot files inside its image, one `NAME PATH` line each
+    (kernel, initrd, dtb when set); prints nothing when oinit.kexec is off.",
+    },
+    Spec {
+        name: "kexec-check",
+        values: &["--config"],
+        flags: &[],
+        args: 1..=1,
+        help: "kexec-check [--config FILE] ROOT
+    for building a slot image: checks the tree ROOT as install checks the image: the kernel
+    (of any architecture), initramfs and device tree the settings name, and the kernel's
+    ROOT/lib/modules/RELEASE. Exit 1: which file and why.",
+    },
+    Spec {
         name: "plan",
         values: &["--cmdline", "--config", "--sysfs", "--dev", STATE],
         flags: &[],

@@ -22,20 +22,59 @@ pub fn check(image_file: &Path, files: &BootFiles) -> Result<String, String> {
     })?;
     let checked = mount::mount_image_ro(&loop_dev.path, &target)
         .map_err(|e| format!("{file}: mount: {e}: neither a squashfs nor an EROFS image"))
-        .and_then(|_| check_tree(&dir, files));
+        .and_then(|_| check_tree(&dir, files, Some(Arch::current())));
     let _ = mount::unmount_detach(&target);
     let _ = std::fs::remove_dir(&dir);
     checked
 }
 
-fn check_tree(root: &Path, files: &BootFiles) -> Result<String, String> {
+/// `kexec-files`: the settings' boot file paths for a build script, nothing when the hand-over is
+/// off.
+pub fn files_cmd(files: Option<BootFiles>) -> i32 {
+    if let Some(f) = files {
+        println!("kernel {}\ninitrd {}", f.kernel, f.initrd);
+        if let Some(dtb) = f.dtb {
+            println!("dtb {dtb}");
+        }
+    }
+    0
+}
+
+/// `kexec-check ROOT`: a slot image's tree checked on the build host, before it becomes an image.
+/// The kernel may be of any architecture the hand-over knows (the host is rarely the target).
+pub fn tree_cmd(root: &Path, files: Option<BootFiles>) -> i32 {
+    let checked =
+        files.ok_or_else(|| "the settings do not turn the hand-over on (oinit.kexec=1)".to_string()).and_then(|f| {
+            if !root.join(f.kernel.trim_start_matches('/')).exists() {
+                return Err(format!("{} has no {}: the settings' oinit.kexeckernel", root.display(), f.kernel));
+            }
+            check_tree(root, &f, None)
+        });
+    match checked {
+        Ok(what) => {
+            println!("{}: {what}", root.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("overlay-init: kexec-check: {}: {e}", root.display());
+            1
+        }
+    }
+}
+
+/// Checks an image's tree; `arch` None: the kernel's own, found from its header.
+fn check_tree(root: &Path, files: &BootFiles, arch: Option<Arch>) -> Result<String, String> {
     let at = |p: &str| root.join(p.trim_start_matches('/'));
     let kernel = at(&files.kernel);
     if !kernel.exists() {
         return Ok(format!("no kernel of its own ({}): it boots on the stage-one kernel", files.kernel));
     }
     let refused = |p: &str, why: String| format!("{p} in the image is refused: {why}");
-    let mut img = image::kernel(&head(&kernel)?, Arch::current()).map_err(|w| refused(&files.kernel, w))?;
+    let head_bytes = head(&kernel)?;
+    let arch = arch.or_else(|| image::arch_of(&head_bytes)).ok_or_else(|| {
+        refused(&files.kernel, "not a kernel image of an architecture the hand-over knows (x86, arm64, arm)".into())
+    })?;
+    let mut img = image::kernel(&head_bytes, arch).map_err(|w| refused(&files.kernel, w))?;
     if img.version.is_none() {
         let banner = std::fs::read_to_string(format!("{}.version", kernel.display())).unwrap_or_default();
         img.version = image::from_banner(&banner);
@@ -69,7 +108,6 @@ fn head(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 #[cfg(test)]
-#[cfg(target_arch = "x86_64")]
 mod tests {
     use super::*;
 
@@ -98,18 +136,22 @@ mod tests {
         let gz = [0x1f, 0x8b, 8, 0];
         let ok = tree("ok", "6.12.9-amd64", &gz, &["6.12.9-amd64"]);
         assert_eq!(
-            check_tree(&ok, &files).unwrap(),
+            check_tree(&ok, &files, None).unwrap(),
             "its kernel 6.12.9-amd64, its gzip-compressed cpio and /lib/modules/6.12.9-amd64 belong together"
         );
         let other = tree("other", "6.12.9-amd64", &gz, &["6.1.0-28-amd64"]);
-        assert!(check_tree(&other, &files).unwrap_err().contains("has no /lib/modules/6.12.9-amd64"));
+        assert!(check_tree(&other, &files, None).unwrap_err().contains("has no /lib/modules/6.12.9-amd64"));
         let not_cpio = tree("notcpio", "6.12.9-amd64", b"\x7fELF....", &["6.12.9-amd64"]);
-        assert!(check_tree(&not_cpio, &files).unwrap_err().contains("/boot/initrd.img in the image is refused"));
+        assert!(check_tree(&not_cpio, &files, Some(Arch::X86))
+            .unwrap_err()
+            .contains("/boot/initrd.img in the image is refused"));
         let with_dtb = BootFiles { dtb: Some("/boot/board.dtb".into()), ..files.clone() };
         std::fs::write(ok.join("boot/board.dtb"), b"not a tree").unwrap();
-        assert!(check_tree(&ok, &with_dtb).unwrap_err().contains("/boot/board.dtb in the image is refused"));
+        assert!(check_tree(&ok, &with_dtb, None).unwrap_err().contains("/boot/board.dtb in the image is refused"));
+        std::fs::write(not_cpio.join("boot/vmlinuz"), b"#!/bin/sh\n").unwrap();
+        assert!(check_tree(&not_cpio, &files, None).unwrap_err().contains("not a kernel image of an architecture"));
         std::fs::remove_file(ok.join("boot/vmlinuz")).unwrap();
-        assert!(check_tree(&ok, &files).unwrap().starts_with("no kernel of its own"));
+        assert!(check_tree(&ok, &files, None).unwrap().starts_with("no kernel of its own"));
         for d in [ok, other, not_cpio] {
             let _ = std::fs::remove_dir_all(d);
         }

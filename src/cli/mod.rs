@@ -53,6 +53,14 @@ pub fn main(argv: &[String]) -> i32 {
     match cmd {
         "plan" => plan_cmd(&PlanArgs::from(&a)),
         "initramfs-modules" => initramfs_modules(&a),
+        "kexec-files" | "kexec-check" => match config_settings(&a) {
+            Ok(s) if cmd == "kexec-files" => kernel_check::files_cmd(s.kexec.files()),
+            Ok(s) => kernel_check::tree_cmd(Path::new(&a.rest[0]), s.kexec.files()),
+            Err(e) => {
+                eprintln!("overlay-init: {cmd}: {e}");
+                1
+            }
+        },
         "reconcile" => reconcile::run(&a),
         _ => slots::run(cmd, &a),
     }
@@ -73,14 +81,8 @@ fn initramfs_modules(a: &Args) -> i32 {
 }
 
 fn modules_list(a: &Args) -> Result<String, String> {
-    let config_path = a.path("--config").unwrap_or_else(|| crate::config::paths::CONFIG.into());
+    let s = config_settings(a)?;
     let (moddir, outdir) = (Path::new(&a.rest[0]), Path::new(&a.rest[1]));
-    let bytes = std::fs::read(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let (config, _) = crate::config::cmdline::decode(&bytes, &config_path.display().to_string());
-    let (s, loaded) = Settings::load(&config, "");
-    if !loaded.errors.is_empty() {
-        return Err(Error::Settings(loaded.errors).to_string());
-    }
     let version = moddir.file_name().map(|v| v.to_string_lossy().into_owned()).unwrap_or_default();
     let read = |f: &str| std::fs::read_to_string(moddir.join(f));
     let dep = read("modules.dep")
@@ -94,6 +96,19 @@ fn modules_list(a: &Args) -> Result<String, String> {
         std::fs::write(outdir.join(name), text).map_err(|e| format!("{}: {e}", outdir.join(name).display()))?;
     }
     Ok(packed.cpio_lines(&version, &moddir.display().to_string(), &outdir.display().to_string()))
+}
+
+/// The settings of the board config `--config` names (default: the initramfs' own), for the
+/// commands a build host runs.
+fn config_settings(a: &Args) -> Result<Settings, String> {
+    let config_path = a.path("--config").unwrap_or_else(|| crate::config::paths::CONFIG.into());
+    let bytes = std::fs::read(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let (config, _) = crate::config::cmdline::decode(&bytes, &config_path.display().to_string());
+    let (s, loaded) = Settings::load(&config, "");
+    if !loaded.errors.is_empty() {
+        return Err(Error::Settings(loaded.errors).to_string());
+    }
+    Ok(s)
 }
 
 /// `plan`'s options with their defaults.

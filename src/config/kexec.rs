@@ -2,6 +2,7 @@
 //! device tree are inside its root image, and the marker stage one leaves on stage two's command
 //! line. Same `oinit.` prefix and parser as every other key.
 
+use crate::ab::handoff::BootFiles;
 use crate::ab::state::SlotId;
 use crate::config::values::{abs_path, flag, need, Source};
 
@@ -61,6 +62,15 @@ impl Stage2 {
 }
 
 impl KexecSettings {
+    /// Where a slot image carries its boot, when the hand-over is on.
+    pub fn files(&self) -> Option<BootFiles> {
+        self.enabled.then(|| BootFiles {
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            dtb: self.dtb.clone(),
+        })
+    }
+
     pub(crate) fn set(&mut self, name: &str, v: Option<&str>, src: Source) -> Result<bool, String> {
         match name {
             "kexec" => self.enabled = flag(v)?,

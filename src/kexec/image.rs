@@ -54,22 +54,34 @@ pub struct KernelImage {
     pub version: Option<String>,
 }
 
-/// Checks `head` (the file's first bytes) is a kernel image for `arch`.
-pub fn kernel(head: &[u8], arch: Arch) -> Result<KernelImage, String> {
-    let le16 = |at: usize| head.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let le32 = |at: usize| head.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let ok = match arch {
+fn le16(head: &[u8], at: usize) -> Option<u16> {
+    head.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+/// Whether `head` carries the kernel magic of `arch`.
+fn has_magic(head: &[u8], arch: Arch) -> bool {
+    match arch {
         // The boot sector's 0xAA55 and the setup header's "HdrS" (Documentation/arch/x86/boot.rst).
-        Arch::X86 => le16(0x1fe) == Some(0xaa55) && head.get(0x202..0x206) == Some(b"HdrS"),
+        Arch::X86 => le16(head, 0x1fe) == Some(0xaa55) && head.get(0x202..0x206) == Some(b"HdrS"),
         // "ARM\x64" at offset 56 (Documentation/arch/arm64/booting.rst).
         Arch::Arm64 => head.get(0x38..0x3c) == Some(b"ARM\x64"),
         // The zImage magic at offset 0x24.
-        Arch::Arm => le32(0x24) == Some(0x016f_2818),
-    };
-    if !ok {
+        Arch::Arm => head.get(0x24..0x28) == Some(&0x016f_2818u32.to_le_bytes()),
+    }
+}
+
+/// The architecture whose kernel image `head` is, for tools on a build host checking a target's
+/// image (the boot itself only accepts its own architecture's).
+pub fn arch_of(head: &[u8]) -> Option<Arch> {
+    [Arch::X86, Arch::Arm64, Arch::Arm].into_iter().find(|a| has_magic(head, *a))
+}
+
+/// Checks `head` (the file's first bytes) is a kernel image for `arch`.
+pub fn kernel(head: &[u8], arch: Arch) -> Result<KernelImage, String> {
+    if !has_magic(head, arch) {
         return Err(format!("not {} (its header has no kernel magic)", arch.image_name()));
     }
-    let version = match (arch, le16(0x20e)) {
+    let version = match (arch, le16(head, 0x20e)) {
         (Arch::X86, Some(off)) if off != 0 => {
             let at = usize::from(off) + 0x200;
             head.get(at..).map(|s| {
@@ -228,6 +240,12 @@ mod tests {
         assert!(kernel(&[0u8; 10], Arch::Arm).is_err());
         let mut arm64 = vec![0u8; 64];
         arm64[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        let mut zimage = vec![0u8; 64];
+        zimage[0x24..0x28].copy_from_slice(&[0x18, 0x28, 0x6f, 0x01]);
+        assert_eq!(
+            [arch_of(&bzimage(v)), arch_of(&arm64), arch_of(&zimage), arch_of(b"#!/bin/sh")],
+            [Some(Arch::X86), Some(Arch::Arm64), Some(Arch::Arm), None]
+        );
         assert_eq!(kernel(&arm64, Arch::Arm64), Ok(KernelImage { version: None }));
         assert!(!is_running(&KernelImage { version: None }, "6.1.0-28-arm64", "#1"));
         // An arm64 banner: the build counter is not in the image.

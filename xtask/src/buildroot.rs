@@ -181,6 +181,62 @@ fn post_image(root: &Path) -> Result<(), String> {
     crate::e2e::harness::want(&boot, "counter", "1")?;
     crate::e2e::harness::want(&boot, "data-visible", "ext4")?;
     println!("PASS post-image.sh: its initramfs boots qemu-aarch64 with the data partition mounted");
+    post_build(root, &b, &out)
+}
+
+/// Runs post-build.sh in the same stand-in with a config that turns the kernel hand-over on (the
+/// board's own plus two slots and `oinit.kexec=1`), the Debian kernel as Buildroot's `Image`:
+/// the root filesystem must get the kernel, its banner and an initramfs in /boot that pass
+/// `install`'s checks. A root filesystem whose modules are another kernel's must stop the build.
+fn post_build(root: &Path, b: &Board, out: &Path) -> Result<(), String> {
+    let [a, other] = crate::e2e::harness::slot_parts(b);
+    let conf = out.join("kexec.conf");
+    let text = format!("{}\noinit.a=PARTLABEL={a}\noinit.b=PARTLABEL={other}\noinit.kexec=1\n", b.config);
+    std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+    let images = out.join("images");
+    std::fs::copy(b.kernel_dir.join("vmlinuz"), images.join("Image")).map_err(|e| e.to_string())?;
+    let run = |target: &Path| {
+        sh::cmd("bash")
+            .arg(root.join("buildroot/board/overlay-init/post-build.sh"))
+            .arg(target)
+            .arg(&b.name)
+            .env("OVERLAY_INIT_CONF", &conf)
+            .env("BINARIES_DIR", &images)
+            .env("HOST_DIR", out.join("host"))
+            .env("BUILD_DIR", out.join("build"))
+            .output()
+            .map_err(|e| format!("post-build.sh: {e}"))
+    };
+    let target = out.join("target");
+    let done = run(&target)?;
+    let said = String::from_utf8_lossy(&done.stdout).into_owned() + &String::from_utf8_lossy(&done.stderr);
+    if !done.status.success() || !said.contains(&format!("/lib/modules/{} belong together", b.kernel_version)) {
+        return Err(format!(
+            "post-build.sh with oinit.kexec=1 did not make a slot root that passes the checks:\n{said}"
+        ));
+    }
+    let banner = std::fs::read_to_string(target.join("boot/vmlinuz.version")).unwrap_or_default();
+    if !banner.starts_with(&format!("Linux version {} ", b.kernel_version)) {
+        return Err(format!("post-build.sh wrote the banner {banner:?} beside the kernel"));
+    }
+    let initrd = std::fs::read(target.join("boot/initrd.img")).map_err(|e| format!("/boot/initrd.img: {e}"))?;
+    if !initrd.starts_with(&[0x1f, 0x8b]) {
+        return Err("post-build.sh's /boot/initrd.img is not a gzip-compressed cpio".into());
+    }
+    // Modules of another kernel: the build must stop, saying so.
+    let wrong = out.join("target-other-kernel");
+    std::fs::create_dir_all(wrong.join("lib/modules")).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(b.module_dir(), wrong.join("lib/modules/0.0.0-other")).map_err(|e| e.to_string())?;
+    let refused = run(&wrong)?;
+    let said = String::from_utf8_lossy(&refused.stderr);
+    if refused.status.success() || !said.contains(&format!("has no /lib/modules/{}", b.kernel_version)) {
+        return Err(format!("post-build.sh accepted a root filesystem with another kernel's modules:\n{said}"));
+    }
+    println!(
+        "PASS post-build.sh: with oinit.kexec=1 the root filesystem carries /boot/vmlinuz ({}), its banner and \
+         initramfs, checked as install checks them; another kernel's modules stop the build",
+        b.kernel_version
+    );
     Ok(())
 }
 
