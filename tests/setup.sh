@@ -123,6 +123,8 @@ fetch_kernel amd64 amd64 bullseye amd64-5.10
 fetch_kernel arm64 arm64 bullseye arm64-5.10
 fetch_kernel amd64 amd64 bookworm-backports amd64-6.12
 fetch_kernel arm64 arm64 bookworm-backports arm64-6.12
+# Slot b's kernel in the armv7 hand-over scenarios (docs/kexec.md).
+fetch_kernel armhf armmp bookworm-backports armhf-6.12
 
 # The kernel's own usr/gen_init_cpio, built from Debian's linux-source: the tests hand it the
 # initramfs lists unchanged, as CONFIG_INITRAMFS_SOURCE would, and compare its archive with ours.

@@ -107,10 +107,7 @@ fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Error>
     let start = crate::sys::clock::now_us();
     match arch {
         Arch::X86 => load_file(&kernel, &initrd, cmdline, report)?,
-        Arch::Arm64 => load_segments(&kernel, &initrd, dtb, &cmdline, report)?,
-        Arch::Arm => {
-            return Err(bad_file(&kernel, "the hand-over is not implemented on 32-bit ARM (docs/kexec.md)".into()))
-        }
+        Arch::Arm64 | Arch::Arm => load_segments(&kernel, &initrd, dtb, &cmdline, arch, report)?,
     }
     Ok(Some((marker.stage1_ms, (crate::sys::clock::now_us() - start) / 1000)))
 }
@@ -129,17 +126,19 @@ fn load_file(kernel: &str, initrd: &str, cmdline: String, report: &mut Report) -
         .map_err(|e| Error::sys("kexec_file_load", kernel.to_string(), e, load_hint(e)))
 }
 
-/// arm64 (no `kexec_file_load` in Debian's kernels): the init places the `Image`, the
-/// initramfs, the device tree (the slot's, or the running kernel's own) with `/chosen` saying
-/// where the initramfs is and what the command line is, and a purgatory that enters the kernel.
+/// arm64 and 32-bit ARM (no `kexec_file_load` in Debian's kernels): the init places the kernel,
+/// the initramfs, the device tree (the slot's, or the running kernel's own) with `/chosen` saying
+/// where the initramfs is and what the command line is, and on arm64 a purgatory that enters the
+/// kernel (32-bit ARM's relocation code enters the zImage itself).
 fn load_segments(
     kernel: &str,
     initrd: &str,
     dtb: Option<(String, Vec<u8>)>,
     cmdline: &str,
+    arch: Arch,
     report: &mut Report,
 ) -> Result<(), Error> {
-    use crate::kexec::arm64;
+    use crate::kexec::{arm, arm64};
     use crate::sys::kexec::Segment;
     const FDT: &str = "/sys/firmware/fdt";
     let (dtb_path, dtb) = match dtb {
@@ -148,31 +147,35 @@ fn load_segments(
     };
     let image = std::fs::read(kernel).map_err(|e| io_error("read", kernel, e))?;
     let ramdisk = std::fs::read(initrd).map_err(|e| io_error("read", initrd, e))?;
-    let h = arm64::header(&image).map_err(|why| bad_file(kernel, why))?;
     let iomem = std::fs::read_to_string("/proc/iomem").map_err(|e| io_error("read", "/proc/iomem", e))?;
+    let ram = arm64::system_ram(&iomem);
+    let page = |n: u64| n.div_ceil(4096) * 4096;
     // The edited tree grows by the command line and two properties at most.
     let room = dtb.len() as u64 + cmdline.len() as u64 + 256;
-    let ram = arm64::system_ram(&iomem);
-    let l = arm64::layout(&ram, h, ramdisk.len() as u64, room).map_err(|why| bad_file(kernel, why))?;
-    let tree = crate::kexec::fdt::with_chosen(&dtb, cmdline, l.initrd, l.initrd + ramdisk.len() as u64)
+    let (image_len, initrd_len) = (image.len() as u64, ramdisk.len() as u64);
+    // (kernel, its memory, initramfs, device tree, entry, purgatory)
+    let (at, kernel_mem, initrd_at, dtb_at, entry, purgatory) = if arch == Arch::Arm64 {
+        let h = arm64::header(&image).map_err(|why| bad_file(kernel, why))?;
+        let l = arm64::layout(&ram, h, initrd_len, room).map_err(|why| bad_file(kernel, why))?;
+        let code = arm64::purgatory(l.kernel, l.dtb);
+        (l.kernel, l.kernel_mem.max(page(image_len)), l.initrd, l.dtb, l.purgatory, Some(code))
+    } else {
+        let l = arm::layout(&ram, image_len, initrd_len, room).map_err(|why| bad_file(kernel, why))?;
+        (l.kernel, page(image_len), l.initrd, l.dtb, l.kernel, None)
+    };
+    let tree = crate::kexec::fdt::with_chosen(&dtb, cmdline, initrd_at, initrd_at + initrd_len)
         .map_err(|why| bad_file(&dtb_path, why))?;
-    let purgatory = arm64::purgatory(l.kernel, l.dtb);
-    let page = |n: usize| (n as u64).div_ceil(4096) * 4096;
-    let segments = [
-        Segment { bytes: &image, mem: l.kernel, mem_len: l.kernel_mem.max(page(image.len())) },
-        Segment { bytes: &ramdisk, mem: l.initrd, mem_len: page(ramdisk.len()) },
-        Segment { bytes: &tree, mem: l.dtb, mem_len: page(tree.len()) },
-        Segment { bytes: &purgatory, mem: l.purgatory, mem_len: page(purgatory.len()) },
+    let mut segments = vec![
+        Segment { bytes: &image, mem: at, mem_len: kernel_mem },
+        Segment { bytes: &ramdisk, mem: initrd_at, mem_len: page(initrd_len) },
+        Segment { bytes: &tree, mem: dtb_at, mem_len: page(tree.len() as u64) },
     ];
-    log::debug!(
-        "kexec_load: kernel at {:#x}, initramfs {:#x}, device tree {:#x}, entry {:#x}",
-        l.kernel,
-        l.initrd,
-        l.dtb,
-        l.purgatory
-    );
+    if let Some(code) = &purgatory {
+        segments.push(Segment { bytes: code, mem: entry, mem_len: page(code.len() as u64) });
+    }
+    log::debug!("kexec_load: kernel at {at:#x}, initramfs {initrd_at:#x}, device tree {dtb_at:#x}, entry {entry:#x}");
     report
-        .kernel(|| crate::sys::kexec::load(l.purgatory, &segments))
+        .kernel(|| crate::sys::kexec::load(entry, &segments))
         .map_err(|e| Error::sys("kexec_load", kernel.to_string(), e, load_hint(e)))
 }
 
@@ -213,7 +216,9 @@ fn bad_file(path: &str, why: String) -> Error {
 
 fn io_error(call: &'static str, path: &str, e: std::io::Error) -> Error {
     let errno = rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO));
-    Error::sys(call, path.to_string(), errno, "check the slot image's /boot")
+    // The lower is read through dm-verity: EIO is most often a changed block.
+    let hint = if errno == rustix::io::Errno::IO { load_hint(errno) } else { "check the slot image's /boot" };
+    Error::sys(call, path.to_string(), errno, hint)
 }
 
 /// Nothing on the data partition may be lost across the hand-over: kexec starts the next kernel

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 const USAGE: &str = "cargo xtask <command>
   initramfs BOARD     build target/boards/BOARD/initramfs.cpio.gz (and its gen_init_cpio list)
   disk BOARD          build target/boards/BOARD/disk.img from board/BOARD/genimage.cfg
+  slot BOARD          build target/boards/BOARD/slot.sqfs, an update image carrying its own boot
+                      (/boot/vmlinuz, /boot/initrd.img, its modules) for boards with oinit.kexec
   check-boards [BOARD...]  check settings against layout and kernel, build each disk with genimage
                       and read it back (default: every board)
   check-buildroot     Buildroot's style rules over buildroot/, and its post-image script run for real
@@ -63,6 +65,9 @@ fn main() {
             let out = b.out_dir(&root).join("disk.img");
             image::disk::build(&root, b, &out).map(|()| println!("{}", out.display()))
         }),
+        Some("slot") => {
+            with_board(&root, args.get(1), |b| image::slot::for_install(&root, b).map(|p| println!("{}", p.display())))
+        }
         Some("demo") => with_board(&root, args.get(1).or(Some(&"qemu-aarch64".to_string())), |b| e2e::demo(&root, b)),
         Some("e2e") => e2e::main(&root, &args[1..]),
         Some("powercut") => {

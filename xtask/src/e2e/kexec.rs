@@ -28,9 +28,8 @@ fn boot(ctx: &Ctx<'_>, disk: &Path, extra: &str, log: &str) -> Result<Boot, Stri
     Ok(b)
 }
 
-/// A slot image: the test system with `files` (kernel, initramfs) as /boot/vmlinuz and
-/// /boot/initrd.img (the settings' defaults), `kernel`'s /lib/modules/RELEASE, and beside an uncompressed kernel (arm64's Image)
-/// its banner as /boot/vmlinuz.version, which says which kernel it is.
+/// Slot `variant`'s image `name` with its own boot (`files`: kernel, initramfs) and `kernel`'s
+/// modules index.
 fn slot_image(
     ctx: &Ctx<'_>,
     variant: &str,
@@ -38,29 +37,7 @@ fn slot_image(
     kernel: &Board,
     files: (&Path, &Path),
 ) -> Result<PathBuf, String> {
-    let (kernel_file, initrd) = files;
-    let dir = image::rootfs_tree(ctx.root, ctx.board, variant, name, &[])?;
-    // The kernel's modules, as a real image has them (the index is enough for the checks).
-    let modules = dir.join("lib/modules").join(&kernel.kernel_version);
-    std::fs::create_dir_all(&modules).map_err(|e| e.to_string())?;
-    std::fs::copy(kernel.module_dir().join("modules.dep"), modules.join("modules.dep")).map_err(|e| e.to_string())?;
-    let kernel = kernel_file;
-    std::fs::create_dir_all(dir.join("boot")).map_err(|e| e.to_string())?;
-    for (from, to) in [(kernel, "boot/vmlinuz"), (initrd, "boot/initrd.img")] {
-        std::fs::copy(from, dir.join(to)).map_err(|e| format!("{}: {e}", from.display()))?;
-    }
-    let bytes = std::fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
-    if let Some(banner) = banner(&bytes) {
-        std::fs::write(dir.join("boot/vmlinuz.version"), format!("{banner}\n")).map_err(|e| e.to_string())?;
-    }
-    image::squash(&dir, variant, &ctx.board.out_dir(ctx.root).join(format!("{name}.sqfs")))
-}
-
-/// The `Linux version ...` line of an uncompressed kernel, what /proc/version says when it runs.
-pub fn banner(kernel: &[u8]) -> Option<String> {
-    let at = kernel.windows(14).position(|w| w == b"Linux version ")?;
-    let end = kernel[at..].iter().position(|b| *b == b'\n' || *b == 0)?;
-    Some(String::from_utf8_lossy(&kernel[at..at + end]).into_owned())
+    image::slot::build(ctx.root, ctx.board, variant, name, kernel, files)
 }
 
 /// The board with slot b's kernel series, and its initramfs (the same board config, that
@@ -158,29 +135,41 @@ pub fn slot_kernels(ctx: &Ctx<'_>) -> Result<(), String> {
 /// Slot b's kernel refused, by the init (not a kernel), and on x86_64 by the running kernel
 /// (6.12's bzImage with `XLF_KERNEL_64` cleared in its setup header: the init's header check
 /// passes, the kernel's bzImage64 loader says ENOEXEC), on arm64 by the init's placement (an
-/// Image asking for more memory than the board has): the slot fails like an image that does
-/// not mount, slot a boots in the same boot on its kernel.
+/// Image asking for more memory than the board has), on 32-bit ARM by the init's check of the
+/// initramfs (not a cpio archive): the slot fails like an image that does not mount, slot a
+/// boots in the same boot on its kernel.
 pub fn refused_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
     let (kb, initrd_b) = b_kernel(ctx)?;
     let dir = ctx.work.join("kexec-bad");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let script = dir.join("not-a-kernel");
     std::fs::write(&script, "#!/bin/sh\necho this is not a kernel\n").map_err(|e| e.to_string())?;
-    let mut cases = vec![("kexec-notkernel", script, "/boot/vmlinuz is refused: not an".to_string())];
+    let kernel_b = kb.kernel_dir.join("vmlinuz");
+    let mut cases =
+        vec![("kexec-notkernel", script.clone(), initrd_b.clone(), "/boot/vmlinuz is refused: not an".to_string())];
     let refused = dir.join("refused-kernel");
-    std::fs::copy(kb.kernel_dir.join("vmlinuz"), &refused).map_err(|e| e.to_string())?;
+    std::fs::copy(&kernel_b, &refused).map_err(|e| e.to_string())?;
     if ctx.board.rust_target.starts_with("x86_64") {
         // xloadflags (offset 0x236, Documentation/arch/x86/boot.rst), bit 0: XLF_KERNEL_64.
         let flags = image::read_at(&refused, 0x236, 1)?;
         image::write_at(&refused, 0x236, &[flags[0] & !1])?;
-        cases.push(("kexec-not64", refused, format!("kexec_file_load {LOWER_KERNEL}: Exec format error")));
-    } else {
+        let says = format!("kexec_file_load {LOWER_KERNEL}: Exec format error");
+        cases.push(("kexec-not64", refused, initrd_b, says));
+    } else if ctx.board.rust_target.starts_with("aarch64") {
         // image_size (offset 16 of the arm64 header): 64 GiB, more than any RAM range here.
         image::write_at(&refused, 16, &(64u64 << 30).to_le_bytes())?;
-        cases.push(("kexec-toobig", refused, format!("kexec: {LOWER_KERNEL} is refused: no RAM range holds")));
+        cases.push((
+            "kexec-toobig",
+            refused,
+            initrd_b,
+            format!("kexec: {LOWER_KERNEL} is refused: no RAM range holds"),
+        ));
+    } else {
+        let says = "/run/overlay-init/lower/boot/initrd.img is refused: not a cpio archive".to_string();
+        cases.push(("kexec-notcpio", kernel_b, script, says));
     }
-    for (name, kernel, says) in cases {
-        let disk = disk(ctx, name, &kb, &kernel, &initrd_b)?;
+    for (name, kernel, initrd, says) in cases {
+        let disk = disk(ctx, name, &kb, &kernel, &initrd)?;
         boot(ctx, &disk, "oitest=mark-good,rollback", &format!("{name}-1"))?;
         let b = boot(ctx, &disk, "", &format!("{name}-2"))?;
         contains(&b, &says)?;
@@ -200,7 +189,7 @@ pub fn refused_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
 }
 
 /// The slot's kernel is read through dm-verity like every other file of its image: slot b's
-/// signed image with one byte of its bzImage changed, blocks checked as they are read
+/// signed image with one byte of its kernel's stored data changed, blocks checked as they are read
 /// (`oinit.verityfullcheck=never`, so the kernel file itself is what finds it) and I/O errors
 /// instead of a restart (`oinit.verityerror=eio`): stage one cannot read the kernel, refuses
 /// the slot, and slot a (signed, intact) boots in the same boot. The unchanged image hands over,
@@ -228,17 +217,19 @@ pub fn verified_kernel(ctx: &Ctx<'_>) -> Result<(), String> {
     let a =
         slot_image(ctx, "a", "rootfs-kexec-verity-a", ctx.board, (&ctx.board.kernel_dir.join("vmlinuz"), &initrd_a))?;
     let b = slot_image(ctx, "b", "rootfs-kexec-verity-b", &kb, (&kb.kernel_dir.join("vmlinuz"), &initrd_b))?;
-    // Made again without compression, so the kernel's bytes are in the image as they are and the
-    // test can change one.
+    // Made again with the kernel's data first: 1 MiB into the image is inside its (compressed)
+    // blocks, past the superblock's verity block and before the tables at the end.
     let tree = ctx.board.out_dir(ctx.root).join("rootfs-kexec-verity-b");
-    sh::run(sh::cmd("mksquashfs").arg(&tree).arg(&b).args([
-        "-noappend",
-        "-all-root",
-        "-quiet",
-        "-no-progress",
-        "-noD",
-        "-noF",
-    ]))?;
+    let sort = out.join("kernel-first.sort");
+    std::fs::write(&sort, "boot/vmlinuz 32767\n").map_err(|e| e.to_string())?;
+    sh::run(
+        sh::cmd("mksquashfs")
+            .arg(&tree)
+            .arg(&b)
+            .args(["-noappend", "-all-root", "-quiet", "-no-progress", "-sort"])
+            .arg(&sort),
+    )?;
+    const IN_KERNEL: u64 = 1 << 20;
     let mut signed = Vec::new();
     for sqfs in [a, b] {
         let to = sqfs.with_extension("img");
@@ -246,10 +237,6 @@ pub fn verified_kernel(ctx: &Ctx<'_>) -> Result<(), String> {
         sh::quiet(sh::cmd("sh").arg(script).arg(&sqfs).arg(&key).arg(&to))?;
         signed.push(to);
     }
-    let kernel = std::fs::read(kb.kernel_dir.join("vmlinuz")).map_err(|e| e.to_string())?;
-    let b_bytes = std::fs::read(&signed[1]).map_err(|e| e.to_string())?;
-    let probe = &kernel[kernel.len() / 2..kernel.len() / 2 + 4096];
-    let at = b_bytes.windows(4096).position(|w| w == probe).ok_or("slot b's kernel is not stored verbatim")?;
     let disk = |name: &str, tamper: bool| -> Result<PathBuf, String> {
         let disk = ctx.fresh_disk(name)?;
         let parts = image::partitions(&disk)?;
@@ -258,8 +245,8 @@ pub fn verified_kernel(ctx: &Ctx<'_>) -> Result<(), String> {
         }
         if tamper {
             let p = image::part(&parts, &crate::e2e::harness::slot_parts(ctx.board)[1])?;
-            let byte = image::read_at(&disk, p.start + at as u64 + 100, 1)?;
-            image::write_at(&disk, p.start + at as u64 + 100, &[byte[0] ^ 0x40])?;
+            let byte = image::read_at(&disk, p.start + IN_KERNEL, 1)?;
+            image::write_at(&disk, p.start + IN_KERNEL, &[byte[0] ^ 0x40])?;
         }
         Ok(disk)
     };

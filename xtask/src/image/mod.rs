@@ -2,6 +2,7 @@
 
 pub mod disk;
 pub mod flash;
+pub mod slot;
 
 use crate::board::Board;
 use crate::sh;
