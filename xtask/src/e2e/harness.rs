@@ -270,9 +270,9 @@ pub enum Needs {
     /// The kernel hand-over: the QEMU boards with a second kernel series to hand over to
     /// (x86_64 by `kexec_file_load`, aarch64 and armv7 by `kexec_load`).
     Kexec,
-    /// The hand-over with verified lowers: the 64-bit QEMU boards (the read path through
-    /// dm-verity is the same on armv7 as on aarch64).
-    KexecVerity,
+    /// The hand-over's verified kernel and install power cuts: the 64-bit QEMU boards (armv7's
+    /// read path and install are the same code as aarch64's).
+    Kexec64,
 }
 
 impl Needs {
@@ -290,8 +290,8 @@ impl Needs {
             Needs::X86Only => Some("runs on qemu-x86_64 only: one architecture proves it".into()),
             Needs::Kexec if b.name.starts_with("qemu-") => None,
             Needs::Kexec => Some("the kernel hand-over is proven on the qemu-* boards".into()),
-            Needs::KexecVerity if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
-            Needs::KexecVerity => Some("a verified slot kernel is proven on qemu-x86_64 and qemu-aarch64".into()),
+            Needs::Kexec64 if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
+            Needs::Kexec64 => Some("proven on the 64-bit QEMU boards, qemu-x86_64 and qemu-aarch64".into()),
             Needs::Verity if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64" | "imx8") => None,
             Needs::Verity => {
                 Some("verified lowers are proven on the 64-bit boards (qemu-x86_64, qemu-aarch64, imx8)".into())

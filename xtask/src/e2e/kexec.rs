@@ -135,9 +135,10 @@ pub fn slot_kernels(ctx: &Ctx<'_>) -> Result<(), String> {
 /// Slot b's kernel refused, by the init (not a kernel), and on x86_64 by the running kernel
 /// (6.12's bzImage with `XLF_KERNEL_64` cleared in its setup header: the init's header check
 /// passes, the kernel's bzImage64 loader says ENOEXEC), on arm64 by the init's placement (an
-/// Image asking for more memory than the board has), on 32-bit ARM by the init's check of the
-/// initramfs (not a cpio archive): the slot fails like an image that does not mount, slot a
-/// boots in the same boot on its kernel.
+/// Image asking for more memory than the board has; a device tree that is not one; a command line
+/// that leaves no room for stage two's marker: the kernel cuts a longer one at 2047 bytes), on
+/// 32-bit ARM by the init's check of the initramfs (not a cpio archive): the slot fails like an
+/// image that does not mount, slot a boots in the same boot on its kernel.
 pub fn refused_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
     let (kb, initrd_b) = b_kernel(ctx)?;
     let dir = ctx.work.join("kexec-bad");
@@ -145,8 +146,8 @@ pub fn refused_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
     let script = dir.join("not-a-kernel");
     std::fs::write(&script, "#!/bin/sh\necho this is not a kernel\n").map_err(|e| e.to_string())?;
     let kernel_b = kb.kernel_dir.join("vmlinuz");
-    let mut cases =
-        vec![("kexec-notkernel", script.clone(), initrd_b.clone(), "/boot/vmlinuz is refused: not an".to_string())];
+    let says = "/boot/vmlinuz is refused: not an".to_string();
+    let mut cases = vec![("kexec-notkernel", script.clone(), initrd_b.clone(), String::new(), says)];
     let refused = dir.join("refused-kernel");
     std::fs::copy(&kernel_b, &refused).map_err(|e| e.to_string())?;
     if ctx.board.rust_target.starts_with("x86_64") {
@@ -154,24 +155,26 @@ pub fn refused_falls_back(ctx: &Ctx<'_>) -> Result<(), String> {
         let flags = image::read_at(&refused, 0x236, 1)?;
         image::write_at(&refused, 0x236, &[flags[0] & !1])?;
         let says = format!("kexec_file_load {LOWER_KERNEL}: Exec format error");
-        cases.push(("kexec-not64", refused, initrd_b, says));
+        cases.push(("kexec-not64", refused, initrd_b, String::new(), says));
     } else if ctx.board.rust_target.starts_with("aarch64") {
         // image_size (offset 16 of the arm64 header): 64 GiB, more than any RAM range here.
         image::write_at(&refused, 16, &(64u64 << 30).to_le_bytes())?;
-        cases.push((
-            "kexec-toobig",
-            refused,
-            initrd_b,
-            format!("kexec: {LOWER_KERNEL} is refused: no RAM range holds"),
-        ));
+        let says = format!("kexec: {LOWER_KERNEL} is refused: no RAM range holds");
+        cases.push(("kexec-toobig", refused, initrd_b.clone(), String::new(), says));
+        let says = "/run/overlay-init/lower/bin/busybox is refused: not a flattened device tree".to_string();
+        cases.push(("kexec-notdtb", kernel_b.clone(), initrd_b.clone(), "oinit.kexecdtb=/bin/busybox".into(), says));
+        // A parameter the kernel ignores (a module's, of no module), long enough to be cut.
+        let pad = format!("oipad.x={}", "p".repeat(2100));
+        let says = "/proc/cmdline is refused: the command line for the slot's kernel would be".to_string();
+        cases.push(("kexec-longcmdline", kernel_b, initrd_b, pad, says));
     } else {
         let says = "/run/overlay-init/lower/boot/initrd.img is refused: not a cpio archive".to_string();
-        cases.push(("kexec-notcpio", kernel_b, script, says));
+        cases.push(("kexec-notcpio", kernel_b, script, String::new(), says));
     }
-    for (name, kernel, initrd, says) in cases {
+    for (name, kernel, initrd, extra, says) in cases {
         let disk = disk(ctx, name, &kb, &kernel, &initrd)?;
-        boot(ctx, &disk, "oitest=mark-good,rollback", &format!("{name}-1"))?;
-        let b = boot(ctx, &disk, "", &format!("{name}-2"))?;
+        boot(ctx, &disk, &format!("oitest=mark-good,rollback {extra}"), &format!("{name}-1"))?;
+        let b = boot(ctx, &disk, &extra, &format!("{name}-2"))?;
         contains(&b, &says)?;
         contains(&b, "falling back to slot a in this boot")?;
         want(&b, "slot", "a")?;

@@ -99,8 +99,8 @@ const SCENARIOS: [Scenario; 39] = [
     ("kexec-slot-kernels", crate::e2e::kexec::slot_kernels, Needs::Kexec),
     ("kexec-refused-falls-back", crate::e2e::kexec::refused_falls_back, Needs::Kexec),
     // One architecture proves that the kernel file is read through dm-verity.
-    ("kexec-verified-kernel", crate::e2e::kexec::verified_kernel, Needs::KexecVerity),
-    ("kexec-install-power-cut", crate::e2e::kexec::install_power_cut, Needs::X86Only),
+    ("kexec-verified-kernel", crate::e2e::kexec::verified_kernel, Needs::Kexec64),
+    ("kexec-install-power-cut", crate::e2e::kexec::install_power_cut, Needs::Kexec64),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;
