@@ -15,5 +15,6 @@ pub mod kmod;
 pub mod plan;
 pub mod reconcile;
 pub mod sys;
+pub mod uboot;
 pub mod util;
 pub mod verity;

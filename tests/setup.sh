@@ -23,7 +23,8 @@ for p in squashfs-tools:mksquashfs kmod:depmod fdisk:sfdisk e2fsprogs:mkfs.ext4 
          erofs-utils:mkfs.erofs mtd-utils:/usr/sbin/ubinize \
          chrpath:chrpath diffstat:diffstat gawk:gawk cpio:cpio python3-pexpect:/usr/lib/python3/dist-packages/pexpect \
          locales:locale-gen cmake:cmake libjson-c-dev:/usr/include/json-c/json.h \
-         libblkid-dev:/usr/include/blkid/blkid.h libbsd-dev:/usr/include/bsd/string.h; do
+         libblkid-dev:/usr/include/blkid/blkid.h libbsd-dev:/usr/include/bsd/string.h \
+         libubootenv-tool:fw_printenv u-boot-tools:mkenvimage u-boot-qemu:/usr/lib/u-boot/qemu_arm64/u-boot.bin; do
   [ -e "${p#*:}" ] || command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
 done
 # QEMU's aarch64 firmware-less boot needs nothing more; x86 needs SeaBIOS (pulled by qemu-system-x86).

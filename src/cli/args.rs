@@ -137,6 +137,18 @@ pub static SPECS: &[Spec] = &[
     ROOT/lib/modules/RELEASE. Exit 1: which file and why.",
     },
     Spec {
+        name: "uboot-env",
+        values: &["--config"],
+        flags: &[],
+        args: 1..=64,
+        help: "uboot-env [--config FILE] print [NAME...] | set NAME [VALUE...]
+    the U-Boot environment as the boot reads and writes it, where FILE (default
+    /etc/fw_env.config, fw_printenv's format) puts it. print: NAME=value lines; set: the
+    words joined by spaces, no value deletes NAME; written to the copy that is not current
+    (redundant environments), synced and read back. Exit 1: no valid environment, a name not
+    set, or a write refused (the environment would not fit, or neither copy is valid).",
+    },
+    Spec {
         name: "plan",
         values: &["--cmdline", "--config", "--sysfs", "--dev", STATE],
         flags: &[],

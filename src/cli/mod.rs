@@ -7,6 +7,7 @@ pub mod kernel_check;
 pub mod rauc;
 pub mod reconcile;
 pub mod slots;
+pub mod uboot_env;
 
 use crate::ab::state::SlotId;
 use crate::boot::devices;
@@ -62,6 +63,7 @@ pub fn main(argv: &[String]) -> i32 {
             }
         },
         "reconcile" => reconcile::run(&a),
+        "uboot-env" => uboot_env::run(&a),
         _ => slots::run(cmd, &a),
     }
 }

@@ -22,6 +22,7 @@ const SRC_LAYERS: &[(&str, &str)] = &[
     ("plan", "pure"),
     ("reconcile", "pure"),
     ("verity", "pure"),
+    ("uboot", "pure"),
     ("fs", "low"),
     ("util", "util"),
     ("sys", "sys"),

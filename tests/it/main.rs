@@ -11,6 +11,7 @@ mod golden;
 mod layering;
 mod mount_loop;
 mod reconcile;
+mod uboot_env;
 mod verity_image;
 
 // The fuzz harness and the write-log parser, compiled here as in their own crates: the harness

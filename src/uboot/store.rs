@@ -1,0 +1,120 @@
+//! Reading and writing the environment's copies where `fw_env.config` puts them. A redundant
+//! environment is written to the copy that is not current, with the next flags byte, synced and
+//! read back: a cut write leaves the current copy as it was. A single copy that is a whole file
+//! (a board whose state lives in a file on its boot partition) is replaced by a synced rename; a
+//! single copy inside a device can only be written in place (U-Boot's own layout, not crash-safe:
+//! U-Boot falls back to its built-in environment after a cut write, docs/uboot.md).
+
+use crate::uboot::config::{EnvConfig, Location};
+use crate::uboot::env::{self, Bad, Copy, Vars};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+
+/// What was read: the current copy's variables (empty when none is valid) and each copy's state.
+#[derive(Debug)]
+pub struct Loaded {
+    pub vars: Vars,
+    /// Index of the current copy in `EnvConfig::copies`.
+    pub current: Option<usize>,
+    copies: Vec<Result<Copy, Bad>>,
+}
+
+impl Loaded {
+    /// Why each copy is not usable, `DEVICE at OFFSET: why`, for errors and `status`.
+    pub fn problems(&self, cfg: &EnvConfig) -> Vec<String> {
+        cfg.copies
+            .iter()
+            .zip(&self.copies)
+            .filter_map(|(at, c)| c.as_ref().err().map(|why| format!("{}: {why}", place(at))))
+            .collect()
+    }
+}
+
+fn place(at: &Location) -> String {
+    format!("{} at offset {}", at.device, at.offset)
+}
+
+/// The byte position of `at` in its open device or file.
+fn position(file: &mut File, at: &Location) -> Result<u64, String> {
+    if at.offset >= 0 {
+        return Ok(at.offset as u64);
+    }
+    let end = file.seek(SeekFrom::End(0)).map_err(|e| format!("{}: seek to its end: {e}", at.device))?;
+    end.checked_sub(at.offset.unsigned_abs()).ok_or_else(|| format!("{}: smaller than the offset", place(at)))
+}
+
+fn read_copy(at: &Location) -> Result<Vec<u8>, String> {
+    let mut file = File::open(&at.device).map_err(|e| format!("open {}: {e}", at.device))?;
+    let pos = position(&mut file, at)?;
+    let mut block = vec![0u8; at.size];
+    file.read_exact_at(&mut block, pos).map_err(|e| format!("read {} bytes of {}: {e}", at.size, place(at)))?;
+    Ok(block)
+}
+
+/// Reads every copy. Err: a copy could not be read at all (the device or file is missing, or
+/// shorter than the configuration says).
+pub fn read(cfg: &EnvConfig) -> Result<Loaded, String> {
+    let mut copies = Vec::new();
+    for at in &cfg.copies {
+        copies.push(env::decode(&read_copy(at)?, cfg.redundant()));
+    }
+    let current = env::current([&copies[0], copies.get(1).unwrap_or(&Err(Bad::Blank))]);
+    let vars = current.and_then(|i| copies[i].as_ref().ok()).map(|c| c.vars.clone()).unwrap_or_default();
+    Ok(Loaded { vars, current, copies })
+}
+
+/// Writes `vars` as the new environment after `loaded` (what `read` returned under the same
+/// configuration); returns where it went. Refuses to write over copies that are neither valid
+/// nor blank: a wrong offset or size in fw_env.config would otherwise destroy whatever is there.
+pub fn write(cfg: &EnvConfig, loaded: &Loaded, vars: &Vars) -> Result<String, String> {
+    if loaded.current.is_none() && loaded.copies.iter().any(|c| !matches!(c, Err(Bad::Blank))) {
+        return Err(format!(
+            "no valid environment ({}): not writing over data overlay-init does not recognise; check fw_env.config \
+             against U-Boot's CONFIG_ENV_OFFSET and CONFIG_ENV_SIZE, or let U-Boot save its environment once (saveenv)",
+            loaded.problems(cfg).join("; ")
+        ));
+    }
+    let (target, flags) = if cfg.redundant() {
+        let flags = loaded.current.and_then(|i| loaded.copies[i].as_ref().ok()).and_then(|c| c.flags);
+        (loaded.current.map_or(0, |i| 1 - i), Some(flags.map_or(1, |f| f.wrapping_add(1))))
+    } else {
+        (0, None)
+    };
+    let block = env::encode(vars, cfg.size(), flags)?;
+    let at = &cfg.copies[target];
+    if !cfg.redundant() && at.offset == 0 && whole_file(at) {
+        replace_file(at, &block)?;
+    } else {
+        write_in_place(at, &block)?;
+    }
+    // Read back: what U-Boot will read is what was meant.
+    match env::decode(&read_copy(at)?, cfg.redundant()) {
+        Ok(c) if &c.vars == vars => Ok(place(at)),
+        Ok(_) => Err(format!("{}: read back different from what was written", place(at))),
+        Err(why) => Err(format!("{}: read back: {why}", place(at))),
+    }
+}
+
+/// A regular file of exactly the environment's size: the whole file is the copy.
+fn whole_file(at: &Location) -> bool {
+    std::fs::metadata(&at.device).is_ok_and(|m| m.is_file() && m.len() == at.size as u64)
+}
+
+fn write_in_place(at: &Location, block: &[u8]) -> Result<(), String> {
+    let mut file = OpenOptions::new().write(true).open(&at.device).map_err(|e| format!("open {}: {e}", at.device))?;
+    let pos = position(&mut file, at)?;
+    file.write_all_at(block, pos).map_err(|e| format!("write {}: {e}", place(at)))?;
+    file.sync_all().map_err(|e| format!("fsync {}: {e}", at.device))
+}
+
+/// Beside it, synced, renamed over it, the directory synced.
+fn replace_file(at: &Location, block: &[u8]) -> Result<(), String> {
+    let path = std::path::Path::new(&at.device);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{}.new", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let mut file = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    file.write_all(block).and_then(|()| file.sync_all()).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("rename {} to {}: {e}", tmp.display(), at.device))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync {}: {e}", dir.display()))
+}
