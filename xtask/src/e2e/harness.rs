@@ -273,6 +273,8 @@ pub enum Needs {
     /// The hand-over's verified kernel and install power cuts: the 64-bit QEMU boards (armv7's
     /// read path and install are the same code as aarch64's).
     Kexec64,
+    /// Debian's U-Boot for QEMU's virt machine: the arm boards (qemu_arm64, qemu_arm).
+    UBoot,
 }
 
 impl Needs {
@@ -291,6 +293,10 @@ impl Needs {
             Needs::Kexec if b.name.starts_with("qemu-") => None,
             Needs::Kexec => Some("the kernel hand-over is proven on the qemu-* boards".into()),
             Needs::Kexec64 if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
+            Needs::UBoot if matches!(b.name.as_str(), "qemu-aarch64" | "qemu-armv7") => None,
+            Needs::UBoot => {
+                Some("Debian's u-boot-qemu boots QEMU's arm virt machines (qemu-aarch64, qemu-armv7)".into())
+            }
             Needs::Kexec64 => Some("proven on the 64-bit QEMU boards, qemu-x86_64 and qemu-aarch64".into()),
             Needs::Verity if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64" | "imx8") => None,
             Needs::Verity => {

@@ -14,6 +14,7 @@ pub mod openwrt;
 pub mod powercut;
 pub mod procd;
 pub mod qemu;
+pub mod uboot;
 pub mod verity;
 
 use crate::board::Board;
@@ -60,7 +61,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 39] = [
+const SCENARIOS: [Scenario; 40] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -101,6 +102,7 @@ const SCENARIOS: [Scenario; 39] = [
     // One architecture proves that the kernel file is read through dm-verity.
     ("kexec-verified-kernel", crate::e2e::kexec::verified_kernel, Needs::Kexec64),
     ("kexec-install-power-cut", crate::e2e::kexec::install_power_cut, Needs::Kexec64),
+    ("uboot-env-both-ways", crate::e2e::uboot::env_both_ways, Needs::UBoot),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;

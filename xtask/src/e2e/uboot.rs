@@ -1,0 +1,124 @@
+//! Debian's real U-Boot (`u-boot-qemu`, 2023.01) and overlay-init's own environment code
+//! reading each other's writes: U-Boot in the first flash bank of QEMU's virt machine, its
+//! environment at the start of the second (`qemu_arm64` and `qemu_arm` keep 256 KiB there, one
+//! copy). overlay-init writes the environment; at power-on U-Boot prints the variables it
+//! loaded, then changes one and saves (`saveenv`); overlay-init and libubootenv's `fw_printenv`
+//! read U-Boot's write; a second round writes over what U-Boot saved.
+
+use crate::e2e::harness::Ctx;
+use crate::sh;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// QEMU's virt machine maps two 64 MiB flash banks.
+const BANK: u64 = 64 << 20;
+/// The environment's size in Debian's qemu_arm64 and qemu_arm builds (CONFIG_ENV_SIZE).
+const ENV_SIZE: &str = "0x40000";
+/// A generous bound for U-Boot's start under TCG on a busy host; not a measurement.
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// U-Boot's build for the board's CPU.
+fn uboot_bin(ctx: &Ctx<'_>) -> PathBuf {
+    let build = if ctx.board.rust_target.starts_with("aarch64") { "qemu_arm64" } else { "qemu_arm" };
+    PathBuf::from(format!("/usr/lib/u-boot/{build}/u-boot.bin"))
+}
+
+/// The host build of overlay-init, which runs `uboot-env` here as on a device.
+fn host_init(ctx: &Ctx<'_>) -> Result<PathBuf, String> {
+    sh::run(sh::cmd("cargo").args(["build", "--release", "--quiet", "-p", "overlay-init"]).current_dir(ctx.root))?;
+    Ok(ctx.root.join("target/release/overlay-init"))
+}
+
+fn uboot_env(init: &Path, cfg: &Path, args: &[&str]) -> Result<String, String> {
+    sh::output(sh::cmd(init.to_str().unwrap_or_default()).arg("uboot-env").arg("--config").arg(cfg).args(args))
+}
+
+/// Powers on U-Boot with the two banks until `until` is on its console (then stops QEMU).
+fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], until: &str, log: &str) -> Result<String, String> {
+    let b = ctx.board;
+    let mut c = Command::new(&b.qemu);
+    c.args(&b.qemu_args).args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none"]);
+    for bank in banks {
+        c.arg("-drive").arg(format!("if=pflash,format=raw,file={}", bank.display()));
+    }
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e} (run tests/setup.sh)", b.qemu))?;
+    let console = Arc::new(Mutex::new(String::new()));
+    if let Some(mut out) = child.stdout.take() {
+        let console = Arc::clone(&console);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut c) = console.lock() {
+                    c.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+    }
+    let start = Instant::now();
+    let text = loop {
+        let text = console.lock().map(|c| c.clone()).unwrap_or_default();
+        if text.contains(until) || start.elapsed() > TIMEOUT || child.try_wait().ok().flatten().is_some() {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::write(ctx.work.join(format!("{log}.log")), &text).map_err(|e| e.to_string())?;
+    if !text.contains(until) {
+        return Err(format!("U-Boot never printed {until:?} (console in {log}.log)"));
+    }
+    Ok(text)
+}
+
+pub fn env_both_ways(ctx: &Ctx<'_>) -> Result<(), String> {
+    let init = host_init(ctx)?;
+    let (code, env) = (ctx.work.join("uboot-code.img"), ctx.work.join("uboot-env.img"));
+    let mut flash = std::fs::read(uboot_bin(ctx)).map_err(|e| format!("{}: {e}", uboot_bin(ctx).display()))?;
+    flash.resize(BANK as usize, 0);
+    std::fs::write(&code, flash).map_err(|e| e.to_string())?;
+    // Erased flash: U-Boot has never saved here.
+    std::fs::write(&env, vec![0xffu8; BANK as usize]).map_err(|e| e.to_string())?;
+    let cfg = ctx.work.join("fw_env.config");
+    std::fs::write(&cfg, format!("{} 0x0 {ENV_SIZE}\n", env.display())).map_err(|e| e.to_string())?;
+
+    let bootcmd = "echo OI-ENV round=${OI_ROUND} order=${BOOT_ORDER} saved=${OI_SAVED}; setenv OI_SAVED ${OI_ROUND}; \
+                   saveenv; echo OI-SAVED";
+    uboot_env(&init, &cfg, &["set", "bootdelay", "0"])?;
+    uboot_env(&init, &cfg, &["set", "bootcmd", bootcmd])?;
+    uboot_env(&init, &cfg, &["set", "BOOT_ORDER", "A", "B"])?;
+    for (round, order, saved) in [("1", "A B", ""), ("2", "B A", "1")] {
+        // Round 2 writes over what U-Boot saved in round 1.
+        uboot_env(&init, &cfg, &["set", "OI_ROUND", round])?;
+        uboot_env(&init, &cfg, &["set", "BOOT_ORDER", order])?;
+        let console = power_on(ctx, [&code, &env], "OI-SAVED", &format!("uboot-env-{round}"))?;
+        let want = format!("OI-ENV round={round} order={order} saved={saved}");
+        if !console.contains(&want) {
+            return Err(format!("U-Boot did not load overlay-init's environment: no {want:?} on its console"));
+        }
+        if !console.contains("Loading Environment from Flash... OK") {
+            return Err("U-Boot did not say it loaded its environment from flash".into());
+        }
+        let ours = uboot_env(&init, &cfg, &["print", "OI_SAVED", "BOOT_ORDER"])?;
+        if ours != format!("BOOT_ORDER={order}\nOI_SAVED={round}\n") {
+            return Err(format!("overlay-init read U-Boot's saveenv as {ours:?}"));
+        }
+        let theirs = sh::output(sh::cmd("fw_printenv").arg("-c").arg(&cfg).arg("OI_SAVED"))?;
+        if theirs.trim() != format!("OI_SAVED={round}") {
+            return Err(format!("fw_printenv read U-Boot's saveenv as {theirs:?}"));
+        }
+    }
+    println!("uboot-env-both-ways: U-Boot loaded overlay-init's environment twice; its saveenv read by overlay-init and fw_printenv");
+    Ok(())
+}
