@@ -61,7 +61,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 40] = [
+const SCENARIOS: [Scenario; 41] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -103,6 +103,7 @@ const SCENARIOS: [Scenario; 40] = [
     ("kexec-verified-kernel", crate::e2e::kexec::verified_kernel, Needs::Kexec64),
     ("kexec-install-power-cut", crate::e2e::kexec::install_power_cut, Needs::Kexec64),
     ("uboot-env-both-ways", crate::e2e::uboot::env_both_ways, Needs::UBoot),
+    ("uboot-boot-count", crate::e2e::uboot::boot_count, Needs::UBoot),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;

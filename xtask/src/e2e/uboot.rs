@@ -36,13 +36,18 @@ fn uboot_env(init: &Path, cfg: &Path, args: &[&str]) -> Result<String, String> {
     sh::output(sh::cmd(init.to_str().unwrap_or_default()).arg("uboot-env").arg("--config").arg(cfg).args(args))
 }
 
-/// Powers on U-Boot with the two banks until `until` is on its console (then stops QEMU).
-fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], until: &str, log: &str) -> Result<String, String> {
+/// Powers on U-Boot with the two banks (and `disk`, a virtio disk) until `until` is on its
+/// console, then stops QEMU. U-Boot's `reset` restarts the machine, as on a board.
+fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], disk: Option<&Path>, until: &str, log: &str) -> Result<String, String> {
     let b = ctx.board;
     let mut c = Command::new(&b.qemu);
     c.args(&b.qemu_args).args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none"]);
     for bank in banks {
         c.arg("-drive").arg(format!("if=pflash,format=raw,file={}", bank.display()));
+    }
+    if let Some(d) = disk {
+        c.arg("-drive").arg(format!("if=none,format=raw,id=d0,file={}", d.display()));
+        c.args(["-device", "virtio-blk-pci,drive=d0"]);
     }
     let mut child = c
         .stdin(Stdio::null())
@@ -82,16 +87,22 @@ fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], until: &str, log: &str) -> Result<
     Ok(text)
 }
 
+/// U-Boot in the first bank, the second erased (U-Boot has never saved there), and the
+/// fw_env.config for it: (U-Boot's bank, the environment's bank, the config).
+fn flash(ctx: &Ctx<'_>, name: &str) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let (code, env) = (ctx.work.join(format!("{name}-code.img")), ctx.work.join(format!("{name}-env.img")));
+    let mut bank = std::fs::read(uboot_bin(ctx)).map_err(|e| format!("{}: {e}", uboot_bin(ctx).display()))?;
+    bank.resize(BANK as usize, 0);
+    std::fs::write(&code, bank).map_err(|e| e.to_string())?;
+    std::fs::write(&env, vec![0xffu8; BANK as usize]).map_err(|e| e.to_string())?;
+    let cfg = ctx.work.join(format!("{name}-fw_env.config"));
+    std::fs::write(&cfg, format!("{} 0x0 {ENV_SIZE}\n", env.display())).map_err(|e| e.to_string())?;
+    Ok((code, env, cfg))
+}
+
 pub fn env_both_ways(ctx: &Ctx<'_>) -> Result<(), String> {
     let init = host_init(ctx)?;
-    let (code, env) = (ctx.work.join("uboot-code.img"), ctx.work.join("uboot-env.img"));
-    let mut flash = std::fs::read(uboot_bin(ctx)).map_err(|e| format!("{}: {e}", uboot_bin(ctx).display()))?;
-    flash.resize(BANK as usize, 0);
-    std::fs::write(&code, flash).map_err(|e| e.to_string())?;
-    // Erased flash: U-Boot has never saved here.
-    std::fs::write(&env, vec![0xffu8; BANK as usize]).map_err(|e| e.to_string())?;
-    let cfg = ctx.work.join("fw_env.config");
-    std::fs::write(&cfg, format!("{} 0x0 {ENV_SIZE}\n", env.display())).map_err(|e| e.to_string())?;
+    let (code, env, cfg) = flash(ctx, "uboot-env")?;
 
     let bootcmd = "echo OI-ENV round=${OI_ROUND} order=${BOOT_ORDER} saved=${OI_SAVED}; setenv OI_SAVED ${OI_ROUND}; \
                    saveenv; echo OI-SAVED";
@@ -102,7 +113,7 @@ pub fn env_both_ways(ctx: &Ctx<'_>) -> Result<(), String> {
         // Round 2 writes over what U-Boot saved in round 1.
         uboot_env(&init, &cfg, &["set", "OI_ROUND", round])?;
         uboot_env(&init, &cfg, &["set", "BOOT_ORDER", order])?;
-        let console = power_on(ctx, [&code, &env], "OI-SAVED", &format!("uboot-env-{round}"))?;
+        let console = power_on(ctx, [&code, &env], None, "OI-SAVED", &format!("uboot-env-{round}"))?;
         let want = format!("OI-ENV round={round} order={order} saved={saved}");
         if !console.contains(&want) {
             return Err(format!("U-Boot did not load overlay-init's environment: no {want:?} on its console"));
@@ -120,5 +131,75 @@ pub fn env_both_ways(ctx: &Ctx<'_>) -> Result<(), String> {
         }
     }
     println!("uboot-env-both-ways: U-Boot loaded overlay-init's environment twice; its saveenv read by overlay-init and fw_printenv");
+    Ok(())
+}
+
+/// The board boot script's choice and count (board/integration/uboot/boot.cmd, compiled by
+/// `mkimage` and run by `source` from a FAT disk) with RAUC's variables: a fresh environment
+/// gets RAUC's defaults and boots A, each power-on spends one of A's tries, A exhausted falls
+/// back to B; marking B good (its tries back, as RAUC's backend does) and making A primary are
+/// followed; with no tries left anywhere both get 3 again and the board resets. Every choice is
+/// read back by overlay-init and `fw_printenv`, as RAUC's backend reads it.
+pub fn boot_count(ctx: &Ctx<'_>) -> Result<(), String> {
+    let init = host_init(ctx)?;
+    let (code, env, cfg) = flash(ctx, "uboot-count")?;
+    let script = ctx.work.join("boot.scr");
+    let source = ctx.root.join("board/integration/uboot/boot.cmd");
+    sh::quiet(sh::cmd("mkimage").args(["-A", "arm", "-T", "script", "-C", "none", "-d"]).arg(&source).arg(&script))?;
+    let disk = ctx.work.join("uboot-boot.vfat");
+    let _ = std::fs::remove_file(&disk);
+    sh::quiet(sh::cmd("mkfs.vfat").arg("-C").arg(&disk).arg("8192"))?;
+    sh::quiet(sh::cmd("mcopy").arg("-i").arg(&disk).arg(&script).arg("::boot.scr"))?;
+    // The RAM of QEMU's arm virt machines starts at 1 GiB; the script is loaded 2 MiB into it.
+    let bootcmd = "virtio scan; fatload virtio 0 0x40200000 boot.scr && source 0x40200000; \
+                   echo OI-DONE slot=${oi_slot} order=${BOOT_ORDER} a=${BOOT_A_LEFT} b=${BOOT_B_LEFT}";
+    uboot_env(&init, &cfg, &["set", "bootdelay", "0"])?;
+    uboot_env(&init, &cfg, &["set", "bootcmd", bootcmd])?;
+    let set = |name: &str, value: &str| uboot_env(&init, &cfg, &["set", name, value]).map(|_| ());
+    let mut n = 0;
+    let mut boot = |want: &str| -> Result<String, String> {
+        n += 1;
+        let console = power_on(ctx, [&code, &env], Some(&disk), "OI-DONE", &format!("uboot-count-{n}"))?;
+        let done = console.lines().rfind(|l| l.starts_with("OI-DONE")).unwrap_or_default().trim_end().to_string();
+        if done != format!("OI-DONE {want}") {
+            return Err(format!("power-on {n}: U-Boot's script said {done:?}, want {want:?}"));
+        }
+        Ok(console)
+    };
+    for want in
+        ["slot=A order=A B a=2 b=3", "slot=A order=A B a=1 b=3", "slot=A order=A B a=0 b=3", "slot=B order=A B a=0 b=2"]
+    {
+        boot(want)?;
+    }
+    let read = |name: &str| -> Result<(String, String), String> {
+        let ours = uboot_env(&init, &cfg, &["print", name])?;
+        let theirs = sh::output(sh::cmd("fw_printenv").arg("-c").arg(&cfg).arg(name))?;
+        Ok((ours.trim().to_string(), theirs.trim().to_string()))
+    };
+    let want = "BOOT_A_LEFT=0".to_string();
+    if read("BOOT_A_LEFT")? != (want.clone(), want) {
+        return Err(format!("after A's tries, BOOT_A_LEFT reads {:?}", read("BOOT_A_LEFT")?));
+    }
+    // B marked good: its tries back; then A made primary with its tries back.
+    set("BOOT_B_LEFT", "3")?;
+    boot("slot=B order=A B a=0 b=2")?;
+    set("BOOT_A_LEFT", "3")?;
+    boot("slot=A order=A B a=2 b=2")?;
+    set("BOOT_ORDER", "B A")?;
+    boot("slot=B order=B A a=2 b=1")?;
+    // No tries anywhere: both get theirs back and the board resets into B, the first in order.
+    set("BOOT_A_LEFT", "0")?;
+    set("BOOT_B_LEFT", "0")?;
+    let console = boot("slot=B order=B A a=3 b=2")?;
+    if !console.contains("has tries left: both get 3 again") || console.matches("U-Boot 20").count() < 2 {
+        return Err("with no tries left, U-Boot's script did not reset the tries and the board".into());
+    }
+    let want = "BOOT_B_LEFT=2".to_string();
+    if read("BOOT_B_LEFT")? != (want.clone(), want) {
+        return Err(format!("after the reset, BOOT_B_LEFT reads {:?}", read("BOOT_B_LEFT")?));
+    }
+    println!(
+        "uboot-boot-count: {n} power-ons through U-Boot's script, each choice and count as RAUC's backend reads it"
+    );
     Ok(())
 }
