@@ -70,7 +70,63 @@ fn check(root: &Path, b: &Board) -> Result<Vec<String>, String> {
         lines.push(partition(b, &disk, want, got).map_err(|e| format!("partition {}: {e}", want.name))?);
     }
     lines.push(kernel_list(root, b)?);
+    if b.dir.join("fw_env.config").exists() {
+        lines.push(uboot_env(root, b, &parts)?);
+    }
     Ok(lines)
+}
+
+/// The board's U-Boot environment (`fw_env.config`, read by overlay-init's own parser as the
+/// boot reads it): copies of one size that do not overlap each other, and, where they are on the
+/// disk itself (a whole-disk node such as /dev/mmcblk2), in the gap genimage leaves before its
+/// partitions, overlapping none. The boot script the board's U-Boot sources must compile with
+/// U-Boot's `mkimage`.
+fn uboot_env(root: &Path, b: &Board, parts: &[Part]) -> Result<String, String> {
+    let path = b.dir.join("fw_env.config");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cfg = overlay_init::uboot::config::parse(&text, &path.display().to_string())?;
+    let size = cfg.size() as u64;
+    let whole_disk = |d: &str| {
+        let name = d.trim_start_matches("/dev/");
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+        name.strip_prefix("mmcblk").is_some_and(digits) || (name.len() == 3 && ["sd", "vd"].contains(&&name[..2]))
+    };
+    let mut places = Vec::new();
+    for c in &cfg.copies {
+        if whole_disk(&c.device) {
+            let start = u64::try_from(c.offset).map_err(|_| {
+                format!("{}: offset {} from the end of the disk: its place depends on the card", c.device, c.offset)
+            })?;
+            if let Some(p) = parts.iter().find(|p| start < p.start + p.size && p.start < start + size) {
+                return Err(format!(
+                    "the U-Boot environment at {} offset {start:#x} ({size:#x} bytes) overlaps partition {}",
+                    c.device, p.name
+                ));
+            }
+            places.push(format!("{} at {start:#x}", c.device));
+        } else {
+            let sign = if c.offset < 0 { "-" } else { "" };
+            places.push(format!("{} at {sign}{:#x}", c.device, c.offset.unsigned_abs()));
+        }
+    }
+    if let [a, b2] = cfg.copies.as_slice() {
+        let overlap = a.device == b2.device && a.offset < b2.offset + size as i64 && b2.offset < a.offset + size as i64;
+        if overlap {
+            return Err(format!("the two environment copies on {} overlap", a.device));
+        }
+    }
+    let script = b.out_dir(root).join("boot.scr");
+    sh::quiet(
+        sh::cmd("mkimage")
+            .args(["-A", "arm", "-T", "script", "-C", "none", "-d"])
+            .arg(root.join("board/integration/uboot/boot.cmd"))
+            .arg(&script),
+    )?;
+    Ok(format!(
+        "U-Boot environment: {} of {size:#x} bytes ({}), clear of the partitions; boot.scr compiled by mkimage",
+        if cfg.redundant() { "2 copies" } else { "1 copy" },
+        places.join(", ")
+    ))
 }
 
 /// A raw flash image read back: its size, then per MTD partition what it holds. A squashfs
