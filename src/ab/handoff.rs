@@ -27,6 +27,8 @@ pub struct SlotsFile {
     pub security_version: Option<u32>,
     /// `oinit.kexec`: where a slot image's kernel, initramfs and device tree are.
     pub kexec: Option<BootFiles>,
+    /// `oinit.bootloader=uboot`: U-Boot's environment holds the slots' tries and order.
+    pub uboot: bool,
 }
 
 /// Where a slot image carries its own boot (`oinit.kexec`), so that `install` checks them.
@@ -60,6 +62,7 @@ impl SlotsFile {
             put("kexec_initrd", Some(k.initrd.clone()));
             put("kexec_dtb", k.dtb.clone());
         }
+        put("bootloader", self.uboot.then(|| "uboot".to_string()));
         text
     }
 
@@ -80,6 +83,7 @@ impl SlotsFile {
                 (Some(kernel), Some(initrd)) => Some(BootFiles { kernel, initrd, dtb: get("kexec_dtb") }),
                 _ => None,
             },
+            uboot: get("bootloader").as_deref() == Some("uboot"),
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Context {
     pub security_version: Option<u32>,
     /// Where slot images carry their own kernel (`oinit.kexec`): checked by `install`.
     pub kexec: Option<BootFiles>,
+    /// The slots are chosen by U-Boot (`oinit.bootloader=uboot`).
+    pub uboot: bool,
 }
 
 impl Context {
@@ -123,6 +129,7 @@ impl Context {
             unversioned: f.unversioned,
             security_version: f.security_version,
             kexec: f.kexec,
+            uboot: f.uboot,
         })
     }
 
@@ -230,6 +237,7 @@ mod tests {
             unversioned: true,
             security_version: Some(7),
             kexec: Some(BootFiles { kernel: "/boot/vmlinuz".into(), initrd: "/boot/initrd.img".into(), dtb: None }),
+            uboot: true,
         };
         assert_eq!(SlotsFile::parse(&f.render()), f);
         assert_eq!(SlotsFile::parse(""), SlotsFile::default());
@@ -250,6 +258,7 @@ mod tests {
             unversioned: false,
             security_version: Some(5),
             kexec: None,
+            uboot: false,
         };
         let mut st = State::factory(3);
         ctx.mark_good(&mut st, SlotId::A);

@@ -77,6 +77,17 @@ fn try_slot(st: &mut State, s: SlotId, p: Policy) -> Option<Choice> {
     Some(Choice { slot: s, reason, counted: true })
 }
 
+/// The slot U-Boot's boot script chose and counted: recorded as booted, never counted again.
+pub fn by_bootloader(st: &mut State, slot: SlotId) -> Choice {
+    st.boots = st.boots.wrapping_add(1);
+    st.unconfirmed_boots = st.unconfirmed_boots.saturating_add(1);
+    st.active = slot;
+    st.last_booted = Some(slot);
+    st.slot_mut(slot).last = Outcome::Unconfirmed;
+    st.record(slot, Reason::Bootloader);
+    Choice { slot, reason: Reason::Bootloader, counted: false }
+}
+
 /// The state write for a counted boot failed: boot the last good slot without counting, and do
 /// not pretend the trial happened.
 pub fn uncounted(before: &State) -> Choice {

@@ -71,14 +71,28 @@ pub enum Reason {
     NewImage = 8,
     MarkedGood = 9,
     OnlyImage = 10,
+    /// U-Boot's boot script chose the slot and counted the try (`oinit.bootloader=uboot`).
+    Bootloader = 11,
 }
 
 impl Reason {
     fn from_byte(b: u8) -> Option<Reason> {
         use Reason::*;
-        [Good, Trial, RolledBack, BothBad, LowerFailed, Uncounted, FactoryReset, NewImage, MarkedGood, OnlyImage]
-            .into_iter()
-            .find(|r| *r as u8 == b)
+        [
+            Good,
+            Trial,
+            RolledBack,
+            BothBad,
+            LowerFailed,
+            Uncounted,
+            FactoryReset,
+            NewImage,
+            MarkedGood,
+            OnlyImage,
+            Bootloader,
+        ]
+        .into_iter()
+        .find(|r| *r as u8 == b)
     }
     /// The stable name a program matches (`status --json`).
     pub fn code(self) -> &'static str {
@@ -93,6 +107,7 @@ impl Reason {
             Reason::FactoryReset => "factory-reset",
             Reason::NewImage => "new-image",
             Reason::OnlyImage => "only-image",
+            Reason::Bootloader => "bootloader",
         }
     }
 
@@ -108,6 +123,7 @@ impl Reason {
             Reason::FactoryReset => "factory reset",
             Reason::NewImage => "new image: upper carried by oinit.carry",
             Reason::OnlyImage => "the only image (no second slot)",
+            Reason::Bootloader => "chosen by U-Boot (BOOT_ORDER, BOOT_x_LEFT)",
         }
     }
 }

@@ -247,6 +247,7 @@ fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path, s
         unversioned: s.verity.unversioned,
         security_version,
         kexec: s.kexec.files(),
+        uboot: s.ab.uboot,
     };
     if let Err(e) = std::fs::write(SLOTS_FILE, f.render()) {
         log::warn!("cannot write {SLOTS_FILE}: {e}");

@@ -342,6 +342,7 @@ mod tests {
             unversioned: false,
             security_version: None,
             kexec: None,
+            uboot: false,
         };
         let req = |force| Request {
             image: Path::new("/x"),

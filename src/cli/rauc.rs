@@ -116,6 +116,7 @@ mod tests {
             unversioned: false,
             security_version: None,
             kexec: None,
+            uboot: false,
         };
         // Slot a booted image 1 and is confirmed; b booted image 2 and is confirmed too.
         let (mut store, _) = Store::open(&ctx.state).unwrap();

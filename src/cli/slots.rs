@@ -48,6 +48,16 @@ pub fn run(cmd: &str, a: &Args) -> i32 {
         }
         Err(e) => return fail(&CliError::Refused(e)),
     };
+    // Under U-Boot the tries and the order live in its environment, which these commands do
+    // not write yet: changing only overlay-init's record would say a slot is good while U-Boot
+    // still counts it down.
+    if ctx.uboot && matches!(cmd, "mark-good" | "mark-bad" | "rollback" | "install") {
+        return fail(&CliError::Refused(format!(
+            "{cmd}: the slots are chosen by U-Boot on this board (oinit.bootloader=uboot): change them in its \
+             environment (RAUC's bootloader=uboot backend, or fw_setenv BOOT_ORDER / BOOT_A_LEFT / BOOT_B_LEFT); \
+             see docs/uboot.md"
+        )));
+    }
     let slot_arg = |a: Option<&String>| ctx.slot_arg(a).map_err(CliError::Usage);
     let refused = |r: Result<String, String>| r.map_err(CliError::Refused);
     let result = match cmd {

@@ -67,6 +67,11 @@ pub struct AbSettings {
     /// (OpenWRT's jffs2reset) instead of moving the uppers aside; this many bytes of the UBI
     /// device stay free for the volume that carries the keep-list and state meanwhile.
     pub recreate: Option<u64>,
+    /// `oinit.bootloader=uboot`: U-Boot's boot script chooses the slot and counts its tries
+    /// (RAUC's BOOT_ORDER and BOOT_x_LEFT); the init boots the slot it names.
+    pub uboot: bool,
+    /// The slot U-Boot chose, from RAUC's `rauc.slot=A` (or `B`) on the command line.
+    pub uboot_slot: Option<crate::ab::state::SlotId>,
 }
 
 impl Default for AbSettings {
@@ -87,6 +92,8 @@ impl Default for AbSettings {
             watchdog_timeout: 60,
             reset_button: None,
             recreate: None,
+            uboot: false,
+            uboot_slot: None,
         }
     }
 }
@@ -113,6 +120,17 @@ impl AbSettings {
             }
             "latefallback" => self.late_fallback = flag(v)?,
             "state" => self.single = flag(v)?,
+            "bootloader" => {
+                self.uboot = match need(v)? {
+                    "uboot" => true,
+                    "own" => false,
+                    _ => {
+                        return Err(
+                            "must be own (overlay-init counts the tries) or uboot (U-Boot's boot script does)".into()
+                        )
+                    }
+                }
+            }
             "keepfile" => self.keep_file = abs_path(need(v)?)?,
             "resetkeepfile" => self.reset_keeps_file = flag(v)?,
             "factoryreset" => self.factory_reset = flag(v)?,

@@ -220,6 +220,15 @@ impl Settings {
                 return Ok(false);
             }
             "rw" => self.read_only = false,
+            // RAUC's convention, which U-Boot's boot script follows: the slot it chose.
+            "rauc.slot" => {
+                self.ab.uboot_slot = Some(match need(v)? {
+                    "A" | "a" => crate::ab::state::SlotId::A,
+                    "B" | "b" => crate::ab::state::SlotId::B,
+                    other => return Err(format!("{other}: the slots are A and B")),
+                });
+                return Ok(false);
+            }
             _ if !key.starts_with(PREFIX) && key.contains('.') => {
                 // Only kept when its module loads; anything else dotted is not ours to judge.
                 if let Some((module, param)) = crate::kmod::module_param(key, v) {
@@ -410,6 +419,12 @@ impl Settings {
                     u16::from(self.ab.tries) + 1
                 ),
             );
+        }
+        if self.ab.uboot && !two_slots {
+            bad("oinit.bootloader", "uboot", "U-Boot chooses between two slots: needs oinit.a= and oinit.b=");
+        }
+        if self.ab.uboot && self.kexec.enabled {
+            bad("oinit.bootloader", "uboot", "U-Boot loads each slot's kernel itself: turn oinit.kexec off");
         }
         if (self.kexec.enabled || self.kexec.stage2.is_some()) && !two_slots {
             bad("oinit.kexec", "", "hands over to a slot's own kernel: needs two slots (oinit.a= and oinit.b=)");

@@ -43,6 +43,9 @@ pub fn decide(s: &Settings, found: &Found, f: &Facts) -> Result<Plan, PlanError>
     if let Some(st2) = &s.kexec.stage2 {
         return stage_two(s, found, f, st2.slot);
     }
+    if s.ab.uboot {
+        return by_uboot(s, found, f);
+    }
     let mut st = f.state.clone();
     let previous = st.last_booted;
     let choice = slots::choose(&mut st, policy(s));
@@ -83,6 +86,27 @@ fn stage_two(s: &Settings, found: &Found, f: &Facts, slot: SlotId) -> Result<Pla
         let at = p.steps.iter().position(|x| x.role() == Role::Upper).unwrap_or(p.steps.len());
         p.steps.insert(at, Step::DeleteTrash { base: base(s) });
     }
+    Ok(p)
+}
+
+/// `oinit.bootloader=uboot`: U-Boot's boot script chose the slot and spent its try; its kernel
+/// runs now. The init boots that slot, records it (uncounted: a failed write costs nothing), and
+/// has no other slot to fall back to in this boot: the other slot's image would run on this
+/// slot's kernel. A lower that fails fails the boot, the board reboots, and U-Boot counts.
+fn by_uboot(s: &Settings, found: &Found, f: &Facts) -> Result<Plan, PlanError> {
+    let slot = s.ab.uboot_slot.ok_or_else(|| PlanError {
+        what: "oinit.bootloader=uboot, but the command line has no rauc.slot=A or rauc.slot=B".into(),
+        hint: "U-Boot's boot script (board/integration/uboot/boot.cmd) adds rauc.slot=${oi_slot} to bootargs".into(),
+    })?;
+    let mut st = f.state.clone();
+    let previous = st.last_booted;
+    let choice = slots::by_bootloader(&mut st, slot);
+    let mut p = slot_plan(s, found, f, &st, previous, choice, 2)?;
+    if f.writable {
+        let why = format!("slot {}: {}", slot.name(), choice.reason.text());
+        p.steps.insert(first_after_data(&p), save(&st, &why, false));
+    }
+    keep_switch_pending(&mut p);
     Ok(p)
 }
 
@@ -629,5 +653,30 @@ mod tests {
         )));
         assert!(p2.steps.iter().any(|x| matches!(x, Step::DeleteTrash { .. })), "{p2}");
         assert!(p2.alternatives.iter().all(|a| a.when != Role::Lower), "{p2}");
+    }
+
+    #[test]
+    fn uboot_chooses_and_the_plan_follows() {
+        let (mut s, found, facts) = setup(true);
+        s.ab.uboot = true;
+        // Without U-Boot's word, no boot: the init does not choose for it.
+        assert!(decide(&s, &found, &facts).unwrap_err().what.contains("no rauc.slot=A or rauc.slot=B"));
+        // The state says b is on trial; U-Boot chose a: a boots, recorded uncounted, no tries spent.
+        s.ab.uboot_slot = Some(SlotId::A);
+        let p = decide(&s, &found, &facts).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            p.slot.as_ref().map(|x| (x.0, x.1.as_str())),
+            Some((SlotId::A, "chosen by U-Boot (BOOT_ORDER, BOOT_x_LEFT)"))
+        );
+        let saved = p.steps.iter().find_map(|x| match x {
+            Step::SaveState { state, critical, .. } => Some((state.clone(), *critical)),
+            _ => None,
+        });
+        let (st, critical) = saved.expect("no state write");
+        assert!(!critical, "{p}");
+        assert_eq!((st.active, st.last_booted), (SlotId::A, Some(SlotId::A)));
+        assert_eq!(st.slot(SlotId::B).tries, facts.state.slot(SlotId::B).tries);
+        // No other slot in this boot: its image would run on this slot's kernel.
+        assert!(p.alternatives.iter().all(|a| a.when != Role::Lower), "{p}");
     }
 }

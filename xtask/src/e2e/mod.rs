@@ -61,7 +61,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 41] = [
+const SCENARIOS: [Scenario; 42] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -104,6 +104,7 @@ const SCENARIOS: [Scenario; 41] = [
     ("kexec-install-power-cut", crate::e2e::kexec::install_power_cut, Needs::Kexec64),
     ("uboot-env-both-ways", crate::e2e::uboot::env_both_ways, Needs::UBoot),
     ("uboot-boot-count", crate::e2e::uboot::boot_count, Needs::UBoot),
+    ("uboot-whole-system", crate::e2e::uboot::whole_system, Needs::UBoot),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;

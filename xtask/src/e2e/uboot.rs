@@ -36,18 +36,19 @@ fn uboot_env(init: &Path, cfg: &Path, args: &[&str]) -> Result<String, String> {
     sh::output(sh::cmd(init.to_str().unwrap_or_default()).arg("uboot-env").arg("--config").arg(cfg).args(args))
 }
 
-/// Powers on U-Boot with the two banks (and `disk`, a virtio disk) until `until` is on its
-/// console, then stops QEMU. U-Boot's `reset` restarts the machine, as on a board.
-fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], disk: Option<&Path>, until: &str, log: &str) -> Result<String, String> {
+/// Powers on U-Boot with the two banks (and `disks`, virtio disks in this order) until `until` is
+/// on its console, then stops QEMU; `until` empty: until the machine powers off. U-Boot's
+/// `reset` restarts the machine, as on a board.
+fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], disks: &[&Path], until: &str, log: &str) -> Result<String, String> {
     let b = ctx.board;
     let mut c = Command::new(&b.qemu);
     c.args(&b.qemu_args).args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none"]);
     for bank in banks {
         c.arg("-drive").arg(format!("if=pflash,format=raw,file={}", bank.display()));
     }
-    if let Some(d) = disk {
-        c.arg("-drive").arg(format!("if=none,format=raw,id=d0,file={}", d.display()));
-        c.args(["-device", "virtio-blk-pci,drive=d0"]);
+    for (i, d) in disks.iter().enumerate() {
+        c.arg("-drive").arg(format!("if=none,format=raw,id=d{i},file={}", d.display()));
+        c.arg("-device").arg(format!("virtio-blk-pci,drive=d{i}"));
     }
     let mut child = c
         .stdin(Stdio::null())
@@ -73,7 +74,8 @@ fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], disk: Option<&Path>, until: &str, 
     let start = Instant::now();
     let text = loop {
         let text = console.lock().map(|c| c.clone()).unwrap_or_default();
-        if text.contains(until) || start.elapsed() > TIMEOUT || child.try_wait().ok().flatten().is_some() {
+        let seen = !until.is_empty() && text.contains(until);
+        if seen || start.elapsed() > TIMEOUT || child.try_wait().ok().flatten().is_some() {
             break text;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -81,8 +83,8 @@ fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], disk: Option<&Path>, until: &str, 
     let _ = child.kill();
     let _ = child.wait();
     std::fs::write(ctx.work.join(format!("{log}.log")), &text).map_err(|e| e.to_string())?;
-    if !text.contains(until) {
-        return Err(format!("U-Boot never printed {until:?} (console in {log}.log)"));
+    if !text.contains(until) || (until.is_empty() && start.elapsed() > TIMEOUT) {
+        return Err(format!("U-Boot's console never showed {until:?} or the machine did not power off ({log}.log)"));
     }
     Ok(text)
 }
@@ -113,7 +115,7 @@ pub fn env_both_ways(ctx: &Ctx<'_>) -> Result<(), String> {
         // Round 2 writes over what U-Boot saved in round 1.
         uboot_env(&init, &cfg, &["set", "OI_ROUND", round])?;
         uboot_env(&init, &cfg, &["set", "BOOT_ORDER", order])?;
-        let console = power_on(ctx, [&code, &env], None, "OI-SAVED", &format!("uboot-env-{round}"))?;
+        let console = power_on(ctx, [&code, &env], &[], "OI-SAVED", &format!("uboot-env-{round}"))?;
         let want = format!("OI-ENV round={round} order={order} saved={saved}");
         if !console.contains(&want) {
             return Err(format!("U-Boot did not load overlay-init's environment: no {want:?} on its console"));
@@ -159,7 +161,7 @@ pub fn boot_count(ctx: &Ctx<'_>) -> Result<(), String> {
     let mut n = 0;
     let mut boot = |want: &str| -> Result<String, String> {
         n += 1;
-        let console = power_on(ctx, [&code, &env], Some(&disk), "OI-DONE", &format!("uboot-count-{n}"))?;
+        let console = power_on(ctx, [&code, &env], &[&disk], "OI-DONE", &format!("uboot-count-{n}"))?;
         let done = console.lines().rfind(|l| l.starts_with("OI-DONE")).unwrap_or_default().trim_end().to_string();
         if done != format!("OI-DONE {want}") {
             return Err(format!("power-on {n}: U-Boot's script said {done:?}, want {want:?}"));
@@ -201,5 +203,99 @@ pub fn boot_count(ctx: &Ctx<'_>) -> Result<(), String> {
     println!(
         "uboot-boot-count: {n} power-ons through U-Boot's script, each choice and count as RAUC's backend reads it"
     );
+    Ok(())
+}
+
+/// The whole chain on real parts: power-on → Debian's U-Boot → the boot script (choice and count)
+/// → the chosen slot's own kernel and initramfs (slot A: Debian's 6.1, slot B: the
+/// bookworm-backports 6.12, loaded by `oi_load` from a FAT boot disk) → overlay-init with
+/// `oinit.bootloader=uboot rauc.slot=X` → the slot's image and upper → the real init, whose
+/// `uname -r` says which kernel ran. A's upper keeps a file across boots; B made primary (as an
+/// install does) runs on its kernel and, never marked good, U-Boot returns to A after B's three
+/// tries, with A's upper intact; the init never counts a boot itself, and its `mark-good`, which
+/// would change only overlay-init's record, refuses and says where the tries are.
+pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
+    use crate::e2e::harness::{ab_settings, want};
+    let init = host_init(ctx)?;
+    let (code, env, cfg) = flash(ctx, "uboot-slots")?;
+    let (kb, initrd_b) = crate::e2e::kexec::b_kernel(ctx)?;
+    let script = ctx.work.join("boot.scr");
+    let source = ctx.root.join("board/integration/uboot/boot.cmd");
+    sh::quiet(sh::cmd("mkimage").args(["-A", "arm", "-T", "script", "-C", "none", "-d"]).arg(&source).arg(&script))?;
+    let boot_disk = ctx.work.join("uboot-slots.vfat");
+    let _ = std::fs::remove_file(&boot_disk);
+    sh::quiet(sh::cmd("mkfs.vfat").arg("-C").arg(&boot_disk).arg("131072"))?;
+    let a_kernel = ctx.board.kernel_dir.join("vmlinuz");
+    let b_kernel = kb.kernel_dir.join("vmlinuz");
+    let files: [(&Path, &str); 5] = [
+        (&script, "boot.scr"),
+        (&a_kernel, "kernel-A"),
+        (&ctx.initrd, "initrd-A"),
+        (&b_kernel, "kernel-B"),
+        (&initrd_b, "initrd-B"),
+    ];
+    for (from, to) in files {
+        sh::quiet(sh::cmd("mcopy").arg("-i").arg(&boot_disk).arg(from).arg(format!("::{to}")))?;
+    }
+    let disk = ctx.fresh_disk("uboot-slots")?;
+    // The slot's kernel at 4 MiB into RAM (2 MiB aligned), its initramfs at 128 MiB, the device
+    // tree U-Boot itself runs on (QEMU's); QEMU's arm virt machines have their RAM at 1 GiB.
+    let args = format!("{} {} oinit.bootloader=uboot", ctx.board.cmdline, ab_settings(ctx.board));
+    // An arm64 Image boots with booti, a 32-bit zImage with bootz.
+    let booti = if ctx.board.rust_target.starts_with("aarch64") { "booti" } else { "bootz" };
+    let load = format!(
+        "setenv bootargs \"{args} rauc.slot=${{oi_slot}} ${{oi_extra}}\"; fatload virtio 1 0x40400000 kernel-${{oi_slot}} \
+         && fatload virtio 1 0x48000000 initrd-${{oi_slot}} && {booti} 0x40400000 0x48000000:${{filesize}} ${{fdtcontroladdr}}"
+    );
+    let set = |name: &str, value: &str| uboot_env(&init, &cfg, &["set", name, value]).map(|_| ());
+    set("bootdelay", "0")?;
+    set("bootcmd", "virtio scan; fatload virtio 1 0x40200000 boot.scr && source 0x40200000")?;
+    set("oi_load", &load)?;
+    let mut n = 0;
+    let mut boot = |slot: &str, kernel: &str| -> Result<crate::e2e::qemu::Boot, String> {
+        n += 1;
+        let console = power_on(ctx, [&code, &env], &[&disk, &boot_disk], "", &format!("uboot-slots-{n}"))?;
+        let b = crate::e2e::qemu::Boot { console, timed_out: false, panicked: false };
+        if !b.console.contains("OI-REPORT-END") {
+            return Err(format!("boot {n}: the real init did not finish (uboot-slots-{n}.log)"));
+        }
+        want(&b, "slot", &slot.to_ascii_lowercase())?;
+        want(&b, "kernel", kernel)?;
+        if !b.console.contains(&format!("overlay-init: U-Boot chose slot {slot}")) {
+            return Err(format!("boot {n}: U-Boot's script did not choose slot {slot}"));
+        }
+        Ok(b)
+    };
+    let (a, bk) = (ctx.board.kernel_version.as_str(), kb.kernel_version.as_str());
+    let counter = |b: &crate::e2e::qemu::Boot| b.marker("counter").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
+    let first = boot("A", a)?;
+    let second = boot("A", a)?;
+    if counter(&second) != counter(&first) + 1 {
+        return Err(format!("slot A's upper lost a write: counter {} then {}", counter(&first), counter(&second)));
+    }
+    // The update makes B primary with fresh tries (RAUC's set-primary).
+    set("BOOT_ORDER", "B A")?;
+    set("BOOT_B_LEFT", "3")?;
+    // Its userspace's mark-good is refused: U-Boot's environment holds the tries, not the record.
+    set("oi_extra", "oitest=mark-good")?;
+    let b = boot("B", bk)?;
+    want(&b, "mark-good-exit", "1")?;
+    if !b.console.contains("the slots are chosen by U-Boot on this board") {
+        return Err("mark-good under U-Boot did not say why it refused".into());
+    }
+    uboot_env(&init, &cfg, &["set", "oi_extra"])?;
+    for _ in 0..2 {
+        boot("B", bk)?;
+    }
+    // Never marked good: B's tries are spent, U-Boot goes back to A on A's kernel.
+    let back = boot("A", a)?;
+    if counter(&back) != counter(&second) + 1 {
+        return Err(format!("slot A's upper after the rollback: counter {} then {}", counter(&second), counter(&back)));
+    }
+    let left = uboot_env(&init, &cfg, &["print", "BOOT_B_LEFT", "BOOT_ORDER"])?;
+    if left != "BOOT_B_LEFT=0\nBOOT_ORDER=B A\n" {
+        return Err(format!("after B's tries the environment says {left:?}"));
+    }
+    println!("uboot-whole-system: {n} boots through U-Boot: A on {a}, B on {bk} three times, back to A");
     Ok(())
 }
