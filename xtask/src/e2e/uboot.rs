@@ -136,6 +136,14 @@ pub fn env_both_ways(ctx: &Ctx<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// The board boot script compiled by U-Boot's `mkimage`, as a board's `boot.scr`.
+fn boot_script(ctx: &Ctx<'_>) -> Result<PathBuf, String> {
+    let script = ctx.work.join("boot.scr");
+    let source = ctx.root.join("board/integration/uboot/boot.cmd");
+    sh::quiet(sh::cmd("mkimage").args(["-A", "arm", "-T", "script", "-C", "none", "-d"]).arg(&source).arg(&script))?;
+    Ok(script)
+}
+
 /// The board boot script's choice and count (board/integration/uboot/boot.cmd, compiled by
 /// `mkimage` and run by `source` from a FAT disk) with RAUC's variables: a fresh environment
 /// gets RAUC's defaults and boots A, each power-on spends one of A's tries, A exhausted falls
@@ -145,9 +153,7 @@ pub fn env_both_ways(ctx: &Ctx<'_>) -> Result<(), String> {
 pub fn boot_count(ctx: &Ctx<'_>) -> Result<(), String> {
     let init = host_init(ctx)?;
     let (code, env, cfg) = flash(ctx, "uboot-count")?;
-    let script = ctx.work.join("boot.scr");
-    let source = ctx.root.join("board/integration/uboot/boot.cmd");
-    sh::quiet(sh::cmd("mkimage").args(["-A", "arm", "-T", "script", "-C", "none", "-d"]).arg(&source).arg(&script))?;
+    let script = boot_script(ctx)?;
     let disk = ctx.work.join("uboot-boot.vfat");
     let _ = std::fs::remove_file(&disk);
     sh::quiet(sh::cmd("mkfs.vfat").arg("-C").arg(&disk).arg("8192"))?;
@@ -219,9 +225,7 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     let init = host_init(ctx)?;
     let (code, env, cfg) = flash(ctx, "uboot-slots")?;
     let (kb, initrd_b) = crate::e2e::kexec::b_kernel(ctx)?;
-    let script = ctx.work.join("boot.scr");
-    let source = ctx.root.join("board/integration/uboot/boot.cmd");
-    sh::quiet(sh::cmd("mkimage").args(["-A", "arm", "-T", "script", "-C", "none", "-d"]).arg(&source).arg(&script))?;
+    let script = boot_script(ctx)?;
     let boot_disk = ctx.work.join("uboot-slots.vfat");
     let _ = std::fs::remove_file(&boot_disk);
     sh::quiet(sh::cmd("mkfs.vfat").arg("-C").arg(&boot_disk).arg("131072"))?;
