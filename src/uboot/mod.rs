@@ -2,6 +2,7 @@
 //! binary format with its CRC32 and redundant copies (`env`), where it lives from a
 //! `fw_env.config` (`config`), and the crash-safe reads and writes of its copies (`store`).
 
+pub mod bootchooser;
 pub mod config;
 pub mod env;
 pub mod store;

@@ -5,6 +5,7 @@
 //! single copy inside a device can only be written in place (U-Boot's own layout, not crash-safe:
 //! U-Boot falls back to its built-in environment after a cut write, docs/uboot.md).
 
+use crate::uboot::bootchooser::{self, Change, Chooser};
 use crate::uboot::config::{EnvConfig, Location};
 use crate::uboot::env::{self, Bad, Copy, Vars};
 use std::fs::{File, OpenOptions};
@@ -62,6 +63,25 @@ pub fn read(cfg: &EnvConfig) -> Result<Loaded, String> {
     let current = env::current([&copies[0], copies.get(1).unwrap_or(&Err(Bad::Blank))]);
     let vars = current.and_then(|i| copies[i].as_ref().ok()).map(|c| c.vars.clone()).unwrap_or_default();
     Ok(Loaded { vars, current, copies })
+}
+
+/// The configuration in the `fw_env.config` at `path`, and the environment it locates.
+pub fn open(path: &str) -> Result<(EnvConfig, Loaded), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let cfg = crate::uboot::config::parse(&text, path)?;
+    let loaded = read(&cfg)?;
+    Ok((cfg, loaded))
+}
+
+/// One change to RAUC's boot selection (`BOOT_ORDER`, `BOOT_x_LEFT`) in the environment the
+/// `fw_env.config` at `path` locates, as one write; returns the selection written. Refused
+/// with nothing written when the selection's variables cannot be read.
+pub fn change(path: &str, change: Change) -> Result<Chooser, String> {
+    let (cfg, loaded) = open(path)?;
+    let mut vars = loaded.vars.clone();
+    let chosen = bootchooser::apply(&mut vars, change)?;
+    write(&cfg, &loaded, &vars)?;
+    Ok(chosen)
 }
 
 /// Writes `vars` as the new environment after `loaded` (what `read` returned under the same

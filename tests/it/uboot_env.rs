@@ -152,3 +152,48 @@ fn single_copy_file_and_what_is_refused() {
     assert!(out.contains(&format!("no valid environment: {} at offset 0: CRC32", file.display())), "{out}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// RAUC's selection changed by the code `mark-good`, `mark-bad`, `rollback` and the failing boot
+/// use, read back by `fw_printenv`; values neither RAUC nor the boot script could read are
+/// refused by name, the environment left as it was.
+#[test]
+fn selection_changes_as_rauc_and_refuses_what_it_cannot_read() {
+    use overlay_init::ab::state::SlotId;
+    use overlay_init::uboot::bootchooser::Change;
+    use overlay_init::uboot::store::change;
+    if !tools() {
+        return;
+    }
+    let d = dir("selection");
+    let file = d.join("area.bin");
+    std::fs::write(&file, mkenvimage(&d, "BOOT_ORDER=A B\nBOOT_A_LEFT=1\nBOOT_B_LEFT=3\n", false)).unwrap();
+    let cfg = d.join("fw_env.config");
+    std::fs::write(&cfg, format!("{} 0x0 {SIZE:#x}\n", file.display())).unwrap();
+    let cfg_s = cfg.display().to_string();
+    let theirs = |name: &str| fw_printenv(&cfg, name);
+
+    let c = change(&cfg_s, Change::Primary(SlotId::B)).unwrap();
+    assert_eq!(c.next(), Some(SlotId::B));
+    assert_eq!((theirs("BOOT_ORDER"), theirs("BOOT_B_LEFT")), ("BOOT_ORDER=B A".into(), "BOOT_B_LEFT=3".into()));
+    change(&cfg_s, Change::Bad(SlotId::B)).unwrap();
+    assert_eq!((theirs("BOOT_ORDER"), theirs("BOOT_B_LEFT")), ("BOOT_ORDER=A".into(), "BOOT_B_LEFT=0".into()));
+    change(&cfg_s, Change::Good(SlotId::A)).unwrap();
+    assert_eq!(theirs("BOOT_A_LEFT"), "BOOT_A_LEFT=3");
+
+    for (name, value, why) in [
+        ("BOOT_ORDER", "A C", "BOOT_ORDER=\"A C\" names slot \"C\""),
+        ("BOOT_ORDER", "A", ""),
+        ("BOOT_A_LEFT", "three", "BOOT_A_LEFT=\"three\" is not a number"),
+    ] {
+        let (code, out) = run(Command::new("fw_setenv").arg("-c").arg(&cfg).args([name, value]));
+        assert_eq!(code, 0, "fw_setenv: {out}");
+        if why.is_empty() {
+            continue;
+        }
+        let kept = std::fs::read(&file).unwrap();
+        let err = change(&cfg_s, Change::Good(SlotId::B)).unwrap_err();
+        assert!(err.contains(why), "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), kept, "nothing written after: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
