@@ -10,6 +10,10 @@ use std::time::Duration;
 
 pub fn fatal(e: &Error, s: &Settings) -> ! {
     log::error!("FATAL: {e}");
+    // Under U-Boot this slot's boot failed: U-Boot's next choice must be the other slot.
+    if s.ab.uboot {
+        crate::boot::bootloader::slot_failed(s);
+    }
     if s.failure == FailurePolicy::Shell && s.allow_shell && Path::new(&s.shell).exists() {
         log::error!("starting the rescue shell {}; the device reboots when it exits", s.shell);
         let _ = std::process::Command::new(&s.shell).status();

@@ -1,5 +1,6 @@
 //! The boot as PID 1, top-down: early mounts, settings, modules, devices, plan, mounts, switch.
 
+pub mod bootloader;
 pub mod button;
 pub mod carry;
 pub mod devices;
@@ -51,13 +52,11 @@ pub fn run() -> ! {
     if !loaded.errors.is_empty() {
         fatal(&Error::Settings(loaded.errors), &settings);
     }
-    match boot(&settings, &mut report) {
-        Ok((root, init, args, env)) => {
-            let e = switch::switch_root(&root, &init, &args, &env);
-            fatal(&e, &settings)
-        }
-        Err(e) => fatal(&e, &settings),
-    }
+    let e = match boot(&settings, &mut report) {
+        Ok((root, init, args, env)) => switch::switch_root(&root, &init, &args, &env),
+        Err(e) => e,
+    };
+    fatal(&e, &settings)
 }
 
 /// The board config, then the command line; both read as bytes, so one stray byte costs one
@@ -160,6 +159,9 @@ fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Error> {
         if let Err(e) = copied {
             log::warn!("cannot copy the verity key {key} to {}: {e}", paths::DEVICE_KEY);
         }
+    }
+    if s.ab.uboot {
+        bootloader::hand_over(s);
     }
     report.init = init.clone();
     report.end_stage();

@@ -2,6 +2,8 @@
 //! the boot would do, the same text the boot logs.
 
 pub mod args;
+pub mod bootloader;
+pub mod error;
 pub mod install;
 pub mod kernel_check;
 pub mod rauc;

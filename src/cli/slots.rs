@@ -6,31 +6,7 @@ use crate::ab::handoff::{Context, Record};
 use crate::ab::slots;
 use crate::ab::state::{SlotId, State};
 use crate::cli::args::Args;
-
-/// Why a command did not do its work; the kind is the exit code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CliError {
-    /// The command line is wrong (unknown option, an option the command does not take, a
-    /// missing or extra argument, not a slot): exit 2, nothing was touched.
-    Usage(String),
-    /// The state or the image was refused, or could not be read or written: exit 1.
-    Refused(String),
-}
-
-impl CliError {
-    pub fn code(&self) -> i32 {
-        match self {
-            CliError::Usage(_) => 2,
-            CliError::Refused(_) => 1,
-        }
-    }
-
-    fn text(&self) -> &str {
-        match self {
-            CliError::Usage(t) | CliError::Refused(t) => t,
-        }
-    }
-}
+use crate::cli::error::CliError;
 
 /// Runs one slot command (its options already checked by `cli::args`); returns the exit code.
 pub fn run(cmd: &str, a: &Args) -> i32 {
@@ -48,73 +24,69 @@ pub fn run(cmd: &str, a: &Args) -> i32 {
         }
         Err(e) => return fail(&CliError::Refused(e)),
     };
-    // Under U-Boot the tries and the order live in its environment, which these commands do
-    // not write yet: changing only overlay-init's record would say a slot is good while U-Boot
-    // still counts it down.
-    if ctx.uboot && matches!(cmd, "mark-good" | "mark-bad" | "rollback" | "install") {
-        return fail(&CliError::Refused(format!(
-            "{cmd}: the slots are chosen by U-Boot on this board (oinit.bootloader=uboot): change them in its \
-             environment (RAUC's bootloader=uboot backend, or fw_setenv BOOT_ORDER / BOOT_A_LEFT / BOOT_B_LEFT); \
-             see docs/uboot.md"
-        )));
-    }
     let slot_arg = |a: Option<&String>| ctx.slot_arg(a).map_err(CliError::Usage);
     let refused = |r: Result<String, String>| r.map_err(CliError::Refused);
-    let result = match cmd {
-        "status" => refused(ctx.read_record().map(|(st, record)| {
-            let found = Some((&ctx, &st, record));
-            if json {
-                status_json(found)
-            } else {
-                status_text(found)
-            }
-        })),
-        "mark-good" => slot_arg(rest.first()).and_then(|s| {
-            refused(ctx.update(|st| {
-                ctx.mark_good(st, s);
-                Ok(format!("slot {} marked good", s.name()))
-            }))
-        }),
-        "mark-bad" | "rollback" if ctx.policy.one_slot => Err(CliError::Refused(format!(
-            "{cmd}: this board boots one image (oinit.state without slots): there is no other slot"
-        ))),
-        "mark-bad" => slot_arg(rest.first()).and_then(|s| {
-            refused(ctx.update(|st| {
-                slots::reject(st, s);
-                Ok(format!("slot {} marked bad; slot {} boots next", s.name(), st.active.name()))
-            }))
-        }),
-        "rollback" => refused(ctx.update(|st| {
-            let target = ctx.booted.unwrap_or(st.active).other();
-            if st.slot(target).bad && !st.slot(target).good {
-                return Err(format!("slot {} is marked bad; refusing to roll back to it", target.name()));
-            }
-            slots::activate(st, target, ctx.policy, None);
-            Ok(format!("slot {} boots next", target.name()))
-        })),
-        "factory-reset" => refused(ctx.update(|st| {
-            st.reset_requested = true;
-            st.reset_attempts = 0;
-            Ok("factory reset requested: every upper is wiped on the next boot".into())
-        })),
-        "rauc" => refused(crate::cli::rauc::handle(&ctx, rest)),
-        "install" => match rest.first() {
-            None => Err(CliError::Usage("install needs an IMAGE".into())),
-            Some(image) => slot.map(|s| slot_arg(Some(&s.to_string()))).transpose().and_then(|slot| {
-                refused(crate::cli::install::install(
-                    &ctx,
-                    &crate::cli::install::Request {
-                        image: std::path::Path::new(image),
-                        slot,
-                        sha256: sha,
-                        force,
-                        key: key.as_deref(),
-                        downgrade_token: token.as_deref(),
-                    },
-                ))
+    // Under U-Boot the tries and the order live in its environment: the commands change them there.
+    let by_uboot = if ctx.uboot { crate::cli::bootloader::run(cmd, &ctx, rest.first()) } else { None };
+    let result = if let Some(r) = by_uboot {
+        r
+    } else {
+        match cmd {
+            "status" => refused(ctx.read_record().map(|(st, record)| {
+                let found = Some((&ctx, &st, record));
+                if json {
+                    status_json(found)
+                } else {
+                    status_text(found)
+                }
+            })),
+            "mark-good" => slot_arg(rest.first()).and_then(|s| {
+                refused(ctx.update(|st| {
+                    ctx.mark_good(st, s);
+                    Ok(format!("slot {} marked good", s.name()))
+                }))
             }),
-        },
-        _ => Err(CliError::Usage(format!("unknown command {cmd}"))),
+            "mark-bad" | "rollback" if ctx.policy.one_slot => Err(CliError::Refused(format!(
+                "{cmd}: this board boots one image (oinit.state without slots): there is no other slot"
+            ))),
+            "mark-bad" => slot_arg(rest.first()).and_then(|s| {
+                refused(ctx.update(|st| {
+                    slots::reject(st, s);
+                    Ok(format!("slot {} marked bad; slot {} boots next", s.name(), st.active.name()))
+                }))
+            }),
+            "rollback" => refused(ctx.update(|st| {
+                let target = ctx.booted.unwrap_or(st.active).other();
+                if st.slot(target).bad && !st.slot(target).good {
+                    return Err(format!("slot {} is marked bad; refusing to roll back to it", target.name()));
+                }
+                slots::activate(st, target, ctx.policy, None);
+                Ok(format!("slot {} boots next", target.name()))
+            })),
+            "factory-reset" => refused(ctx.update(|st| {
+                st.reset_requested = true;
+                st.reset_attempts = 0;
+                Ok("factory reset requested: every upper is wiped on the next boot".into())
+            })),
+            "rauc" => refused(crate::cli::rauc::handle(&ctx, rest)),
+            "install" => match rest.first() {
+                None => Err(CliError::Usage("install needs an IMAGE".into())),
+                Some(image) => slot.map(|s| slot_arg(Some(&s.to_string()))).transpose().and_then(|slot| {
+                    refused(crate::cli::install::install(
+                        &ctx,
+                        &crate::cli::install::Request {
+                            image: std::path::Path::new(image),
+                            slot,
+                            sha256: sha,
+                            force,
+                            key: key.as_deref(),
+                            downgrade_token: token.as_deref(),
+                        },
+                    ))
+                }),
+            },
+            _ => Err(CliError::Usage(format!("unknown command {cmd}"))),
+        }
     };
     // Only what changes the slots goes to syslog; queries (status, RAUC's get-*) would flood it.
     let query = cmd == "status" || (cmd == "rauc" && rest.first().is_some_and(|r| r.starts_with("get-")));
@@ -164,7 +136,11 @@ type Found<'a> = Option<(&'a Context, &'a State, Record)>;
 fn status_text(found: Found) -> String {
     let mut out = match found {
         Some((ctx, st, _)) => {
-            format!("booted slot: {}\n{st}", ctx.booted.map_or("unknown", |s| s.name()))
+            let mut out = format!("booted slot: {}\n{st}", ctx.booted.map_or("unknown", |s| s.name()));
+            if ctx.uboot {
+                out.push_str(&format!("{}\n", crate::cli::bootloader::status_line()));
+            }
+            out
         }
         None => format!(
             "booted slot: none (no A/B state: {} is missing)\nno state record: this system boots one image without one\n",
@@ -262,9 +238,13 @@ fn status_json(found: Found) -> String {
     };
     let file = |p: &str| std::fs::read_to_string(p).map_or(null(), |t| t.trim().to_string());
     format!(
-        "{{\"schema\": 1, \"booted\": {booted}, \"state_record\": {record}, \"active\": {active}, \"generation\": {generation}, \"reset_requested\": {reset}, \"security_floor\": {floor}, \"slots\": [{slots}], \"history\": [{history}], \"boot_report\": {}, \"reconcile\": {}}}",
+        "{{\"schema\": 1, \"booted\": {booted}, \"state_record\": {record}, \"active\": {active}, \"generation\": {generation}, \"reset_requested\": {reset}, \"security_floor\": {floor}, \"slots\": [{slots}], \"history\": [{history}], \"boot_report\": {}, \"reconcile\": {}, \"uboot\": {}}}",
         file(crate::config::paths::REPORT),
-        file(crate::config::paths::RECONCILE)
+        file(crate::config::paths::RECONCILE),
+        match found {
+            Some((ctx, _, _)) if ctx.uboot => crate::cli::bootloader::status_json(),
+            _ => null(),
+        }
     )
 }
 

@@ -72,6 +72,9 @@ pub struct AbSettings {
     pub uboot: bool,
     /// The slot U-Boot chose, from RAUC's `rauc.slot=A` (or `B`) on the command line.
     pub uboot_slot: Option<crate::ab::state::SlotId>,
+    /// `oinit.ubootenv=`: the `fw_env.config` in the initramfs that says where U-Boot's
+    /// environment is, for marking a slot bad when its boot fails in the init.
+    pub uboot_env: String,
 }
 
 impl Default for AbSettings {
@@ -94,6 +97,7 @@ impl Default for AbSettings {
             recreate: None,
             uboot: false,
             uboot_slot: None,
+            uboot_env: "/etc/fw_env.config".into(),
         }
     }
 }
@@ -131,6 +135,7 @@ impl AbSettings {
                     }
                 }
             }
+            "ubootenv" => self.uboot_env = abs_path(need(v)?)?,
             "keepfile" => self.keep_file = abs_path(need(v)?)?,
             "resetkeepfile" => self.reset_keeps_file = flag(v)?,
             "factoryreset" => self.factory_reset = flag(v)?,

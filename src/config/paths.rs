@@ -14,6 +14,9 @@ pub const OLD_LOWER: &str = "/run/overlay-init/old-lower";
 pub const RECONCILE: &str = "/run/overlay-init/reconcile.json";
 /// Where the boot leaves a copy of the board's verity key for `install`.
 pub const DEVICE_KEY: &str = "/run/overlay-init/verity.pub";
+/// The board's `fw_env.config` (`oinit.ubootenv`) as the boot used it, for the userspace
+/// commands under U-Boot (`fw_printenv -c` reads it too).
+pub const UBOOT_ENV_CONFIG: &str = "/run/overlay-init/fw_env.config";
 pub const REPORT: &str = "/run/overlay-init/report.json";
 /// The merged root before the switch. Not under /run: /run is moved into it.
 pub const NEWROOT: &str = "/newroot";

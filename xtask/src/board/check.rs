@@ -71,7 +71,7 @@ fn check(root: &Path, b: &Board) -> Result<Vec<String>, String> {
     }
     lines.push(kernel_list(root, b)?);
     if b.dir.join("fw_env.config").exists() {
-        lines.push(uboot_env(root, b, &parts)?);
+        lines.push(uboot_env(root, b, &parts, l.table == Table::Gpt)?);
     }
     Ok(lines)
 }
@@ -81,7 +81,7 @@ fn check(root: &Path, b: &Board) -> Result<Vec<String>, String> {
 /// disk itself (a whole-disk node such as /dev/mmcblk2), in the gap genimage leaves before its
 /// partitions, overlapping none. The boot script the board's U-Boot sources must compile with
 /// U-Boot's `mkimage`.
-fn uboot_env(root: &Path, b: &Board, parts: &[Part]) -> Result<String, String> {
+fn uboot_env(root: &Path, b: &Board, parts: &[Part], gpt: bool) -> Result<String, String> {
     let path = b.dir.join("fw_env.config");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let cfg = overlay_init::uboot::config::parse(&text, &path.display().to_string())?;
@@ -97,6 +97,10 @@ fn uboot_env(root: &Path, b: &Board, parts: &[Part]) -> Result<String, String> {
             let start = u64::try_from(c.offset).map_err(|_| {
                 format!("{}: offset {} from the end of the disk: its place depends on the card", c.device, c.offset)
             })?;
+            // The primary GPT: the protective MBR, the header and 128 entries of 128 bytes.
+            if gpt && start < 34 * 512 {
+                return Err(format!("the U-Boot environment at {} offset {start:#x} is inside the GPT", c.device));
+            }
             if let Some(p) = parts.iter().find(|p| start < p.start + p.size && p.start < start + size) {
                 return Err(format!(
                     "the U-Boot environment at {} offset {start:#x} ({size:#x} bytes) overlaps partition {}",

@@ -212,14 +212,32 @@ pub fn boot_count(ctx: &Ctx<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// The board's selection area (its fw_env.config: one copy on the first virtio disk), as
+/// U-Boot's commands that import and export it: (oi_state_load, oi_state_save).
+fn state_commands(ctx: &Ctx<'_>) -> Result<(String, String), String> {
+    let path = ctx.board.dir.join("fw_env.config");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cfg = overlay_init::uboot::config::parse(&text, &path.display().to_string())?;
+    let [at] = cfg.copies.as_slice() else { return Err(format!("{}: want one copy", path.display())) };
+    let (block, count) = (at.offset / 512, at.size / 512);
+    // 3 MiB into RAM, between the script and the kernel.
+    let vars = "BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT";
+    Ok((
+        format!("virtio read 0x40300000 {block:#x} {count:#x} && env import -c 0x40300000 {:#x} {vars}", at.size),
+        format!("env export -c -s {:#x} 0x40300000 {vars} && virtio write 0x40300000 {block:#x} {count:#x}", at.size),
+    ))
+}
+
 /// The whole chain on real parts: power-on → Debian's U-Boot → the boot script (choice and count)
 /// → the chosen slot's own kernel and initramfs (slot A: Debian's 6.1, slot B: the
 /// bookworm-backports 6.12, loaded by `oi_load` from a FAT boot disk) → overlay-init with
 /// `oinit.bootloader=uboot rauc.slot=X` → the slot's image and upper → the real init, whose
-/// `uname -r` says which kernel ran. A's upper keeps a file across boots; B made primary (as an
-/// install does) runs on its kernel and, never marked good, U-Boot returns to A after B's three
-/// tries, with A's upper intact; the init never counts a boot itself, and its `mark-good`, which
-/// would change only overlay-init's record, refuses and says where the tries are.
+/// `uname -r` says which kernel ran. The selection lives where both U-Boot and Linux reach it
+/// (the board's fw_env.config: 16 KiB before the first partition), so the userspace commands
+/// change it: A's upper keeps a file across boots; `rollback` on A makes B primary; B runs on its
+/// kernel, `mark-good` keeps it there; B's image broken, the init marks B bad in U-Boot's
+/// environment and reboots, U-Boot boots A on A's kernel with A's upper intact; a factory reset
+/// asked for on A is done at the next boot, on A.
 pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     use crate::e2e::harness::{ab_settings, want};
     let init = host_init(ctx)?;
@@ -244,20 +262,24 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = ctx.fresh_disk("uboot-slots")?;
     // The slot's kernel at 4 MiB into RAM (2 MiB aligned), its initramfs at 128 MiB, the device
     // tree U-Boot itself runs on (QEMU's); QEMU's arm virt machines have their RAM at 1 GiB.
-    let args = format!("{} {} oinit.bootloader=uboot", ctx.board.cmdline, ab_settings(ctx.board));
+    let args = format!("{} {} oinit.bootloader=uboot oinit.rebootdelay=1", ctx.board.cmdline, ab_settings(ctx.board));
     // An arm64 Image boots with booti, a 32-bit zImage with bootz.
     let booti = if ctx.board.rust_target.starts_with("aarch64") { "booti" } else { "bootz" };
     let load = format!(
         "setenv bootargs \"{args} rauc.slot=${{oi_slot}} ${{oi_extra}}\"; fatload virtio 1 0x40400000 kernel-${{oi_slot}} \
          && fatload virtio 1 0x48000000 initrd-${{oi_slot}} && {booti} 0x40400000 0x48000000:${{filesize}} ${{fdtcontroladdr}}"
     );
+    let (state_load, state_save) = state_commands(ctx)?;
     let set = |name: &str, value: &str| uboot_env(&init, &cfg, &["set", name, value]).map(|_| ());
     set("bootdelay", "0")?;
     set("bootcmd", "virtio scan; fatload virtio 1 0x40200000 boot.scr && source 0x40200000")?;
     set("oi_load", &load)?;
+    set("oi_state_load", &state_load)?;
+    set("oi_state_save", &state_save)?;
     let mut n = 0;
-    let mut boot = |slot: &str, kernel: &str| -> Result<crate::e2e::qemu::Boot, String> {
+    let mut boot = |slot: &str, kernel: &str, extra: &str| -> Result<crate::e2e::qemu::Boot, String> {
         n += 1;
+        uboot_env(&init, &cfg, &["set", "oi_extra", extra])?;
         let console = power_on(ctx, [&code, &env], &[&disk, &boot_disk], "", &format!("uboot-slots-{n}"))?;
         let b = crate::e2e::qemu::Boot { console, timed_out: false, panicked: false };
         if !b.console.contains("OI-REPORT-END") {
@@ -265,41 +287,69 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
         }
         want(&b, "slot", &slot.to_ascii_lowercase())?;
         want(&b, "kernel", kernel)?;
-        if !b.console.contains(&format!("overlay-init: U-Boot chose slot {slot}")) {
-            return Err(format!("boot {n}: U-Boot's script did not choose slot {slot}"));
+        let chose = b.console.lines().rfind(|l| l.starts_with("overlay-init: U-Boot chose slot")).unwrap_or_default();
+        if !chose.starts_with(&format!("overlay-init: U-Boot chose slot {slot} ")) {
+            return Err(format!("boot {n}: U-Boot's script did not choose slot {slot} last: {chose:?}"));
         }
         Ok(b)
     };
     let (a, bk) = (ctx.board.kernel_version.as_str(), kb.kernel_version.as_str());
     let counter = |b: &crate::e2e::qemu::Boot| b.marker("counter").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
-    let first = boot("A", a)?;
-    let second = boot("A", a)?;
+    let status = |b: &crate::e2e::qemu::Boot, text: &str| -> Result<(), String> {
+        match b.console.lines().find(|l| l.starts_with("OI-STATUS: U-Boot boots next:")) {
+            Some(l) if l.contains(text) => Ok(()),
+            other => Err(format!("status under U-Boot: want {text:?}, got {other:?}")),
+        }
+    };
+    // A's userspace confirms each boot, as the board's mark-good service does.
+    let first = boot("A", a, "oitest=mark-good")?;
+    want(&first, "mark-good-exit", "0")?;
+    status(&first, "slot A (3 tries left)")?;
+    // Rolled back from userspace: written by overlay-init into the area U-Boot imports.
+    let second = boot("A", a, "oitest=rollback")?;
+    want(&second, "rollback-exit", "0")?;
+    status(&second, "slot B (3 tries left); BOOT_ORDER \"B A\"")?;
     if counter(&second) != counter(&first) + 1 {
         return Err(format!("slot A's upper lost a write: counter {} then {}", counter(&first), counter(&second)));
     }
-    // The update makes B primary with fresh tries (RAUC's set-primary).
-    set("BOOT_ORDER", "B A")?;
-    set("BOOT_B_LEFT", "3")?;
-    // Its userspace's mark-good is refused: U-Boot's environment holds the tries, not the record.
-    set("oi_extra", "oitest=mark-good")?;
-    let b = boot("B", bk)?;
-    want(&b, "mark-good-exit", "1")?;
-    if !b.console.contains("the slots are chosen by U-Boot on this board") {
-        return Err("mark-good under U-Boot did not say why it refused".into());
+    let b = boot("B", bk, "oitest=mark-good")?;
+    want(&b, "mark-good-exit", "0")?;
+    status(&b, "slot B (3 tries left)")?;
+    let b = boot("B", bk, "")?;
+    status(&b, "slot B (2 tries left)")?;
+    // B's image broken: its boot fails in the init, which marks B bad; U-Boot boots A.
+    let parts = crate::image::partitions(&disk)?;
+    let part = crate::image::part(&parts, &crate::e2e::harness::slot_parts(ctx.board)[1])?;
+    let f = std::fs::OpenOptions::new().write(true).open(&disk).map_err(|e| e.to_string())?;
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 4096], part.start).map_err(|e| e.to_string())?;
+    let back = boot("A", a, "")?;
+    for said in ["overlay-init: U-Boot chose slot B", "slot B marked bad in U-Boot's environment"] {
+        if !back.console.contains(said) {
+            return Err(format!("the failed boot of B: the console never said {said:?}"));
+        }
     }
-    uboot_env(&init, &cfg, &["set", "oi_extra"])?;
-    for _ in 0..2 {
-        boot("B", bk)?;
-    }
-    // Never marked good: B's tries are spent, U-Boot goes back to A on A's kernel.
-    let back = boot("A", a)?;
+    status(&back, "slot A (1 tries left); BOOT_ORDER \"A\", A 1 left, B 0 left")?;
     if counter(&back) != counter(&second) + 1 {
         return Err(format!("slot A's upper after the rollback: counter {} then {}", counter(&second), counter(&back)));
     }
-    let left = uboot_env(&init, &cfg, &["print", "BOOT_B_LEFT", "BOOT_ORDER"])?;
-    if left != "BOOT_B_LEFT=0\nBOOT_ORDER=B A\n" {
-        return Err(format!("after B's tries the environment says {left:?}"));
+    // The area as libubootenv reads it, the disk image in place of /dev/vda.
+    let board_cfg = std::fs::read_to_string(ctx.board.dir.join("fw_env.config")).map_err(|e| e.to_string())?;
+    let host_cfg = ctx.work.join("uboot-slots-area.config");
+    std::fs::write(&host_cfg, board_cfg.replace("/dev/vda", &disk.display().to_string())).map_err(|e| e.to_string())?;
+    let theirs = sh::output(sh::cmd("fw_printenv").arg("-c").arg(&host_cfg).args(["BOOT_ORDER", "BOOT_B_LEFT"]))?;
+    if theirs != "BOOT_ORDER=A\nBOOT_B_LEFT=0\n" {
+        return Err(format!("fw_printenv read the selection after B's failure as {theirs:?}"));
     }
-    println!("uboot-whole-system: {n} boots through U-Boot: A on {a}, B on {bk} three times, back to A");
+    // A factory reset asked for from userspace: done at the next boot, on the same slot.
+    let reset = boot("A", a, "oitest=mark-good,factory-reset")?;
+    want(&reset, "factory-reset-exit", "0")?;
+    let after = boot("A", a, "")?;
+    if counter(&after) != 1 {
+        return Err(format!("after the factory reset slot A's upper still counts {}", counter(&after)));
+    }
+    println!(
+        "uboot-whole-system: {n} boots through U-Boot: A on {a}, rollback to B on {bk}, B marked good, B broken \
+              marked bad by the init, back to A, factory reset on A"
+    );
     Ok(())
 }

@@ -71,6 +71,11 @@ pub fn initramfs_list(root: &Path, b: &Board, init: &Path, extra_modules: &[&str
             })
         );
     }
+    // Where the board's U-Boot keeps its environment (`oinit.ubootenv`'s default path).
+    let env = b.dir.join("fw_env.config");
+    if env.exists() {
+        let _ = writeln!(l, "file /etc/fw_env.config {} 0644 0 0", env.display());
+    }
     l.push_str(&packed.cpio_lines(&b.kernel_version, &mdir.display().to_string(), &gen.display().to_string()));
     let builtin = read("modules.builtin");
     let texts = [&packed.dep, &packed.soft, &packed.alias, &builtin];
