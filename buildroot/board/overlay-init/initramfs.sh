@@ -42,6 +42,12 @@ if [ -n "$veritykey" ]; then
 	echo "file $veritykey $work/verity.pub 0644 0 0" >>"$list"
 fi
 
+# The board's U-Boot environment location (oinit.bootloader=uboot), when it keeps a
+# fw_env.config beside its overlay-init.conf: the init marks a failed slot bad through it.
+if [ -f "$(dirname "$conf")/fw_env.config" ]; then
+	echo "file /etc/fw_env.config $(dirname "$conf")/fw_env.config 0644 0 0" >>"$list"
+fi
+
 # The kernel's own gen_init_cpio, from the Linux build Buildroot just did.
 gen=$(find "$BUILD_DIR" -maxdepth 3 -path '*/usr/gen_init_cpio' -type f | head -n 1)
 [ -n "$gen" ] || { echo "initramfs.sh: no usr/gen_init_cpio in $BUILD_DIR/linux-*: enable BR2_LINUX_KERNEL" >&2; exit 1; }
