@@ -212,20 +212,22 @@ pub fn boot_count(ctx: &Ctx<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// The board's selection area (its fw_env.config: one copy on the first virtio disk), as
-/// U-Boot's commands that import and export it: (oi_state_load, oi_state_save).
-fn state_commands(ctx: &Ctx<'_>) -> Result<(String, String), String> {
+/// The board's selection area (its fw_env.config: two copies on the first virtio disk), as the
+/// boot script's variables that locate it (board/integration/uboot/boot.cmd).
+fn state_area(ctx: &Ctx<'_>) -> Result<Vec<(&'static str, String)>, String> {
     let path = ctx.board.dir.join("fw_env.config");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let cfg = overlay_init::uboot::config::parse(&text, &path.display().to_string())?;
-    let [at] = cfg.copies.as_slice() else { return Err(format!("{}: want one copy", path.display())) };
-    let (block, count) = (at.offset / 512, at.size / 512);
-    // 3 MiB into RAM, between the script and the kernel.
-    let vars = "BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT";
-    Ok((
-        format!("virtio read 0x40300000 {block:#x} {count:#x} && env import -c 0x40300000 {:#x} {vars}", at.size),
-        format!("env export -c -s {:#x} 0x40300000 {vars} && virtio write 0x40300000 {block:#x} {count:#x}", at.size),
-    ))
+    let [one, two] = cfg.copies.as_slice() else { return Err(format!("{}: want two copies", path.display())) };
+    Ok(vec![
+        ("oi_state_if", "virtio".into()),
+        ("oi_state_blk1", format!("{:#x}", one.offset / 512)),
+        ("oi_state_blk2", format!("{:#x}", two.offset / 512)),
+        ("oi_state_cnt", format!("{:#x}", one.size / 512)),
+        ("oi_state_size", format!("{:#x}", one.size)),
+        // 3 MiB into RAM, between the script and the kernel: three copies and 4 bytes.
+        ("oi_state_addr", "0x40300000".into()),
+    ])
 }
 
 /// The whole chain on real parts: power-on → Debian's U-Boot → the boot script (choice and count)
@@ -269,13 +271,13 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
         "setenv bootargs \"{args} rauc.slot=${{oi_slot}} ${{oi_extra}}\"; fatload virtio 1 0x40400000 kernel-${{oi_slot}} \
          && fatload virtio 1 0x48000000 initrd-${{oi_slot}} && {booti} 0x40400000 0x48000000:${{filesize}} ${{fdtcontroladdr}}"
     );
-    let (state_load, state_save) = state_commands(ctx)?;
     let set = |name: &str, value: &str| uboot_env(&init, &cfg, &["set", name, value]).map(|_| ());
     set("bootdelay", "0")?;
     set("bootcmd", "virtio scan; fatload virtio 1 0x40200000 boot.scr && source 0x40200000")?;
     set("oi_load", &load)?;
-    set("oi_state_load", &state_load)?;
-    set("oi_state_save", &state_save)?;
+    for (name, value) in state_area(ctx)? {
+        set(name, &value)?;
+    }
     let mut n = 0;
     let mut boot = |slot: &str, kernel: &str, extra: &str| -> Result<crate::e2e::qemu::Boot, String> {
         n += 1;
