@@ -61,7 +61,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 42] = [
+const SCENARIOS: [Scenario; 43] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -105,6 +105,7 @@ const SCENARIOS: [Scenario; 42] = [
     ("uboot-env-both-ways", crate::e2e::uboot::env_both_ways, Needs::UBoot),
     ("uboot-boot-count", crate::e2e::uboot::boot_count, Needs::UBoot),
     ("uboot-whole-system", crate::e2e::uboot::whole_system, Needs::UBoot),
+    ("uboot-power-cut", crate::e2e::uboot::power_cut, Needs::UBoot),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;

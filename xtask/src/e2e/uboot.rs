@@ -230,23 +230,27 @@ fn state_area(ctx: &Ctx<'_>) -> Result<Vec<(&'static str, String)>, String> {
     ])
 }
 
-/// The whole chain on real parts: power-on → Debian's U-Boot → the boot script (choice and count)
-/// → the chosen slot's own kernel and initramfs (slot A: Debian's 6.1, slot B: the
-/// bookworm-backports 6.12, loaded by `oi_load` from a FAT boot disk) → overlay-init with
-/// `oinit.bootloader=uboot rauc.slot=X` → the slot's image and upper → the real init, whose
-/// `uname -r` says which kernel ran. The selection lives where both U-Boot and Linux reach it
-/// (the board's fw_env.config: 16 KiB before the first partition), so the userspace commands
-/// change it: A's upper keeps a file across boots; `rollback` on A makes B primary; B runs on its
-/// kernel, `mark-good` keeps it there; B's image broken, the init marks B bad in U-Boot's
-/// environment and reboots, U-Boot boots A on A's kernel with A's upper intact; a factory reset
-/// asked for on A is done at the next boot, on A.
-pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
-    use crate::e2e::harness::{ab_settings, want};
+/// Debian's U-Boot in QEMU's flash with the board's boot script on a FAT boot disk beside the
+/// board's disk: slot A's kernel and initramfs (the board's, Debian's 6.1) and slot B's (the
+/// bookworm-backports 6.12 with its modules), loaded by `oi_load` for the slot the script chose,
+/// the selection in the board's redundant area on the disk.
+struct Rig {
+    init: PathBuf,
+    /// fw_env.config of U-Boot's own environment (the flash bank file).
+    cfg: PathBuf,
+    banks: [PathBuf; 2],
+    disk: PathBuf,
+    boot_disk: PathBuf,
+    b_kernel: String,
+}
+
+fn rig(ctx: &Ctx<'_>, name: &str) -> Result<Rig, String> {
+    use crate::e2e::harness::ab_settings;
     let init = host_init(ctx)?;
-    let (code, env, cfg) = flash(ctx, "uboot-slots")?;
+    let (code, env, cfg) = flash(ctx, name)?;
     let (kb, initrd_b) = crate::e2e::kexec::b_kernel(ctx)?;
     let script = boot_script(ctx)?;
-    let boot_disk = ctx.work.join("uboot-slots.vfat");
+    let boot_disk = ctx.work.join(format!("{name}.vfat"));
     let _ = std::fs::remove_file(&boot_disk);
     sh::quiet(sh::cmd("mkfs.vfat").arg("-C").arg(&boot_disk).arg("131072"))?;
     let a_kernel = ctx.board.kernel_dir.join("vmlinuz");
@@ -261,7 +265,7 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     for (from, to) in files {
         sh::quiet(sh::cmd("mcopy").arg("-i").arg(&boot_disk).arg(from).arg(format!("::{to}")))?;
     }
-    let disk = ctx.fresh_disk("uboot-slots")?;
+    let disk = ctx.fresh_disk(name)?;
     // The slot's kernel at 4 MiB into RAM (2 MiB aligned), its initramfs at 128 MiB, the device
     // tree U-Boot itself runs on (QEMU's); QEMU's arm virt machines have their RAM at 1 GiB.
     let args = format!("{} {} oinit.bootloader=uboot oinit.rebootdelay=1", ctx.board.cmdline, ab_settings(ctx.board));
@@ -278,24 +282,117 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     for (name, value) in state_area(ctx)? {
         set(name, &value)?;
     }
-    let mut n = 0;
-    let mut boot = |slot: &str, kernel: &str, extra: &str| -> Result<crate::e2e::qemu::Boot, String> {
-        n += 1;
-        uboot_env(&init, &cfg, &["set", "oi_extra", extra])?;
-        let console = power_on(ctx, [&code, &env], &[&disk, &boot_disk], "", &format!("uboot-slots-{n}"))?;
+    Ok(Rig { init, cfg, banks: [code, env], disk, boot_disk, b_kernel: kb.kernel_version })
+}
+
+impl Rig {
+    /// Powers on with `extra` on the kernel command line until `until` shows (QEMU then killed:
+    /// a power cut) or, `until` empty, until the machine powers off.
+    fn power(&self, ctx: &Ctx<'_>, extra: &str, until: &str, log: &str) -> Result<String, String> {
+        uboot_env(&self.init, &self.cfg, &["set", "oi_extra", extra])?;
+        power_on(ctx, [&self.banks[0], &self.banks[1]], &[&self.disk, &self.boot_disk], until, log)
+    }
+
+    /// The board's selection area on the disk image as libubootenv's `fw_printenv` and
+    /// overlay-init read it (they must agree): `BOOT_A_LEFT=.. BOOT_B_LEFT=.. BOOT_ORDER=..`.
+    fn selection(&self, ctx: &Ctx<'_>) -> Result<String, String> {
+        let board_cfg = std::fs::read_to_string(ctx.board.dir.join("fw_env.config")).map_err(|e| e.to_string())?;
+        let cfg = self.disk.with_extension("area.config");
+        std::fs::write(&cfg, board_cfg.replace("/dev/vda", &self.disk.display().to_string()))
+            .map_err(|e| e.to_string())?;
+        let names = ["BOOT_A_LEFT", "BOOT_B_LEFT", "BOOT_ORDER"];
+        let theirs = sh::output(sh::cmd("fw_printenv").arg("-c").arg(&cfg).args(names))?;
+        let ours = uboot_env(&self.init, &cfg, &[&["print"][..], &names[..]].concat())?;
+        if ours != theirs {
+            return Err(format!("the selection area: fw_printenv reads {theirs:?}, overlay-init {ours:?}"));
+        }
+        Ok(theirs.lines().collect::<Vec<_>>().join(" "))
+    }
+
+    /// Breaks the newer copy of the selection area (by U-Boot's flags rule) as a write cut half-way
+    /// leaves it: its second half as it was before (`before`, the area's bytes), one data byte
+    /// changed. Returns which copy (0 or 1).
+    fn tear_newest(&self, ctx: &Ctx<'_>, before: &[u8]) -> Result<usize, String> {
+        let (start, size) = self.area(ctx)?;
+        let mut area = self.read_area(ctx)?;
+        let flags = [area[4], area[size + 4]];
+        let newest = match flags {
+            [255, 0] => 1,
+            [0, 255] => 0,
+            [a, b] if b > a => 1,
+            _ => 0,
+        };
+        let at = newest * size;
+        area[at + size / 2..at + size].copy_from_slice(&before[at + size / 2..at + size]);
+        area[at + 8] ^= 0x55;
+        let f = std::fs::OpenOptions::new().write(true).open(&self.disk).map_err(|e| e.to_string())?;
+        std::os::unix::fs::FileExt::write_all_at(&f, &area, start).map_err(|e| e.to_string())?;
+        Ok(newest)
+    }
+
+    /// The area's first byte on the disk and one copy's size.
+    fn area(&self, ctx: &Ctx<'_>) -> Result<(u64, usize), String> {
+        let path = ctx.board.dir.join("fw_env.config");
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let cfg = overlay_init::uboot::config::parse(&text, &path.display().to_string())?;
+        Ok((cfg.copies[0].offset as u64, cfg.size()))
+    }
+
+    fn read_area(&self, ctx: &Ctx<'_>) -> Result<Vec<u8>, String> {
+        let (start, size) = self.area(ctx)?;
+        let f = std::fs::File::open(&self.disk).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 2 * size];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, start).map_err(|e| e.to_string())?;
+        Ok(buf)
+    }
+
+    /// A whole boot, which must end in the real init of `slot` on `kernel`, chosen last by
+    /// U-Boot's script.
+    fn boot(
+        &self,
+        ctx: &Ctx<'_>,
+        slot: &str,
+        kernel: &str,
+        extra: &str,
+        log: &str,
+    ) -> Result<crate::e2e::qemu::Boot, String> {
+        use crate::e2e::harness::want;
+        let console = self.power(ctx, extra, "", log)?;
         let b = crate::e2e::qemu::Boot { console, timed_out: false, panicked: false };
         if !b.console.contains("OI-REPORT-END") {
-            return Err(format!("boot {n}: the real init did not finish (uboot-slots-{n}.log)"));
+            return Err(format!("{log}: the real init did not finish ({log}.log)"));
         }
         want(&b, "slot", &slot.to_ascii_lowercase())?;
         want(&b, "kernel", kernel)?;
         let chose = b.console.lines().rfind(|l| l.starts_with("overlay-init: U-Boot chose slot")).unwrap_or_default();
         if !chose.starts_with(&format!("overlay-init: U-Boot chose slot {slot} ")) {
-            return Err(format!("boot {n}: U-Boot's script did not choose slot {slot} last: {chose:?}"));
+            return Err(format!("{log}: U-Boot's script did not choose slot {slot} last: {chose:?}"));
         }
         Ok(b)
+    }
+}
+
+/// The whole chain on real parts: power-on → Debian's U-Boot → the boot script (choice and count)
+/// → the chosen slot's own kernel and initramfs (slot A: Debian's 6.1, slot B: the
+/// bookworm-backports 6.12, loaded by `oi_load` from a FAT boot disk) → overlay-init with
+/// `oinit.bootloader=uboot rauc.slot=X` → the slot's image and upper → the real init, whose
+/// `uname -r` says which kernel ran. The selection lives where both U-Boot and Linux reach it
+/// (the board's fw_env.config: 16 KiB before the first partition), so the userspace commands
+/// change it: A's upper keeps a file across boots; `rollback` on A makes B primary; B runs on its
+/// kernel, `mark-good` keeps it there; B's image broken, the init marks B bad in U-Boot's
+/// environment and reboots, U-Boot boots A on A's kernel with A's upper intact; a factory reset
+/// asked for on A is done at the next boot, on A.
+pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
+    use crate::e2e::harness::want;
+    let rig = rig(ctx, "uboot-slots")?;
+    let disk = &rig.disk;
+    let mut n = 0;
+    let mut boot = |slot: &str, kernel: &str, extra: &str| -> Result<crate::e2e::qemu::Boot, String> {
+        n += 1;
+        rig.boot(ctx, slot, kernel, extra, &format!("uboot-slots-{n}"))
     };
-    let (a, bk) = (ctx.board.kernel_version.as_str(), kb.kernel_version.as_str());
+    let kb = &rig.b_kernel;
+    let (a, bk) = (ctx.board.kernel_version.as_str(), kb.as_str());
     let counter = |b: &crate::e2e::qemu::Boot| b.marker("counter").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
     let status = |b: &crate::e2e::qemu::Boot, text: &str| -> Result<(), String> {
         match b.console.lines().find(|l| l.starts_with("OI-STATUS: U-Boot boots next:")) {
@@ -320,9 +417,9 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     let b = boot("B", bk, "")?;
     status(&b, "slot B (2 tries left)")?;
     // B's image broken: its boot fails in the init, which marks B bad; U-Boot boots A.
-    let parts = crate::image::partitions(&disk)?;
+    let parts = crate::image::partitions(disk)?;
     let part = crate::image::part(&parts, &crate::e2e::harness::slot_parts(ctx.board)[1])?;
-    let f = std::fs::OpenOptions::new().write(true).open(&disk).map_err(|e| e.to_string())?;
+    let f = std::fs::OpenOptions::new().write(true).open(disk).map_err(|e| e.to_string())?;
     std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 4096], part.start).map_err(|e| e.to_string())?;
     let back = boot("A", a, "")?;
     for said in ["overlay-init: U-Boot chose slot B", "slot B marked bad in U-Boot's environment"] {
@@ -334,12 +431,8 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     if counter(&back) != counter(&second) + 1 {
         return Err(format!("slot A's upper after the rollback: counter {} then {}", counter(&second), counter(&back)));
     }
-    // The area as libubootenv reads it, the disk image in place of /dev/vda.
-    let board_cfg = std::fs::read_to_string(ctx.board.dir.join("fw_env.config")).map_err(|e| e.to_string())?;
-    let host_cfg = ctx.work.join("uboot-slots-area.config");
-    std::fs::write(&host_cfg, board_cfg.replace("/dev/vda", &disk.display().to_string())).map_err(|e| e.to_string())?;
-    let theirs = sh::output(sh::cmd("fw_printenv").arg("-c").arg(&host_cfg).args(["BOOT_ORDER", "BOOT_B_LEFT"]))?;
-    if theirs != "BOOT_ORDER=A\nBOOT_B_LEFT=0\n" {
+    let theirs = rig.selection(ctx)?;
+    if theirs != "BOOT_A_LEFT=1 BOOT_B_LEFT=0 BOOT_ORDER=A" {
         return Err(format!("fw_printenv read the selection after B's failure as {theirs:?}"));
     }
     // A factory reset asked for from userspace: done at the next boot, on the same slot.
@@ -353,5 +446,74 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
         "uboot-whole-system: {n} boots through U-Boot: A on {a}, rollback to B on {bk}, B marked good, B broken \
               marked bad by the init, back to A, factory reset on A"
     );
+    Ok(())
+}
+
+/// Power cuts during the selection's writes, U-Boot's and overlay-init's, on the real parts: a
+/// write cut half-way (the newer copy torn as such a cut leaves it) and QEMU killed at three
+/// points of U-Boot's script (before, during and after its write). Each time the next boot comes
+/// up on a good slot with the selection of before the cut or after it, never another, and slot
+/// A's upper keeps every boot's write.
+pub fn power_cut(ctx: &Ctx<'_>) -> Result<(), String> {
+    use crate::e2e::harness::want;
+    let rig = rig(ctx, "uboot-cut")?;
+    let a = ctx.board.kernel_version.as_str();
+    let counter = |b: &crate::e2e::qemu::Boot| b.marker("counter").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
+    let first = rig.boot(ctx, "A", a, "oitest=mark-good", "uboot-cut-1")?;
+    want(&first, "mark-good-exit", "0")?;
+    let want_sel = |what: &str, want: &str| -> Result<(), String> {
+        let got = rig.selection(ctx)?;
+        if got != want {
+            return Err(format!("{what}: the selection reads {got:?}, want {want:?}"));
+        }
+        Ok(())
+    };
+    want_sel("after A marked good", "BOOT_A_LEFT=3 BOOT_B_LEFT=3 BOOT_ORDER=A B")?;
+
+    // U-Boot's count cut half-way: the previous copy is current, the count did not happen.
+    let before = rig.read_area(ctx)?;
+    rig.power(ctx, "", "overlay-init: U-Boot chose slot A", "uboot-cut-2")?;
+    want_sel("U-Boot's count written", "BOOT_A_LEFT=2 BOOT_B_LEFT=3 BOOT_ORDER=A B")?;
+    rig.tear_newest(ctx, &before)?;
+    want_sel("U-Boot's count cut half-way", "BOOT_A_LEFT=3 BOOT_B_LEFT=3 BOOT_ORDER=A B")?;
+    let b = rig.boot(ctx, "A", a, "", "uboot-cut-3")?;
+    if !b.console.contains("U-Boot chose slot A (BOOT_ORDER A B, A 2 left, B 3 left)") {
+        return Err("after U-Boot's cut write, U-Boot did not count from the previous copy".into());
+    }
+    if counter(&b) != counter(&first) + 1 {
+        return Err(format!("slot A's upper: counter {} then {}", counter(&first), counter(&b)));
+    }
+
+    // overlay-init's rollback cut half-way (after its mark-good in the same boot): the rollback
+    // did not happen, A (confirmed) boots next.
+    let before = rig.read_area(ctx)?;
+    let r = rig.boot(ctx, "A", a, "oitest=mark-good,rollback", "uboot-cut-4")?;
+    want(&r, "rollback-exit", "0")?;
+    want_sel("the rollback written", "BOOT_A_LEFT=3 BOOT_B_LEFT=3 BOOT_ORDER=B A")?;
+    rig.tear_newest(ctx, &before)?;
+    want_sel("the rollback cut half-way", "BOOT_A_LEFT=3 BOOT_B_LEFT=3 BOOT_ORDER=A B")?;
+    let mut last = counter(&r);
+
+    // QEMU killed at three points of U-Boot's script: whatever was written is whole or not at
+    // all, and the next boot comes up on A with a count of before or after the cut. A's tries
+    // are set back before each (by overlay-init's own write, as mark-good does): three killed
+    // boots would otherwise spend them all.
+    let area_cfg = rig.disk.with_extension("area.config");
+    let points = ["## Executing script", "virtio write: device", "overlay-init: U-Boot chose slot"];
+    for (i, point) in points.iter().enumerate() {
+        uboot_env(&rig.init, &area_cfg, &["set", "BOOT_A_LEFT", "3"])?;
+        rig.power(ctx, "", point, &format!("uboot-cut-kill-{i}"))?;
+        let after = rig.selection(ctx)?;
+        if !["3", "2"].iter().any(|l| after == format!("BOOT_A_LEFT={l} BOOT_B_LEFT=3 BOOT_ORDER=A B")) {
+            return Err(format!("QEMU killed at {point:?}: the selection went from A's 3 tries to {after:?}"));
+        }
+    }
+    let b = rig.boot(ctx, "A", a, "oitest=mark-good", "uboot-cut-5")?;
+    if counter(&b) != last + 1 {
+        return Err(format!("slot A's upper after the cuts: counter {last} then {}", counter(&b)));
+    }
+    last = counter(&b);
+    want_sel("the end", "BOOT_A_LEFT=3 BOOT_B_LEFT=3 BOOT_ORDER=A B")?;
+    println!("uboot-power-cut: U-Boot's and overlay-init's selection writes cut half-way, QEMU killed thrice in U-Boot's script: slot A each time, its upper at {last}");
     Ok(())
 }
