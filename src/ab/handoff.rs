@@ -29,6 +29,8 @@ pub struct SlotsFile {
     pub kexec: Option<BootFiles>,
     /// `oinit.bootloader=uboot`: U-Boot's environment holds the slots' tries and order.
     pub uboot: bool,
+    /// Each slot's boot partition under U-Boot (`oinit.aboot`, `oinit.bboot`), a device node.
+    pub boot: [Option<String>; 2],
 }
 
 /// Where a slot image carries its own boot (`oinit.kexec`), so that `install` checks them.
@@ -63,6 +65,8 @@ impl SlotsFile {
             put("kexec_dtb", k.dtb.clone());
         }
         put("bootloader", self.uboot.then(|| "uboot".to_string()));
+        put("aboot", self.boot[0].clone());
+        put("bboot", self.boot[1].clone());
         text
     }
 
@@ -84,6 +88,7 @@ impl SlotsFile {
                 _ => None,
             },
             uboot: get("bootloader").as_deref() == Some("uboot"),
+            boot: [get("aboot"), get("bboot")],
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct Context {
     pub kexec: Option<BootFiles>,
     /// The slots are chosen by U-Boot (`oinit.bootloader=uboot`).
     pub uboot: bool,
+    /// Each slot's boot partition under U-Boot, which `install` writes with the image.
+    pub boot: [Option<String>; 2],
 }
 
 impl Context {
@@ -130,6 +137,7 @@ impl Context {
             security_version: f.security_version,
             kexec: f.kexec,
             uboot: f.uboot,
+            boot: f.boot,
         })
     }
 
@@ -238,6 +246,7 @@ mod tests {
             security_version: Some(7),
             kexec: Some(BootFiles { kernel: "/boot/vmlinuz".into(), initrd: "/boot/initrd.img".into(), dtb: None }),
             uboot: true,
+            boot: [Some("/dev/vdb2".into()), Some("/dev/vdb3".into())],
         };
         assert_eq!(SlotsFile::parse(&f.render()), f);
         assert_eq!(SlotsFile::parse(""), SlotsFile::default());
@@ -259,6 +268,7 @@ mod tests {
             security_version: Some(5),
             kexec: None,
             uboot: false,
+            boot: [None, None],
         };
         let mut st = State::factory(3);
         ctx.mark_good(&mut st, SlotId::A);

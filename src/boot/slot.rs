@@ -234,6 +234,21 @@ fn source_path(s: &Settings, found: &Found, slot: SlotId) -> Option<PathBuf> {
     }
 }
 
+/// The slots' boot partitions (`oinit.aboot`, `oinit.bboot`) as device nodes, for `install`.
+fn boot_partitions(s: &Settings) -> [Option<String>; 2] {
+    if s.ab.boot_parts.iter().all(Option::is_none) {
+        return [None, None];
+    }
+    let devs = crate::block::device::scan(Path::new("/sys"), Path::new("/dev"));
+    s.ab.boot_parts.clone().map(|spec| {
+        let found = spec.as_ref().and_then(|spec| crate::boot::devices::lookup(&devs, spec));
+        if let (Some(spec), None) = (&spec, found) {
+            log::warn!("boot partition {spec} not found: install cannot write that slot's kernel");
+        }
+        found.map(|d| format!("/dev/{}", d.name))
+    })
+}
+
 fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path, security_version: Option<u32>) {
     let path = |slot: SlotId| source_path(s, found, slot).map(|p| p.display().to_string());
     let hash = |slot: SlotId| found.hash[slot.index()].as_ref().map(|h| format!("/dev/{}", h.name));
@@ -246,8 +261,10 @@ fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path, s
         compatible: s.verity.compatible.clone(),
         unversioned: s.verity.unversioned,
         security_version,
-        kexec: s.kexec.files(),
+        // Under U-Boot with boot partitions, install copies the image's kernel files there.
+        kexec: s.kexec.files().or_else(|| s.ab.boot_parts[0].is_some().then(|| s.kexec.paths())),
         uboot: s.ab.uboot,
+        boot: boot_partitions(s),
     };
     if let Err(e) = std::fs::write(SLOTS_FILE, f.render()) {
         log::warn!("cannot write {SLOTS_FILE}: {e}");

@@ -2,7 +2,7 @@
 //! RAUC's boot selection in U-Boot's environment (the `fw_env.config` the boot left in
 //! /run/overlay-init), with the same arguments and exit codes as under overlay-init's own
 //! counting. Only `mark-good` also writes overlay-init's record: the confirmation raises the
-//! security floor there.
+//! security floor there. `install` is the usual one, with the U-Boot steps of `uboot_install`.
 
 use crate::ab::handoff::Context;
 use crate::ab::state::SlotId;
@@ -33,11 +33,6 @@ pub fn run(cmd: &str, ctx: &Context, slot: Option<&String>) -> Option<Result<Str
             let target = ctx.booted.unwrap_or(SlotId::A).other();
             rollback(target).map_err(CliError::Refused)
         }
-        "install" => Err(CliError::Refused(
-            "install: the slots are chosen by U-Boot on this board (oinit.bootloader=uboot) and a slot's kernel \
-             is not installed with its image yet: use RAUC's bootloader=uboot backend (docs/uboot.md)"
-                .into(),
-        )),
         _ => return None,
     })
 }

@@ -14,7 +14,6 @@ use crate::block::probe;
 use crate::util::hex::hex;
 use crate::util::sha256::Sha256;
 use crate::verity::manifest;
-use rustix::fs::{fadvise, Advice};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -85,6 +84,17 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
             .map_err(|e| format!("{}: {e}; nothing written", req.image.display()))?;
         eprintln!("install: {what}");
     }
+    // Under U-Boot the slot leaves its order before a byte of it changes.
+    if ctx.uboot {
+        if ctx.boot[target.index()].is_none() {
+            return Err(format!(
+                "slot {} has no boot partition for its kernel (oinit.aboot/oinit.bboot): U-Boot could not boot it; \
+                 nothing written",
+                target.name()
+            ));
+        }
+        crate::cli::uboot_install::withdraw(target)?;
+    }
     let written = if let Some(volume) = ubi_volume(&dest) {
         write_ubi_volume(&mut src, req.image, &volume, len)?
     } else if dest.starts_with("/dev/") {
@@ -107,7 +117,7 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
             target.name()
         ));
     }
-    let readback = hash_medium(Path::new(&dest), len)?;
+    let readback = crate::cli::medium::hash_medium(Path::new(&dest), len)?;
     if readback != digest {
         return Err(format!(
             "{dest}: read-back sha256 {} differs from the written {written}; slot {} not activated",
@@ -115,16 +125,20 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
             target.name()
         ));
     }
+    let mut next = format!("it boots next on trial ({} tries)", ctx.policy.tries);
+    if ctx.uboot {
+        eprintln!("install: {}", crate::cli::uboot_install::write_boot(ctx, target, &dest)?);
+        next = crate::cli::uboot_install::offer(target)?;
+    }
     ctx.update(|st| {
         slots::activate(st, target, ctx.policy, Some(root.unwrap_or(digest)));
         if let Some(floor) = lowered {
             st.security_floor = floor;
         }
         Ok(format!(
-            "installed {} ({len} bytes, sha256 {written}) into slot {}; it boots next on trial ({} tries)",
+            "installed {} ({len} bytes, sha256 {written}) into slot {}; {next}",
             req.image.display(),
-            target.name(),
-            ctx.policy.tries
+            target.name()
         ))
     })
 }
@@ -161,7 +175,7 @@ pub fn slot_digest(ctx: &Context, slot: SlotId) -> Result<Digest, String> {
             Some(fs) if fs.kind.is_image() && fs.size <= len => fs.size,
             _ => return Err(format!("slot {} ({src}): no whole squashfs or EROFS image; not activated", slot.name())),
         };
-        return hash_from(&f, size, src);
+        return crate::cli::medium::hash_from(&f, size, src);
     };
     let hash = ctx.hash[slot.index()].as_deref().map(open).transpose()?;
     let floor = ctx.read()?.security_floor;
@@ -204,28 +218,6 @@ fn check_image(f: &File, image: &Path) -> Result<u64, String> {
         }
         _ => Err(format!("{}: not a squashfs or EROFS image", image.display())),
     }
-}
-
-/// The sha256 of the first `len` bytes of `path` as stored on the medium: the page cache is
-/// dropped first (after the writer's fsync), so the bytes come from the disk again.
-fn hash_medium(path: &Path, len: u64) -> Result<Digest, String> {
-    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    fadvise(&f, 0, None, Advice::DontNeed).map_err(|e| format!("{}: fadvise(DONTNEED): {e}", path.display()))?;
-    hash_from(&f, len, &path.display().to_string())
-}
-
-/// The sha256 of the first `len` bytes of `f`.
-fn hash_from(f: &File, len: u64, what: &str) -> Result<Digest, String> {
-    let mut h = Sha256::default();
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = 0;
-    while at < len {
-        let n = usize::try_from(len - at).unwrap_or(CHUNK).min(CHUNK);
-        f.read_exact_at(&mut buf[..n], at).map_err(|e| format!("{what}: byte {at}: {e}"))?;
-        h.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(h.finish())
 }
 
 /// Copies `len` bytes from the start of `src` with progress on stderr; returns the sha256 of
@@ -343,6 +335,7 @@ mod tests {
             security_version: None,
             kexec: None,
             uboot: false,
+            boot: [None, None],
         };
         let req = |force| Request {
             image: Path::new("/x"),

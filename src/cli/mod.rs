@@ -6,10 +6,12 @@ pub mod bootloader;
 pub mod error;
 pub mod install;
 pub mod kernel_check;
+pub mod medium;
 pub mod rauc;
 pub mod reconcile;
 pub mod slots;
 pub mod uboot_env;
+pub mod uboot_install;
 
 use crate::ab::state::SlotId;
 use crate::boot::devices;

@@ -117,6 +117,7 @@ mod tests {
             security_version: None,
             kexec: None,
             uboot: false,
+            boot: [None, None],
         };
         // Slot a booted image 1 and is confirmed; b booted image 2 and is confirmed too.
         let (mut store, _) = Store::open(&ctx.state).unwrap();

@@ -75,6 +75,9 @@ pub struct AbSettings {
     /// `oinit.ubootenv=`: the `fw_env.config` in the initramfs that says where U-Boot's
     /// environment is, for marking a slot bad when its boot fails in the init.
     pub uboot_env: String,
+    /// `oinit.aboot=`, `oinit.bboot=`: each slot's boot partition (ext2/3/4), where U-Boot loads
+    /// the slot's kernel, initramfs and device tree from and `install` writes them with its image.
+    pub boot_parts: [Option<DevSpec>; 2],
 }
 
 impl Default for AbSettings {
@@ -98,6 +101,7 @@ impl Default for AbSettings {
             uboot: false,
             uboot_slot: None,
             uboot_env: "/etc/fw_env.config".into(),
+            boot_parts: [None, None],
         }
     }
 }
@@ -136,6 +140,8 @@ impl AbSettings {
                 }
             }
             "ubootenv" => self.uboot_env = abs_path(need(v)?)?,
+            "aboot" => self.boot_parts[0] = Some(DevSpec::parse(need(v)?)?),
+            "bboot" => self.boot_parts[1] = Some(DevSpec::parse(need(v)?)?),
             "keepfile" => self.keep_file = abs_path(need(v)?)?,
             "resetkeepfile" => self.reset_keeps_file = flag(v)?,
             "factoryreset" => self.factory_reset = flag(v)?,

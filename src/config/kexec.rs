@@ -64,11 +64,12 @@ impl Stage2 {
 impl KexecSettings {
     /// Where a slot image carries its boot, when the hand-over is on.
     pub fn files(&self) -> Option<BootFiles> {
-        self.enabled.then(|| BootFiles {
-            kernel: self.kernel.clone(),
-            initrd: self.initrd.clone(),
-            dtb: self.dtb.clone(),
-        })
+        self.enabled.then(|| self.paths())
+    }
+
+    /// Where a slot image carries its kernel, initramfs and device tree.
+    pub fn paths(&self) -> BootFiles {
+        BootFiles { kernel: self.kernel.clone(), initrd: self.initrd.clone(), dtb: self.dtb.clone() }
     }
 
     pub(crate) fn set(&mut self, name: &str, v: Option<&str>, src: Source) -> Result<bool, String> {

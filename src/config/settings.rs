@@ -423,6 +423,17 @@ impl Settings {
         if self.ab.uboot && !two_slots {
             bad("oinit.bootloader", "uboot", "U-Boot chooses between two slots: needs oinit.a= and oinit.b=");
         }
+        if self.ab.boot_parts.iter().any(Option::is_some) {
+            if !self.ab.uboot {
+                bad(
+                    "oinit.aboot",
+                    "",
+                    "a slot's boot partition is where U-Boot loads it from: needs oinit.bootloader=uboot",
+                );
+            } else if self.ab.boot_parts.iter().any(Option::is_none) {
+                bad("oinit.aboot", "", "both slots need a boot partition (oinit.aboot= and oinit.bboot=)");
+            }
+        }
         if self.ab.uboot && self.kexec.enabled {
             bad("oinit.bootloader", "uboot", "U-Boot loads each slot's kernel itself: turn oinit.kexec off");
         }
@@ -715,5 +726,15 @@ mod tests {
         // Keys that need the state record say so instead of being silently ignored.
         let (_, l) = Settings::load("", "root=/dev/vda1 oinit.factoryreset oinit.keep=/etc/hostname");
         assert_eq!(l.warnings.iter().filter(|w| w.contains("is ignored: it needs A/B slots")).count(), 2);
+        // Boot partitions: where U-Boot loads a slot's kernel from; both, and only under U-Boot.
+        let boots = "oinit.aboot=PARTLABEL=boot_a oinit.bboot=PARTLABEL=boot_b";
+        assert!(errors(&format!("{ab} {boots}")).contains("needs oinit.bootloader=uboot"));
+        assert!(errors(&format!("{ab} oinit.bootloader=uboot oinit.aboot=/dev/vdb2")).contains("both slots need"));
+        let (s, l) = Settings::load(ab, &format!("{boots} oinit.bootloader=uboot oinit.ubootenv=/etc/env.config"));
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(
+            (s.ab.boot_parts[1].as_ref().map(|d| d.to_string()), s.ab.uboot_env.as_str()),
+            (Some("PARTLABEL=boot_b".into()), "/etc/env.config")
+        );
     }
 }

@@ -61,7 +61,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 43] = [
+const SCENARIOS: [Scenario; 44] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -106,6 +106,7 @@ const SCENARIOS: [Scenario; 43] = [
     ("uboot-boot-count", crate::e2e::uboot::boot_count, Needs::UBoot),
     ("uboot-whole-system", crate::e2e::uboot::whole_system, Needs::UBoot),
     ("uboot-power-cut", crate::e2e::uboot::power_cut, Needs::UBoot),
+    ("uboot-install", crate::e2e::uboot::install, Needs::UBoot),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;

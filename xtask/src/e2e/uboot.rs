@@ -40,6 +40,18 @@ fn uboot_env(init: &Path, cfg: &Path, args: &[&str]) -> Result<String, String> {
 /// on its console, then stops QEMU; `until` empty: until the machine powers off. U-Boot's
 /// `reset` restarts the machine, as on a board.
 fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], disks: &[&Path], until: &str, log: &str) -> Result<String, String> {
+    power_on_cut(ctx, banks, disks, (until, Duration::ZERO), log)
+}
+
+/// `power_on`, QEMU killed `cut.1` after `cut.0` shows.
+fn power_on_cut(
+    ctx: &Ctx<'_>,
+    banks: [&Path; 2],
+    disks: &[&Path],
+    cut: (&str, Duration),
+    log: &str,
+) -> Result<String, String> {
+    let until = cut.0;
     let b = ctx.board;
     let mut c = Command::new(&b.qemu);
     c.args(&b.qemu_args).args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none"]);
@@ -72,13 +84,17 @@ fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], disks: &[&Path], until: &str, log:
         });
     }
     let start = Instant::now();
+    let mut seen_at = None;
     let text = loop {
         let text = console.lock().map(|c| c.clone()).unwrap_or_default();
-        let seen = !until.is_empty() && text.contains(until);
-        if seen || start.elapsed() > TIMEOUT || child.try_wait().ok().flatten().is_some() {
+        if seen_at.is_none() && !until.is_empty() && text.contains(until) {
+            seen_at = Some(Instant::now());
+        }
+        let due = seen_at.is_some_and(|t| t.elapsed() >= cut.1);
+        if due || start.elapsed() > TIMEOUT || child.try_wait().ok().flatten().is_some() {
             break text;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(if seen_at.is_some() { 20 } else { 200 }));
     };
     let _ = child.kill();
     let _ = child.wait();
@@ -230,10 +246,10 @@ fn state_area(ctx: &Ctx<'_>) -> Result<Vec<(&'static str, String)>, String> {
     ])
 }
 
-/// Debian's U-Boot in QEMU's flash with the board's boot script on a FAT boot disk beside the
-/// board's disk: slot A's kernel and initramfs (the board's, Debian's 6.1) and slot B's (the
-/// bookworm-backports 6.12 with its modules), loaded by `oi_load` for the slot the script chose,
-/// the selection in the board's redundant area on the disk.
+/// Debian's U-Boot in QEMU's flash; a second disk beside the board's (GPT): `uboot` with the
+/// board's boot script, `boot_a` and `boot_b` (ext4), each slot's kernel and initramfs as the
+/// board's `oi_load` loads them for the slot the script chose; the selection in the board's
+/// redundant area on the board's disk.
 struct Rig {
     init: PathBuf,
     /// fw_env.config of U-Boot's own environment (the flash bank file).
@@ -241,65 +257,106 @@ struct Rig {
     banks: [PathBuf; 2],
     disk: PathBuf,
     boot_disk: PathBuf,
-    b_kernel: String,
 }
 
-fn rig(ctx: &Ctx<'_>, name: &str) -> Result<Rig, String> {
-    use crate::e2e::harness::ab_settings;
+/// One boot partition's size: room for a kernel beside the one it replaces during an install.
+const BOOT_PART: u64 = 128 << 20;
+
+/// The boot disk: `uboot` (8 MiB) with the compiled script, `boot_a` and `boot_b` with
+/// `vmlinuz` and `initrd.img` of the slots given (an empty filesystem for None).
+fn boot_disk(ctx: &Ctx<'_>, name: &str, slots: [Option<(&Path, &Path)>; 2]) -> Result<PathBuf, String> {
+    let script = boot_script(ctx)?;
+    let dir = ctx.work.join(format!("{name}-bootfs"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut parts = Vec::new();
+    for (part, files, size) in [
+        ("uboot", vec![(script.as_path(), "boot.scr")], 8u64 << 20),
+        ("boot_a", slots[0].map(|(k, i)| vec![(k, "vmlinuz"), (i, "initrd.img")]).unwrap_or_default(), BOOT_PART),
+        ("boot_b", slots[1].map(|(k, i)| vec![(k, "vmlinuz"), (i, "initrd.img")]).unwrap_or_default(), BOOT_PART),
+    ] {
+        let root = dir.join(part);
+        std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+        for (from, to) in files {
+            std::fs::copy(from, root.join(to)).map_err(|e| format!("{}: {e}", from.display()))?;
+        }
+        let img = dir.join(format!("{part}.ext4"));
+        sh::quiet(
+            sh::cmd("mkfs.ext4")
+                .args(["-q", "-F", "-L", part, "-d"])
+                .arg(&root)
+                .arg(&img)
+                .arg(format!("{}k", size >> 10)),
+        )?;
+        parts.push((part, img, size));
+    }
+    let disk = ctx.work.join(format!("{name}-boot.img"));
+    let total: u64 = (2 << 20) + parts.iter().map(|p| p.2).sum::<u64>();
+    let f = std::fs::File::create(&disk).map_err(|e| e.to_string())?;
+    f.set_len(total).map_err(|e| e.to_string())?;
+    let mut table = String::from("label: gpt\n");
+    let mut at = 1u64 << 20;
+    for (part, _, size) in &parts {
+        table.push_str(&format!("start={}, size={}, name={part}\n", at / 512, size / 512));
+        at += size;
+    }
+    sh::run_stdin(sh::cmd("sfdisk").arg("-q").arg(&disk), &table)?;
+    let mut at = 1u64 << 20;
+    for (_, img, size) in &parts {
+        crate::image::write_at(&disk, at, &std::fs::read(img).map_err(|e| e.to_string())?)?;
+        at += size;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(disk)
+}
+
+/// The rig on `disk` (the board's layout) with the boot disk of `slots`.
+fn rig(ctx: &Ctx<'_>, name: &str, disk: PathBuf, slots: [Option<(&Path, &Path)>; 2]) -> Result<Rig, String> {
     let init = host_init(ctx)?;
     let (code, env, cfg) = flash(ctx, name)?;
-    let (kb, initrd_b) = crate::e2e::kexec::b_kernel(ctx)?;
-    let script = boot_script(ctx)?;
-    let boot_disk = ctx.work.join(format!("{name}.vfat"));
-    let _ = std::fs::remove_file(&boot_disk);
-    sh::quiet(sh::cmd("mkfs.vfat").arg("-C").arg(&boot_disk).arg("131072"))?;
-    let a_kernel = ctx.board.kernel_dir.join("vmlinuz");
-    let b_kernel = kb.kernel_dir.join("vmlinuz");
-    let files: [(&Path, &str); 5] = [
-        (&script, "boot.scr"),
-        (&a_kernel, "kernel-A"),
-        (&ctx.initrd, "initrd-A"),
-        (&b_kernel, "kernel-B"),
-        (&initrd_b, "initrd-B"),
-    ];
-    for (from, to) in files {
-        sh::quiet(sh::cmd("mcopy").arg("-i").arg(&boot_disk).arg(from).arg(format!("::{to}")))?;
-    }
-    let disk = ctx.fresh_disk(name)?;
+    let boot_disk = boot_disk(ctx, name, slots)?;
     // The slot's kernel at 4 MiB into RAM (2 MiB aligned), its initramfs at 128 MiB, the device
     // tree U-Boot itself runs on (QEMU's); QEMU's arm virt machines have their RAM at 1 GiB.
-    let args = format!("{} {} oinit.bootloader=uboot oinit.rebootdelay=1", ctx.board.cmdline, ab_settings(ctx.board));
+    let args = format!(
+        "{} {} oinit.bootloader=uboot oinit.aboot=PARTLABEL=boot_a oinit.bboot=PARTLABEL=boot_b \
+         oinit.rebootdelay=1 oinit.modules={},loop",
+        ctx.board.cmdline,
+        crate::e2e::harness::ab_settings(ctx.board),
+        ctx.board.modules().join(",")
+    );
     // An arm64 Image boots with booti, a 32-bit zImage with bootz.
     let booti = if ctx.board.rust_target.starts_with("aarch64") { "booti" } else { "bootz" };
     let load = format!(
-        "setenv bootargs \"{args} rauc.slot=${{oi_slot}} ${{oi_extra}}\"; fatload virtio 1 0x40400000 kernel-${{oi_slot}} \
-         && fatload virtio 1 0x48000000 initrd-${{oi_slot}} && {booti} 0x40400000 0x48000000:${{filesize}} ${{fdtcontroladdr}}"
+        "setenv oi_part 3; test ${{oi_slot}} = A && setenv oi_part 2; \
+         setenv bootargs \"{args} rauc.slot=${{oi_slot}} ${{oi_extra}}\"; load virtio 1:${{oi_part}} 0x40400000 vmlinuz \
+         && load virtio 1:${{oi_part}} 0x48000000 initrd.img && {booti} 0x40400000 0x48000000:${{filesize}} ${{fdtcontroladdr}}"
     );
     let set = |name: &str, value: &str| uboot_env(&init, &cfg, &["set", name, value]).map(|_| ());
     set("bootdelay", "0")?;
-    set("bootcmd", "virtio scan; fatload virtio 1 0x40200000 boot.scr && source 0x40200000")?;
+    set("bootcmd", "virtio scan; load virtio 1:1 0x40200000 boot.scr && source 0x40200000")?;
     set("oi_load", &load)?;
     for (name, value) in state_area(ctx)? {
         set(name, &value)?;
     }
-    Ok(Rig { init, cfg, banks: [code, env], disk, boot_disk, b_kernel: kb.kernel_version })
+    Ok(Rig { init, cfg, banks: [code, env], disk, boot_disk })
 }
 
 impl Rig {
     /// Powers on with `extra` on the kernel command line until `until` shows (QEMU then killed:
     /// a power cut) or, `until` empty, until the machine powers off.
     fn power(&self, ctx: &Ctx<'_>, extra: &str, until: &str, log: &str) -> Result<String, String> {
+        self.power_cut(ctx, extra, (until, Duration::ZERO), log)
+    }
+
+    /// Powers on with `extra`, QEMU killed `cut.1` after `cut.0` shows (or at power-off).
+    fn power_cut(&self, ctx: &Ctx<'_>, extra: &str, cut: (&str, Duration), log: &str) -> Result<String, String> {
         uboot_env(&self.init, &self.cfg, &["set", "oi_extra", extra])?;
-        power_on(ctx, [&self.banks[0], &self.banks[1]], &[&self.disk, &self.boot_disk], until, log)
+        power_on_cut(ctx, [&self.banks[0], &self.banks[1]], &[&self.disk, &self.boot_disk], cut, log)
     }
 
     /// The board's selection area on the disk image as libubootenv's `fw_printenv` and
     /// overlay-init read it (they must agree): `BOOT_A_LEFT=.. BOOT_B_LEFT=.. BOOT_ORDER=..`.
     fn selection(&self, ctx: &Ctx<'_>) -> Result<String, String> {
-        let board_cfg = std::fs::read_to_string(ctx.board.dir.join("fw_env.config")).map_err(|e| e.to_string())?;
-        let cfg = self.disk.with_extension("area.config");
-        std::fs::write(&cfg, board_cfg.replace("/dev/vda", &self.disk.display().to_string()))
-            .map_err(|e| e.to_string())?;
+        let cfg = self.area_config(ctx)?;
         let names = ["BOOT_A_LEFT", "BOOT_B_LEFT", "BOOT_ORDER"];
         let theirs = sh::output(sh::cmd("fw_printenv").arg("-c").arg(&cfg).args(names))?;
         let ours = uboot_env(&self.init, &cfg, &[&["print"][..], &names[..]].concat())?;
@@ -328,6 +385,21 @@ impl Rig {
         let f = std::fs::OpenOptions::new().write(true).open(&self.disk).map_err(|e| e.to_string())?;
         std::os::unix::fs::FileExt::write_all_at(&f, &area, start).map_err(|e| e.to_string())?;
         Ok(newest)
+    }
+
+    /// The board's fw_env.config with the disk image in place of /dev/vda.
+    fn area_config(&self, ctx: &Ctx<'_>) -> Result<PathBuf, String> {
+        let board_cfg = std::fs::read_to_string(ctx.board.dir.join("fw_env.config")).map_err(|e| e.to_string())?;
+        let cfg = self.disk.with_extension("area.config");
+        std::fs::write(&cfg, board_cfg.replace("/dev/vda", &self.disk.display().to_string()))
+            .map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    /// Sets a variable in the selection area with overlay-init's own write (a factory's
+    /// provisioning, or what mark-good does).
+    fn set_area(&self, ctx: &Ctx<'_>, name: &str, value: &str) -> Result<(), String> {
+        uboot_env(&self.init, &self.area_config(ctx)?, &["set", name, value]).map(|_| ())
     }
 
     /// The area's first byte on the disk and one copy's size.
@@ -384,15 +456,17 @@ impl Rig {
 /// asked for on A is done at the next boot, on A.
 pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     use crate::e2e::harness::want;
-    let rig = rig(ctx, "uboot-slots")?;
+    let (kb, initrd_b) = crate::e2e::kexec::b_kernel(ctx)?;
+    let (ka, kbf) = (ctx.board.kernel_dir.join("vmlinuz"), kb.kernel_dir.join("vmlinuz"));
+    let slots = [Some((ka.as_path(), ctx.initrd.as_path())), Some((kbf.as_path(), initrd_b.as_path()))];
+    let rig = rig(ctx, "uboot-slots", ctx.fresh_disk("uboot-slots")?, slots)?;
     let disk = &rig.disk;
     let mut n = 0;
     let mut boot = |slot: &str, kernel: &str, extra: &str| -> Result<crate::e2e::qemu::Boot, String> {
         n += 1;
         rig.boot(ctx, slot, kernel, extra, &format!("uboot-slots-{n}"))
     };
-    let kb = &rig.b_kernel;
-    let (a, bk) = (ctx.board.kernel_version.as_str(), kb.as_str());
+    let (a, bk) = (ctx.board.kernel_version.as_str(), kb.kernel_version.as_str());
     let counter = |b: &crate::e2e::qemu::Boot| b.marker("counter").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
     let status = |b: &crate::e2e::qemu::Boot, text: &str| -> Result<(), String> {
         match b.console.lines().find(|l| l.starts_with("OI-STATUS: U-Boot boots next:")) {
@@ -456,7 +530,8 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
 /// A's upper keeps every boot's write.
 pub fn power_cut(ctx: &Ctx<'_>) -> Result<(), String> {
     use crate::e2e::harness::want;
-    let rig = rig(ctx, "uboot-cut")?;
+    let ka = ctx.board.kernel_dir.join("vmlinuz");
+    let rig = rig(ctx, "uboot-cut", ctx.fresh_disk("uboot-cut")?, [Some((ka.as_path(), ctx.initrd.as_path())), None])?;
     let a = ctx.board.kernel_version.as_str();
     let counter = |b: &crate::e2e::qemu::Boot| b.marker("counter").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
     let first = rig.boot(ctx, "A", a, "oitest=mark-good", "uboot-cut-1")?;
@@ -498,10 +573,9 @@ pub fn power_cut(ctx: &Ctx<'_>) -> Result<(), String> {
     // all, and the next boot comes up on A with a count of before or after the cut. A's tries
     // are set back before each (by overlay-init's own write, as mark-good does): three killed
     // boots would otherwise spend them all.
-    let area_cfg = rig.disk.with_extension("area.config");
     let points = ["## Executing script", "virtio write: device", "overlay-init: U-Boot chose slot"];
     for (i, point) in points.iter().enumerate() {
-        uboot_env(&rig.init, &area_cfg, &["set", "BOOT_A_LEFT", "3"])?;
+        rig.set_area(ctx, "BOOT_A_LEFT", "3")?;
         rig.power(ctx, "", point, &format!("uboot-cut-kill-{i}"))?;
         let after = rig.selection(ctx)?;
         if !["3", "2"].iter().any(|l| after == format!("BOOT_A_LEFT={l} BOOT_B_LEFT=3 BOOT_ORDER=A B")) {
@@ -515,5 +589,56 @@ pub fn power_cut(ctx: &Ctx<'_>) -> Result<(), String> {
     last = counter(&b);
     want_sel("the end", "BOOT_A_LEFT=3 BOOT_B_LEFT=3 BOOT_ORDER=A B")?;
     println!("uboot-power-cut: U-Boot's and overlay-init's selection writes cut half-way, QEMU killed thrice in U-Boot's script: slot A each time, its upper at {last}");
+    Ok(())
+}
+
+/// `install` under U-Boot: slot B's boot partition starts empty and only A is in the order (a
+/// factory's provisioning). On A, `install` of an image carrying the bookworm-backports kernel
+/// takes B out of U-Boot's order, writes the image, copies its kernel and initramfs into
+/// `boot_b`, reads all back, and makes B primary: U-Boot boots B on 6.12, marked good. Then
+/// installs into A cut by a power loss at three points: the next boot is never a slot whose
+/// kernel and image disagree (A's old 6.1 kernel under the new image); whichever slot boots
+/// runs the kernel its image carries.
+pub fn install(ctx: &Ctx<'_>) -> Result<(), String> {
+    use crate::e2e::harness::want;
+    let (kb, initrd_b) = crate::e2e::kexec::b_kernel(ctx)?;
+    let kbf = kb.kernel_dir.join("vmlinuz");
+    let disk = crate::e2e::kexec::disk(ctx, "uboot-install", &kb, &kbf, &initrd_b)?;
+    let ka = ctx.board.kernel_dir.join("vmlinuz");
+    let rig = rig(ctx, "uboot-install", disk, [Some((ka.as_path(), ctx.initrd.as_path())), None])?;
+    rig.set_area(ctx, "BOOT_ORDER", "A")?;
+    let (a, bk) = (ctx.board.kernel_version.as_str(), kb.kernel_version.as_str());
+    let first = rig.boot(ctx, "A", a, "oitest=mark-good", "uboot-install-1")?;
+    want(&first, "mark-good-exit", "0")?;
+    let ins = rig.boot(ctx, "A", a, "oitest=install", "uboot-install-2")?;
+    want(&ins, "install-booted-exit", "1")?;
+    want(&ins, "install-exit", "0")?;
+    for said in [
+        "out of U-Boot's order while it is written",
+        "boot files written to",
+        "U-Boot boots next: slot B (3 tries left)",
+    ] {
+        if !ins.console.contains(said) {
+            return Err(format!("install under U-Boot never said {said:?} (uboot-install-2.log)"));
+        }
+    }
+    let b = rig.boot(ctx, "B", bk, "oitest=mark-good", "uboot-install-3")?;
+    want(&b, "mark-good-exit", "0")?;
+    for (i, delay) in [1500u64, 6000, 11000].into_iter().enumerate() {
+        let log = format!("uboot-install-cut-{i}");
+        let cut = rig.power_cut(ctx, "oitest=install", ("OI-REPORT-END", Duration::from_millis(delay)), &log)?;
+        let finished = cut.contains("OI: install-exit=0");
+        let after = rig.power(ctx, "oitest=mark-good", "", &format!("{log}-after"))?;
+        let after = crate::e2e::qemu::Boot { console: after, timed_out: false, panicked: false };
+        if !after.console.contains("OI-REPORT-END") {
+            return Err(format!("{log}: the next boot did not reach the real init ({log}-after.log)"));
+        }
+        // Both images carry the 6.12 kernel: a slot on 6.1 is A's old kernel under a new image.
+        want(&after, "kernel", bk).map_err(|e| format!("{log}: after the cut: {e}"))?;
+        println!(
+            "uboot-install: cut {i} after {delay} ms: install finished before the cut: {finished}; slot {} booted on {bk}",
+            after.marker("slot").unwrap_or_default()
+        );
+    }
     Ok(())
 }
