@@ -20,13 +20,21 @@
 #   oi_state_addr  RAM for three copies and 4 bytes
 # This script reads both copies and keeps the current one by U-Boot's rule (the only valid one,
 # or of two the newer flags byte), and writes the other with the next flags byte, so that a
-# write cut by a power loss leaves the current copy as it was.
+# write cut by a power loss leaves the current copy as it was. That needs setexpr; a U-Boot
+# built without it (Debian's qemu-x86_64) keeps one copy: the board sets no oi_state_blk2, and
+# the copy (CRC32 and data, U-Boot's single format) is written in place.
 # Build: mkimage -A arm -T script -C none -d boot.cmd boot.scr
 
 if test -n "${oi_state_if}"; then
 	if test -n "${oi_state_dev}"; then
 		${oi_state_if} dev ${oi_state_dev}
 	fi
+fi
+if test -n "${oi_state_if}" && test -z "${oi_state_blk2}"; then
+	${oi_state_if} read ${oi_state_addr} ${oi_state_blk1} ${oi_state_cnt}
+	env import -c ${oi_state_addr} ${oi_state_size} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT || echo "overlay-init: no valid selection area, so the defaults"
+fi
+if test -n "${oi_state_blk2}"; then
 	# Copy 1 at a, copy 2 at b, the copy to write at w, 4 bytes of scratch at t.
 	setexpr oi_b ${oi_state_addr} + ${oi_state_size}
 	setexpr oi_w ${oi_b} + ${oi_state_size}
@@ -75,14 +83,21 @@ test -n "${BOOT_ORDER}" || setenv BOOT_ORDER "A B"
 test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT 3
 test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT 3
 
+# oi_n minus one: setexpr, or where U-Boot has none, the counts RAUC writes (up to 9) by test.
+setenv oi_dec 'if setexpr oi_n ${oi_n} - 1; then true; else setenv oi_p 0; for i in 1 2 3 4 5 6 7 8 9; do if test "${oi_n}" = "${i}"; then setenv oi_n ${oi_p}; fi; setenv oi_p ${i}; done; fi'
+
 setenv oi_slot
 for s in ${BOOT_ORDER}; do
 	if test -z "${oi_slot}" && test "${s}" = "A" && test ${BOOT_A_LEFT} -gt 0; then
-		setexpr BOOT_A_LEFT ${BOOT_A_LEFT} - 1
+		setenv oi_n ${BOOT_A_LEFT}
+		run oi_dec
+		setenv BOOT_A_LEFT ${oi_n}
 		setenv oi_slot A
 	fi
 	if test -z "${oi_slot}" && test "${s}" = "B" && test ${BOOT_B_LEFT} -gt 0; then
-		setexpr BOOT_B_LEFT ${BOOT_B_LEFT} - 1
+		setenv oi_n ${BOOT_B_LEFT}
+		run oi_dec
+		setenv BOOT_B_LEFT ${oi_n}
 		setenv oi_slot B
 	fi
 done
@@ -96,6 +111,9 @@ fi
 # The try is spent before the kernel starts: a slot that hangs or resets still used it.
 if test -z "${oi_state_if}"; then
 	saveenv
+elif test -z "${oi_state_blk2}"; then
+	env export -c -s ${oi_state_size} ${oi_state_addr} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
+	${oi_state_if} write ${oi_state_addr} ${oi_state_blk1} ${oi_state_cnt}
 else
 	# The copy that is not current, with the current flags byte + 1 (255 + 1 is 0).
 	setenv oi_f 0
