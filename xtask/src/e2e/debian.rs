@@ -9,7 +9,7 @@ use crate::sh;
 use std::path::{Path, PathBuf};
 
 const SUITE: &str = "bookworm";
-const PACKAGES: &str = "systemd-sysv,udev,rauc,rauc-service,kmod,e2fsprogs";
+const PACKAGES: &str = "systemd-sysv,udev,rauc,rauc-service,kmod,e2fsprogs,libubootenv-tool";
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// Both slots as partitions, as a product with RAUC has them.
 const AB: &str = "oinit.a=PARTLABEL=rootfs oinit.b=PARTLABEL=rootfs_b oinit.tries=3";
@@ -102,7 +102,8 @@ pub fn systemd(ctx: &Ctx<'_>) -> Result<(), String> {
 fn debian_rootfs(root: &Path) -> Result<PathBuf, String> {
     let dir = root.join("target/debian");
     let rootfs = dir.join("rootfs");
-    if dir.join("rootfs.done").exists() {
+    // The marker holds the package list: a tree made with other packages is made again.
+    if std::fs::read_to_string(dir.join("rootfs.done")).is_ok_and(|p| p == PACKAGES) {
         return Ok(rootfs);
     }
     let _ = std::fs::remove_dir_all(&rootfs);
@@ -116,29 +117,36 @@ fn debian_rootfs(root: &Path) -> Result<PathBuf, String> {
             .arg(&rootfs)
             .arg(MIRROR),
     )?;
-    std::fs::write(dir.join("rootfs.done"), b"").map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("rootfs.done"), PACKAGES).map_err(|e| e.to_string())?;
     Ok(rootfs)
 }
 
 /// The tree with overlay-init, the board integration and the report unit, squashed; `variant`
 /// names the image (/etc/image-version, and a build time of its own as two releases have).
 fn debian_image(ctx: &Ctx<'_>, variant: &str) -> Result<PathBuf, String> {
+    debian_image_as(ctx, variant, None)
+}
+
+/// `debian_image`; with `uboot` (the board's fw_env.config) RAUC's U-Boot configuration instead
+/// of the custom backend's, and the environment's place for RAUC's fw_printenv and fw_setenv.
+pub(super) fn debian_image_as(ctx: &Ctx<'_>, variant: &str, uboot: Option<&Path>) -> Result<PathBuf, String> {
     // Built once per run: both scenarios boot the same image a.
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let root = ctx.root;
-    let img = root.join(format!("target/debian/rootfs-{variant}.sqfs"));
+    let name = if uboot.is_some() { format!("{variant}-uboot") } else { variant.to_string() };
+    let img = root.join(format!("target/debian/rootfs-{name}.sqfs"));
     let mut built = BUILT.lock().map_err(|_| "image cache lock poisoned")?;
-    if built.iter().any(|v| v == variant) && img.exists() {
+    if built.contains(&name) && img.exists() {
         return Ok(img);
     }
-    built.push(variant.to_string());
+    built.push(name);
     let rootfs = debian_rootfs(root)?;
     let stage = root.join("target/debian/stage");
     let _ = std::fs::remove_dir_all(&stage);
     sh::run(sh::cmd("cp").arg("-a").arg(&rootfs).arg(&stage))?;
     let init = image::build_init(root, ctx.board)?;
     let integration = root.join("board/integration");
-    let copies = [
+    let mut copies = vec![
         (init.clone(), "usr/bin/overlay-init"),
         (root.join("tests/debian/oi-report"), "usr/local/sbin/oi-report"),
         (root.join("tests/debian/oi-report.service"), "etc/systemd/system/oi-report.service"),
@@ -150,14 +158,23 @@ fn debian_image(ctx: &Ctx<'_>, variant: &str) -> Result<PathBuf, String> {
             integration.join("systemd/system.conf.d/overlay-init-watchdog.conf"),
             "etc/systemd/system.conf.d/overlay-init-watchdog.conf",
         ),
-        (integration.join("rauc/system.conf"), "etc/rauc/system.conf"),
-        (
-            integration.join("rauc/rauc.service.d/overlay-init-boot-slot.conf"),
-            "etc/systemd/system/rauc.service.d/overlay-init-boot-slot.conf",
-        ),
         (rauc_keys(root)?.0, "etc/rauc/keyring.pem"),
         (root.join("tests/debian/no-mark-good.conf"), "etc/systemd/system/overlay-init-mark-good.service.d/test.conf"),
     ];
+    match uboot {
+        // RAUC reads the booted slot from rauc.slot=, which U-Boot's boot script sets.
+        Some(env) => copies.extend([
+            (integration.join("rauc/system-uboot.conf"), "etc/rauc/system.conf"),
+            (env.to_path_buf(), "etc/fw_env.config"),
+        ]),
+        None => copies.extend([
+            (integration.join("rauc/system.conf"), "etc/rauc/system.conf"),
+            (
+                integration.join("rauc/rauc.service.d/overlay-init-boot-slot.conf"),
+                "etc/systemd/system/rauc.service.d/overlay-init-boot-slot.conf",
+            ),
+        ]),
+    }
     for (src, dst) in copies {
         let to = stage.join(dst);
         std::fs::create_dir_all(to.parent().unwrap_or(&stage)).map_err(|e| e.to_string())?;
@@ -227,6 +244,11 @@ fn rauc_keys(root: &Path) -> Result<(PathBuf, PathBuf), String> {
 
 /// A RAUC bundle for the rootfs slot class holding `image`, signed with the test key.
 fn rauc_bundle(ctx: &Ctx<'_>, image: &Path) -> Result<PathBuf, String> {
+    rauc_bundle_with(ctx, image, None)
+}
+
+/// `rauc_bundle`, with the boot slot class's image (`boot`, an ext4 image) when given.
+pub(super) fn rauc_bundle_with(ctx: &Ctx<'_>, image: &Path, boot: Option<&Path>) -> Result<PathBuf, String> {
     let (cert, key) = rauc_keys(ctx.root)?;
     let dir = ctx.work.join("bundle");
     let _ = std::fs::remove_dir_all(&dir);
@@ -234,7 +256,13 @@ fn rauc_bundle(ctx: &Ctx<'_>, image: &Path) -> Result<PathBuf, String> {
     std::fs::copy(image, dir.join("rootfs.img")).map_err(|e| e.to_string())?;
     // RAUC's plain format: a verity bundle needs dm-verity in the running system, and this test
     // image carries no kernel modules (the initramfs loads what the boot needs).
-    let manifest = "[update]\ncompatible=example-gateway\nversion=2\n\n[bundle]\nformat=plain\n\n[image.rootfs]\nfilename=rootfs.img\n";
+    let mut manifest =
+        "[update]\ncompatible=example-gateway\nversion=2\n\n[bundle]\nformat=plain\n\n[image.rootfs]\nfilename=rootfs.img\n"
+            .to_string();
+    if let Some(boot) = boot {
+        std::fs::copy(boot, dir.join("boot.ext4")).map_err(|e| e.to_string())?;
+        manifest.push_str("\n[image.boot]\nfilename=boot.ext4\n");
+    }
     std::fs::write(dir.join("manifest.raucm"), manifest).map_err(|e| e.to_string())?;
     let out = ctx.work.join("update.raucb");
     let _ = std::fs::remove_file(&out);
@@ -251,7 +279,7 @@ fn rauc_bundle(ctx: &Ctx<'_>, image: &Path) -> Result<PathBuf, String> {
 
 /// GPT: rootfs and rootfs_b (the image in both), userdata (a fresh ext4, holding `bundle` as
 /// /update.raucb when given).
-fn debian_disk(ctx: &Ctx<'_>, sqfs: &Path, bundle: Option<&Path>) -> Result<PathBuf, String> {
+pub(super) fn debian_disk(ctx: &Ctx<'_>, sqfs: &Path, bundle: Option<&Path>) -> Result<PathBuf, String> {
     const MIB: u64 = 1 << 20;
     let slot = std::fs::metadata(sqfs).map_err(|e| e.to_string())?.len().div_ceil(MIB) * MIB + 8 * MIB;
     let bundle_len = bundle.map_or(0, |b| std::fs::metadata(b).map_or(0, |m| m.len()));

@@ -14,6 +14,7 @@ pub mod openwrt;
 pub mod powercut;
 pub mod procd;
 pub mod qemu;
+pub mod rauc_uboot;
 pub mod uboot;
 pub mod verity;
 
@@ -61,7 +62,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 44] = [
+const SCENARIOS: [Scenario; 45] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -97,6 +98,7 @@ const SCENARIOS: [Scenario; 44] = [
     ("erofs-slots", crate::e2e::erofs::erofs_slots, Needs::Erofs),
     ("debian-systemd", crate::e2e::debian::systemd, Needs::X86Only),
     ("debian-rauc", crate::e2e::debian::rauc, Needs::X86Only),
+    ("debian-rauc-uboot", crate::e2e::rauc_uboot::rauc, Needs::X86Only),
     ("kexec-slot-kernels", crate::e2e::kexec::slot_kernels, Needs::Kexec),
     ("kexec-refused-falls-back", crate::e2e::kexec::refused_falls_back, Needs::Kexec),
     // One architecture proves that the kernel file is read through dm-verity.

@@ -40,13 +40,18 @@ fn uboot_env(init: &Path, cfg: &Path, args: &[&str]) -> Result<String, String> {
 /// on its console, then stops QEMU; `until` empty: until the machine powers off. U-Boot's
 /// `reset` restarts the machine, as on a board.
 fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], disks: &[&Path], until: &str, log: &str) -> Result<String, String> {
-    power_on_cut(ctx, banks, disks, (until, Duration::ZERO), log)
+    power_on_cut(ctx, &flash_args(banks), disks, (until, Duration::ZERO), log)
 }
 
-/// `power_on`, QEMU killed `cut.1` after `cut.0` shows.
-fn power_on_cut(
+/// QEMU's arguments for U-Boot in the first flash bank, its environment in the second.
+fn flash_args(banks: [&Path; 2]) -> Vec<String> {
+    banks.iter().flat_map(|b| ["-drive".to_string(), format!("if=pflash,format=raw,file={}", b.display())]).collect()
+}
+
+/// `power_on` with the firmware's QEMU arguments, QEMU killed `cut.1` after `cut.0` shows.
+pub fn power_on_cut(
     ctx: &Ctx<'_>,
-    banks: [&Path; 2],
+    firmware: &[String],
     disks: &[&Path],
     cut: (&str, Duration),
     log: &str,
@@ -55,9 +60,7 @@ fn power_on_cut(
     let b = ctx.board;
     let mut c = Command::new(&b.qemu);
     c.args(&b.qemu_args).args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none"]);
-    for bank in banks {
-        c.arg("-drive").arg(format!("if=pflash,format=raw,file={}", bank.display()));
-    }
+    c.args(firmware);
     for (i, d) in disks.iter().enumerate() {
         c.arg("-drive").arg(format!("if=none,format=raw,id=d{i},file={}", d.display()));
         c.arg("-device").arg(format!("virtio-blk-pci,drive=d{i}"));
@@ -153,7 +156,7 @@ pub fn env_both_ways(ctx: &Ctx<'_>) -> Result<(), String> {
 }
 
 /// The board boot script compiled by U-Boot's `mkimage`, as a board's `boot.scr`.
-fn boot_script(ctx: &Ctx<'_>) -> Result<PathBuf, String> {
+pub fn boot_script(ctx: &Ctx<'_>) -> Result<PathBuf, String> {
     let script = ctx.work.join("boot.scr");
     let source = ctx.root.join("board/integration/uboot/boot.cmd");
     sh::quiet(sh::cmd("mkimage").args(["-A", "arm", "-T", "script", "-C", "none", "-d"]).arg(&source).arg(&script))?;
@@ -266,11 +269,21 @@ const BOOT_PART: u64 = 128 << 20;
 /// `vmlinuz` and `initrd.img` of the slots given (an empty filesystem for None).
 fn boot_disk(ctx: &Ctx<'_>, name: &str, slots: [Option<(&Path, &Path)>; 2]) -> Result<PathBuf, String> {
     let script = boot_script(ctx)?;
+    boot_disk_with(ctx, name, &[(script.as_path(), "boot.scr")], slots)
+}
+
+/// `boot_disk` with `uboot` holding `files` (path, name).
+pub fn boot_disk_with(
+    ctx: &Ctx<'_>,
+    name: &str,
+    files: &[(&Path, &str)],
+    slots: [Option<(&Path, &Path)>; 2],
+) -> Result<PathBuf, String> {
     let dir = ctx.work.join(format!("{name}-bootfs"));
     let _ = std::fs::remove_dir_all(&dir);
     let mut parts = Vec::new();
     for (part, files, size) in [
-        ("uboot", vec![(script.as_path(), "boot.scr")], 8u64 << 20),
+        ("uboot", files.to_vec(), 8u64 << 20),
         ("boot_a", slots[0].map(|(k, i)| vec![(k, "vmlinuz"), (i, "initrd.img")]).unwrap_or_default(), BOOT_PART),
         ("boot_b", slots[1].map(|(k, i)| vec![(k, "vmlinuz"), (i, "initrd.img")]).unwrap_or_default(), BOOT_PART),
     ] {
@@ -350,7 +363,7 @@ impl Rig {
     /// Powers on with `extra`, QEMU killed `cut.1` after `cut.0` shows (or at power-off).
     fn power_cut(&self, ctx: &Ctx<'_>, extra: &str, cut: (&str, Duration), log: &str) -> Result<String, String> {
         uboot_env(&self.init, &self.cfg, &["set", "oi_extra", extra])?;
-        power_on_cut(ctx, [&self.banks[0], &self.banks[1]], &[&self.disk, &self.boot_disk], cut, log)
+        power_on_cut(ctx, &flash_args([&self.banks[0], &self.banks[1]]), &[&self.disk, &self.boot_disk], cut, log)
     }
 
     /// The board's selection area on the disk image as libubootenv's `fw_printenv` and
