@@ -465,7 +465,9 @@ impl Rig {
 /// (the board's fw_env.config: 16 KiB before the first partition), so the userspace commands
 /// change it: A's upper keeps a file across boots; `rollback` on A makes B primary; B runs on its
 /// kernel, `mark-good` keeps it there; B's image broken, the init marks B bad in U-Boot's
-/// environment and reboots, U-Boot boots A on A's kernel with A's upper intact; a factory reset
+/// environment and reboots, U-Boot boots A on A's kernel with A's upper intact; B whole again
+/// but with an initramfs for another kernel, made primary: the init refuses it by name and,
+/// without the disk driver to mark it bad, U-Boot spends its tries and boots A; a factory reset
 /// asked for on A is done at the next boot, on A.
 pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     use crate::e2e::harness::want;
@@ -506,8 +508,8 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     // B's image broken: its boot fails in the init, which marks B bad; U-Boot boots A.
     let parts = crate::image::partitions(disk)?;
     let part = crate::image::part(&parts, &crate::e2e::harness::slot_parts(ctx.board)[1])?;
-    let f = std::fs::OpenOptions::new().write(true).open(disk).map_err(|e| e.to_string())?;
-    std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 4096], part.start).map_err(|e| e.to_string())?;
+    let original = crate::image::read_at(disk, part.start, 4096)?;
+    crate::image::write_at(disk, part.start, &[0u8; 4096])?;
     let back = boot("A", a, "")?;
     for said in ["overlay-init: U-Boot chose slot B", "slot B marked bad in U-Boot's environment"] {
         if !back.console.contains(said) {
@@ -522,16 +524,36 @@ pub fn whole_system(ctx: &Ctx<'_>) -> Result<(), String> {
     if theirs != "BOOT_A_LEFT=1 BOOT_B_LEFT=0 BOOT_ORDER=A" {
         return Err(format!("fw_printenv read the selection after B's failure as {theirs:?}"));
     }
+    // B's parts disagree: its image whole again, but its boot partition's initramfs is A's (6.1
+    // modules under the 6.12 kernel), and B made primary again (as a careless installer
+    // would): the init refuses it by name; without its disk driver it cannot reach U-Boot's
+    // environment to mark B bad and says so, and U-Boot spends B's tries, then boots A, all in
+    // this power-on.
+    crate::image::write_at(disk, part.start, &original)?;
+    let write = format!("write {} initrd.img", ctx.initrd.display());
+    crate::e2e::harness::debugfs_write(&rig.boot_disk, "boot_b", &["rm initrd.img", &write])?;
+    rig.set_area(ctx, "BOOT_ORDER", "B A")?;
+    rig.set_area(ctx, "BOOT_B_LEFT", "3")?;
     // A factory reset asked for from userspace: done at the next boot, on the same slot.
     let reset = boot("A", a, "oitest=mark-good,factory-reset")?;
     want(&reset, "factory-reset-exit", "0")?;
+    for said in [
+        "overlay-init: U-Boot chose slot B".to_string(),
+        format!("for kernel {bk}"),
+        "cannot mark slot B bad in U-Boot's environment".to_string(),
+        "U-Boot tries it again until its tries are spent".to_string(),
+    ] {
+        if !reset.console.contains(&said) {
+            return Err(format!("B with another kernel's initramfs: the console never said {said:?}"));
+        }
+    }
     let after = boot("A", a, "")?;
     if counter(&after) != 1 {
         return Err(format!("after the factory reset slot A's upper still counts {}", counter(&after)));
     }
     println!(
         "uboot-whole-system: {n} boots through U-Boot: A on {a}, rollback to B on {bk}, B marked good, B broken \
-              marked bad by the init, back to A, factory reset on A"
+              and B with another kernel's initramfs marked bad by the init, back to A, factory reset on A"
     );
     Ok(())
 }
