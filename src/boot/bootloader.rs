@@ -5,7 +5,7 @@
 
 use crate::config::paths::{RUN_DIR, UBOOT_ENV_CONFIG};
 use crate::config::settings::Settings;
-use crate::uboot::bootchooser::{bootname, describe, Change, Chooser};
+use crate::uboot::bootchooser::{bootname, describe, Change};
 use crate::uboot::store;
 
 /// Logs what U-Boot boots next and copies the board's `fw_env.config` to /run/overlay-init,
@@ -20,10 +20,7 @@ pub fn hand_over(s: &Settings) {
         );
         return;
     }
-    match store::open(path).and_then(|(cfg, loaded)| match loaded.current {
-        Some(_) => Chooser::read(&loaded.vars),
-        None => Err(format!("no valid environment ({})", loaded.problems(&cfg).join("; "))),
-    }) {
+    match store::selection(path) {
         Ok(c) => log::info!("{}", describe(&c)),
         Err(e) => log::warn!("U-Boot's environment ({path}): {e}"),
     }

@@ -52,19 +52,10 @@ fn rollback(target: SlotId) -> Result<String, String> {
     Ok(format!("slot {} boots next\n{}", target.name(), describe(&c)))
 }
 
-/// The selection in the environment, or why it cannot be read (a corrupt or missing
-/// environment is "no valid state": U-Boot's script boots slot A with fresh tries).
-fn selection() -> Result<Chooser, String> {
-    store::open(UBOOT_ENV_CONFIG).and_then(|(cfg, loaded)| match loaded.current {
-        Some(_) => Chooser::read(&loaded.vars),
-        None => Err(format!("no valid environment ({})", loaded.problems(&cfg).join("; "))),
-    })
-}
-
 /// `status --json`'s `uboot`: `{"next", "order", "left"}` or `{"error"}`.
 pub fn status_json() -> String {
     use crate::util::json::json_str;
-    match selection() {
+    match store::selection(UBOOT_ENV_CONFIG) {
         Ok(c) => {
             let order: Vec<String> = c.order.iter().map(|s| json_str(bootname(*s))).collect();
             format!(
@@ -81,7 +72,7 @@ pub fn status_json() -> String {
 
 /// `status`'s view of the environment: what U-Boot boots next, or why it cannot be read.
 pub fn status_line() -> String {
-    match selection() {
+    match store::selection(UBOOT_ENV_CONFIG) {
         Ok(c) => describe(&c),
         Err(e) => format!("U-Boot's environment: {e}"),
     }

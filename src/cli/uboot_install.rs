@@ -8,13 +8,12 @@
 
 use crate::ab::handoff::{BootFiles, Context};
 use crate::ab::state::SlotId;
-use crate::cli::medium::hash_medium;
+use crate::cli::medium::{hash_from, hash_medium};
 use crate::config::paths::UBOOT_ENV_CONFIG;
 use crate::sys::{loopdev, mount};
 use crate::uboot::bootchooser::{bootname, describe, Change};
 use crate::uboot::store;
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 /// The names in the boot partition, as the board's `oi_load` loads them.
@@ -75,16 +74,18 @@ fn copy_files(image: &Path, boot: &Path, files: &BootFiles) -> Result<usize, Str
     }
     for (from, name) in &wanted {
         let src = image.join(from.trim_start_matches('/'));
-        let bytes = std::fs::read(&src).map_err(|e| format!("{from} in the image: {e}"))?;
+        let mut input = File::open(&src).map_err(|e| format!("{from} in the image: {e}"))?;
         let dest = boot.join(name);
         let tmp = boot.join(format!(".{name}.new"));
         let mut f = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        // Streamed: a kernel is tens of MiB, more than a small board wants in RAM at once.
+        let len = std::io::copy(&mut input, &mut f)
+            .and_then(|n| f.sync_all().map(|()| n))
+            .map_err(|e| format!("{from} to {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &dest).map_err(|e| format!("rename {} to {name}: {e}", tmp.display()))?;
         File::open(boot).and_then(|d| d.sync_all()).map_err(|e| format!("{}: fsync: {e}", boot.display()))?;
-        let mut h = crate::util::sha256::Sha256::default();
-        h.update(&bytes);
-        if hash_medium(&dest, bytes.len() as u64)? != h.finish() {
+        // The image is read-only and was just read: its hash from the page cache is its content.
+        if hash_medium(&dest, len)? != hash_from(&input, len, from)? {
             return Err(format!("{}: read back differs from {from} in the image", dest.display()));
         }
     }

@@ -73,6 +73,17 @@ pub fn open(path: &str) -> Result<(EnvConfig, Loaded), String> {
     Ok((cfg, loaded))
 }
 
+/// RAUC's boot selection in the environment the `fw_env.config` at `path` locates; Err when no
+/// copy is valid ("no valid state": U-Boot's script boots slot A with fresh tries) or the
+/// variables cannot be read.
+pub fn selection(path: &str) -> Result<Chooser, String> {
+    let (cfg, loaded) = open(path)?;
+    match loaded.current {
+        Some(_) => Chooser::read(&loaded.vars),
+        None => Err(format!("no valid environment ({})", loaded.problems(&cfg).join("; "))),
+    }
+}
+
 /// One change to RAUC's boot selection (`BOOT_ORDER`, `BOOT_x_LEFT`) in the environment the
 /// `fw_env.config` at `path` locates, as one write; returns the selection written. Refused
 /// with nothing written when the selection's variables cannot be read.
