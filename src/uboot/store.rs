@@ -133,10 +133,47 @@ fn whole_file(at: &Location) -> bool {
 }
 
 fn write_in_place(at: &Location, block: &[u8]) -> Result<(), String> {
+    // Held until the write is synced; read-only again after.
+    let _unlocked = BootPartition::unlock(&at.device)?;
     let mut file = OpenOptions::new().write(true).open(&at.device).map_err(|e| format!("open {}: {e}", at.device))?;
     let pos = position(&mut file, at)?;
     file.write_all_at(block, pos).map_err(|e| format!("write {}: {e}", place(at)))?;
     file.sync_all().map_err(|e| format!("fsync {}: {e}", at.device))
+}
+
+/// An eMMC boot partition (`/dev/mmcblkNbootM`, where i.MX6 boards keep U-Boot's environment)
+/// made writable for one write: the kernel keeps it read-only (`force_ro` 1) so that nothing
+/// overwrites the bootloader by mistake. Read-only again when dropped, as libubootenv leaves it.
+struct BootPartition(Option<String>);
+
+impl BootPartition {
+    fn unlock(device: &str) -> Result<BootPartition, String> {
+        let Some(name) = boot_partition_name(device) else { return Ok(BootPartition(None)) };
+        let ro = format!("/sys/block/{name}/force_ro");
+        if std::fs::read_to_string(&ro).map(|v| v.trim() == "0").unwrap_or(true) {
+            return Ok(BootPartition(None));
+        }
+        std::fs::write(&ro, "0").map_err(|e| format!("{ro}: write 0 to make {device} writable: {e}"))?;
+        Ok(BootPartition(Some(ro)))
+    }
+}
+
+/// `mmcblk0boot0` for `/dev/mmcblk0boot0`; None for any other device or a file.
+fn boot_partition_name(device: &str) -> Option<&str> {
+    let name = device.strip_prefix("/dev/")?;
+    let (n, m) = name.strip_prefix("mmcblk")?.split_once("boot")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    (digits(n) && digits(m)).then_some(name)
+}
+
+impl Drop for BootPartition {
+    fn drop(&mut self) {
+        if let Some(ro) = &self.0 {
+            if let Err(e) = std::fs::write(ro, "1") {
+                log::warn!("{ro}: could not make the eMMC boot partition read-only again: {e}");
+            }
+        }
+    }
 }
 
 /// Beside it, synced, renamed over it, the directory synced.
@@ -148,4 +185,20 @@ fn replace_file(at: &Location, block: &[u8]) -> Result<(), String> {
     file.write_all(block).and_then(|()| file.sync_all()).map_err(|e| format!("write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("rename {} to {}: {e}", tmp.display(), at.device))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync {}: {e}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_emmc_boot_partitions_are_unlocked() {
+        assert_eq!(boot_partition_name("/dev/mmcblk0boot0"), Some("mmcblk0boot0"));
+        assert_eq!(boot_partition_name("/dev/mmcblk12boot1"), Some("mmcblk12boot1"));
+        for other in
+            ["/dev/mmcblk0", "/dev/mmcblk0p1", "/dev/mmcblkboot0", "/dev/mmcblk0boot", "mmcblk0boot0", "/dev/vda"]
+        {
+            assert_eq!(boot_partition_name(other), None, "{other}");
+        }
+    }
 }
