@@ -262,7 +262,7 @@ fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path, s
         unversioned: s.verity.unversioned,
         security_version,
         // Under U-Boot with boot partitions, install copies the image's kernel files there.
-        kexec: s.kexec.files().or_else(|| s.ab.boot_parts[0].is_some().then(|| s.kexec.paths())),
+        kexec: s.slot_boot_files(),
         uboot: s.ab.uboot,
         boot: boot_partitions(s),
     };

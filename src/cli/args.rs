@@ -124,7 +124,8 @@ pub static SPECS: &[Spec] = &[
         help: "kexec-files [--config FILE]
     for building a slot image (Buildroot's post-build runs it): prints where the settings'
     oinit.kexec* keys put a slot's boot files inside its image, one `NAME PATH` line each
-    (kernel, initrd, dtb when set); prints nothing when oinit.kexec is off.",
+    (kernel, initrd, dtb when set); prints nothing when no slot boots its own kernel
+    (neither oinit.kexec=1 nor oinit.bootloader=uboot).",
     },
     Spec {
         name: "kexec-check",

@@ -43,8 +43,9 @@ pub fn files_cmd(files: Option<BootFiles>) -> i32 {
 /// `kexec-check ROOT`: a slot image's tree checked on the build host, before it becomes an image.
 /// The kernel may be of any architecture the hand-over knows (the host is rarely the target).
 pub fn tree_cmd(root: &Path, files: Option<BootFiles>) -> i32 {
-    let checked =
-        files.ok_or_else(|| "the settings do not turn the hand-over on (oinit.kexec=1)".to_string()).and_then(|f| {
+    let checked = files
+        .ok_or_else(|| "the settings boot no slot's own kernel (oinit.kexec=1 or oinit.bootloader=uboot)".to_string())
+        .and_then(|f| {
             if !root.join(f.kernel.trim_start_matches('/')).exists() {
                 return Err(format!("{} has no {}: the settings' oinit.kexeckernel", root.display(), f.kernel));
             }

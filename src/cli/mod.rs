@@ -59,8 +59,8 @@ pub fn main(argv: &[String]) -> i32 {
         "plan" => plan_cmd(&PlanArgs::from(&a)),
         "initramfs-modules" => initramfs_modules(&a),
         "kexec-files" | "kexec-check" => match config_settings(&a) {
-            Ok(s) if cmd == "kexec-files" => kernel_check::files_cmd(s.kexec.files()),
-            Ok(s) => kernel_check::tree_cmd(Path::new(&a.rest[0]), s.kexec.files()),
+            Ok(s) if cmd == "kexec-files" => kernel_check::files_cmd(s.slot_boot_files()),
+            Ok(s) => kernel_check::tree_cmd(Path::new(&a.rest[0]), s.slot_boot_files()),
             Err(e) => {
                 eprintln!("overlay-init: {cmd}: {e}");
                 1

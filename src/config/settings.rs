@@ -295,6 +295,13 @@ impl Settings {
         Ok(true)
     }
 
+    /// Where a slot image carries its own kernel, initramfs and device tree, when its slot boots
+    /// them: handed over to by kexec, or loaded by U-Boot from the slot's boot partition, into
+    /// which `install` copies them from the image.
+    pub fn slot_boot_files(&self) -> Option<crate::ab::handoff::BootFiles> {
+        self.kexec.files().or_else(|| self.ab.uboot.then(|| self.kexec.paths()))
+    }
+
     /// The modules the boot loads: `oinit.modules`, plus dm-verity when a lower is verified (so
     /// a board turns verification on with its key or root hash alone).
     pub fn boot_modules(&self) -> Vec<String> {

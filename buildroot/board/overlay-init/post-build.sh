@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Buildroot post-build script: on a board whose settings hand over to a slot's own kernel
-# (oinit.kexec=1, docs/kexec.md), the root filesystem gets its whole boot in /boot before
-# Buildroot makes rootfs.squashfs of it: the kernel Buildroot built, its device tree, and an
-# overlay-init initramfs for that kernel, at the paths the settings name. Inside the root image,
-# dm-verity and a signed root hash cover them. Then they are checked the way `install` checks an
-# image. Does nothing on a board without the hand-over.
+# (oinit.kexec=1, docs/kexec.md) or whose U-Boot loads it (docs/uboot.md), the root filesystem
+# gets its whole boot in /boot before Buildroot makes rootfs.squashfs of it: the kernel
+# Buildroot built, its device tree, and an overlay-init initramfs for that kernel, at the paths
+# the settings name. Inside the root image, dm-verity and a signed root hash cover them. Then
+# they are checked the way `install` checks an image. Does nothing on a board whose slots share one kernel.
 #
 # Buildroot calls it with TARGET_DIR as $1; BR2_ROOTFS_POST_SCRIPT_ARGS adds the board name.
 # OVERLAY_INIT_CONF, when set, is the config to use instead of board/BOARD/overlay-init.conf.
@@ -18,6 +18,15 @@ top=$(cd "$here/../../.." && pwd)
 conf=${OVERLAY_INIT_CONF:-$top/board/$board/overlay-init.conf}
 [ -f "$conf" ] || { echo "post-build: no $conf: BR2_ROOTFS_POST_SCRIPT_ARGS must name a board" >&2; exit 1; }
 oi=$HOST_DIR/bin/overlay-init
+# A board whose U-Boot boots each slot's own kernel (its boot script, board/BOARD/boot.cmd,
+# boots with oinit.bootloader=uboot): its slot images carry their boot files as well, which
+# `install` copies into the slot's boot partition (docs/uboot.md).
+if [ -f "$top/board/$board/boot.cmd" ]; then
+	uboot_conf=$(mktemp)
+	trap 'rm -f "$uboot_conf"' EXIT
+	{ cat "$conf"; echo; echo oinit.bootloader=uboot; } >"$uboot_conf"
+	conf=$uboot_conf
+fi
 
 # Where the settings put the files (none: the hand-over is off, nothing to do).
 files=$("$oi" kexec-files --config "$conf")

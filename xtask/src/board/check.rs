@@ -73,6 +73,9 @@ fn check(root: &Path, b: &Board) -> Result<Vec<String>, String> {
     if b.dir.join("fw_env.config").exists() {
         lines.push(uboot_env(root, b, &parts, l.table == Table::Gpt)?);
     }
+    if b.dir.join("boot.cmd").exists() {
+        lines.push(crate::board::bootscript::check(b)?);
+    }
     Ok(lines)
 }
 
@@ -119,13 +122,7 @@ fn uboot_env(root: &Path, b: &Board, parts: &[Part], gpt: bool) -> Result<String
             return Err(format!("the two environment copies on {} overlap", a.device));
         }
     }
-    let script = b.out_dir(root).join("boot.scr");
-    sh::quiet(
-        sh::cmd("mkimage")
-            .args(["-A", "arm", "-T", "script", "-C", "none", "-d"])
-            .arg(root.join("board/integration/uboot/boot.cmd"))
-            .arg(&script),
-    )?;
+    crate::image::uboot::board_script(root, b, &b.out_dir(root).join("boot.scr"))?;
     Ok(format!(
         "U-Boot environment: {} of {size:#x} bytes ({}), clear of the partitions; boot.scr compiled by mkimage",
         if cfg.redundant() { "2 copies" } else { "1 copy" },
@@ -285,6 +282,18 @@ fn partition(b: &Board, disk: &Path, want: &Partition, got: &Part) -> Result<Str
                 return Err(format!("no ext4 labelled {} (label {label:?})", want.name));
             }
             format!("ext4 LABEL={label}")
+        }
+        Some(img) if crate::board::is_boot_image(Some(img)) => {
+            let part = b.out_dir(&crate::repo_root()).join("boot-partition.ext4");
+            std::fs::write(&part, read_at(disk, got.start, got.size)?).map_err(|e| e.to_string())?;
+            let files = crate::image::uboot::ext4_files(&part);
+            let _ = std::fs::remove_file(&part);
+            let files = files?;
+            let want = crate::image::uboot::BOOT_FILES;
+            if let Some(missing) = want.iter().find(|f| !files.iter().any(|x| x == *f)) {
+                return Err(format!("the slot's boot partition lacks {missing} (has {})", files.join(", ")));
+            }
+            format!("ext4: {}", files.join(", "))
         }
         Some(img) if img.ends_with(".vfat") => {
             let listing = sh::output(

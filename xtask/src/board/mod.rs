@@ -1,6 +1,7 @@
 //! A board folder: build settings, boot settings and disk layout, checked against each other
 //! before anything is built, so a contradictory board fails with its name, the key and the fix.
 
+pub mod bootscript;
 pub mod check;
 pub mod genimage;
 pub mod kernel;
@@ -26,6 +27,9 @@ pub struct Board {
     /// The device tree QEMU hands the kernel (from the kernel package's dtbs/), when the machine
     /// model needs the board's own: sabrelite for the i.MX6.
     pub qemu_dtb: Option<PathBuf>,
+    /// The board's own device tree (from the kernel package's dtbs/), for the slots' boot
+    /// partitions U-Boot loads it from.
+    pub dtb: Option<PathBuf>,
     /// How QEMU attaches the disk: a device (virtio-blk-pci, or sd-card on a SoC's first free SD
     /// host) or `if=sd,bus=N`, the machine's Nth SD host (imx8mp-evk's hosts share one bus name,
     /// so `-device` cannot pick one).
@@ -123,6 +127,7 @@ impl Board {
             qemu: opt("qemu").unwrap_or_default(),
             qemu_args: opt("qemu_args").unwrap_or_default().split_whitespace().map(String::from).collect(),
             qemu_dtb: opt("qemu_dtb").map(|d| kernel_dir.join("dtbs").join(d)),
+            dtb: opt("dtb").map(|d| kernel_dir.join("dtbs").join(d)),
             qemu_disk: opt("qemu_disk").unwrap_or("virtio-blk-pci".into()),
             bench_devices: opt("bench_devices").unwrap_or("root=/dev/vda1 oinit.data=/dev/vda2".into()),
             tools,
@@ -225,6 +230,19 @@ pub fn check(name: &str, config: &str, cmdline: &str, layout: &Layout, ix: &ModI
             slot_parts[0]
         ));
     }
+    for (i, spec) in s.ab.boot_parts.iter().enumerate() {
+        let key = ["oinit.aboot", "oinit.bboot"][i];
+        match spec.as_ref().map(|spec| (spec, find(layout, spec, false))) {
+            Some((spec, Ok(Some(p)))) if !is_boot_image(p.image.as_deref()) => out.push(format!(
+                "board {name}: {key}={spec} is partition {}, which genimage.cfg fills with {:?}, not a slot's boot \
+                 partition (boot-SLOT.ext4)",
+                p.name,
+                p.image.as_deref().unwrap_or("nothing")
+            )),
+            Some((spec, Err(why))) => out.push(format!("board {name}: {key}={spec}: {why}")),
+            _ => {}
+        }
+    }
     if let Some(spec) = &s.data {
         match find(layout, spec, true) {
             Ok(Some(p)) if p.image.as_deref() != Some("userdata.ext4") => out.push(format!(
@@ -244,6 +262,19 @@ pub fn check(name: &str, config: &str, cmdline: &str, layout: &Layout, ix: &ModI
         ));
     }
     out
+}
+
+/// A slot's boot partition image as the build makes it (`boot-a.ext4`).
+pub fn is_boot_image(image: Option<&str>) -> bool {
+    image.is_some_and(|i| i.starts_with("boot-") && i.ends_with(".ext4"))
+}
+
+/// The partition of the layout a device setting names, when the form names one.
+pub fn partition_of<'a>(
+    l: &'a Layout,
+    spec: &DevSpec,
+) -> Result<Option<&'a crate::board::genimage::Partition>, String> {
+    find(l, spec, false)
 }
 
 /// `mtdparts=` (which the init applies with BLKPG) against the flash image genimage makes: the

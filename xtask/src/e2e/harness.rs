@@ -275,6 +275,8 @@ pub enum Needs {
     Kexec64,
     /// Debian's U-Boot for QEMU's virt machine: the arm boards (qemu_arm64, qemu_arm).
     UBoot,
+    /// Debian's 64-bit U-Boot running an arm64 board's own script and disk: qemu-aarch64.
+    UBootArm64,
 }
 
 impl Needs {
@@ -294,6 +296,8 @@ impl Needs {
             Needs::Kexec => Some("the kernel hand-over is proven on the qemu-* boards".into()),
             Needs::Kexec64 if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
             Needs::UBoot if matches!(b.name.as_str(), "qemu-aarch64" | "qemu-armv7") => None,
+            Needs::UBootArm64 if b.name == "qemu-aarch64" => None,
+            Needs::UBootArm64 => Some("runs on qemu-aarch64: Debian's qemu_arm64 U-Boot with the imx8 disk".into()),
             Needs::UBoot => {
                 Some("Debian's u-boot-qemu boots QEMU's arm virt machines (qemu-aarch64, qemu-armv7)".into())
             }

@@ -16,6 +16,7 @@ pub mod procd;
 pub mod qemu;
 pub mod rauc_uboot;
 pub mod uboot;
+pub mod uboot_imx8;
 pub mod verity;
 
 use crate::board::Board;
@@ -62,7 +63,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 45] = [
+const SCENARIOS: [Scenario; 46] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -109,6 +110,7 @@ const SCENARIOS: [Scenario; 45] = [
     ("uboot-whole-system", crate::e2e::uboot::whole_system, Needs::UBoot),
     ("uboot-power-cut", crate::e2e::uboot::power_cut, Needs::UBoot),
     ("uboot-install", crate::e2e::uboot::install, Needs::UBoot),
+    ("uboot-imx8-board-script", crate::e2e::uboot_imx8::board_script, Needs::UBootArm64),
 ];
 
 /// PARTLABEL= for both; a file written in boot 1 is there in boot 2 and lives in the upper;

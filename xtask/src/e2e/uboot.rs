@@ -27,12 +27,12 @@ fn uboot_bin(ctx: &Ctx<'_>) -> PathBuf {
 }
 
 /// The host build of overlay-init, which runs `uboot-env` here as on a device.
-fn host_init(ctx: &Ctx<'_>) -> Result<PathBuf, String> {
+pub fn host_init(ctx: &Ctx<'_>) -> Result<PathBuf, String> {
     sh::run(sh::cmd("cargo").args(["build", "--release", "--quiet", "-p", "overlay-init"]).current_dir(ctx.root))?;
     Ok(ctx.root.join("target/release/overlay-init"))
 }
 
-fn uboot_env(init: &Path, cfg: &Path, args: &[&str]) -> Result<String, String> {
+pub fn uboot_env(init: &Path, cfg: &Path, args: &[&str]) -> Result<String, String> {
     sh::output(sh::cmd(init.to_str().unwrap_or_default()).arg("uboot-env").arg("--config").arg(cfg).args(args))
 }
 
@@ -44,7 +44,7 @@ fn power_on(ctx: &Ctx<'_>, banks: [&Path; 2], disks: &[&Path], until: &str, log:
 }
 
 /// QEMU's arguments for U-Boot in the first flash bank, its environment in the second.
-fn flash_args(banks: [&Path; 2]) -> Vec<String> {
+pub fn flash_args(banks: [&Path; 2]) -> Vec<String> {
     banks.iter().flat_map(|b| ["-drive".to_string(), format!("if=pflash,format=raw,file={}", b.display())]).collect()
 }
 
@@ -110,7 +110,7 @@ pub fn power_on_cut(
 
 /// U-Boot in the first bank, the second erased (U-Boot has never saved there), and the
 /// fw_env.config for it: (U-Boot's bank, the environment's bank, the config).
-fn flash(ctx: &Ctx<'_>, name: &str) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+pub fn flash(ctx: &Ctx<'_>, name: &str) -> Result<(PathBuf, PathBuf, PathBuf), String> {
     let (code, env) = (ctx.work.join(format!("{name}-code.img")), ctx.work.join(format!("{name}-env.img")));
     let mut bank = std::fs::read(uboot_bin(ctx)).map_err(|e| format!("{}: {e}", uboot_bin(ctx).display()))?;
     bank.resize(BANK as usize, 0);
@@ -158,8 +158,7 @@ pub fn env_both_ways(ctx: &Ctx<'_>) -> Result<(), String> {
 /// The board boot script compiled by U-Boot's `mkimage`, as a board's `boot.scr`.
 pub fn boot_script(ctx: &Ctx<'_>) -> Result<PathBuf, String> {
     let script = ctx.work.join("boot.scr");
-    let source = ctx.root.join("board/integration/uboot/boot.cmd");
-    sh::quiet(sh::cmd("mkimage").args(["-A", "arm", "-T", "script", "-C", "none", "-d"]).arg(&source).arg(&script))?;
+    crate::image::uboot::compile(&[crate::image::uboot::common(ctx.root)], &script)?;
     Ok(script)
 }
 

@@ -1,5 +1,6 @@
 //! The board's disk image: makes every input the board's genimage.cfg names (squashfs images,
-//! the ext4 data partition, kernel, device tree, initramfs, extlinux.conf), checks that each fits
+//! the ext4 data partition, kernel, device tree, initramfs, extlinux.conf, U-Boot's boot script,
+//! the slots' boot partitions), checks that each fits
 //! its partition, and runs genimage.
 
 use crate::board::Board;
@@ -77,6 +78,17 @@ fn input(root: &Path, b: &Board, sqfs: &[PathBuf; 2], name: &str, dest: &Path) -
         "rootfs-b.sqfs" => copy(&sqfs[1]),
         "userdata.ext4" => userdata(root, b, sqfs, dest),
         "initramfs.cpio.gz" => copy(&image::initramfs(root, b)?),
+        "boot.scr" => {
+            image::uboot::board_script(root, b, dest)?;
+            Ok(std::fs::metadata(dest).map_err(|e| e.to_string())?.len())
+        }
+        // A slot's boot partition, labelled after the partition that holds it.
+        boot if boot.starts_with("boot-") && boot.ends_with(".ext4") => {
+            let part = b.layout.holding(boot).ok_or("no partition holds it")?;
+            let size = part.size.ok_or(format!("partition {} has no size", part.name))?;
+            image::uboot::boot_partition(root, b, &part.name, size, dest)?;
+            Ok(size)
+        }
         "extlinux.conf" => {
             let text = extlinux(b)?;
             std::fs::write(dest, &text).map_err(|e| e.to_string())?;
@@ -96,7 +108,7 @@ fn input(root: &Path, b: &Board, sqfs: &[PathBuf; 2], name: &str, dest: &Path) -
         ))?),
         other => Err(format!(
             "the build makes no {other}: use rootfs-a.sqfs, rootfs-b.sqfs, userdata.ext4, initramfs.cpio.gz, \
-             extlinux.conf, zImage, Image or a .dtb of the kernel"
+             extlinux.conf, boot.scr, boot-SLOT.ext4, zImage, Image or a .dtb of the kernel"
         )),
     }
 }

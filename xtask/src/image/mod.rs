@@ -3,6 +3,7 @@
 pub mod disk;
 pub mod flash;
 pub mod slot;
+pub mod uboot;
 
 use crate::board::Board;
 use crate::sh;
