@@ -16,7 +16,14 @@ pub fn fatal(e: &Error, s: &Settings) -> ! {
     }
     if s.failure == FailurePolicy::Shell && s.allow_shell && Path::new(&s.shell).exists() {
         log::error!("starting the rescue shell {}; the device reboots when it exits", s.shell);
-        let _ = std::process::Command::new(&s.shell).status();
+        match crate::sys::process::Program::inheriting(&s.shell, &[])
+            .and_then(|p| p.spawn(false).map_err(|e| e.to_string()))
+        {
+            Ok(shell) => {
+                let _ = crate::sys::process::wait(shell, true);
+            }
+            Err(e) => log::error!("{}: cannot start the rescue shell: {e}", s.shell),
+        }
         finish(RebootCommand::Restart, 0)
     }
     match s.failure {

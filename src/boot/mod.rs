@@ -101,7 +101,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Error> {
     // sysfs scans at each new partition would only take time from the loading. And the ubi
     // module attaches what its own parameters name inside its init, after /dev/ubi_ctrl
     // exists: an attach by the init then would race it.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = crate::sys::process::cpus();
     let pending = if cpus == 1 || s.needs_ubi() {
         finish_modules(loading, &modules_by, report)?;
         None

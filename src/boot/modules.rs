@@ -150,7 +150,7 @@ fn load_all(steps: &[LoadStep], shared: &Shared) {
     };
     let (last, first): (Vec<&[LoadStep]>, Vec<&[LoadStep]>) =
         steps.chunk_by(|a, b| a.group == b.group).partition(has_params);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = crate::sys::process::cpus();
     for (groups, cpus) in [(first, cpus), (last, 1)] {
         shared.next.store(0, Ordering::Relaxed);
         let threads = cpus.min(MAX_THREADS).min(groups.len()).max(1);

@@ -7,11 +7,11 @@ use crate::boot::image::check_image_file;
 use crate::boot::report::Report;
 use crate::fs::careful;
 use crate::plan::{self, DataState, Found, Mount, Plan, Role, Source, Step};
+use crate::sys::process::{self, Program};
 use crate::sys::{loopdev, mount::mount_fs};
 use rustix::fs::{chmod, mkdir, Mode};
 use rustix::io::Errno;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A failed step and the role of what it worked on, so that a data partition failure can fall
@@ -214,19 +214,14 @@ fn find_tool(names: &[&str]) -> Option<String> {
 fn run_tool(path: &str, args: &[&str], budget: u32) -> std::result::Result<i32, String> {
     // Its own process group, so that a budget overrun kills what the tool started too (a
     // leftover child would keep running from the initramfs after the switch).
-    let mut child = std::os::unix::process::CommandExt::process_group(Command::new(path).args(args), 0)
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let child = Program::inheriting(path, args)?.spawn(true).map_err(|e| format!("cannot start: {e}"))?;
     let until = Instant::now() + Duration::from_secs(budget.into());
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status.code().unwrap_or(-1)),
+        match process::wait(child, false) {
+            Ok(Some(code)) => return Ok(code),
             Ok(None) if Instant::now() >= until => {
-                if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
-                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-                }
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = rustix::process::kill_process_group(child, rustix::process::Signal::KILL);
+                let _ = process::wait(child, true);
                 return Err(format!("killed after its {budget} s budget"));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),

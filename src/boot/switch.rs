@@ -4,12 +4,11 @@
 use crate::boot::error::{Error, Result};
 use crate::boot::mounts::mkdir_p;
 use crate::fs::careful;
+use crate::sys::process::Program;
 use crate::sys::{fds, mount};
 use rustix::fs::{openat2, statat, statfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 const RAMFS_MAGIC: u32 = 0x8584_58f6;
 const TMPFS_MAGIC: u32 = 0x0102_1994;
@@ -84,8 +83,15 @@ fn init_environment() -> Vec<(OsString, OsString)> {
 /// (the environment, the command, the log line) is done before `prepare`, which deletes the
 /// initramfs: after that point there is no file to fall back to, so only syscalls remain.
 pub fn switch_root(root: &str, init: &str, args: &[String], env: &[(String, String)]) -> Error {
-    let mut command = Command::new(init);
-    command.args(args).env_clear().envs(init_environment()).envs(env.iter().map(|(k, v)| (k, v)));
+    let mut environment = init_environment();
+    for (k, v) in env {
+        environment.retain(|(name, _)| name != k.as_str());
+        environment.push((k.into(), v.into()));
+    }
+    let program = match Program::new(init, args, &environment) {
+        Ok(p) => p,
+        Err(_) => return Error::sys("execve", init, Errno::INVAL, "a NUL byte in the init's arguments or environment"),
+    };
     let shown: Vec<&str> = std::iter::once(init).chain(args.iter().map(String::as_str)).collect();
     let line = format!("exec {} (peak memory VmHWM {} kB)", shown.join(" "), peak_memory_kb());
     if let Err(e) = prepare(root) {
@@ -94,13 +100,7 @@ pub fn switch_root(root: &str, init: &str, args: &[String], env: &[(String, Stri
     log::info!("{line}");
     crate::boot::logger::restore_kmsg_ratelimit();
     fds::close_from_3();
-    let err = command.exec();
-    Error::sys(
-        "execve",
-        init,
-        Errno::from_io_error(&err).unwrap_or(Errno::NOEXEC),
-        "the init exists but cannot run: check its architecture and interpreter",
-    )
+    Error::sys("execve", init, program.exec(), "the init exists but cannot run: check its architecture and interpreter")
 }
 
 /// The init's own peak resident memory, for the benchmark (from /proc/self/status).

@@ -1,7 +1,114 @@
-//! A child process that outlives the exec of the real init, for work off the boot path.
+//! Processes of the boot: the exec of the real init, a tool run with a time budget (e2fsck), the
+//! rescue shell, and a child that outlives the exec for work off the boot path. fork and execve
+//! directly rather than std's `Command`, whose environment map, `posix_spawn` paths and status
+//! formatting cost the static binary about 20 KB for these three uses.
 #![allow(unsafe_code)]
 
+use rustix::io::Errno;
+use rustix::process::{Pid, WaitOptions};
+use std::ffi::{CString, OsStr};
 use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+
+/// A program and its arguments and environment, made ready for `execve` before anything else
+/// happens: the switch deletes the initramfs between building and exec, and a forked child
+/// must not allocate.
+pub struct Program {
+    path: CString,
+    /// Kept for the pointers in `argv` and `envp`.
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+impl Program {
+    /// `path` run as `path args...` with `env` (`NAME=value` each). Err: a NUL byte in one of them.
+    pub fn new<A: AsRef<OsStr>, E: AsRef<OsStr>>(path: &str, args: &[A], env: &[(E, E)]) -> Result<Program, String> {
+        let c = |b: &[u8]| CString::new(b).map_err(|_| format!("{path}: a NUL byte in its arguments or environment"));
+        let mut strings = vec![c(path.as_bytes())?];
+        for a in args {
+            strings.push(c(a.as_ref().as_bytes())?);
+        }
+        for (k, v) in env {
+            strings.push(c(&[k.as_ref().as_bytes(), b"=", v.as_ref().as_bytes()].concat())?);
+        }
+        let ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        let null = std::ptr::null();
+        let argv = ptrs[..=args.len()].iter().copied().chain([null]).collect();
+        let envp = ptrs[args.len() + 1..].iter().copied().chain([null]).collect();
+        Ok(Program { path: c(path.as_bytes())?, _strings: strings, argv, envp })
+    }
+
+    /// `path` with `args` and this process's environment.
+    pub fn inheriting(path: &str, args: &[&str]) -> Result<Program, String> {
+        Program::new(path, args, &std::env::vars_os().collect::<Vec<_>>())
+    }
+
+    /// Replaces this process with the program; returns only on failure, with execve's errno.
+    pub fn exec(&self) -> Errno {
+        // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated arrays owned
+        // by self, alive for the call.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        crate::sys::last_errno()
+    }
+
+    /// Starts the program in a child; with `own_group` in a process group of its own, so that a
+    /// kill of the group reaches what it starts too. Err: fork's errno, or execve's in the child
+    /// (passed back through a close-on-exec pipe, which closes without a byte when exec works).
+    pub fn spawn(&self, own_group: bool) -> Result<Pid, Errno> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the array it is given.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(crate::sys::last_errno());
+        }
+        // SAFETY: the child only calls async-signal-safe functions (setpgid, execve, write,
+        // _exit) on memory prepared before the fork; it never returns into Rust code.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                libc::close(fds[0]);
+                if own_group {
+                    libc::setpgid(0, 0);
+                }
+                libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+                let errno = *libc::__errno_location();
+                libc::write(fds[1], (&errno as *const i32).cast(), 4);
+                libc::_exit(127)
+            }
+        }
+        let forked = if pid < 0 { Err(crate::sys::last_errno()) } else { Ok(pid) };
+        // SAFETY: the parent's copies of the pipe: the write end closed, the read end read once.
+        let failed = unsafe {
+            libc::close(fds[1]);
+            let mut errno = 0i32;
+            let n = if forked.is_ok() { libc::read(fds[0], (&mut errno as *mut i32).cast(), 4) } else { 0 };
+            libc::close(fds[0]);
+            (n == 4).then_some(errno)
+        };
+        let pid = Pid::from_raw(forked?).ok_or(Errno::CHILD)?;
+        match failed {
+            Some(errno) => {
+                let _ = wait(pid, true);
+                Err(Errno::from_raw_os_error(errno))
+            }
+            None => Ok(pid),
+        }
+    }
+}
+
+/// The CPUs this process may run on (at least 1). `sched_getaffinity` alone: std's
+/// `available_parallelism` also reads cgroup quotas, which an init has none of, at about 10 KB.
+pub fn cpus() -> usize {
+    rustix::thread::sched_getaffinity(None).map_or(1, |set| set.count().max(1) as usize)
+}
+
+/// Waits for the child `pid`: its exit code (128 + the signal that ended it), or None while it
+/// runs when `block` is false.
+pub fn wait(pid: Pid, block: bool) -> Result<Option<i32>, Errno> {
+    let opts = if block { WaitOptions::empty() } else { WaitOptions::NOHANG };
+    Ok(rustix::process::waitpid(Some(pid), opts)?
+        .map(|(_, status)| status.exit_status().unwrap_or_else(|| 128 + status.terminating_signal().unwrap_or(0))))
+}
 
 /// Runs `work` in a forked child and returns at once in the parent. The child closes every
 /// descriptor above stdio but `keep` first: an inherited copy of a locked file (the state
@@ -59,6 +166,32 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_program_runs_with_its_arguments_and_its_exit_code_comes_back() {
+        let sh = Program::inheriting("/bin/sh", &["-c", "exit $(( $# + 40 ))", "sh", "a", "b"]).unwrap();
+        let child = sh.spawn(true).unwrap();
+        assert_eq!(wait(child, true), Ok(Some(42)));
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_an_error_with_execves_errno() {
+        let missing = Program::inheriting("/nonexistent/e2fsck", &["-p"]).unwrap();
+        assert_eq!(missing.spawn(false).unwrap_err(), Errno::NOENT);
+        assert!(Program::inheriting("/bin/sh", &["a\0b"]).is_err());
+    }
+
+    #[test]
+    fn the_environment_given_is_the_programs_whole_environment() {
+        let out = std::env::temp_dir().join(format!("oi-env-{}", std::process::id()));
+        let script = format!("env > {}", out.display());
+        let p = Program::new("/bin/sh", &["-c", &script], &[("ONLY", "this")]).unwrap();
+        assert_eq!(wait(p.spawn(false).unwrap(), true), Ok(Some(0)));
+        let env = std::fs::read_to_string(&out).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        assert!(env.lines().any(|l| l == "ONLY=this"), "{env}");
+        assert!(!env.lines().any(|l| l.starts_with("HOME=")), "{env}");
+    }
 
     /// The old deletion child kept the state record's descriptor, and with it the flock: every
     /// `mark-good` waited for the deletion. The child here lives until the test lets it go, and
