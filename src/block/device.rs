@@ -74,7 +74,7 @@ pub fn ubi_volumes(sysfs: &Path) -> Vec<BlockDev> {
             ..Default::default()
         });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     out
 }
 
@@ -227,7 +227,7 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
             ubi,
         });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     out
 }
 

@@ -134,7 +134,7 @@ impl Loading {
     fn stuck(&self) -> String {
         let files = lock(&self.shared.files);
         let mut names: Vec<String> = files.iter().filter(|(_, o)| o.is_none()).map(|(p, _)| name_of(p)).collect();
-        names.sort();
+        names.sort_unstable();
         names.join(", ")
     }
 }
@@ -299,7 +299,7 @@ mod tests {
     fn loads_everything_in_the_background() {
         let loaded = fake(vec![step("virtio_blk", 0), step("ext4", 1)]).finish(Duration::from_secs(5)).unwrap();
         let mut lines = loaded.lines;
-        lines.sort();
+        lines.sort_unstable();
         assert_eq!(lines, ["ext4 loaded", "virtio_blk loaded"]);
     }
 

@@ -39,7 +39,7 @@ struct Level {
 
 fn list(dir: &Path) -> std::io::Result<std::vec::IntoIter<OsString>> {
     let mut names = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<OsString>, _>>()?;
-    names.sort();
+    names.sort_unstable();
     Ok(names.into_iter())
 }
 
@@ -182,7 +182,7 @@ fn xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
             rustix::fs::lgetxattr(p, name, &mut value[..]).ok().map(|len| (n.to_vec(), value[..len].to_vec()))
         })
         .collect();
-    out.sort();
+    out.sort_unstable();
     out
 }
 

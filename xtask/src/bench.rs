@@ -246,21 +246,42 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
             ms(sum_kernel),
             ms(sum_total - sum_kernel)
         ));
-        let boot_only =
-            std::fs::metadata(crate::image::build_init_only(root, &board)?).map_err(|e| e.to_string())?.len();
         out.push_str(&format!(
-            "\nstripped static binary ({}): {} bytes ({:.0} KiB); without the userspace commands \
-             (`--no-default-features`): {} bytes ({:.0} KiB); init peak memory VmHWM: {:.0} kB\n",
-            board.rust_target,
-            size,
-            size as f64 / 1024.0,
-            boot_only,
-            boot_only as f64 / 1024.0,
+            "\n{}; init peak memory VmHWM: {:.0} kB\n",
+            sizes(root, &board, size)?,
             median(samples.iter().map(|s| s.vmhwm_kb).collect())
         ));
     }
     println!("{out}");
     std::fs::write(root.join("target/bench.md"), &out).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The stripped binaries of `board`'s target: the full build (`full` bytes), the boot path alone
+/// and a hello world built the same way, and the boot path's own share (the difference).
+fn sizes(root: &Path, board: &Board, full: u64) -> Result<String, String> {
+    let len = |p: std::path::PathBuf| std::fs::metadata(p).map_err(|e| e.to_string()).map(|m| m.len());
+    let boot_only = len(crate::image::build_init_only(root, board)?)?;
+    let hello = len(crate::image::build_hello(root, board)?)?;
+    Ok(format!(
+        "stripped static binary ({}): {full} bytes ({:.0} KiB); without the userspace commands \
+         (`--no-default-features`): {boot_only} bytes ({:.0} KiB); a hello world built the same way: {hello} \
+         bytes, so the boot path's own share (our code and crates) is {} bytes",
+        board.rust_target,
+        full as f64 / 1024.0,
+        boot_only as f64 / 1024.0,
+        boot_only.saturating_sub(hello),
+    ))
+}
+
+/// `cargo xtask size [BOARD...]`: the binary sizes of `sizes`, without booting anything.
+pub fn size(root: &Path, boards: &[String]) -> Result<(), String> {
+    let names = if boards.is_empty() { vec!["qemu-x86_64".to_string()] } else { boards.to_vec() };
+    for name in names {
+        let board = Board::load(root, &name)?;
+        let full = std::fs::metadata(crate::image::build_init(root, &board)?).map_err(|e| e.to_string())?.len();
+        println!("{name}: {}", sizes(root, &board, full)?);
+    }
     Ok(())
 }
 

@@ -32,6 +32,8 @@ const USAGE: &str = "cargo xtask <command>
                       baseline, and report medians and ratios
   bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper
   bench-kexec [RUNS] [BOARD...] the kernel hand-over's cost (oinit.kexec) beside the same boot without it
+  size [BOARD...]     the stripped binaries (full, boot path, a hello world built the same way) and
+                      the boot path's own share, without booting (default qemu-x86_64)
 Kernel options, for any command (default: the Debian kernel tests/setup.sh downloaded):
   --kernel SERIES|DIR build and boot with target/kernels/ARCH-SERIES (5.10, 6.12) or a tree laid
                       out the same way (vmlinuz, lib/modules/VERSION with modules.dep, dtbs/, busybox)
@@ -82,6 +84,7 @@ fn main() {
             let (runs, boards) = count_and_boards(&args[1..], 5);
             bench_kexec::main(&root, runs, &boards)
         }
+        Some("size") => bench::size(&root, &args[1..]),
         Some("check-boards") => board::check::main(&root, &args[1..]),
         Some("fuzz") => {
             let (secs, targets) = count_and_names(&args[1..], 60);

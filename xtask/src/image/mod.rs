@@ -44,6 +44,31 @@ pub fn build_init_only(root: &Path, b: &Board) -> Result<PathBuf, String> {
     Ok(dir.join(&b.rust_target).join("release/overlay-init"))
 }
 
+/// "hello world" built as the init is (the workspace's `[profile.release]`, the target's
+/// rustflags from .cargo/config.toml, stripped): what any Rust binary of that build weighs, so
+/// that the init's size minus it is the share of our own code and crates.
+pub fn build_hello(root: &Path, b: &Board) -> Result<PathBuf, String> {
+    let dir = root.join("target/hello-world");
+    std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
+    let ours = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
+    let profile = ours.split("[profile.release]").nth(1).ok_or("Cargo.toml has no [profile.release]")?;
+    let profile = profile.split("\n[").next().unwrap_or_default();
+    let manifest = format!(
+        "[package]\nname = \"hello-world\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
+         [profile.release]{profile}\n"
+    );
+    std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("src/main.rs"), "fn main() {\n    println!(\"hello world\");\n}\n")
+        .map_err(|e| e.to_string())?;
+    sh::run(
+        sh::cmd("cargo")
+            .args(["build", "--release", "--quiet", "--target", &b.rust_target, "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .current_dir(root),
+    )?;
+    Ok(dir.join("target").join(&b.rust_target).join("release/hello-world"))
+}
+
 /// Writes the gen_init_cpio list for the board (and the trimmed depmod files it names), with
 /// `extra_modules` packed besides those the board's config names.
 pub fn initramfs_list(root: &Path, b: &Board, init: &Path, extra_modules: &[&str]) -> Result<String, String> {
