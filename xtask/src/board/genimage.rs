@@ -128,10 +128,15 @@ impl Layout {
         };
         let mut number = 0;
         let mut partitions = Vec::new();
+        let in_table = |p: &&Section| p.get("in-partition-table") != Some("false");
+        // An MBR holds four partitions: genimage puts the fourth and later ones as logical
+        // partitions in an extended one, which is number 4; the logical ones are 5, 6, ...
+        let logical =
+            table == Table::Mbr && disk.children.iter().filter(|c| c.kind == "partition").filter(in_table).count() > 4;
         for p in disk.children.iter().filter(|c| c.kind == "partition") {
-            let in_table = p.get("in-partition-table") != Some("false");
+            let in_table = in_table(&p);
             if in_table {
-                number += 1;
+                number += if logical && number == 3 { 2 } else { 1 };
             }
             partitions.push(Partition {
                 name: p.name.clone(),
@@ -384,6 +389,24 @@ image emmc.img {
         let files: Vec<String> = l.vfat_files(Some("boot.vfat")).into_iter().map(|f| f.path).collect();
         assert_eq!(files, ["zImage", "board.dtb"]);
         assert_eq!(l.holding("boot.vfat").map(|p| p.offset), Some(Some(4 << 20)));
+    }
+
+    #[test]
+    fn mbr_partitions_after_the_third_are_logical_from_five() {
+        let cfg = r#"
+image d.img {
+	hdimage { partition-table-type = "mbr" disk-signature = 0x0a6c1e5f }
+	partition boot { image = "boot.vfat" offset = 4M }
+	partition RootFS { image = "rootfs-a.sqfs" size = 64M }
+	partition UserData { image = "userdata.ext4" size = 64M }
+	partition RootFS_b { image = "rootfs-b.sqfs" size = 64M align = 1M }
+	partition boot_a { image = "boot-a.ext4" size = 64M align = 1M }
+}
+"#;
+        let l = Layout::parse(cfg).unwrap();
+        let numbers: Vec<Option<u32>> = l.partitions.iter().map(|p| p.number).collect();
+        assert_eq!(numbers, [Some(1), Some(2), Some(3), Some(5), Some(6)]);
+        assert_eq!(l.partuuid(l.partition("RootFS_b").unwrap()).as_deref(), Some("0a6c1e5f-05"));
     }
 
     #[test]

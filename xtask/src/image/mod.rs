@@ -300,7 +300,9 @@ pub struct Part {
 pub fn partitions(disk: &Path) -> Result<Vec<Part>, String> {
     let dump = sh::output(sh::cmd("sfdisk").arg("-d").arg(disk))?;
     let mut parts = Vec::new();
-    for line in dump.lines().filter(|l| l.contains("start=")) {
+    // An MBR's extended partition (type 5, f or 85) only holds the logical ones.
+    let extended = |l: &&str| ["type=5", "type=f", "type=85"].iter().any(|t| l.split(", ").any(|f| f.trim() == *t));
+    for line in dump.lines().filter(|l| l.contains("start=")).filter(|l| !extended(l)) {
         let field = |k: &str| {
             line.split(',')
                 .find_map(|f| f.split_once(&format!("{k}=")).map(|(_, v)| v.trim().trim_matches('"').to_string()))
