@@ -4,9 +4,10 @@
 
 use crate::e2e::harness::{booted, contains, want, Ctx, Needs, Scenario};
 
-pub const SCENARIOS: [Scenario; 2] = [
+pub const SCENARIOS: [Scenario; 3] = [
     ("imx6-sabrelite-sd-card-four-cores", sd_card, Needs::Nothing),
     ("imx6-watchdog-resets-hung-userspace", watchdog, Needs::Watchdog),
+    ("imx6-uboot-ab-settings-boot-slot-b", crate::e2e::imx_uboot::slot_b_as_uboot_names_it, Needs::Nothing),
 ];
 
 /// The genimage image boots on the i.MX6 Quad's four cores: the GPIO banks, then the uSDHC

@@ -7,6 +7,7 @@ pub mod erofs;
 pub mod harness;
 pub mod imx6;
 pub mod imx8;
+pub mod imx_uboot;
 pub mod kexec;
 pub mod nand;
 pub mod nor;
@@ -387,7 +388,7 @@ fn want_report(b: &Boot, text: &str) -> Result<(), String> {
 
 /// The imx8 board on QEMU's i.MX 8M Plus EVK: its own first boot, then the A/B, reset, watchdog
 /// and verity scenarios of the qemu-* boards on the board's own slots (`rootfs_a`, `rootfs_b`).
-const IMX8: [Scenario; 7] = [
+const IMX8: [Scenario; 8] = [
     ("imx8-evk-emmc-four-cores", crate::e2e::imx8::emmc_on_four_cores, Needs::Nothing),
     ("imx8-evk-no-usdhc-driver", crate::e2e::imx8::no_usdhc_driver, Needs::Nothing),
     ("imx8-evk-ab-trial-and-rollback", ab::trial_and_rollback, Needs::Nothing),
@@ -395,6 +396,7 @@ const IMX8: [Scenario; 7] = [
     ("imx8-evk-watchdog-rollback", ab::watchdog, Needs::Watchdog),
     ("imx8-evk-verity-signed-slots", crate::e2e::verity::signed_slots, Needs::Verity),
     ("imx8-evk-verity-tampered-falls-back", crate::e2e::verity::tampered_falls_back, Needs::Verity),
+    ("imx8-uboot-ab-settings-boot-slot-b", crate::e2e::imx_uboot::slot_b_as_uboot_names_it, Needs::Nothing),
 ];
 
 /// The scenarios for a board: the qemu-* boards share one layout; others bring their own.
