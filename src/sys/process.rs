@@ -1,7 +1,7 @@
 //! Processes of the boot: the exec of the real init, a tool run with a time budget (e2fsck), the
 //! rescue shell, and a child that outlives the exec for work off the boot path. fork and execve
 //! directly rather than std's `Command`, whose environment map, `posix_spawn` paths and status
-//! formatting cost the static binary about 20 KB for these three uses.
+//! formatting cost the static binary 33 KB (x86_64) for these three uses.
 #![allow(unsafe_code)]
 
 use rustix::io::Errno;
