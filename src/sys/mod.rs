@@ -1,6 +1,6 @@
 //! The thin layer over the kernel: typed wrappers, one per intent. All `unsafe` of the crate is
-//! in `loopdev`, `mtd`, `ubi`, `dm`, `gpio`, `watchdog`, `kexec`, `fds` and `process` (raw ioctls, fork and execve, and syscalls rustix
-//! does not wrap).
+//! in `loopdev`, `mtd`, `ubi`, `dm`, `gpio`, `watchdog`, `kexec`, `fds` and `process` (raw
+//! ioctls, fork and execve, and syscalls rustix does not wrap).
 
 pub mod clock;
 pub mod dm;
