@@ -47,8 +47,11 @@ impl Program {
     /// Replaces this process with the program; returns only on failure, with execve's errno.
     pub fn exec(&self) -> Errno {
         // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated arrays owned
-        // by self, alive for the call.
-        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        // by self, alive for the call; default_signals only changes this process's dispositions.
+        unsafe {
+            default_signals();
+            libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr())
+        };
         crate::sys::last_errno()
     }
 
@@ -67,6 +70,7 @@ impl Program {
         if pid == 0 {
             unsafe {
                 libc::close(fds[0]);
+                default_signals();
                 if own_group {
                     libc::setpgid(0, 0);
                 }
@@ -94,6 +98,20 @@ impl Program {
             None => Ok(pid),
         }
     }
+}
+
+/// What a program expects to start with, as std's `Command` gives it: SIGPIPE at its default
+/// (Rust's runtime ignores it in this process, and an ignored signal stays ignored across execve:
+/// the real init and everything it starts would never die of a closed pipe) and no signal
+/// blocked. Only async-signal-safe calls: it runs in a forked child too.
+///
+/// # Safety
+/// Changes this process's signal disposition and mask; call it just before execve.
+unsafe fn default_signals() {
+    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    let mut none: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut none);
+    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
 }
 
 /// The CPUs this process may run on (at least 1). `sched_getaffinity` alone: std's
@@ -167,8 +185,17 @@ mod tests {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
 
+    /// The tests here fork: a child forked by one test between its fork and its exec holds
+    /// copies of every descriptor of the test process, the lock test's too. One at a time.
+    static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        FORKING.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[test]
     fn a_program_runs_with_its_arguments_and_its_exit_code_comes_back() {
+        let _one = one_at_a_time();
         let sh = Program::inheriting("/bin/sh", &["-c", "exit $(( $# + 40 ))", "sh", "a", "b"]).unwrap();
         let child = sh.spawn(true).unwrap();
         assert_eq!(wait(child, true), Ok(Some(42)));
@@ -176,13 +203,56 @@ mod tests {
 
     #[test]
     fn a_program_that_cannot_start_is_an_error_with_execves_errno() {
+        let _one = one_at_a_time();
         let missing = Program::inheriting("/nonexistent/e2fsck", &["-p"]).unwrap();
         assert_eq!(missing.spawn(false).unwrap_err(), Errno::NOENT);
         assert!(Program::inheriting("/bin/sh", &["a\0b"]).is_err());
     }
 
+    /// The test harness, like the init, runs with SIGPIPE ignored (Rust's runtime does that); the
+    /// program must not inherit it.
+    #[test]
+    fn a_program_starts_with_sigpipe_at_its_default() {
+        let _one = one_at_a_time();
+        let out = std::env::temp_dir().join(format!("oi-sig-{}", std::process::id()));
+        let script = format!("grep SigIgn /proc/self/status > {}", out.display());
+        let p = Program::inheriting("/bin/sh", &["-c", &script]).unwrap();
+        assert_eq!(wait(p.spawn(false).unwrap(), true), Ok(Some(0)));
+        let line = std::fs::read_to_string(&out).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        let mask = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+        assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE ignored in the child: {line}");
+    }
+
+    /// The same for the exec that replaces the process (the real init's), run in a forked child.
+    #[test]
+    fn an_exec_resets_sigpipe_too() {
+        let _one = one_at_a_time();
+        let out = std::env::temp_dir().join(format!("oi-exec-sig-{}", std::process::id()));
+        let _ = std::fs::remove_file(&out);
+        let tmp = out.with_extension("tmp");
+        let script = format!("grep SigIgn /proc/self/status > {0} && mv {0} {1}", tmp.display(), out.display());
+        let p = Program::inheriting("/bin/sh", &["-c", &script]).unwrap();
+        assert!(spawn_detached(&[], move || {
+            p.exec();
+        }));
+        // Written by the exec'd shell and renamed when complete; at most 10 s on a busy host.
+        let line = (0..1000)
+            .find_map(|_| {
+                std::fs::read_to_string(&out).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    None
+                })
+            })
+            .expect("the exec'd program never wrote its status");
+        std::fs::remove_file(&out).unwrap();
+        let mask = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+        assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE ignored after the exec: {line}");
+    }
+
     #[test]
     fn the_environment_given_is_the_programs_whole_environment() {
+        let _one = one_at_a_time();
         let out = std::env::temp_dir().join(format!("oi-env-{}", std::process::id()));
         let script = format!("env > {}", out.display());
         let p = Program::new("/bin/sh", &["-c", &script], &[("ONLY", "this")]).unwrap();
@@ -198,6 +268,7 @@ mod tests {
     /// the lock is free as soon as the parent lets go of it.
     #[test]
     fn a_child_holds_no_lock_of_the_parent() {
+        let _one = one_at_a_time();
         let path = std::env::temp_dir().join(format!("oi-spawn-lock-{}", std::process::id()));
         let locked = std::fs::File::create(&path).unwrap();
         flock(&locked, FlockOperation::LockExclusive).unwrap();
