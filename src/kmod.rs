@@ -207,7 +207,7 @@ impl ModIndex {
         let alias: Vec<String> =
             self.aliases.iter().filter(|(_, m)| keep.contains(m)).map(|(a, m)| format!("alias {a} {m}")).collect();
         for v in [&mut dep, &mut soft] {
-            v.sort_unstable();
+            crate::util::sort::sort(v);
         }
         let join = |v: Vec<String>| v.into_iter().map(|l| l + "\n").collect::<String>();
         (join(dep), join(soft), join(alias))
@@ -219,7 +219,7 @@ impl ModIndex {
         let files: HashSet<String> = self.plan(requests)?.into_iter().flat_map(|s| s.chains).flatten().collect();
         let (dep, soft, alias) = self.subset(&files);
         let mut files: Vec<String> = files.into_iter().collect();
-        files.sort_unstable();
+        crate::util::sort::sort(&mut files);
         Ok(Packed { files, dep, soft, alias })
     }
 }
@@ -249,7 +249,7 @@ impl Packed {
         let m = format!("/lib/modules/{version}");
         let mut dirs: Vec<String> =
             self.files.iter().flat_map(|f| parent_dirs(f)).collect::<HashSet<_>>().into_iter().collect();
-        dirs.sort_unstable_by_key(|d| (d.matches('/').count(), d.clone()));
+        crate::util::sort::sort_by(&mut dirs, |a, b| (a.matches('/').count(), a) < (b.matches('/').count(), b));
         let mut out = format!("dir {m} 0755 0 0\n");
         for d in dirs {
             out.push_str(&format!("dir {m}/{d} 0755 0 0\n"));

@@ -45,7 +45,7 @@ impl UbiVol {
 /// The volume ID the kernel gives a new volume (UBI_VOL_NUM_AUTO): the lowest one not in use.
 pub fn lowest_free_id(used: impl Iterator<Item = u32>) -> u32 {
     let mut used: Vec<u32> = used.collect();
-    used.sort_unstable();
+    crate::util::sort::sort(&mut used);
     let mut id = 0;
     for u in used {
         if u == id {
@@ -74,7 +74,7 @@ pub fn ubi_volumes(sysfs: &Path) -> Vec<BlockDev> {
             ..Default::default()
         });
     }
-    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    crate::util::sort::sort_by(&mut out, |a, b| a.name < b.name);
     out
 }
 
@@ -227,7 +227,7 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
             ubi,
         });
     }
-    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    crate::util::sort::sort_by(&mut out, |a, b| a.name < b.name);
     out
 }
 

@@ -134,7 +134,7 @@ impl Loading {
     fn stuck(&self) -> String {
         let files = lock(&self.shared.files);
         let mut names: Vec<String> = files.iter().filter(|(_, o)| o.is_none()).map(|(p, _)| name_of(p)).collect();
-        names.sort_unstable();
+        crate::util::sort::sort(&mut names);
         names.join(", ")
     }
 }
@@ -171,7 +171,7 @@ fn load_all(steps: &[LoadStep], shared: &Shared) {
 
 /// The time at least one finit_module was running: the union of the intervals.
 pub fn busy_time(mut spans: Vec<(u64, u64)>) -> u64 {
-    spans.sort_unstable();
+    crate::util::sort::sort(&mut spans);
     let (mut total, mut end) = (0, 0);
     for (a, b) in spans {
         let a = a.max(end);
@@ -299,7 +299,7 @@ mod tests {
     fn loads_everything_in_the_background() {
         let loaded = fake(vec![step("virtio_blk", 0), step("ext4", 1)]).finish(Duration::from_secs(5)).unwrap();
         let mut lines = loaded.lines;
-        lines.sort_unstable();
+        crate::util::sort::sort(&mut lines);
         assert_eq!(lines, ["ext4 loaded", "virtio_blk loaded"]);
     }
 

@@ -76,7 +76,7 @@ pub fn unmount_order(mountinfo: &str, root: &str) -> Vec<Release> {
         .filter(|(_, r)| r.point == root || r.point.strip_prefix(root).is_some_and(|rest| rest.starts_with('/')))
         .map(|(i, r)| (r.point.matches('/').count(), i, r))
         .collect();
-    points.sort_unstable_by_key(|p| std::cmp::Reverse((p.0, p.1)));
+    crate::util::sort::sort_by(&mut points, |a, b| (a.0, a.1) > (b.0, b.1));
     points.into_iter().map(|(_, _, r)| r).collect()
 }
 

@@ -82,7 +82,7 @@ pub fn keep_list(board: &[String], keep_file: &str, old_upper: &Path) -> Vec<Str
         list.push(keep_file.to_string());
     }
     list.extend(paths);
-    list.sort_unstable();
+    crate::util::sort::sort(&mut list);
     list.dedup();
     list
 }

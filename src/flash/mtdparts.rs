@@ -168,7 +168,7 @@ pub fn facts(sysfs: &Path) -> Vec<MtdFact> {
         let Some(name) = read("name") else { continue };
         out.push(MtdFact { index, name, size: num("size"), erasesize: num("erasesize") });
     }
-    out.sort_unstable_by_key(|m| m.index);
+    crate::util::sort::sort_by_key(&mut out, |m| m.index);
     out
 }
 

@@ -3,7 +3,6 @@
 //! `reconcile::classify`, and builds the new upper in a directory of its own.
 
 use crate::reconcile::rules::{classify, Action, Class, Entry, Facts, Kind, Outcome, Rules, Skipped};
-use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::io::Read;
@@ -39,7 +38,7 @@ struct Level {
 
 fn list(dir: &Path) -> std::io::Result<std::vec::IntoIter<OsString>> {
     let mut names = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<OsString>, _>>()?;
-    names.sort_unstable();
+    crate::util::sort::sort(&mut names);
     Ok(names.into_iter())
 }
 
@@ -134,16 +133,26 @@ fn skipped(rel: &Path, call: &str, e: &std::io::Error) -> Skipped {
 
 /// Names in the new image's directory `p` that the old image's did not have and the upper does
 /// not name either: what an opaque directory at `p` would hide.
-fn added_names(t: &Trees<'_>, p: &Path, old_is_dir: bool) -> BTreeSet<OsString> {
-    let names = |dir: PathBuf| -> BTreeSet<OsString> {
-        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect()).unwrap_or_default()
-    };
+fn added_names(t: &Trees<'_>, p: &Path, old_is_dir: bool) -> Vec<OsString> {
     if !t.new.join(p).symlink_metadata().is_ok_and(|m| m.is_dir()) {
-        return BTreeSet::new();
+        return Vec::new();
     }
-    let old = if old_is_dir { names(t.old.join(p)) } else { BTreeSet::new() };
-    let upper = names(t.upper.join(p));
-    names(t.new.join(p)).into_iter().filter(|n| !old.contains(n) && !upper.contains(n)).collect()
+    let old = if old_is_dir { names(&t.old.join(p)) } else { Vec::new() };
+    let upper = names(&t.upper.join(p));
+    names(&t.new.join(p)).into_iter().filter(|n| !has(&old, n) && !has(&upper, n)).collect()
+}
+
+/// The sorted names in `dir`, none when it cannot be read (a directory only one tree has).
+fn names(dir: &Path) -> Vec<OsString> {
+    let mut v: Vec<OsString> =
+        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect()).unwrap_or_default();
+    crate::util::sort::sort(&mut v);
+    v
+}
+
+/// Whether the sorted `names` holds `name`.
+fn has(names: &[OsString], name: &OsString) -> bool {
+    names.binary_search(name).is_ok()
 }
 
 fn kind(m: &Metadata) -> Kind {
@@ -182,7 +191,7 @@ fn xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
             rustix::fs::lgetxattr(p, name, &mut value[..]).ok().map(|len| (n.to_vec(), value[..len].to_vec()))
         })
         .collect();
-    out.sort_unstable();
+    crate::util::sort::sort(&mut out);
     out
 }
 
@@ -381,12 +390,9 @@ fn make_dir(e: &Entry, t: &Trees<'_>, to: &Path) -> std::io::Result<(usize, (Pat
 /// In a formerly opaque directory: a whiteout for each entry both images have there that the
 /// user's directory does not, so what the user deleted stays deleted.
 fn hide_deleted(t: &Trees<'_>, rel: &Path, dst: &Path) -> std::io::Result<usize> {
-    let names = |d: PathBuf| -> BTreeSet<OsString> {
-        std::fs::read_dir(d).map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect()).unwrap_or_default()
-    };
-    let (old, new, upper) = (names(t.old.join(rel)), names(t.new.join(rel)), names(t.upper.join(rel)));
+    let (old, new, upper) = (names(&t.old.join(rel)), names(&t.new.join(rel)), names(&t.upper.join(rel)));
     let mut n = 0;
-    for name in old.intersection(&new).filter(|x| !upper.contains(*x)) {
+    for name in old.iter().filter(|x| has(&new, x) && !has(&upper, x)) {
         crate::fs::copy::whiteout(&dst.join(name))?;
         n += 1;
     }

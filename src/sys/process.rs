@@ -151,19 +151,23 @@ pub fn spawn_detached(keep: &[RawFd], work: impl FnOnce()) -> bool {
 /// Closes every descriptor from 3 up but those in `keep`: `close_range` over the gaps (Linux
 /// 5.9), else one `close` per entry of /proc/self/fd.
 fn close_all_but(keep: &[RawFd]) {
-    let mut keep: Vec<u32> = keep.iter().filter_map(|&fd| u32::try_from(fd).ok()).filter(|&fd| fd > 2).collect();
-    keep.sort_unstable();
-    keep.dedup();
+    // The kept descriptors from `from` up, smallest first, without sorting a copy: the list is
+    // two or three long, and a child forked from a threaded parent should not allocate.
+    let next_kept = |from: u32| keep.iter().filter_map(|&fd| u32::try_from(fd).ok()).filter(|&fd| fd >= from).min();
     let mut from = 3u32;
     let mut ranged = true;
-    for k in keep.iter().copied().map(Some).chain([None]) {
+    loop {
+        let k = next_kept(from);
         let to = k.map_or(u32::MAX, |k| k.saturating_sub(1));
         if to >= from {
             // SAFETY: close_range takes plain integers and touches no memory; the child owns its
             // descriptor table and no Rust object in it uses the descriptors being closed.
             ranged &= unsafe { libc::syscall(libc::SYS_close_range, from, to, 0u32) } == 0;
         }
-        from = k.map_or(u32::MAX, |k| k.saturating_add(1));
+        match k {
+            Some(k) if k < u32::MAX => from = k + 1,
+            _ => break,
+        }
     }
     if ranged {
         return;
@@ -171,7 +175,7 @@ fn close_all_but(keep: &[RawFd]) {
     let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect())
         .unwrap_or_default();
-    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+    for fd in open.into_iter().filter(|&fd| fd > 2 && !keep.iter().any(|&k| u32::try_from(k) == Ok(fd))) {
         // SAFETY: as above; a descriptor that is already closed (the directory's own) gives EBADF.
         unsafe { libc::close(fd as i32) };
     }
