@@ -36,7 +36,7 @@ pub fn run() -> ! {
     early::console_stdio();
     let (settings, loaded) = read_settings();
     logger::lift_kmsg_ratelimit();
-    logger::init(settings.log_level, true);
+    logger::init(settings.log_level, true, settings.show_info);
     log::info!("overlay-init {} starting", env!("CARGO_PKG_VERSION"));
     #[cfg(feature = "panic-test")]
     if std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.split_whitespace().any(|w| w == "oinit.testpanic")) {

@@ -104,7 +104,11 @@ fn unescape(field: &str) -> String {
 
 /// Runs as the shutdown program: never returns.
 pub fn run(verb: &str) -> ! {
-    crate::boot::logger::init(log::LevelFilter::Info, true);
+    // The board config stayed in the initramfs; the command line still has `oinit.showinfo`.
+    let (cmdline, _) =
+        crate::config::cmdline::decode(&std::fs::read("/proc/cmdline").unwrap_or_default(), "/proc/cmdline");
+    let show_info = crate::config::settings::Settings::load("", &cmdline).0.show_info;
+    crate::boot::logger::init(log::LevelFilter::Info, true, show_info);
     let cmd = command(verb).unwrap_or_else(|| {
         log::error!("shutdown: unknown verb {verb:?} (reboot, poweroff, halt, kexec): rebooting");
         RebootCommand::Restart

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// Exit codes: 0 done, 1 refused or the boot would fail, 2 usage error.
 pub fn main(argv: &[String]) -> i32 {
-    crate::boot::logger::init(log::LevelFilter::Warn, false);
+    crate::boot::logger::init(log::LevelFilter::Warn, false, true);
     let Some(cmd) = argv.first().map(String::as_str) else {
         eprintln!("{}", args::overview());
         return 2;

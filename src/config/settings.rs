@@ -85,6 +85,9 @@ pub struct Settings {
     pub fsck: bool,
     pub fsck_timeout: u32,
     pub log_level: log::LevelFilter,
+    /// `oinit.showinfo`: the init's info lines on the console even when the kernel prints only
+    /// warnings there (`quiet`); they always go to the kernel log.
+    pub show_info: bool,
     /// A/B slots, factory reset and keep-list.
     pub ab: AbSettings,
     /// Verified lowers (dm-verity).
@@ -134,6 +137,7 @@ impl Default for Settings {
             fsck: false,
             fsck_timeout: 60,
             log_level: log::LevelFilter::Info,
+            show_info: false,
             ab: AbSettings::default(),
             verity: VeritySettings::default(),
             kexec: KexecSettings::default(),
@@ -288,6 +292,7 @@ impl Settings {
             "fsck" => self.fsck = flag(v)?,
             "fscktimeout" => self.fsck_timeout = seconds(need(v)?)?,
             "loglevel" => self.log_level = level(need(v)?)?,
+            "showinfo" => self.show_info = flag(v)?,
             other if self.verity.set(other, v, src)? => {}
             other if self.kexec.set(other, v, src)? => {}
             other => return self.ab.set(other, v),

@@ -149,7 +149,9 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
     let mut out = String::new();
     for name in boards {
         let board = Board::load(root, name)?;
-        let ctx = Ctx::build(root, &board)?;
+        // The boards' own command line (`quiet`): the init's info lines stay in the kernel log,
+        // from which the figures are read.
+        let ctx = Ctx { show_info: false, ..Ctx::build(root, &board)? };
         let disk = ctx.fresh_disk("bench")?;
         let baseline_disk = ctx.fresh_disk("bench-baseline")?;
         let baseline = baseline_initramfs(&ctx)?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything one board's scenarios share: the built artefacts and a pristine disk to copy.
+#[derive(Clone)]
 pub struct Ctx<'a> {
     pub root: &'a Path,
     pub board: &'a Board,
@@ -17,7 +18,14 @@ pub struct Ctx<'a> {
     pub sqfs: PathBuf,
     pub pristine: PathBuf,
     pub work: PathBuf,
+    /// `oinit.showinfo` on every boot's command line: the scenarios read the init's info lines
+    /// on the serial console, where `quiet` (every board has it) would leave them out. The bench
+    /// and the scenario about that default boot without it.
+    pub show_info: bool,
 }
+
+/// The setting that puts the init's info lines on the console under `quiet`.
+pub const SHOW_INFO: &str = "oinit.showinfo";
 
 impl<'a> Ctx<'a> {
     pub fn build(root: &'a Path, board: &'a Board) -> Result<Ctx<'a>, String> {
@@ -48,7 +56,7 @@ impl<'a> Ctx<'a> {
         let work = out.join("e2e");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-        Ok(Ctx { root, board, initrd, sqfs, pristine, work })
+        Ok(Ctx { root, board, initrd, sqfs, pristine, work, show_info: true })
     }
 
     pub fn fresh_disk(&self, name: &str) -> Result<PathBuf, String> {
@@ -114,7 +122,7 @@ impl<'a> Ctx<'a> {
             board: self.board,
             initrd,
             disk: Some(l.disk),
-            append: l.append.to_string(),
+            append: if self.show_info { format!("{SHOW_INFO} {}", l.append) } else { l.append.to_string() },
             timeout: Duration::from_secs(240),
             log: &log,
             allow_reboot: l.allow_reboot,

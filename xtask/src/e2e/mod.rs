@@ -64,7 +64,7 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 46] = [
+const SCENARIOS: [Scenario; 47] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
     ("device-spec-forms", specs, Needs::Nothing),
@@ -72,6 +72,7 @@ const SCENARIOS: [Scenario; 46] = [
     ("missing-data-is-volatile", missing_data, Needs::Nothing),
     ("lower-missing-or-corrupt", bad_lower, Needs::Nothing),
     ("bad-settings-named", bad_settings, Needs::Nothing),
+    ("quiet-console-keeps-warnings", quiet_console, Needs::Nothing),
     ("failure-policies", failure_policies, Needs::Nothing),
     ("failure-shell", failure_shell, Needs::Nothing),
     ("panic-hook-reboots", panic_hook, Needs::X86Only),
@@ -162,6 +163,33 @@ fn specs(ctx: &Ctx<'_>) -> Result<(), String> {
     let b = ctx.boot(&disk, &format!("root=/dev/vda1 oinit.data=UUID={DATA_UUID}"), "specs-2")?;
     booted(&b)?;
     want(&b, "counter", "2")
+}
+
+/// The boards' own command line (`quiet`, without the `oinit.showinfo` the other scenarios add):
+/// the console shows the init's warnings, its info lines are in the kernel log only, and the
+/// shutdown program follows the same rule.
+fn quiet_console(ctx: &Ctx<'_>) -> Result<(), String> {
+    let quiet = Ctx { show_info: false, ..ctx.clone() };
+    let disk = quiet.fresh_disk("quiet")?;
+    let b = quiet.boot(&disk, "oitest=dmesg oinit.nosuchkey=1", "quiet")?;
+    booted(&b)?;
+    let (dmesg, console): (Vec<&str>, Vec<&str>) = b.console.lines().partition(|l| l.contains("OI-DMESG: "));
+    let has = |lines: &[&str], text: &str| lines.iter().any(|l| l.contains(text));
+    for info in ["overlay-init: stage early done", "overlay-init: exec /sbin/init"] {
+        if has(&console, info) {
+            return Err(format!("under quiet the console shows the info line {info:?}"));
+        }
+        if !has(&dmesg, info) {
+            return Err(format!("the kernel log lacks the info line {info:?}"));
+        }
+    }
+    if has(&console, "overlay-init: shutdown: ") {
+        return Err("under quiet the shutdown program printed its info line on the console".into());
+    }
+    if !console.iter().any(|l| l.starts_with("overlay-init: WARNING: unknown setting oinit.nosuchkey")) {
+        return Err("the console lacks the warning about oinit.nosuchkey".into());
+    }
+    Ok(())
 }
 
 fn lower_file(ctx: &Ctx<'_>) -> Result<(), String> {

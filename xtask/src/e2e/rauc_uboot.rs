@@ -44,7 +44,7 @@ pub fn rauc(ctx: &Ctx<'_>) -> Result<(), String> {
     let disk = crate::e2e::debian::debian_disk(ctx, &a, Some(&bundle))?;
 
     let modules = format!("oinit.modules={},loop", ctx.board.modules().join(","));
-    let args = format!("{} {AB} {modules}", ctx.board.cmdline);
+    let args = format!("{} {} {AB} {modules}", ctx.board.cmdline, crate::e2e::harness::SHOW_INFO);
     let wrapper = wrapper(ctx, &args)?;
     let script = boot_script(ctx)?;
     let uboot_files = [(wrapper.as_path(), "boot.scr"), (script.as_path(), "oi-boot.scr")];

@@ -329,9 +329,10 @@ fn rig(ctx: &Ctx<'_>, name: &str, disk: PathBuf, slots: [Option<(&Path, &Path)>;
     // The slot's kernel at 4 MiB into RAM (2 MiB aligned), its initramfs at 128 MiB, the device
     // tree U-Boot itself runs on (QEMU's); QEMU's arm virt machines have their RAM at 1 GiB.
     let args = format!(
-        "{} {} oinit.bootloader=uboot oinit.aboot=PARTLABEL=boot_a oinit.bboot=PARTLABEL=boot_b \
+        "{} {} {} oinit.bootloader=uboot oinit.aboot=PARTLABEL=boot_a oinit.bboot=PARTLABEL=boot_b \
          oinit.rebootdelay=1 oinit.modules={},loop",
         ctx.board.cmdline,
+        crate::e2e::harness::SHOW_INFO,
         crate::e2e::harness::ab_settings(ctx.board),
         ctx.board.modules().join(",")
     );
