@@ -190,6 +190,17 @@ impl fmt::Display for BlockDev {
 /// Lists every block device under `sysfs/class/block`, probing each device node under `dev`.
 /// Devices that cannot be read (an unbound loop device) are listed without a filesystem.
 pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
+    let mut out = list(sysfs);
+    for d in &mut out {
+        identify(d, dev);
+    }
+    out
+}
+
+/// Lists every block device under `sysfs/class/block` as sysfs describes it (name, numbers,
+/// size, partition number and name, MTD and UBI identity), reading nothing from the devices:
+/// enough to match `/dev/NAME`, `MAJ:MIN`, `PARTLABEL=`, `mtd:` and `ubi:`.
+pub fn list(sysfs: &Path) -> Vec<BlockDev> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(sysfs.join("class/block")) else {
         return out;
@@ -206,29 +217,32 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
         if sectors == 0 {
             continue;
         }
-        // A partition's sysfs link points into its disk's directory: .../block/vda/vda1.
-        let parent = u.partition.then(|| parent_name(&dir)).flatten();
-        let mtd = mtd_of(sysfs, &name);
-        let ubi = ubiblock_of(sysfs, &name);
         out.push(BlockDev {
-            fs: read_head(&dev.join(&name), 0, probe::PROBE_LEN).and_then(|b| probe::probe_fs(&b)),
-            partuuid: match (&parent, u.partn) {
-                (Some(p), Some(n)) => partuuid(&dev.join(p), n),
-                _ => None,
-            },
+            // A partition's sysfs link points into its disk's directory: .../block/vda/vda1.
+            parent: u.partition.then(|| parent_name(&dir)).flatten(),
+            mtd: mtd_of(sysfs, &name),
+            ubi: ubiblock_of(sysfs, &name),
             name,
             major: u.major,
             minor: u.minor,
             size: sectors.saturating_mul(512),
             partn: u.partn,
             partlabel: u.partname,
-            parent,
-            mtd,
-            ubi,
+            ..Default::default()
         });
     }
     crate::util::sort::sort_by(&mut out, |a, b| a.name < b.name);
     out
+}
+
+/// Adds what only the device itself says to a listed one: its filesystem (from its first
+/// bytes) and, for a partition, its PARTUUID (from its disk's partition table).
+pub fn identify(d: &mut BlockDev, dev: &Path) {
+    d.fs = read_head(&dev.join(&d.name), 0, probe::PROBE_LEN).and_then(|b| probe::probe_fs(&b));
+    d.partuuid = match (&d.parent, d.partn) {
+        (Some(p), Some(n)) => partuuid(&dev.join(p), n),
+        _ => None,
+    };
 }
 
 /// `mtdblockN` reads MTD device N: its name and erase block size from `/sys/class/mtd/mtdN`.

@@ -24,6 +24,12 @@ pub enum DevSpec {
 }
 
 impl DevSpec {
+    /// Whether matching needs what is on the device (a superblock, a partition table), not
+    /// only what sysfs says (`device::list`).
+    pub fn reads_device(&self) -> bool {
+        matches!(self, DevSpec::Label(_) | DevSpec::Uuid(_) | DevSpec::PartUuid(_))
+    }
+
     /// Parses one of the forms above; the error says which forms exist.
     pub fn parse(text: &str) -> Result<DevSpec, String> {
         let nonempty = |v: &str, what: &str| {

@@ -82,18 +82,25 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool, drivers_in: Driv
         _ => None,
     };
     let lowers: Vec<&DevSpec> = s.root.iter().chain(slot_specs.iter().take(2).flatten().copied()).collect();
+    // The block devices the settings name. When sysfs alone can match them all (names,
+    // numbers, PARTLABEL=), only the devices found are read, once, when the search ends: a
+    // scan at each uevent then reads no device.
+    let specs: Vec<&DevSpec> =
+        lowers.iter().copied().chain(slot_specs.iter().skip(2).flatten().copied()).chain(&s.data).collect();
+    let read_all = specs.iter().any(|spec| spec.reads_device());
     loop {
         // Only the boot acts on the flash; a dry run (`overlay-init plan`) looks.
         if wait {
             prepare_flash(s, sysfs, dev, &lowers)?;
         }
-        let mut devs = device::scan(sysfs, dev);
+        let mut devs = device::list(sysfs);
+        if read_all {
+            devs.iter_mut().for_each(|d| device::identify(d, dev));
+        }
         place_partitions(s, sysfs, &mut devs);
         let vols = if ubi_data.is_some() { device::ubi_volumes(sysfs) } else { Vec::new() };
-        let root = s.root.as_ref().map(|spec| lookup(&devs, spec));
-        let data = s.data.as_ref().map(|spec| lookup(if ubi_data.is_some() { &vols } else { &devs }, spec));
-        let slots: Vec<Option<Option<&BlockDev>>> =
-            slot_specs.iter().map(|o| o.map(|spec| lookup(&devs, spec))).collect();
+        let data_in = if ubi_data.is_some() { &vols } else { &devs };
+        let (root, data, slots) = look(s, &devs, data_in, &slot_specs);
         let now = now_us();
         // While drivers load, no deadline has started (u64::MAX: the wait goes on).
         let clock = drivers_in(now).map(|t| t.max(start));
@@ -105,6 +112,15 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool, drivers_in: Driv
         let attached = ubi_data.and_then(|n| device::ubi_free(sysfs, n));
         let data_done = present(&data) || attached.is_some() || !wait || now >= data_deadline;
         if root_done && data_done {
+            if !read_all {
+                // Something missing is reported with every device and what is on it.
+                let missing = !(present(&root) && present(&data) && slots.iter().all(present));
+                for d in devs.iter_mut().filter(|d| missing || specs.iter().any(|spec| d.matches(spec))) {
+                    device::identify(d, dev);
+                }
+            }
+            let data_in = if ubi_data.is_some() { &vols } else { &devs };
+            let (root, data, slots) = look(s, &devs, data_in, &slot_specs);
             let mut found = resolve(s, &devs, root.flatten(), data, dev, now.saturating_sub(start))?;
             // The UBI device is attached but has no such volume yet (the first boot after
             // flashing): the plan creates it with the space left, as OpenWRT's fstools does.
@@ -148,6 +164,23 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool, drivers_in: Driv
             None => std::thread::sleep(POLL),
         }
     }
+}
+
+/// What one look found for each device the settings name: None for a spec not given, Some(None)
+/// for one given and not found.
+type Looked<'a> = (Option<Option<&'a BlockDev>>, Option<Option<&'a BlockDev>>, Vec<Option<Option<&'a BlockDev>>>);
+
+/// Looks up the root, the data device (among `data_in`: the block devices, or the UBI volumes)
+/// and the slots' and hash trees' partitions.
+fn look<'a>(
+    s: &Settings,
+    devs: &'a [BlockDev],
+    data_in: &'a [BlockDev],
+    slot_specs: &[Option<&DevSpec>],
+) -> Looked<'a> {
+    let root = s.root.as_ref().map(|spec| lookup(devs, spec));
+    let data = s.data.as_ref().map(|spec| lookup(data_in, spec));
+    (root, data, slot_specs.iter().map(|o| o.map(|spec| lookup(devs, spec))).collect())
 }
 
 /// Attaches the UBI device and gives the lowers' UBI volumes their block devices, where the
@@ -385,6 +418,34 @@ mod tests {
         let s = Settings::load("", "root=PARTLABEL=rootfs").0;
         let err = resolve(&s, &devs, devs.first(), None, Path::new("/dev"), 0).unwrap_err().to_string();
         assert!(err.contains("matches 2 devices") && err.contains("PARTUUID="), "{err}");
+    }
+
+    /// Names sysfs can match are matched without reading the devices; the devices found are
+    /// read (what is on them decides the plan), and when one is missing every device is, so
+    /// the error shows what each holds.
+    #[test]
+    fn the_devices_found_are_read_and_all_of_them_when_one_is_missing() {
+        let dir = std::env::temp_dir().join(format!("oi-identify-{}", std::process::id()));
+        let (sys, dev) = (dir.join("sys"), dir.join("dev"));
+        std::fs::create_dir_all(&dev).unwrap();
+        for (n, label) in [(1, "rootfs"), (2, "spare")] {
+            let d = sys.join(format!("class/block/vda{n}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let uevent =
+                format!("MAJOR=254\nMINOR={n}\nDEVNAME=vda{n}\nDEVTYPE=partition\nPARTN={n}\nPARTNAME={label}\n");
+            std::fs::write(d.join("uevent"), uevent).unwrap();
+            std::fs::write(d.join("size"), "2048\n").unwrap();
+            std::fs::write(dev.join(format!("vda{n}")), squashfs_image(4096)).unwrap();
+        }
+        let loaded = |_: u64| Some(0);
+        let s = Settings::load("", "root=PARTLABEL=rootfs oinit.data=none").0;
+        let found = find(&s, &sys, &dev, false, &loaded).unwrap();
+        let root = found.root.unwrap();
+        assert_eq!((root.name.as_str(), root.fs_name()), ("vda1", "squashfs"));
+        let s = Settings::load("", "root=PARTLABEL=nothere oinit.data=none oinit.timeout=1").0;
+        let err = find(&s, &sys, &dev, true, &loaded).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.contains("PARTLABEL=spare, squashfs"), "{err}");
     }
 
     #[test]

@@ -239,7 +239,11 @@ fn boot_partitions(s: &Settings) -> [Option<String>; 2] {
     if s.ab.boot_parts.iter().all(Option::is_none) {
         return [None, None];
     }
-    let devs = crate::block::device::scan(Path::new("/sys"), Path::new("/dev"));
+    // Boot partitions are named by PARTLABEL= or PARTUUID=: only the latter needs the devices read.
+    let mut devs = crate::block::device::list(Path::new("/sys"));
+    if s.ab.boot_parts.iter().flatten().any(|spec| spec.reads_device()) {
+        devs.iter_mut().for_each(|d| crate::block::device::identify(d, Path::new("/dev")));
+    }
     s.ab.boot_parts.clone().map(|spec| {
         let found = spec.as_ref().and_then(|spec| crate::boot::devices::lookup(&devs, spec));
         if let (Some(spec), None) = (&spec, found) {
