@@ -239,7 +239,7 @@ fn boot_partitions(s: &Settings) -> [Option<String>; 2] {
     if s.ab.boot_parts.iter().all(Option::is_none) {
         return [None, None];
     }
-    // Boot partitions are named by PARTLABEL= or PARTUUID=: only the latter needs the devices read.
+    // Only LABEL=, UUID= and PARTUUID= need the devices read; PARTLABEL= (the boards') does not.
     let mut devs = crate::block::device::list(Path::new("/sys"));
     if s.ab.boot_parts.iter().flatten().any(|spec| spec.reads_device()) {
         devs.iter_mut().for_each(|d| crate::block::device::identify(d, Path::new("/dev")));

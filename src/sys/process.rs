@@ -152,7 +152,8 @@ pub fn spawn_detached(keep: &[RawFd], work: impl FnOnce()) -> bool {
 /// 5.9), else one `close` per entry of /proc/self/fd.
 fn close_all_but(keep: &[RawFd]) {
     // The kept descriptors from `from` up, smallest first, without sorting a copy: the list is
-    // two or three long, and a child forked from a threaded parent should not allocate.
+    // two or three long, and on the close_range path a child forked from a threaded parent then
+    // allocates nothing.
     let next_kept = |from: u32| keep.iter().filter_map(|&fd| u32::try_from(fd).ok()).filter(|&fd| fd >= from).min();
     let mut from = 3u32;
     let mut ranged = true;
