@@ -64,31 +64,33 @@ pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan
 fn execute(
     s: &Settings,
     found: &mut Found,
-    plan: Plan,
+    mut plan: Plan,
     store: &mut Option<Store>,
     report: &mut Report,
 ) -> Result<Plan> {
     announce(&plan, report);
-    for step in plan.steps.iter().filter(|x| x.role() != Role::Data) {
-        let Err(e) = run_step(s, found, step, store, report) else { continue };
-        let alternative = plan.alternatives.iter().find(|a| match a.when {
-            Role::Lower => matches!(e.role, Role::Lower | Role::LowerDev),
-            when => when == e.role,
-        });
-        let Some(a) = alternative else { return Err(*e.error) };
-        let name = |p: &Plan| p.slot.as_ref().map_or("?", |(slot, _)| slot.name());
-        let (from, to) = (name(&plan), name(&a.plan));
-        let msg = match a.when {
-            Role::State => format!("cannot record the trial boot ({}): booting slot {to} uncounted", e.error),
-            Role::Upper => format!("slot {from}: upper unusable: {}", e.error),
-            _ => format!("slot {from} unusable: {}; falling back to slot {to} in this boot", e.error),
-        };
-        log::error!("{msg}");
-        log::warn!("{}", a.why);
-        report.fallbacks.push(msg);
-        return execute(s, found, (*a.plan).clone(), store, report);
-    }
-    Ok(plan)
+    let mut steps = plan.steps.iter().filter(|x| x.role() != Role::Data);
+    let Some(e) = steps.find_map(|step| run_step(s, found, step, store, report).err()) else {
+        return Ok(plan);
+    };
+    let alternative = plan.alternatives.iter().position(|a| match a.when {
+        Role::Lower => matches!(e.role, Role::Lower | Role::LowerDev),
+        when => when == e.role,
+    });
+    let Some(i) = alternative else { return Err(*e.error) };
+    // Taken out of the failed plan rather than copied: the failed plan is not used again.
+    let a = plan.alternatives.swap_remove(i);
+    let name = |p: &Plan| p.slot.as_ref().map_or("?", |(slot, _)| slot.name());
+    let (from, to) = (name(&plan), name(&a.plan));
+    let msg = match a.when {
+        Role::State => format!("cannot record the trial boot ({}): booting slot {to} uncounted", e.error),
+        Role::Upper => format!("slot {from}: upper unusable: {}", e.error),
+        _ => format!("slot {from} unusable: {}; falling back to slot {to} in this boot", e.error),
+    };
+    log::error!("{msg}");
+    log::warn!("{}", a.why);
+    report.fallbacks.push(msg);
+    execute(s, found, *a.plan, store, report)
 }
 
 fn run_step(
