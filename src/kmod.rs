@@ -2,7 +2,8 @@
 //! `modules.dep`, soft dependencies from `modules.softdep`, names from `modules.alias`, and
 //! built-in modules from `modules.builtin`. Pure: the loader in `boot::modules` acts on the plan.
 
-use std::collections::{HashMap, HashSet};
+use crate::util::sort::sort_by;
+use std::collections::HashSet;
 
 /// Module names compare with `-` and `_` as the same character, as the kernel does.
 pub fn norm(name: &str) -> String {
@@ -38,15 +39,21 @@ pub fn name_of(path: &str) -> String {
     norm(file.split(".ko").next().unwrap_or(file))
 }
 
+/// The index as sorted lists searched by halving: the boot builds it once and asks it a few
+/// dozen times, which a hash map (its hashing, random keys and per-type table code, 8 KB of
+/// the init) does not pay for.
 #[derive(Debug, Default)]
 pub struct ModIndex {
-    /// module name -> (its path, its dependencies' paths in modules.dep order)
-    deps: HashMap<String, (String, Vec<String>)>,
-    soft_pre: HashMap<String, Vec<String>>,
-    soft_post: HashMap<String, Vec<String>>,
+    /// (module name, line, its path, its dependencies' paths in modules.dep order), sorted by
+    /// name then line: of a name listed twice, the later line counts, as before.
+    deps: Vec<(String, usize, String, Vec<String>)>,
+    /// (module, place in the file, pre (or post), soft dependency), sorted by module then place,
+    /// so each module's soft dependencies keep the file's order.
+    soft: Vec<(String, usize, bool, String)>,
     /// (alias, module) in file order: the order modprobe tries alternatives in.
     aliases: Vec<(String, String)>,
-    builtin: HashSet<String>,
+    /// Built-in module names, sorted.
+    builtin: Vec<String>,
 }
 
 /// One thing to load: the request as named, and alternative chains of `.ko` paths (dependencies
@@ -65,13 +72,14 @@ pub struct LoadStep {
 impl ModIndex {
     pub fn parse(dep: &str, softdep: &str, alias: &str, builtin: &str) -> ModIndex {
         let mut ix = ModIndex::default();
-        for line in dep.lines() {
+        for (n, line) in dep.lines().enumerate() {
             let Some((path, rest)) = line.split_once(':') else {
                 continue;
             };
             let list = rest.split_whitespace().map(String::from).collect();
-            ix.deps.insert(name_of(path), (path.to_string(), list));
+            ix.deps.push((name_of(path), n, path.to_string(), list));
         }
+        sort_by(&mut ix.deps, |a, b| (&a.0, a.1) < (&b.0, b.1));
         for line in softdep.lines() {
             let mut words = line.split_whitespace();
             if words.next() != Some("softdep") {
@@ -85,10 +93,7 @@ impl ModIndex {
                 match w {
                     "pre:" => into_pre = true,
                     "post:" => into_pre = false,
-                    _ => {
-                        let map = if into_pre { &mut ix.soft_pre } else { &mut ix.soft_post };
-                        map.entry(module.clone()).or_default().push(w.to_string());
-                    }
+                    _ => ix.soft.push((module.clone(), ix.soft.len(), into_pre, w.to_string())),
                 }
             }
         }
@@ -98,18 +103,33 @@ impl ModIndex {
                 ix.aliases.push((norm(a), norm(m)));
             }
         }
+        sort_by(&mut ix.soft, |a, b| (&a.0, a.1) < (&b.0, b.1));
         ix.builtin = builtin.lines().map(name_of).collect();
+        crate::util::sort::sort(&mut ix.builtin);
         ix
     }
 
     pub fn is_builtin(&self, name: &str) -> bool {
-        self.builtin.contains(&norm(name))
+        self.builtin.binary_search(&norm(name)).is_ok()
+    }
+
+    /// The index in `deps` of module `name`'s entry (the later line of a name listed twice).
+    fn dep_index(&self, name: &str) -> Option<usize> {
+        let end = self.deps.partition_point(|d| d.0.as_str() <= name);
+        (end > 0 && self.deps[end - 1].0 == name).then(|| end - 1)
+    }
+
+    /// Module `name`'s soft dependencies before it (`pre`) or after it, in the file's order.
+    fn soft_of(&self, name: &str, pre: bool) -> impl Iterator<Item = &String> {
+        let start = self.soft.partition_point(|e| e.0.as_str() < name);
+        let end = self.soft.partition_point(|e| e.0.as_str() <= name);
+        self.soft[start..end].iter().filter(move |e| e.2 == pre).map(|e| &e.3)
     }
 
     /// Module names that `request` stands for: itself if it is a module, else its aliases.
     fn candidates(&self, request: &str) -> Vec<String> {
         let n = norm(request);
-        if self.deps.contains_key(&n) || self.builtin.contains(&n) {
+        if self.dep_index(&n).is_some() || self.is_builtin(&n) {
             return vec![n];
         }
         self.aliases.iter().filter(|(a, _)| *a == n).map(|(_, m)| m.clone()).collect()
@@ -126,7 +146,10 @@ impl ModIndex {
             Post(Vec<String>, usize),
         }
         let mut steps = Vec::new();
-        let mut seen = HashSet::new();
+        // Each module is planned once: modules.dep's by their place in the index, other names
+        // (aliases, built-ins, unknown ones) in a short list.
+        let mut seen_dep = vec![false; self.deps.len()];
+        let mut seen_other: Vec<String> = Vec::new();
         // `name?` asks for a module only if this kernel has it (a watchdog driver one kernel
         // series builds and another does not): missing, it is a warning, like a soft dependency.
         let visit = |(g, r): (usize, &String)| match r.strip_suffix('?') {
@@ -141,14 +164,23 @@ impl ModIndex {
                     continue;
                 }
                 Work::Post(names, g) => {
-                    let posts = names.iter().flat_map(|n| self.soft_post.get(n).into_iter().flatten());
+                    let posts = names.iter().flat_map(|n| self.soft_of(n, false));
                     let posts: Vec<&String> = posts.collect();
                     stack.extend(posts.into_iter().rev().map(|p| Work::Visit(p.clone(), false, g)));
                     continue;
                 }
                 Work::Visit(request, required, g) => (request, required, g),
             };
-            if !seen.insert(norm(&request)) {
+            let n = norm(&request);
+            let first = match self.dep_index(&n) {
+                Some(i) => !std::mem::replace(&mut seen_dep[i], true),
+                None if seen_other.contains(&n) => false,
+                None => {
+                    seen_other.push(n);
+                    true
+                }
+            };
+            if !first {
                 continue;
             }
             let names = self.candidates(&request);
@@ -161,20 +193,21 @@ impl ModIndex {
                 log::warn!("module '{request}' (optional or a soft dependency) is not in this kernel's modules; continuing without it");
                 continue;
             }
-            if names.iter().any(|n| self.builtin.contains(n)) {
+            if names.iter().any(|n| self.builtin.binary_search(n).is_ok()) {
                 continue; // built in: nothing to load, no soft dependencies needed either
             }
             let chains = names
                 .iter()
-                .filter_map(|n| self.deps.get(n))
-                .map(|(path, deps)| {
+                .filter_map(|n| self.dep_index(n))
+                .map(|i| {
+                    let (_, _, path, deps) = &self.deps[i];
                     // modules.dep lists the deepest dependency last; load from the end.
                     let mut chain: Vec<String> = deps.iter().rev().cloned().collect();
                     chain.push(path.clone());
                     chain
                 })
                 .collect();
-            let pres: Vec<&String> = names.iter().flat_map(|n| self.soft_pre.get(n).into_iter().flatten()).collect();
+            let pres: Vec<&String> = names.iter().flat_map(|n| self.soft_of(n, true)).collect();
             // Popped in reverse: pre softdeps first, then this module, then its post softdeps.
             stack.push(Work::Post(names, group));
             stack.push(Work::Emit(LoadStep { request, chains, required, group }));
@@ -188,20 +221,20 @@ impl ModIndex {
     pub fn subset(&self, paths: &HashSet<String>) -> (String, String, String) {
         let keep: HashSet<String> = paths.iter().map(|p| name_of(p)).collect();
         let mut dep: Vec<String> = Vec::new();
-        for (path, deps) in self.deps.values() {
-            if paths.contains(path) {
+        for (i, (name, _, path, deps)) in self.deps.iter().enumerate() {
+            if paths.contains(path) && self.dep_index(name) == Some(i) {
                 dep.push(format!("{path}: {}", deps.join(" ")).trim_end().to_string());
             }
         }
         let mut soft = Vec::new();
-        for (m, pre) in &self.soft_pre {
-            if keep.contains(m) {
-                soft.push(format!("softdep {m} pre: {}", pre.join(" ")));
-            }
-        }
-        for (m, post) in &self.soft_post {
-            if keep.contains(m) {
-                soft.push(format!("softdep {m} post: {}", post.join(" ")));
+        let mut modules: Vec<&String> = self.soft.iter().map(|e| &e.0).filter(|m| keep.contains(*m)).collect();
+        modules.dedup();
+        for m in modules {
+            for (pre, word) in [(true, "pre"), (false, "post")] {
+                let list: Vec<&str> = self.soft_of(m, pre).map(String::as_str).collect();
+                if !list.is_empty() {
+                    soft.push(format!("softdep {m} {word}: {}", list.join(" ")));
+                }
             }
         }
         let alias: Vec<String> =
@@ -388,6 +421,21 @@ kernel/drivers/virtio/virtio_ring.ko:
         // The subset resolves the same way as the whole.
         let sub = ModIndex::parse(&dep, &soft, &alias, "");
         assert_eq!(sub.plan(&["ext4".into()]).unwrap(), ix.plan(&["ext4".into()]).unwrap());
+    }
+
+    #[test]
+    fn soft_dependencies_keep_the_file_order_and_a_later_line_wins() {
+        let dep = "kernel/b.ko:\nkernel/z.ko:\nkernel/a.ko:\nkernel/m.ko:\nkernel/old/m.ko: kernel/a.ko\n";
+        // m's soft dependencies over two lines, another module's in between.
+        let soft = "softdep m pre: z b post: a\nsoftdep a pre: b\nsoftdep m pre: a\n";
+        let ix = ModIndex::parse(dep, soft, "", "");
+        let plan = ix.plan(&["m".into()]).unwrap();
+        let order: Vec<&str> = plan.iter().map(|s| s.request.as_str()).collect();
+        assert_eq!(order, ["z", "b", "a", "m"], "{plan:?}");
+        // The later of m's two lines in modules.dep, as depmod's last word (and the old map) had it.
+        assert_eq!(plan[3].chains[0], ["kernel/a.ko", "kernel/old/m.ko"]);
+        let (_, soft, _) = ix.subset(&["kernel/m.ko".to_string(), "kernel/old/m.ko".to_string()].into());
+        assert_eq!(soft, "softdep m post: a\nsoftdep m pre: z b a\n");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use crate::kmod::{name_of, LoadStep, ModIndex};
 use crate::sys::clock::now_us;
 use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -26,6 +25,9 @@ pub fn read_index(dir: &Path) -> ModIndex {
     ModIndex::parse(&read("modules.dep"), &read("modules.softdep"), &read("modules.alias"), &read("modules.builtin"))
 }
 
+/// A `.ko`'s load: `None` while a loader is at it.
+type Outcome = Option<Result<(), String>>;
+
 /// What the loaders share: each `.ko`'s state, the report lines, when the kernel was busy, and
 /// whether everything is done.
 struct Shared {
@@ -35,7 +37,8 @@ struct Shared {
     params: Vec<(String, String)>,
     dir: PathBuf,
     sys_module: PathBuf,
-    files: Mutex<HashMap<String, Option<Result<(), String>>>>,
+    /// Each `.ko` a loader took, with its outcome once known: a few dozen, searched in order.
+    files: Mutex<Vec<(String, Outcome)>>,
     done: Condvar,
     lines: Mutex<Vec<String>>,
     busy: Mutex<Vec<(u64, u64)>>,
@@ -216,18 +219,20 @@ fn load_once(path: &str, sh: &Shared) -> Result<(), String> {
     {
         let mut files = lock(&sh.files);
         loop {
-            match files.get(path) {
-                Some(Some(outcome)) => return outcome.clone(),
+            match files.iter().find(|(p, _)| p == path).map(|(_, o)| o.clone()) {
+                Some(Some(outcome)) => return outcome,
                 Some(None) => files = sh.done.wait(files).unwrap_or_else(|e| e.into_inner()),
                 None => {
-                    files.insert(path.to_string(), None);
+                    files.push((path.to_string(), None));
                     break;
                 }
             }
         }
     }
     let outcome = (sh.load)(path, sh);
-    lock(&sh.files).insert(path.to_string(), Some(outcome.clone()));
+    if let Some(entry) = lock(&sh.files).iter_mut().find(|(p, _)| p == path) {
+        entry.1 = Some(outcome.clone());
+    }
     sh.done.notify_all();
     outcome
 }
