@@ -129,7 +129,7 @@ impl ModIndex {
     /// Module names that `request` stands for: itself if it is a module, else its aliases.
     fn candidates(&self, request: &str) -> Vec<String> {
         let n = norm(request);
-        if self.dep_index(&n).is_some() || self.is_builtin(&n) {
+        if self.dep_index(&n).is_some() || self.builtin.binary_search(&n).is_ok() {
             return vec![n];
         }
         self.aliases.iter().filter(|(a, _)| *a == n).map(|(_, m)| m.clone()).collect()
