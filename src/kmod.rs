@@ -54,6 +54,9 @@ pub struct ModIndex {
     aliases: Vec<(String, String)>,
     /// Built-in module names, sorted.
     builtin: Vec<String>,
+    /// The running CPU's modalias (`/sys/devices/system/cpu/modalias`); None when unknown, as
+    /// at build time, where every alternative is packed.
+    cpu: Option<String>,
 }
 
 /// One thing to load: the request as named, and alternative chains of `.ko` paths (dependencies
@@ -109,6 +112,12 @@ impl ModIndex {
         ix
     }
 
+    /// The index for a CPU whose modalias is `modalias`: of an alias's alternatives, those this
+    /// CPU cannot run are left out (see `runnable`).
+    pub fn for_cpu(self, modalias: &str) -> ModIndex {
+        ModIndex { cpu: Some(norm(modalias.trim())), ..self }
+    }
+
     pub fn is_builtin(&self, name: &str) -> bool {
         self.builtin.binary_search(&norm(name)).is_ok()
     }
@@ -133,6 +142,29 @@ impl ModIndex {
             return vec![n];
         }
         self.aliases.iter().filter(|(a, _)| *a == n).map(|(_, m)| m.clone()).collect()
+    }
+
+    /// Of several alternatives, those the CPU can run. A module with `cpu:` aliases
+    /// (crc32c_intel needs SSE4.2, crc32_arm_ce the ARMv8 CRC32 instructions) is left out when
+    /// none matches the CPU's modalias, as udev would never load it: its init fails with ENODEV
+    /// after the kernel has read and relocated it (38 ms of a TCG boot for crc32c_intel). All
+    /// are kept when none would be left, or when the CPU is unknown.
+    fn runnable(&self, names: Vec<String>) -> Vec<String> {
+        let Some(cpu) = &self.cpu else {
+            return names;
+        };
+        let fits = |m: &String| {
+            let mut needs = self.aliases.iter().filter(|(a, n)| n == m && a.starts_with("cpu:")).peekable();
+            needs.peek().is_none() || needs.any(|(a, _)| alias_matches(a, cpu))
+        };
+        let (kept, left_out): (Vec<String>, Vec<String>) = names.iter().cloned().partition(fits);
+        if kept.is_empty() {
+            return names;
+        }
+        for m in left_out {
+            log::info!("module {m}: not tried, none of its cpu: aliases matches this CPU ({cpu})");
+        }
+        kept
     }
 
     /// The ordered steps that load `requests`. Built-in modules need nothing; soft dependencies
@@ -183,7 +215,7 @@ impl ModIndex {
             if !first {
                 continue;
             }
-            let names = self.candidates(&request);
+            let names = self.runnable(self.candidates(&request));
             if names.is_empty() {
                 if required {
                     return Err(format!(
@@ -255,6 +287,37 @@ impl ModIndex {
         crate::util::sort::sort(&mut files);
         Ok(Packed { files, dep, soft, alias })
     }
+}
+
+/// A modalias pattern as the kernel writes them (`*` any run, `?` any one character) against
+/// a device's or CPU's modalias. The `[...]` classes of some USB aliases are not needed here:
+/// only `cpu:` aliases are matched, and file2alias writes those with `*` alone.
+fn alias_matches(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    // Where the last `*` was and the text position it is matched up to, to retry one further.
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        match p.get(i) {
+            Some(b'*') => {
+                star = Some((i, j));
+                i += 1;
+            }
+            Some(&c) if c == b'?' || c == t[j] => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some((si, sj)) => {
+                    star = Some((si, sj + 1));
+                    i = si + 1;
+                    j = sj + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    p[i..].iter().all(|&c| c == b'*')
 }
 
 /// The modules of an initramfs: `.ko` paths relative to `lib/modules/VERSION`, and the trimmed
@@ -393,6 +456,58 @@ kernel/drivers/virtio/virtio_ring.ko:
         assert!(lines.starts_with("dir /lib/modules/6.1.0 0755 0 0\ndir /lib/modules/6.1.0/kernel 0755 0 0\n"));
         assert!(lines.contains("file /lib/modules/6.1.0/kernel/fs/ext4/ext4.ko /m/kernel/fs/ext4/ext4.ko 0644 0 0\n"));
         assert!(lines.ends_with("file /lib/modules/6.1.0/modules.builtin /i/modules.builtin 0644 0 0\n"));
+    }
+
+    /// The `cpu:` alias of Debian 6.1's crc32c-intel.ko, and CPU modaliases as the guests' kernels
+    /// wrote them: QEMU 10's TCG x86_64 CPU (no SSE4.2), the same with SSE4.2 (feature 0x94)
+    /// added, and QEMU's Cortex-A15 under Debian 6.1 armmp (no CRC32 instructions).
+    const CPU_ALIAS: &str = "alias cpu:type:x86,ven*fam*mod*:feature:*0094* crc32c_intel\n";
+    const TCG_CPU: &str = "cpu:type:x86,ven0002fam000Fmod006B:feature:,0000,0002,0003,0004,0005,0006,0007,0008,\
+0009,000B,000C,000D,000E,000F,0010,0011,0013,0017,0018,0019,001A,0020,0022,0023,0024,0025,0026,0027,0028,0029,002B,002C,\
+002D,002E,002F,0030,0031,0034,0037,0038,003D,0064,006E,0070,0072,0074,0075,0079,007A,0080,008D,009F,00C0,00C2,00C8,00ED,\
+00F3,010F,0165,016C\n";
+    const SSE42_CPU: &str = "cpu:type:x86,ven0002fam000Fmod006B:feature:,0000,0002,0080,008D,0094,009F\n";
+    const A15_CPU: &str =
+        "cpu:type:v7l:feature:,0001,0002,0004,0006,0007,000B,000C,000D,000F,0010,0011,0012,0013,0014,0015\n";
+
+    #[test]
+    fn an_alternative_this_cpu_cannot_run_is_left_out() {
+        let alias = format!("{ALIAS}{CPU_ALIAS}");
+        let chains = |cpu: Option<&str>| {
+            let ix = ModIndex::parse(DEP, SOFT, &alias, BUILTIN);
+            let ix = match cpu {
+                Some(c) => ix.for_cpu(c),
+                None => ix,
+            };
+            ix.plan(&["ext4".into()]).unwrap()[0].chains.concat()
+        };
+        let intel = "kernel/arch/x86/crypto/crc32c-intel.ko".to_string();
+        let generic = "kernel/crypto/crc32c_generic.ko".to_string();
+        assert_eq!(chains(Some(TCG_CPU)), std::slice::from_ref(&generic));
+        assert_eq!(chains(Some(SSE42_CPU)), [intel.clone(), generic.clone()]);
+        // Unknown CPU (the initramfs build): every alternative, so a board gets what it may need.
+        assert_eq!(chains(None), [intel.clone(), generic]);
+        // Asked for by name, it is still tried: the kernel's error then says why it failed.
+        let ix = ModIndex::parse(DEP, SOFT, &alias, BUILTIN).for_cpu(TCG_CPU);
+        assert_eq!(ix.plan(&["crc32c-intel".into()]).unwrap()[0].chains, [[intel]]);
+    }
+
+    #[test]
+    fn modalias_patterns_match_as_the_kernel_writes_them() {
+        for (pattern, text, want) in [
+            ("cpu:type:x86,ven*fam*mod*:feature:*0094*", SSE42_CPU.trim(), true),
+            ("cpu:type:x86,ven*fam*mod*:feature:*0094*", TCG_CPU.trim(), false),
+            ("cpu:type:*:feature:*0021*", A15_CPU.trim(), false),
+            ("cpu:type:*:feature:*0011*", A15_CPU.trim(), true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*", "", true),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYbZ", false),
+            ("", "x", false),
+        ] {
+            assert_eq!(alias_matches(pattern, text), want, "{pattern} against {text}");
+        }
     }
 
     #[test]

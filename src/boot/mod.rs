@@ -91,7 +91,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Error> {
         report.stage1 = Some((st2.from_release.clone(), st2.stage1_ms));
     }
     let moddir = Path::new("/lib/modules").join(&release);
-    let index = modules::read_index(&moddir);
+    let index = modules::read_index(&moddir, Path::new("/sys/devices/system/cpu/modalias"));
     let steps = index.plan(&s.boot_modules()).map_err(|what| {
         Error::Plan(plan::PlanError { what, hint: format!("add it to the initramfs modules for kernel {release}") })
     })?;

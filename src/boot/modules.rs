@@ -19,10 +19,21 @@ const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
 /// i.MX6Q and i.MX8M have four cores; more threads would only contend for the module mutex.
 const MAX_THREADS: usize = 4;
 
-/// Reads depmod's files from `dir` (missing files are empty: a kernel with everything built in).
-pub fn read_index(dir: &Path) -> ModIndex {
+/// Reads depmod's files from `dir` (missing files are empty: a kernel with everything built in)
+/// and the CPU's modalias from `cpu` (none on a kernel without CONFIG_GENERIC_CPU_AUTOPROBE:
+/// then every alternative is tried).
+pub fn read_index(dir: &Path, cpu: &Path) -> ModIndex {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-    ModIndex::parse(&read("modules.dep"), &read("modules.softdep"), &read("modules.alias"), &read("modules.builtin"))
+    let ix = ModIndex::parse(
+        &read("modules.dep"),
+        &read("modules.softdep"),
+        &read("modules.alias"),
+        &read("modules.builtin"),
+    );
+    match std::fs::read_to_string(cpu) {
+        Ok(modalias) => ix.for_cpu(&modalias),
+        Err(_) => ix,
+    }
 }
 
 /// A `.ko`'s load: `None` while a loader is at it.
