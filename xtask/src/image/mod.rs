@@ -44,7 +44,7 @@ pub fn build_init_only(root: &Path, b: &Board) -> Result<PathBuf, String> {
     Ok(dir.join(&b.rust_target).join("release/overlay-init"))
 }
 
-/// "hello world" built as the init is (the workspace's `[profile.release]`, the target's
+/// "hello world" built as the init is (the workspace's `[profile.release]`, our build.rs, the target's
 /// rustflags from .cargo/config.toml, stripped): what any Rust binary of that build weighs, so
 /// that the init's size minus it is the share of our own code and crates.
 pub fn build_hello(root: &Path, b: &Board) -> Result<PathBuf, String> {
@@ -60,6 +60,11 @@ pub fn build_hello(root: &Path, b: &Board) -> Result<PathBuf, String> {
     std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("src/main.rs"), "fn main() {\n    println!(\"hello world\");\n}\n")
         .map_err(|e| e.to_string())?;
+    // Linked as ours is: the same build script and linker script (no unwind tables).
+    std::fs::create_dir_all(dir.join(".cargo")).map_err(|e| e.to_string())?;
+    for f in ["build.rs", ".cargo/no-unwind-tables.ld"] {
+        std::fs::copy(root.join(f), dir.join(f)).map_err(|e| format!("{f}: {e}"))?;
+    }
     sh::run(
         sh::cmd("cargo")
             .args(["build", "--release", "--quiet", "--target", &b.rust_target, "--manifest-path"])
