@@ -154,17 +154,26 @@ impl ModIndex {
             return names;
         };
         let fits = |m: &String| {
-            let mut needs = self.aliases.iter().filter(|(a, n)| n == m && a.starts_with("cpu:")).peekable();
-            needs.peek().is_none() || needs.any(|(a, _)| alias_matches(a, cpu))
+            let mut needs = self.cpu_aliases(m).peekable();
+            needs.peek().is_none() || needs.any(|a| alias_matches(a, cpu))
         };
         let (kept, left_out): (Vec<String>, Vec<String>) = names.iter().cloned().partition(fits);
         if kept.is_empty() {
             return names;
         }
         for m in left_out {
-            log::info!("module {m}: not tried, none of its cpu: aliases matches this CPU ({cpu})");
+            let needs: Vec<&str> = self.cpu_aliases(&m).collect();
+            log::info!(
+                "module {m}: not tried, this CPU's modalias (/sys/devices/system/cpu/modalias) matches none of {}",
+                needs.join(", ")
+            );
         }
         kept
+    }
+
+    /// Module `m`'s `cpu:` aliases: the CPU features it needs, any one of them enough.
+    fn cpu_aliases<'a>(&'a self, m: &'a str) -> impl Iterator<Item = &'a str> {
+        self.aliases.iter().filter(move |(a, n)| n == m && a.starts_with("cpu:")).map(|(a, _)| a.as_str())
     }
 
     /// The ordered steps that load `requests`. Built-in modules need nothing; soft dependencies
