@@ -199,7 +199,7 @@ fn reconcile_mounted(
     result.map_err(|e| format!("reading or writing the uppers: {e}"))
 }
 
-fn io(call: &'static str, p: &Path, e: std::io::Error) -> Error {
+fn io(call: &'static str, p: &Path, e: std::io::Error) -> Box<Error> {
     Error::sys(
         call,
         p.display().to_string(),

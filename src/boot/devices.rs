@@ -146,7 +146,8 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool, drivers_in: Driv
                         spec: format!("{a} (oinit.a) or {b} (oinit.b)"),
                         waited: (now.saturating_sub(start) / 1_000_000) as u32,
                         saw: devs.iter().map(|d| d.to_string()).collect(),
-                    });
+                    }
+                    .into());
                 }
             }
             return Ok(found);
@@ -262,7 +263,7 @@ fn check_ubi_layout(sysfs: &Path, dev: &Path, mtd: u32, name: &str) -> Result<()
             peb >> 10,
             erasesize >> 10
         ),
-    }))
+    }).into())
 }
 
 /// `mtdparts=` on a kernel without its parser: the partitions of each master present that the
@@ -327,7 +328,8 @@ fn resolve(
             hint: "name the image's partition unambiguously (PARTUUID= of the internal disk, or /dev/NAME), \
                    or remove the other device"
                 .into(),
-        }));
+        })
+        .into());
     }
     if let Some(what) = s.data.as_ref().and_then(|spec| ambiguity(devs, spec)) {
         let data = DataState::Missing(format!("data partition: {what}; none is used"));
@@ -339,7 +341,8 @@ fn resolve(
             spec: spec.to_string(),
             waited: (waited_us / 1_000_000) as u32,
             saw: saw(),
-        });
+        }
+        .into());
     }
     let data = match (data, &s.data) {
         _ if s.data_appended => root.map_or(DataState::NotConfigured, |r| appended(r, dev)),

@@ -49,12 +49,12 @@ pub enum Error {
     },
 }
 
-pub type Result<T> = std::result::Result<T, Error>;
+pub type Result<T> = std::result::Result<T, Box<Error>>;
 
 impl Error {
     /// A syscall error with a path, for the steps without a more specific variant.
-    pub fn sys(call: &'static str, path: impl Into<String>, errno: Errno, hint: &'static str) -> Error {
-        Error::Syscall { call, path: path.into(), errno, hint }
+    pub fn sys(call: &'static str, path: impl Into<String>, errno: Errno, hint: &'static str) -> Box<Error> {
+        Box::new(Error::Syscall { call, path: path.into(), errno, hint })
     }
 }
 

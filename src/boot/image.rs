@@ -27,9 +27,10 @@ pub fn check_image_file(file: &str, fstype: Option<&str>) -> Result<()> {
             Some(t) if t != fs.kind.name() => Err(Error::Plan(crate::plan::PlanError {
                 what: format!("{file} holds a {} image, not {t}", fs.kind.name()),
                 hint: format!("set rootfstype={}", fs.kind.name()),
-            })),
+            })
+            .into()),
             _ => Ok(()),
         },
-        _ => Err(bad()),
+        _ => Err(bad().into()),
     }
 }

@@ -43,7 +43,7 @@ pub fn hand_over(f: &Files<'_>, report: &mut Report) -> Result<(), StepError> {
             let e = crate::sys::kexec::reboot_into_loaded();
             // The data is unmounted: nothing of this boot can go on. The next boot counts the try.
             let error = Error::sys("reboot(KEXEC)", f.kernel.to_string(), e, "report this with the boot log");
-            Err(StepError { role: Role::Switch, error: Box::new(error) })
+            Err(StepError { role: Role::Switch, error })
         }
         Err(error) => {
             // The other slot's plan mounts its lower in the same place; the refused slot's verity
@@ -56,14 +56,14 @@ pub fn hand_over(f: &Files<'_>, report: &mut Report) -> Result<(), StepError> {
                     log::warn!("remove /dev/mapper/{name}: {call}: {e}");
                 }
             }
-            Err(StepError { role: Role::Lower, error: Box::new(error) })
+            Err(StepError { role: Role::Lower, error })
         }
     }
 }
 
 /// Checks and loads the slot's kernel; Some(stage one's milliseconds, the load's) when it is
 /// loaded, None when there is nothing to hand over to.
-fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Error> {
+fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Box<Error>> {
     let kernel = format!("{}{}", f.lower, f.kernel);
     if !std::path::Path::new(&kernel).exists() {
         log::info!("slot {} carries no kernel ({kernel}): booting it on the running kernel", f.slot.name());
@@ -113,7 +113,7 @@ fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Error>
 }
 
 /// x86_64: the kernel parses the bzImage itself (`kexec_file_load`).
-fn load_file(kernel: &str, initrd: &str, cmdline: String, report: &mut Report) -> Result<(), Error> {
+fn load_file(kernel: &str, initrd: &str, cmdline: String, report: &mut Report) -> Result<(), Box<Error>> {
     let c_cmdline =
         std::ffi::CString::new(cmdline).map_err(|_| bad_file("/proc/cmdline", "holds a NUL byte".into()))?;
     let open_ro = |p: &str| {
@@ -137,7 +137,7 @@ fn load_segments(
     cmdline: &str,
     arch: Arch,
     report: &mut Report,
-) -> Result<(), Error> {
+) -> Result<(), Box<Error>> {
     use crate::kexec::{arm, arm64};
     use crate::sys::kexec::Segment;
     const FDT: &str = "/sys/firmware/fdt";
@@ -199,7 +199,7 @@ fn load_hint(e: rustix::io::Errno) -> &'static str {
 }
 
 /// The first bytes of a slot file, which say what it is.
-fn head(path: &str) -> Result<Vec<u8>, Error> {
+fn head(path: &str) -> Result<Vec<u8>, Box<Error>> {
     let mut buf = Vec::with_capacity(image::HEAD);
     std::fs::File::open(path)
         .and_then(|f| f.take(image::HEAD as u64).read_to_end(&mut buf))
@@ -207,14 +207,14 @@ fn head(path: &str) -> Result<Vec<u8>, Error> {
     Ok(buf)
 }
 
-fn bad_file(path: &str, why: String) -> Error {
-    Error::Plan(crate::plan::PlanError {
+fn bad_file(path: &str, why: String) -> Box<Error> {
+    Box::new(Error::Plan(crate::plan::PlanError {
         what: format!("kexec: {path} is refused: {why}"),
         hint: "install a slot image whose /boot holds this board's kernel, initramfs and device tree".into(),
-    })
+    }))
 }
 
-fn io_error(call: &'static str, path: &str, e: std::io::Error) -> Error {
+fn io_error(call: &'static str, path: &str, e: std::io::Error) -> Box<Error> {
     let errno = rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO));
     // The lower is read through dm-verity: EIO is most often a changed block.
     let hint = if errno == rustix::io::Errno::IO { load_hint(errno) } else { "check the slot image's /boot" };

@@ -74,7 +74,7 @@ fn read_settings() -> (Settings, crate::config::settings::Loaded) {
 /// The new root, its init, the init's arguments and the variables added to its environment.
 type Switch = (String, String, Vec<String>, Vec<(String, String)>);
 
-fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Error> {
+fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Box<Error>> {
     // Modules load in the background while the device search waits for the disk: it is used as
     // soon as its driver is in, while the filesystem modules still load.
     report.stage("modules+devices");
@@ -137,7 +137,8 @@ fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Error> {
         return Err(Error::Plan(plan::PlanError {
             what: "the plan has no switch step".into(),
             hint: "this is a bug".into(),
-        }));
+        })
+        .into());
     };
     let init = switch::find_init(root, inits)?;
     if let Some(wd) = &s.ab.watchdog {
@@ -177,7 +178,7 @@ struct ModulesDeadline {
 
 /// Waits for the module loader until the module deadline and books its lines and kernel time;
 /// a module whose init never returns is named in the error.
-fn finish_modules(loading: modules::Loading, by: &ModulesDeadline, report: &mut Report) -> Result<(), Error> {
+fn finish_modules(loading: modules::Loading, by: &ModulesDeadline, report: &mut Report) -> Result<(), Box<Error>> {
     let left = std::time::Duration::from_micros(by.at.saturating_sub(now_us()));
     let loaded = loading.finish(left).map_err(|stuck| {
         Error::Plan(plan::PlanError {

@@ -58,7 +58,7 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
             | Step::Kexec { .. } => continue,
         };
         let role = step.role();
-        result.map_err(|error| StepError { role, error: Box::new(error) })?;
+        result.map_err(|error| StepError { role, error })?;
         report.steps.push(step.to_string());
     }
     Ok(())
@@ -83,7 +83,7 @@ pub fn assemble(
                 report.fallbacks.push(format!("data partition unusable: {}", e.error));
                 found.data = DataState::Unmountable(e.error.to_string());
             }
-            Err(e) => return Err(*e.error),
+            Err(e) => return Err(e.error),
         }
     }
 }
@@ -145,14 +145,17 @@ fn mount(m: &Mount, report: &mut Report) -> Result<()> {
     } else {
         m.fstype.clone()
     };
-    report.kernel(|| mount_fs(&source, &m.target, &fstype, &m.options)).map_err(|errno| Error::Mount {
-        source,
-        target: m.target.clone(),
-        hint: mount_hint(&fstype, errno),
-        fstype,
-        options: m.options.clone(),
-        errno,
-    })
+    report
+        .kernel(|| mount_fs(&source, &m.target, &fstype, &m.options))
+        .map_err(|errno| Error::Mount {
+            source,
+            target: m.target.clone(),
+            hint: mount_hint(&fstype, errno),
+            fstype,
+            options: m.options.clone(),
+            errno,
+        })
+        .map_err(Box::new)
 }
 
 /// Creates upper (0755: the merged root's `/` inherits its mode) and work (0700: overlay's
@@ -259,7 +262,8 @@ fn mkfs(device: &str) -> Result<()> {
             tool: "mkfs.ext4".into(),
             device: device.into(),
             outcome: "not in the initramfs (add it, or format the partition at the factory)".into(),
-        });
+        }
+        .into());
     };
     // Linux generates these from its non-blocking pool; mke2fs would otherwise ask getrandom().
     let uuid = || std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default().trim().to_string();
@@ -272,7 +276,7 @@ fn mkfs(device: &str) -> Result<()> {
     log::info!("formatting blank data partition {device}");
     match run_tool(&tool, &args, 300) {
         Ok(0) => Ok(()),
-        Ok(code) => Err(Error::Tool { tool, device: device.into(), outcome: format!("exited {code}") }),
-        Err(why) => Err(Error::Tool { tool, device: device.into(), outcome: why }),
+        Ok(code) => Err(Error::Tool { tool, device: device.into(), outcome: format!("exited {code}") }.into()),
+        Err(why) => Err(Error::Tool { tool, device: device.into(), outcome: why }.into()),
     }
 }

@@ -232,7 +232,7 @@ fn durable() {
 }
 
 /// An error while the carry fills (the data volume is intact) or while the new volume is filled.
-fn io(call: &'static str, p: &Path, e: &std::io::Error) -> Error {
+fn io(call: &'static str, p: &Path, e: &std::io::Error) -> Box<Error> {
     let errno = rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO);
     Error::sys(
         call,

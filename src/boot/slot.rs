@@ -77,7 +77,7 @@ fn execute(
         Role::Lower => matches!(e.role, Role::Lower | Role::LowerDev),
         when => when == e.role,
     });
-    let Some(i) = alternative else { return Err(*e.error) };
+    let Some(i) = alternative else { return Err(e.error) };
     // Taken out of the failed plan rather than copied: the failed plan is not used again.
     let a = plan.alternatives.swap_remove(i);
     let name = |p: &Plan| p.slot.as_ref().map_or("?", |(slot, _)| slot.name());
@@ -100,7 +100,7 @@ fn run_step(
     store: &mut Option<Store>,
     report: &mut Report,
 ) -> std::result::Result<(), StepError> {
-    let slot_err = |error: Error| StepError { role: Role::Slot, error: Box::new(error) };
+    let slot_err = |error: Box<Error>| StepError { role: Role::Slot, error };
     match step {
         Step::SaveState { state, why, critical } => {
             let mut st = (**state).clone();
@@ -110,7 +110,7 @@ fn run_step(
                 Ok(()) => {}
                 Err(e) if *critical => {
                     let error = Error::sys("write", STATE_FILE, e, "check the data partition");
-                    return Err(StepError { role: Role::State, error: Box::new(error) });
+                    return Err(StepError { role: Role::State, error });
                 }
                 Err(e) => log::warn!("cannot write the state record ({why}): {e}"),
             }

@@ -44,7 +44,7 @@ pub fn find_init(root: &str, candidates: &[String]) -> Result<String> {
             Err(e) => log::debug!("init candidate {c} in {root}: {e}"),
         }
     }
-    Err(Error::NoInit { root: root.into(), tried: candidates.to_vec() })
+    Err(Error::NoInit { root: root.into(), tried: candidates.to_vec() }.into())
 }
 
 /// Environment variables that change how the dynamic loader or libc behave (glibc's
@@ -82,7 +82,7 @@ fn init_environment() -> Vec<(OsString, OsString)> {
 /// Everything that reads input or can fail for a reason other than the kernel refusing a call
 /// (the environment, the command, the log line) is done before `prepare`, which deletes the
 /// initramfs: after that point there is no file to fall back to, so only syscalls remain.
-pub fn switch_root(root: &str, init: &str, args: &[String], env: &[(String, String)]) -> Error {
+pub fn switch_root(root: &str, init: &str, args: &[String], env: &[(String, String)]) -> Box<Error> {
     let mut environment = init_environment();
     for (k, v) in env {
         environment.retain(|(name, _)| name != k.as_str());
@@ -202,7 +202,9 @@ mod tests {
         let r = root.to_str().unwrap();
         let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(find_init(r, &c(&["/sbin/missing", "/sbin/noexec", "/sbin/init"])).unwrap(), "/sbin/init");
-        assert!(matches!(find_init(r, &c(&["/sbin/noexec", "/bin/sh-not-here"])), Err(Error::NoInit { .. })));
+        assert!(
+            matches!(find_init(r, &c(&["/sbin/noexec", "/bin/sh-not-here"])), Err(e) if matches!(*e, Error::NoInit { .. }))
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

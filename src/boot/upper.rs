@@ -48,7 +48,7 @@ pub fn move_aside(base: &Path, slot: &str, tag: &str) -> Result<Option<PathBuf>>
     Ok(Some(dst))
 }
 
-fn io(call: &'static str, p: &Path, e: std::io::Error) -> Error {
+fn io(call: &'static str, p: &Path, e: std::io::Error) -> Box<Error> {
     Error::sys(call, p.display().to_string(), Errno::from_io_error(&e).unwrap_or(Errno::IO), "check the data partition")
 }
 

@@ -68,7 +68,7 @@ fn image_device(data: &Source, report: &mut Report) -> Result<(String, Option<lo
             })?;
             Ok((attached.path.clone(), Some(attached)))
         }
-        Source::Virtual(what) => Err(Error::Verity { image: what.to_string(), what: "not an image".into() }),
+        Source::Virtual(what) => Err(Error::Verity { image: what.to_string(), what: "not an image".into() }.into()),
     }
 }
 
@@ -104,7 +104,7 @@ fn create_checked(
     });
     if let Err(what) = live {
         let _ = dm::remove(&v.name);
-        return Err(Error::Verity { image: v.data.to_string(), what });
+        return Err(Error::Verity { image: v.data.to_string(), what }.into());
     }
     Ok(node)
 }
