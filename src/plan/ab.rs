@@ -412,7 +412,7 @@ fn upper_steps(
                     }
                     None => (None, None),
                 };
-                steps.push(Step::NewUpper(NewUpper {
+                steps.push(Step::NewUpper(Box::new(NewUpper {
                     base: base(s),
                     slot,
                     from_slot,
@@ -421,7 +421,7 @@ fn upper_steps(
                     carry: s.ab.carry,
                     old_image,
                     old_verity,
-                }));
+                })));
                 st.record(slot, Reason::NewImage);
             }
             st.slot_mut(slot).image = id;

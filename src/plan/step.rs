@@ -166,7 +166,7 @@ pub enum Step {
         /// `oinit.datarecreate`: the UBI data volume is removed and made again instead.
         recreate: bool,
     },
-    NewUpper(NewUpper),
+    NewUpper(Box<NewUpper>),
     /// Copies the keep-list's paths from the upper of the slot booted before into this one's.
     CarryKeepList {
         base: String,
