@@ -145,9 +145,8 @@ fn mount(m: &Mount, report: &mut Report) -> Result<()> {
     } else {
         m.fstype.clone()
     };
-    report
-        .kernel(|| mount_fs(&source, &m.target, &fstype, &m.options))
-        .map_err(|errno| Error::Mount {
+    report.kernel(|| mount_fs(&source, &m.target, &fstype, &m.options)).map_err(|errno| {
+        Box::new(Error::Mount {
             source,
             target: m.target.clone(),
             hint: mount_hint(&fstype, errno),
@@ -155,7 +154,7 @@ fn mount(m: &Mount, report: &mut Report) -> Result<()> {
             options: m.options.clone(),
             errno,
         })
-        .map_err(Box::new)
+    })
 }
 
 /// Creates upper (0755: the merged root's `/` inherits its mode) and work (0700: overlay's
