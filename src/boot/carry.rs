@@ -200,12 +200,7 @@ fn reconcile_mounted(
 }
 
 fn io(call: &'static str, p: &Path, e: std::io::Error) -> Box<Error> {
-    Error::sys(
-        call,
-        p.display().to_string(),
-        rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-        "check the data partition",
-    )
+    Error::io(call, p, &e, "check the data partition")
 }
 
 /// A switch to a slot that has its image already (rollback, `mark-active other`): each path of

@@ -5,6 +5,7 @@ use crate::config::settings::SettingError;
 use crate::plan::PlanError;
 use rustix::io::Errno;
 use std::fmt;
+use std::path::Path;
 
 #[derive(Debug)]
 pub enum Error {
@@ -57,6 +58,12 @@ impl Error {
     /// A syscall error with a path, for the steps without a more specific variant.
     pub fn sys(call: &'static str, path: impl Into<String>, errno: Errno, hint: &'static str) -> Box<Error> {
         Box::new(Error::Syscall { call, path: path.into(), errno, hint })
+    }
+
+    /// A failed std file operation on `path`, its errno recovered from the `io::Error`.
+    pub fn io(call: &'static str, path: &Path, e: &std::io::Error, hint: &'static str) -> Box<Error> {
+        let errno = Errno::from_io_error(e).unwrap_or(Errno::IO);
+        Error::sys(call, path.display().to_string(), errno, hint)
     }
 }
 

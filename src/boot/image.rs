@@ -3,7 +3,6 @@
 use crate::block::device::read_head;
 use crate::block::probe;
 use crate::boot::error::{Error, Result};
-use rustix::io::Errno;
 use std::path::Path;
 
 /// Refuses an image file that is not of the planned type (squashfs unless `rootfstype=erofs`)
@@ -13,12 +12,8 @@ pub fn check_image_file(file: &str, fstype: Option<&str>) -> Result<()> {
     let bad = || Error::NotImage { path: file.to_string() };
     let len = std::fs::metadata(file)
         .map_err(|e| {
-            Error::sys(
-                "stat",
-                file,
-                Errno::from_io_error(&e).unwrap_or(Errno::IO),
-                "check oinit.lowerfile= and that the image is installed on that partition",
-            )
+            let hint = "check oinit.lowerfile= and that the image is installed on that partition";
+            Error::io("stat", Path::new(file), &e, hint)
         })?
         .len();
     let head = read_head(Path::new(file), 0, probe::PROBE_LEN).ok_or_else(bad)?;

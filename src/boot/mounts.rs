@@ -202,7 +202,7 @@ fn attach_appended(device: &str, offset: u64, link: &str, report: &mut Report) -
     let _ = std::fs::remove_file(link);
     // Absolute, so the link resolves wherever /dev is (moved into the new root at the switch).
     std::os::unix::fs::symlink(&attached.path, link)
-        .map_err(|e| Error::sys("symlink", link, Errno::from_io_error(&e).unwrap_or(Errno::IO), "check /dev"))?;
+        .map_err(|e| Error::io("symlink", Path::new(link), &e, "check /dev"))?;
     log::info!("data area of {device} from byte {offset} is {} ({link})", attached.path);
     Ok(())
 }

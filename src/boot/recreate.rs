@@ -233,13 +233,7 @@ fn durable() {
 
 /// An error while the carry fills (the data volume is intact) or while the new volume is filled.
 fn io(call: &'static str, p: &Path, e: &std::io::Error) -> Box<Error> {
-    let errno = rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO);
-    Error::sys(
-        call,
-        p.display().to_string(),
-        errno,
-        "the data or the carry volume holds everything; the next boot tries again",
-    )
+    Error::io(call, p, e, "the data or the carry volume holds everything; the next boot tries again")
 }
 
 #[cfg(test)]

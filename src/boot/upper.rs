@@ -49,7 +49,7 @@ pub fn move_aside(base: &Path, slot: &str, tag: &str) -> Result<Option<PathBuf>>
 }
 
 fn io(call: &'static str, p: &Path, e: std::io::Error) -> Box<Error> {
-    Error::sys(call, p.display().to_string(), Errno::from_io_error(&e).unwrap_or(Errno::IO), "check the data partition")
+    Error::io(call, p, &e, "check the data partition")
 }
 
 /// The largest keep file read from an upper: a user (or an attacker with the data partition)

@@ -37,9 +37,7 @@ pub fn open_device(v: &Verity, report: &mut Report) -> Result<Verified> {
     let node = create_checked(v, &meta, &image, table, report)?;
     let link = format!("/dev/mapper/{}", v.name);
     let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&node, &link).map_err(|e| {
-        Error::sys("symlink", link.clone(), rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO), "")
-    })?;
+    std::os::unix::fs::symlink(&node, &link).map_err(|e| Error::io("symlink", Path::new(&link), &e, ""))?;
     let fec = meta.fec.map_or(String::new(), |f| format!(", error correction with {} parity bytes", f.roots));
     log::info!("dm-verity: {} verified as {link} ({node}), {trust}{fec}, on corruption: {}", v.data, v.on_corruption);
     Ok(Verified {
