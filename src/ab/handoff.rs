@@ -118,9 +118,11 @@ pub struct Context {
 impl Context {
     pub fn load(state_override: Option<PathBuf>) -> Result<Context, String> {
         let f = SlotsFile::parse(&std::fs::read_to_string(SLOTS_FILE).unwrap_or_default());
-        let state = state_override.or(f.state).ok_or(format!(
+        let state = state_override.or(f.state).ok_or_else(|| {
+            format!(
             "{SLOTS_FILE} is missing: this system was not booted by overlay-init with A/B slots (or pass --state FILE)"
-        ))?;
+        )
+        })?;
         Ok(Context {
             booted: f.booted,
             state,
@@ -202,8 +204,8 @@ impl Context {
 
     pub fn slot_arg(&self, arg: Option<&String>) -> Result<SlotId, String> {
         match arg {
-            Some(a) => SlotId::parse(a).ok_or(format!("'{a}' is not a slot: use a or b")),
-            None => self.booted.ok_or("which slot? the booted one is unknown; name it: a or b".into()),
+            Some(a) => SlotId::parse(a).ok_or_else(|| format!("'{a}' is not a slot: use a or b")),
+            None => self.booted.ok_or_else(|| "which slot? the booted one is unknown; name it: a or b".into()),
         }
     }
 }

@@ -149,7 +149,7 @@ fn reconcile(
     };
     let source = match &verified {
         Some(v) => v.device.clone(),
-        None => attached.as_ref().map_or(file.clone(), |a| a.path.clone()),
+        None => attached.as_ref().map_or_else(|| file.clone(), |a| a.path.clone()),
     };
     let result = reconcile_mounted(s, &source, from, staging, keep);
     drop(attached);

@@ -93,7 +93,7 @@ impl Report {
     pub fn to_json(&self) -> String {
         let mut o = String::from("{\n");
         let _ = writeln!(o, "  \"version\": {},", json_str(env!("CARGO_PKG_VERSION")));
-        let _ = writeln!(o, "  \"volatile\": {},", self.volatile.as_deref().map_or("null".into(), json_str));
+        let _ = writeln!(o, "  \"volatile\": {},", self.volatile.as_deref().map_or_else(|| "null".into(), json_str));
         for (key, list) in [
             ("devices", &self.devices),
             ("modules", &self.modules),
@@ -134,7 +134,7 @@ impl Report {
                 v.checked_all,
                 v.fec_roots,
                 v.fec_offset,
-                v.security_version.map_or("null".to_string(), |n| n.to_string())
+                v.security_version.map_or_else(|| "null".to_string(), |n| n.to_string())
             );
         }
         let _ = writeln!(o, "  \"kernel\": {},", json_str(&self.kernel));

@@ -57,7 +57,7 @@ pub fn parse(spec: &Spec, args: &[String]) -> Result<Parsed, String> {
     while let Some(a) = it.next() {
         if spec.values.contains(&a.as_str()) {
             // A flag right after a value-taking option means the value is missing.
-            let v = it.next().filter(|v| !v.starts_with("--")).ok_or(format!("{a} needs a value"))?;
+            let v = it.next().filter(|v| !v.starts_with("--")).ok_or_else(|| format!("{a} needs a value"))?;
             out.values.push((a.clone(), v.clone()));
         } else if spec.flags.contains(&a.as_str()) {
             out.flags.push(a.clone());

@@ -60,7 +60,7 @@ pub fn status_json() -> String {
             let order: Vec<String> = c.order.iter().map(|s| json_str(bootname(*s))).collect();
             format!(
                 "{{\"next\": {}, \"order\": [{}], \"left\": {{\"A\": {}, \"B\": {}}}}}",
-                c.next().map_or("null".into(), |s| json_str(bootname(s))),
+                c.next().map_or_else(|| "null".into(), |s| json_str(bootname(s))),
                 order.join(", "),
                 c.left[0],
                 c.left[1]

@@ -37,7 +37,7 @@ pub fn install(ctx: &Context, req: &Request<'_>) -> Result<String, String> {
     let target = target_slot(ctx, req)?;
     let dest = ctx.sources[target.index()]
         .clone()
-        .ok_or(format!("slot {} has no image location in /run/overlay-init/slots", target.name()))?;
+        .ok_or_else(|| format!("slot {} has no image location in /run/overlay-init/slots", target.name()))?;
     if let Some(want) = req.sha256 {
         if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("--sha256 '{want}' is not 64 hex digits; nothing written"));

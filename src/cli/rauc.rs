@@ -11,14 +11,14 @@ use crate::ab::state::{SlotId, DIGEST_UNKNOWN};
 pub fn handle(ctx: &Context, args: &[String]) -> Result<String, String> {
     let slot = |i: usize| -> Result<SlotId, String> {
         let name = args.get(i).ok_or("missing slot bootname")?;
-        SlotId::parse(name).ok_or(format!("unknown bootname '{name}': the slots are a and b"))
+        SlotId::parse(name).ok_or_else(|| format!("unknown bootname '{name}': the slots are a and b"))
     };
     match args.first().map(String::as_str) {
         Some("get-primary") => Ok(ctx.read()?.active.name().to_string()),
         Some("get-current") => ctx
             .booted
             .map(|s| s.name().to_string())
-            .ok_or("the booted slot is unknown (/run/overlay-init/slots)".into()),
+            .ok_or_else(|| "the booted slot is unknown (/run/overlay-init/slots)".into()),
         Some("get-state") => {
             let s = slot(1)?;
             let st = ctx.read()?;

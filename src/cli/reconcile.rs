@@ -22,7 +22,7 @@ struct Args {
 /// The options checked by the shared parser; what is left: the three trees are required and
 /// `--conflict` names a side.
 fn from_args(a: &crate::cli::args::Args) -> Result<Args, String> {
-    let required = |name: &str| a.path(name).ok_or(format!("{name} is required"));
+    let required = |name: &str| a.path(name).ok_or_else(|| format!("{name} is required"));
     let conflict = match a.value("--conflict") {
         None => None,
         Some("user") => Some(Side::User),

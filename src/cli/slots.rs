@@ -200,9 +200,9 @@ fn status_json(found: Found) -> String {
             v.good,
             v.bad,
             v.image,
-            crate::ab::state::digest_text(&v.digest).map_or(null(), |d| json_str(&d)),
+            crate::ab::state::digest_text(&v.digest).map_or_else(null, |d| json_str(&d)),
             v.last.code(),
-            ctx.sources[s.index()].as_deref().map_or(null(), json_str)
+            ctx.sources[s.index()].as_deref().map_or_else(null, json_str)
         )
     };
     let (booted, record, active, generation, reset, floor, slots, history) = match found {
@@ -221,7 +221,7 @@ fn status_json(found: Found) -> String {
                 })
                 .collect();
             (
-                ctx.booted.map_or(null(), |s| json_str(s.name())),
+                ctx.booted.map_or_else(null, |s| json_str(s.name())),
                 format!(
                     "{{\"path\": {}, \"status\": \"{}\"}}",
                     json_str(&ctx.state.display().to_string()),
@@ -236,7 +236,7 @@ fn status_json(found: Found) -> String {
             )
         }
     };
-    let file = |p: &str| std::fs::read_to_string(p).map_or(null(), |t| t.trim().to_string());
+    let file = |p: &str| std::fs::read_to_string(p).map_or_else(|_| null(), |t| t.trim().to_string());
     format!(
         "{{\"schema\": 1, \"booted\": {booted}, \"state_record\": {record}, \"active\": {active}, \"generation\": {generation}, \"reset_requested\": {reset}, \"security_floor\": {floor}, \"slots\": [{slots}], \"history\": [{history}], \"boot_report\": {}, \"reconcile\": {}, \"uboot\": {}}}",
         file(crate::config::paths::REPORT),

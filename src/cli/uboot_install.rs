@@ -33,10 +33,9 @@ pub fn withdraw(target: SlotId) -> Result<(), String> {
 /// Copies the kernel files of the image now in `image_dev` into `target`'s boot partition.
 pub fn write_boot(ctx: &Context, target: SlotId, image_dev: &str) -> Result<String, String> {
     let files = ctx.kexec.as_ref().ok_or("the boot left no kernel file paths in /run/overlay-init/slots")?;
-    let boot = ctx.boot[target.index()].as_deref().ok_or(format!(
-        "slot {} has no boot partition (oinit.aboot/oinit.bboot, or it was not found at boot)",
-        target.name()
-    ))?;
+    let boot = ctx.boot[target.index()].as_deref().ok_or_else(|| {
+        format!("slot {} has no boot partition (oinit.aboot/oinit.bboot, or it was not found at boot)", target.name())
+    })?;
     mount::private_namespace().map_err(|e| format!("a private mount namespace: {e}"))?;
     let dir = std::env::temp_dir().join(format!("overlay-init-install-{}", std::process::id()));
     let (image_dir, boot_dir) = (dir.join("image"), dir.join("boot"));

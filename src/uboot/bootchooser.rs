@@ -112,9 +112,10 @@ pub fn apply(vars: &mut Vars, change: Change) -> Result<Chooser, String> {
 /// One line for `status` and the boot log: what U-Boot boots next and each slot's tries.
 pub fn describe(c: &Chooser) -> String {
     let order: Vec<&str> = c.order.iter().map(|s| bootname(*s)).collect();
-    let next = c.next().map_or("no slot has tries left: U-Boot gives both theirs back".into(), |s| {
-        format!("slot {} ({} tries left)", bootname(s), c.left[s.index()])
-    });
+    let next = c.next().map_or_else(
+        || "no slot has tries left: U-Boot gives both theirs back".into(),
+        |s| format!("slot {} ({} tries left)", bootname(s), c.left[s.index()]),
+    );
     format!("U-Boot boots next: {next}; BOOT_ORDER \"{}\", A {} left, B {} left", order.join(" "), c.left[0], c.left[1])
 }
 

@@ -29,8 +29,9 @@ pub fn read(
 ) -> Result<Meta, String> {
     let fs = probe::probe_fs(head).filter(|f| f.kind.is_image()).ok_or("it holds no squashfs or EROFS image")?;
     let at = hashtree::hash_offset(fs.size, separate);
-    let sb_bytes = read(at, hashtree::BLOCK as usize)
-        .ok_or(format!("{hash} ends before byte {}: no verity superblock", at.saturating_add(hashtree::BLOCK)))?;
+    let sb_bytes = read(at, hashtree::BLOCK as usize).ok_or_else(|| {
+        format!("{hash} ends before byte {}: no verity superblock", at.saturating_add(hashtree::BLOCK))
+    })?;
     let sb = hashtree::parse_superblock(&sb_bytes).map_err(|e| format!("{hash} at byte {at}: {e}"))?;
     let layout = hashtree::layout(fs.size, &sb, separate)?;
     if size < layout.end {

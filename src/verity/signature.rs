@@ -73,7 +73,9 @@ pub fn parse_block(b: &[u8]) -> Result<Signed, String> {
         match line.split_once('=') {
             Some(("roothash", v)) => root = Some(hashtree::parse_root_hash(v)?),
             Some(("data_blocks", v)) if v2 => data_blocks = Some(number("data_blocks", v)?),
-            Some(("salt", v)) if v2 => salt = Some(crate::util::hex::parse(v).ok_or(format!("salt={v:?} is not hex"))?),
+            Some(("salt", v)) if v2 => {
+                salt = Some(crate::util::hex::parse(v).ok_or_else(|| format!("salt={v:?} is not hex"))?)
+            }
             Some(("compatible", v)) if v2 && valid_compatible(v) => compatible = Some(v.to_string()),
             Some(("security_version", v)) if v2 => {
                 version =
@@ -86,7 +88,7 @@ pub fn parse_block(b: &[u8]) -> Result<Signed, String> {
                     v.parse()
                         .ok()
                         .filter(|r| (2..=24).contains(r))
-                        .ok_or(format!("fec_roots={v:?} in the signature block is not 2 to 24"))?,
+                        .ok_or_else(|| format!("fec_roots={v:?} in the signature block is not 2 to 24"))?,
                 )
             }
             _ => return Err(format!("unknown line {line:?} in the signature block")),

@@ -42,7 +42,8 @@ pub fn parse(log: &[u8]) -> Result<Vec<Entry>, String> {
     let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(log.len() / ss));
     let mut at = ss;
     for i in 0..count {
-        let hdr = at.checked_add(32).and_then(|end| log.get(at..end)).ok_or(format!("log ends inside entry {i}"))?;
+        let hdr =
+            at.checked_add(32).and_then(|end| log.get(at..end)).ok_or_else(|| format!("log ends inside entry {i}"))?;
         let (sector, nr, flags) = (le64(hdr, 0), le64(hdr, 8), le64(hdr, 16));
         at = at.checked_add(ss).ok_or_else(|| too_big(i))?;
         let len = nr.checked_mul(ss as u64).ok_or_else(|| too_big(i))?;
@@ -51,7 +52,7 @@ pub fn parse(log: &[u8]) -> Result<Vec<Entry>, String> {
             (Vec::new(), len)
         } else {
             let end = usize::try_from(len).ok().and_then(|l| at.checked_add(l)).ok_or_else(|| too_big(i))?;
-            let d = log.get(at..end).ok_or(format!("log ends inside the data of entry {i}"))?.to_vec();
+            let d = log.get(at..end).ok_or_else(|| format!("log ends inside the data of entry {i}"))?.to_vec();
             at = end;
             (d, 0)
         };
