@@ -118,11 +118,10 @@ pub struct Context {
 impl Context {
     pub fn load(state_override: Option<PathBuf>) -> Result<Context, String> {
         let f = SlotsFile::parse(&std::fs::read_to_string(SLOTS_FILE).unwrap_or_default());
-        let state = state_override.or(f.state).ok_or_else(|| {
-            format!(
-            "{SLOTS_FILE} is missing: this system was not booted by overlay-init with A/B slots (or pass --state FILE)"
-        )
-        })?;
+        let missing = || {
+            format!("{SLOTS_FILE} is missing: this system was not booted by overlay-init with A/B slots (or pass --state FILE)")
+        };
+        let state = state_override.or(f.state).ok_or_else(missing)?;
         Ok(Context {
             booted: f.booted,
             state,
