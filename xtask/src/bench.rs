@@ -2,8 +2,9 @@
 //! same kernel and an identical disk, with a hand-written busybox initramfs doing the same job
 //! (initramfs/baseline/init, the yardstick). It reports medians from the kernel's start to its
 //! "Run /init" (unpacking the initramfs included), from there to the real init's first line, and
-//! the whole, with the ratio to the baseline; then overlay-init's stages split into the init's
-//! own code and the kernel's work inside its syscalls, the binary size, peak memory and the
+//! the whole, with the ratio to the baseline; then overlay-init's stages split into the kernel's
+//! work inside its syscalls and the rest, with the CPU time the kernel's own accounting gives
+//! the init in user mode (its code) and in the kernel, the binary size, peak memory and the
 //! initramfs size per compression. Figures go into the README with the date and machine; no
 //! test asserts timings.
 
@@ -12,11 +13,22 @@ use crate::e2e::harness::Ctx;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// One stage of one boot, in microseconds: its time, the syscalls booked as the kernel's work,
+/// and the CPU time the init used in user mode and in the kernel (0 from an init that does not
+/// log them).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Stage {
+    total: f64,
+    kernel: f64,
+    user: f64,
+    system: f64,
+}
+
 /// One boot's figures in microseconds, read from kernel timestamps in dmesg.
 #[derive(Debug, Default)]
 struct Sample {
     total_us: f64,
-    stages: BTreeMap<String, (f64, f64)>,
+    stages: BTreeMap<String, Stage>,
     switch_us: f64,
     vmhwm_kb: f64,
 }
@@ -41,9 +53,13 @@ fn parse(console: &str) -> Option<Sample> {
     let mut last_stage_end = run_init;
     for l in lines.iter().filter(|l| l.contains("overlay-init: stage ")) {
         let name = l.split("stage ").nth(1)?.split_whitespace().next()?.to_string();
-        let total = number_after(l, "done in ")?;
-        let kernel = number_after(l, "us (")?;
-        s.stages.insert(name, (total, kernel));
+        let stage = Stage {
+            total: number_after(l, "done in ")?,
+            kernel: number_after(l, "us (")?,
+            user: number_after(l, "cpu ").unwrap_or(0.0),
+            system: number_after(l, "us user, ").unwrap_or(0.0),
+        };
+        s.stages.insert(name, stage);
         last_stage_end = timestamp(l)?;
     }
     s.switch_us = timestamp(exec)? - last_stage_end;
@@ -222,9 +238,12 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
         out.push_str(&format!(
             "\n#### {name}: overlay-init's stages, median of {runs} boots (ms, from \"Run /init\")\n\n"
         ));
-        out.push_str("| stage | total | in the kernel (syscalls) | init's own code |\n|---|---:|---:|---:|\n");
+        out.push_str(
+            "| stage | total | in the kernel (booked syscalls) | init's own code (the rest) | CPU: user mode | CPU: kernel (system) |\n\
+             |---|---:|---:|---:|---:|---:|\n",
+        );
         let names: Vec<String> = samples[0].stages.keys().cloned().collect();
-        let mut order: Vec<(String, f64)> = names.iter().map(|n| (n.clone(), samples[0].stages[n].0)).collect();
+        let mut order: Vec<(String, f64)> = names.iter().map(|n| (n.clone(), samples[0].stages[n].total)).collect();
         order.sort_by_key(|(n, _)| {
             ["early", "modules", "devices", "modules+devices", "mounts", "switch-check"]
                 .iter()
@@ -233,20 +252,25 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
         });
         let (mut sum_total, mut sum_kernel) = (0.0, 0.0);
         for (n, _) in &order {
-            let t = median(samples.iter().map(|s| s.stages.get(n).map_or(0.0, |v| v.0)).collect());
-            let k = median(samples.iter().map(|s| s.stages.get(n).map_or(0.0, |v| v.1)).collect());
+            let med = |f: fn(&Stage) -> f64| median(samples.iter().map(|s| s.stages.get(n).map_or(0.0, f)).collect());
+            let (t, k) = (med(|v| v.total), med(|v| v.kernel));
             sum_total += t;
             sum_kernel += k;
-            out.push_str(&format!("| {n} | {} | {} | {} |\n", ms(t), ms(k), ms(t - k)));
+            let (u, sys) = (med(|v| v.user), med(|v| v.system));
+            out.push_str(&format!("| {n} | {} | {} | {} | {} | {} |\n", ms(t), ms(k), ms(t - k), ms(u), ms(sys)));
         }
         let sw = median(samples.iter().map(|s| s.switch_us).collect());
-        out.push_str(&format!("| switch (move mounts, free initramfs, chroot) | {} | | |\n", ms(sw)));
+        out.push_str(&format!("| switch (move mounts, free initramfs, chroot) | {} | | | | |\n", ms(sw)));
         let total = median(samples.iter().map(|s| s.total_us).collect());
+        // The medians of each boot's sums, not the sums of the medians.
+        let summed = |f: fn(&Stage) -> f64| median(samples.iter().map(|s| s.stages.values().map(f).sum()).collect());
         out.push_str(&format!(
-            "| **Run /init → exec real init** | **{}** | {} (stages) | {} (stages) |\n",
+            "| **Run /init → exec real init** | **{}** | {} (stages) | {} (stages) | {} (stages) | {} (stages) |\n",
             ms(total),
             ms(sum_kernel),
-            ms(sum_total - sum_kernel)
+            ms(sum_total - sum_kernel),
+            ms(summed(|v| v.user)),
+            ms(summed(|v| v.system))
         ));
         out.push_str(&format!(
             "\n{}; init peak memory VmHWM: {:.0} kB\n",
@@ -301,7 +325,8 @@ pub fn reset(root: &Path, files: usize, boards: &[String]) -> Result<(), String>
         ctx.boot(&disk, ab, "bench-reset-first")?;
         let plain = ctx.boot(&disk, ab, "bench-reset-0")?;
         let reset = ctx.boot(&disk, &format!("{ab} oinit.factoryreset"), "bench-reset-1")?;
-        let mounts = |b: &crate::e2e::qemu::Boot| parse(&b.console).and_then(|s| s.stages.get("mounts").map(|v| v.0));
+        let mounts =
+            |b: &crate::e2e::qemu::Boot| parse(&b.console).and_then(|s| s.stages.get("mounts").map(|v| v.total));
         let (t0, t1) = (
             mounts(&plain).ok_or("no timing in the plain boot")?,
             mounts(&reset).ok_or("no timing in the reset boot")?,
@@ -373,12 +398,15 @@ mod tests {
     fn parses_dmesg_lines() {
         let console = "OI-DMESG: [    1.000000] Run /init as init process
 OI-DMESG: [    1.100000] overlay-init: stage early done in 100000 us (0 us in the kernel)
-OI-DMESG: [    1.500000] overlay-init: stage modules done in 400000 us (390000 us in the kernel)
+OI-DMESG: [    1.500000] overlay-init: stage modules done in 400000 us (390000 us in the kernel; cpu 8000 us user, 380000 us system)
 OI-DMESG: [    1.600000] overlay-init: exec /sbin/init  (peak memory VmHWM 1234 kB)
 ";
         let s = parse(console).unwrap();
         assert_eq!(s.total_us.round(), 600000.0);
-        assert_eq!(s.stages["modules"], (400000.0, 390000.0));
+        let modules = Stage { total: 400000.0, kernel: 390000.0, user: 8000.0, system: 380000.0 };
+        assert_eq!(s.stages["modules"], modules);
+        // An init from before the CPU times: they read as 0.
+        assert_eq!(s.stages["early"], Stage { total: 100000.0, ..Stage::default() });
         assert_eq!(s.switch_us.round(), 100000.0);
         assert_eq!(s.vmhwm_kb, 1234.0);
     }
