@@ -33,12 +33,12 @@ fn act(a: &Args) -> Result<String, String> {
                 return Err(format!("no valid environment: {}", loaded.problems(&cfg).join("; ")));
             }
             let mut out = String::new();
-            for (name, value) in &loaded.vars {
+            for (name, value) in loaded.vars.iter() {
                 if names.is_empty() || names.contains(name) {
                     out.push_str(&format!("{name}={value}\n"));
                 }
             }
-            if let Some(missing) = names.iter().find(|n| !loaded.vars.contains_key(*n)) {
+            if let Some(missing) = names.iter().find(|n| !loaded.vars.contains_key(n)) {
                 print!("{out}");
                 return Err(format!("{missing} is not set"));
             }

@@ -6,10 +6,59 @@
 //! write cut by a power loss leaves a copy with a bad CRC and the old one current.
 
 use crate::util::crc32::crc32;
-use std::collections::BTreeMap;
 
-/// The variables, ordered by name as U-Boot's `env export` writes them.
-pub type Vars = BTreeMap<String, String>;
+/// The variables, ordered by name as U-Boot's `env export` writes them: a sorted list searched
+/// by halving. An environment holds a few dozen variables, and a `BTreeMap` of strings cost the
+/// boot path about 4 KB of code for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vars(Vec<(String, String)>);
+
+impl Vars {
+    pub fn new() -> Vars {
+        Vars::default()
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// Sets `name`, replacing its value if it is set.
+    pub fn insert(&mut self, name: String, value: String) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (name, value)),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.find(name) {
+            self.0.remove(i);
+        }
+    }
+
+    /// The variables in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+}
+
+impl FromIterator<(String, String)> for Vars {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Vars {
+        let mut vars = Vars::new();
+        for (name, value) in pairs {
+            vars.insert(name, value);
+        }
+        vars
+    }
+}
 
 /// Why a copy is not a usable environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +123,7 @@ pub fn decode(block: &[u8], redundant: bool) -> Result<Copy, Bad> {
 pub fn encode(vars: &Vars, size: usize, flags: Option<u8>) -> Result<Vec<u8>, String> {
     let head = header_len(flags.is_some());
     let mut data = Vec::with_capacity(size);
-    for (name, value) in vars {
+    for (name, value) in vars.iter() {
         check_name(name)?;
         if value.contains('\0') {
             return Err(format!("the value of {name} holds a NUL byte"));
@@ -134,6 +183,21 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn vars_stay_in_name_order_and_a_name_holds_one_value() {
+        let mut v = vars(&[("bootcmd", "run a"), ("BOOT_ORDER", "A B"), ("bootcmd", "run b")]);
+        v.insert("BOOT_A_LEFT".into(), "3".into());
+        v.insert("BOOT_ORDER".into(), "B A".into());
+        let names: Vec<&str> = v.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["BOOT_A_LEFT", "BOOT_ORDER", "bootcmd"]);
+        assert_eq!(v.get("bootcmd").map(String::as_str), Some("run b"));
+        assert_eq!(v.get("BOOT_ORDER").map(String::as_str), Some("B A"));
+        v.remove("BOOT_ORDER");
+        v.remove("absent");
+        assert!(!v.contains_key("BOOT_ORDER") && v.contains_key("BOOT_A_LEFT"));
+        assert_eq!(v.iter().count(), 2);
     }
 
     #[test]
