@@ -108,11 +108,11 @@ pub fn start(steps: Vec<LoadStep>, dir: PathBuf, sys_module: PathBuf, params: Ve
 fn start_with(steps: Vec<LoadStep>, shared: Shared) -> Loading {
     let shared = Arc::new(shared);
     let (sh, mine) = (Arc::clone(&shared), steps.clone());
-    let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
+    let spawned = crate::sys::thread::spawn_detached(Box::new(move || {
         load_all(&mine, &sh);
         *lock(&sh.finished) = Some(now_us());
         sh.finished_cv.notify_all();
-    });
+    }));
     if let Err(e) = spawned {
         // No thread (out of memory this early): load on this one, as the boot did before.
         log::warn!("cannot start the module loader thread ({e}): loading on the init's own");
@@ -173,12 +173,7 @@ fn load_all(steps: &[LoadStep], shared: &Shared) {
             work();
         } else {
             log::debug!("loading {} module groups on {threads} threads", groups.len());
-            std::thread::scope(|s| {
-                for _ in 1..threads {
-                    s.spawn(work);
-                }
-                work();
-            });
+            crate::sys::thread::run_on(threads, &work);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The thin layer over the kernel: typed wrappers, one per intent. All `unsafe` of the crate is
-//! in `loopdev`, `mtd`, `ubi`, `dm`, `gpio`, `watchdog`, `kexec`, `fds` and `process` (raw
-//! ioctls, fork and execve, and syscalls rustix does not wrap).
+//! in `loopdev`, `mtd`, `ubi`, `dm`, `gpio`, `watchdog`, `kexec`, `fds`, `process`, `clock` and
+//! `thread` (raw ioctls, fork and execve, pthreads, and calls rustix does not wrap).
 
 pub mod clock;
 pub mod dm;
@@ -11,6 +11,7 @@ pub mod loopdev;
 pub mod mount;
 pub mod mtd;
 pub mod process;
+pub mod thread;
 pub mod ubi;
 pub mod uevent;
 pub mod watchdog;
