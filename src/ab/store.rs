@@ -87,7 +87,7 @@ fn read_copies(fd: &OwnedFd) -> (Option<(usize, u64)>, Option<State>) {
 
 fn create(path: &Path) -> Result<OwnedFd, Errno> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    crate::fs::mkdir::mkdir_all(dir).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
     let tmp = path.with_extension("new");
     // A stale .new (a power cut during an earlier creation) is removed, never opened: it could be
     // a symlink planted to make us truncate another file.

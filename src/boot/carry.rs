@@ -47,7 +47,7 @@ pub fn new_image(s: &Settings, n: &NewUpper, report: &mut Report) -> Result<bool
     let staging = base.join(&staging_name);
     // What a cut boot left half built goes to the trash, never into use.
     upper::move_aside(base, &staging_name, &format!("staging-{}-{}", n.slot.name(), crate::sys::clock::now_us()))?;
-    std::fs::create_dir_all(&staging).map_err(|e| io("mkdir", &staging, e))?;
+    crate::fs::mkdir::mkdir_all(&staging).map_err(|e| io("mkdir", &staging, e))?;
     let what = if from.is_dir() { carry(s, n, &from, &staging, report) } else { "nothing to carry".into() };
     upper::sync_data(base);
     rustix::fs::rename(&staging, &slot_dir)
@@ -117,7 +117,7 @@ fn carry(s: &Settings, n: &NewUpper, from: &Path, staging: &Path, report: &mut R
 fn restart(n: &NewUpper, staging: &Path) {
     let name = format!(".staging-{}", n.slot.name());
     let _ = upper::move_aside(Path::new(&n.base), &name, &format!("failed-{}", crate::sys::clock::now_us()));
-    let _ = std::fs::create_dir_all(staging);
+    let _ = crate::fs::mkdir::mkdir_all(staging);
 }
 
 /// Mounts the old image read-only, reconciles, unmounts; writes `reconcile.json`.
@@ -131,7 +131,7 @@ fn reconcile(
     report: &mut Report,
 ) -> std::result::Result<Outcome, String> {
     let target = paths::OLD_LOWER;
-    std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
+    crate::fs::mkdir::mkdir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
     let file = image.display().to_string();
     // On a board that verifies its lowers the old image is read through dm-verity too: what a
     // reconciliation compares the user's files with must be the signed image, not whatever is
@@ -224,7 +224,7 @@ pub fn keep_list_switch(s: &Settings, base: &Path, from_slot: SlotId, slot: Slot
     let name = ".staging-keep";
     upper::move_aside(base, name, &format!("staging-keep-{}", crate::sys::clock::now_us()))?;
     let staging = base.join(name);
-    std::fs::create_dir_all(&staging).map_err(|e| io("mkdir", &staging, e))?;
+    crate::fs::mkdir::mkdir_all(&staging).map_err(|e| io("mkdir", &staging, e))?;
     upper::carry(&keep, &from, &staging);
     upper::sync_data(base);
     let mut n = 0;

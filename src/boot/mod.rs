@@ -156,7 +156,7 @@ fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Box<Error>> {
     }
     // `install` checks images against the same key after the switch, when the initramfs is gone.
     if let Some(key) = &s.verity.key {
-        let copied = std::fs::create_dir_all(paths::RUN_DIR).and_then(|()| std::fs::copy(key, paths::DEVICE_KEY));
+        let copied = crate::fs::mkdir::mkdir_all(paths::RUN_DIR).and_then(|()| std::fs::copy(key, paths::DEVICE_KEY));
         if let Err(e) = copied {
             log::warn!("cannot copy the verity key {key} to {}: {e}", paths::DEVICE_KEY);
         }
@@ -196,7 +196,7 @@ fn finish_modules(loading: modules::Loading, by: &ModulesDeadline, report: &mut 
 
 fn write_report(report: &Report) {
     let json = report.to_json();
-    if let Err(e) = std::fs::create_dir_all(paths::RUN_DIR).and_then(|()| std::fs::write(paths::REPORT, json)) {
+    if let Err(e) = crate::fs::mkdir::mkdir_all(paths::RUN_DIR).and_then(|()| std::fs::write(paths::REPORT, json)) {
         log::warn!("cannot write the boot report {}: {e}", paths::REPORT);
     }
 }

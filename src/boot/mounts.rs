@@ -9,7 +9,7 @@ use crate::fs::careful;
 use crate::plan::{self, DataState, Found, Mount, Plan, Role, Source, Step};
 use crate::sys::process::{self, Program};
 use crate::sys::{loopdev, mount::mount_fs};
-use rustix::fs::{chmod, mkdir, Mode};
+use rustix::fs::{chmod, Mode};
 use rustix::io::Errno;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -104,18 +104,16 @@ pub fn announce(plan: &Plan, report: &mut Report) {
     report.warnings.extend(plan.warnings.iter().cloned());
 }
 
-/// `mkdir -p` with mode 0755 for each missing component.
+/// `mkdir -p` (mode 0755: PID 1's umask is the kernel's 022). Something other than a directory
+/// already at `path` (an image's `/run` as a dangling symlink) is left for the mount or the move
+/// onto it to report, which the switch turns into a warning.
 pub fn mkdir_p(path: &str) -> Result<()> {
-    let mut cur = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        cur.push('/');
-        cur.push_str(part);
-        match mkdir(cur.as_str(), Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(Error::sys("mkdir", cur, e, "check that the filesystem is writable and not full")),
+    match crate::fs::mkdir::mkdir_all(path) {
+        Err(e) if e.raw_os_error() != Some(Errno::EXIST.raw_os_error()) => {
+            Err(Error::io("mkdir", Path::new(path), &e, "check that the filesystem is writable and not full"))
         }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn mount(m: &Mount, report: &mut Report) -> Result<()> {

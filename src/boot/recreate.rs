@@ -159,7 +159,7 @@ fn fill_carry(s: &Settings, t: &Target, bytes: u64) -> Result<()> {
             continue;
         }
         let to = carry.join("slots").join(slot.name()).join("upper");
-        std::fs::create_dir_all(&to).map_err(|e| io("mkdir", &to, &e))?;
+        crate::fs::mkdir::mkdir_all(&to).map_err(|e| io("mkdir", &to, &e))?;
         for k in upper::reset_keep_list(&s.ab, &from) {
             upper::carry_one(&k, &from, &to).map_err(|e| io("copy", &from.join(k.trim_start_matches('/')), &e))?;
         }
@@ -192,14 +192,14 @@ fn finish(s: &Settings, t: &Target, report: &mut Report) -> Result<()> {
     if state.exists() {
         let to = data.join(crate::config::paths::STATE_FILE);
         if let Some(dir) = to.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io("mkdir", dir, &e))?;
+            crate::fs::mkdir::mkdir_all(dir).map_err(|e| io("mkdir", dir, &e))?;
         }
         std::fs::copy(&state, &to).map_err(|e| io("copy", &to, &e))?;
     }
     let slots = carry.join("slots");
     if slots.is_dir() {
         let base = data.join(&s.dir);
-        std::fs::create_dir_all(&base).map_err(|e| io("mkdir", &base, &e))?;
+        crate::fs::mkdir::mkdir_all(&base).map_err(|e| io("mkdir", &base, &e))?;
         crate::fs::copy::copy_tree(&slots, &base).map_err(|e| io("copy", &base, &e))?;
     }
     upper::sync_data(data);
@@ -219,7 +219,7 @@ fn drop_carry(t: &Target) -> Result<()> {
 }
 
 fn mount_carry(t: &Target) -> Result<()> {
-    std::fs::create_dir_all(CARRY_DIR).map_err(|e| io("mkdir", Path::new(CARRY_DIR), &e))?;
+    crate::fs::mkdir::mkdir_all(CARRY_DIR).map_err(|e| io("mkdir", Path::new(CARRY_DIR), &e))?;
     let source = format!("ubi{}:{CARRY_VOLUME}", t.ubi);
     mount::mount_fs(&source, CARRY_DIR, "ubifs", "nodev,nosuid,noexec")
         .map_err(|e| Error::sys("mount", source, e, "check the UBI device (ubinfo -a)"))

@@ -21,7 +21,7 @@ const BUSY_WAIT: Duration = Duration::from_secs(5);
 /// Copies the running init (the initramfs's `/init`) to `/run/initramfs/shutdown`. Done before
 /// the initramfs is deleted; `/run` moves into the new root with it.
 pub fn install(init_path: &str) -> Result<(), String> {
-    std::fs::create_dir_all(RUNTIME_ROOT).map_err(|e| format!("mkdir {RUNTIME_ROOT}: {e}"))?;
+    crate::fs::mkdir::mkdir_all(RUNTIME_ROOT).map_err(|e| format!("mkdir {RUNTIME_ROOT}: {e}"))?;
     std::fs::copy(init_path, SHUTDOWN).map_err(|e| format!("copy {init_path} to {SHUTDOWN}: {e}"))?;
     Ok(())
 }
@@ -141,7 +141,7 @@ fn enter_runtime_root() -> Result<(), String> {
         return Ok(()); // systemd pivoted already: we run from /run/initramfs as /
     }
     let old = format!("{RUNTIME_ROOT}{OLD_ROOT}");
-    std::fs::create_dir_all(&old).map_err(|e| format!("mkdir {old}: {e}"))?;
+    crate::fs::mkdir::mkdir_all(&old).map_err(|e| format!("mkdir {old}: {e}"))?;
     mount::bind_onto_itself(RUNTIME_ROOT).map_err(|e| format!("bind {RUNTIME_ROOT}: {e}"))?;
     rustix::process::chdir(RUNTIME_ROOT).map_err(|e| format!("chdir {RUNTIME_ROOT}: {e}"))?;
     rustix::process::pivot_root(".", "oldroot").map_err(|e| format!("pivot_root into {RUNTIME_ROOT}: {e}"))?;

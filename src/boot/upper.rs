@@ -35,7 +35,7 @@ pub fn move_aside(base: &Path, slot: &str, tag: &str) -> Result<Option<PathBuf>>
         log::warn!("{} is not a directory; removed", trash.display());
         std::fs::remove_file(&trash).map_err(|e| io("unlink", &trash, e))?;
     }
-    std::fs::create_dir_all(&trash).map_err(|e| io("mkdir", &trash, e))?;
+    crate::fs::mkdir::mkdir_all(&trash).map_err(|e| io("mkdir", &trash, e))?;
     let dst = trash.join(tag);
     if dst.exists() {
         // Never replace what is already in the trash: it may be the only copy of the keep-list.

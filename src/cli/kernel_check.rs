@@ -15,7 +15,7 @@ pub fn check(image_file: &Path, files: &BootFiles) -> Result<String, String> {
     let file = image_file.display().to_string();
     mount::private_namespace().map_err(|e| format!("{file}: a private mount namespace: {e}"))?;
     let dir = std::env::temp_dir().join(format!("overlay-init-install-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    crate::fs::mkdir::mkdir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let target = dir.display().to_string();
     let loop_dev = loopdev::attach_ro(&file).map_err(|(call, e)| {
         format!("{call}: {e}: the image is mounted to check its kernel (is the loop module loaded?)")

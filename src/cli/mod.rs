@@ -96,7 +96,7 @@ fn modules_list(a: &Args) -> Result<String, String> {
     let other = |f: &str| read(f).unwrap_or_default();
     let index = ModIndex::parse(&dep, &other("modules.softdep"), &other("modules.alias"), &other("modules.builtin"));
     let packed = index.pack(&s.boot_modules()).map_err(|e| format!("{e} (kernel {version}, {})", moddir.display()))?;
-    std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
+    crate::fs::mkdir::mkdir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
     let builtin = other("modules.builtin");
     for (name, text) in crate::kmod::INDEX_FILES.iter().zip([&packed.dep, &packed.soft, &packed.alias, &builtin]) {
         std::fs::write(outdir.join(name), text).map_err(|e| format!("{}: {e}", outdir.join(name).display()))?;

@@ -117,7 +117,7 @@ impl Mounts {
                 .map_err(|e| format!("{file}: a private mount namespace: {e} (mounting an image needs root)"))?;
         }
         let dir = std::env::temp_dir().join(format!("overlay-init-reconcile-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        crate::fs::mkdir::mkdir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let target = dir.display().to_string();
         let loop_dev = loopdev::attach_ro(&file).map_err(|(call, e)| format!("{file}: {call}: {e}"))?;
         if let Err(e) = mount::mount_image_ro(&loop_dev.path, &target) {

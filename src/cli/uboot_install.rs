@@ -40,7 +40,7 @@ pub fn write_boot(ctx: &Context, target: SlotId, image_dev: &str) -> Result<Stri
     let dir = std::env::temp_dir().join(format!("overlay-init-install-{}", std::process::id()));
     let (image_dir, boot_dir) = (dir.join("image"), dir.join("boot"));
     for d in [&image_dir, &boot_dir] {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        crate::fs::mkdir::mkdir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     let (image_at, boot_at) = (image_dir.display().to_string(), boot_dir.display().to_string());
     let loop_dev = loopdev::attach_ro(image_dev).map_err(|(call, e)| format!("{image_dev}: {call}: {e}"))?;

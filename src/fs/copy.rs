@@ -26,7 +26,7 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
         if ft.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&s)?, &d)?;
         } else if ft.is_dir() {
-            std::fs::create_dir_all(&d)?;
+            crate::fs::mkdir::mkdir_all(&d)?;
             for e in std::fs::read_dir(&s)? {
                 let e = e?;
                 stack.push((e.path(), d.join(e.file_name())));
@@ -59,7 +59,7 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
 /// directories are left as they are; without a source directory the default is used.
 pub fn make_parents_like(src_root: &Path, dst_root: &Path, rel: &Path) -> std::io::Result<()> {
     // The fresh upper itself, as before (0755: the merged root's `/` inherits its mode).
-    std::fs::create_dir_all(dst_root)?;
+    crate::fs::mkdir::mkdir_all(dst_root)?;
     let (mut s, mut d) = (src_root.to_path_buf(), dst_root.to_path_buf());
     for c in rel.parent().into_iter().flat_map(Path::components) {
         s.push(c);
@@ -67,7 +67,7 @@ pub fn make_parents_like(src_root: &Path, dst_root: &Path, rel: &Path) -> std::i
         if d.symlink_metadata().is_ok() {
             continue;
         }
-        std::fs::create_dir(&d)?;
+        crate::fs::mkdir::mkdir_one(&d)?;
         if let Some(m) = s.symlink_metadata().ok().filter(|m| m.is_dir()) {
             copy_metadata(&s, &d, &m)?;
         }

@@ -3,3 +3,4 @@
 
 pub mod careful;
 pub mod copy;
+pub mod mkdir;

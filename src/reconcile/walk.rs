@@ -251,7 +251,7 @@ pub fn reconcile(
     conflicts: &Path,
     limit: Option<usize>,
 ) -> std::io::Result<(Outcome, usize)> {
-    std::fs::create_dir_all(to)?;
+    crate::fs::mkdir::mkdir_all(to)?;
     let mut b = Builder { t, to, conflicts, open: Vec::new(), failed: None, written: 0, out: Outcome::listing(limit) };
     walk(t, rules, &mut |ev| b.event(ev))?;
     Ok((b.out, b.written))
@@ -361,7 +361,7 @@ impl Builder<'_> {
 
 fn set_aside(e: &Entry, t: &Trees<'_>, conflicts: &Path) -> std::io::Result<()> {
     let aside = conflicts.join(&e.rel);
-    std::fs::create_dir_all(aside.parent().unwrap_or(conflicts))?;
+    crate::fs::mkdir::mkdir_all(aside.parent().unwrap_or(conflicts))?;
     crate::fs::copy::copy_tree(&t.upper.join(&e.rel), &aside)?;
     Ok(())
 }
@@ -377,7 +377,7 @@ fn make_dir(e: &Entry, t: &Trees<'_>, to: &Path) -> std::io::Result<(usize, (Pat
         _ => src,
     };
     let m = from.symlink_metadata()?;
-    std::fs::create_dir(&dst)?;
+    crate::fs::mkdir::mkdir_one(&dst)?;
     crate::fs::copy::copy_metadata(&from, &dst, &m)?;
     let mut n = 1;
     if e.action == Action::Unopaque {
