@@ -1,6 +1,6 @@
 //! Threads for the module loader, on the C library's pthreads. std's threads add, to each one, a
 //! name, spawn hooks and an alternate signal stack with a registry of guard pages (a map) for
-//! their stack-overflow message: about 7 KB of the boot path's code and a few more syscalls per
+//! their stack-overflow message: 23 KB of the boot path's code and a few more syscalls per
 //! thread, for loaders that only call finit_module (and abort on a panic, as the profile says).
 
 #![allow(unsafe_code)]
