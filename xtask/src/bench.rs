@@ -5,7 +5,7 @@
 //! the whole, with the ratio to the baseline; then overlay-init's stages split into the kernel's
 //! work inside its syscalls and the rest, with the CPU time the kernel's own accounting gives
 //! the init in user mode (its code) and in the kernel, the binary size, peak memory and the
-//! initramfs size per compression. Figures go into the README with the date and machine; no
+//! initramfs size per compression. Figures go into docs/benchmark.md with the date and machine; no
 //! test asserts timings.
 
 use crate::board::Board;
