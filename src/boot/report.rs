@@ -194,14 +194,15 @@ mod tests {
         let mut r = Report::default();
         r.stage("busy");
         // Spins until the kernel has booked 5 ms of CPU to this process (the kernel's accounting
-        // advances in ticks), at most 10 s of wall time on a loaded host.
-        let (start, cpu0) = (now_us(), cpu_us());
-        let mut x = 0u64;
+        // advances in ticks). Bounded by work done, not by the clock, so a loaded host only makes
+        // it take longer: each round is a syscall, and 100 million of them are far more than 5 ms.
+        let cpu0 = cpu_us();
+        let mut rounds = 0u64;
         while {
             let (u, s) = cpu_us();
-            u + s < cpu0.0 + cpu0.1 + 5000 && now_us() < start + 10_000_000
+            u + s < cpu0.0 + cpu0.1 + 5000 && rounds < 100_000_000
         } {
-            x = std::hint::black_box(x.wrapping_add(1));
+            rounds = std::hint::black_box(rounds + 1);
         }
         r.end_stage();
         let s = &r.stages[0];

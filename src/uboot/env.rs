@@ -50,6 +50,8 @@ impl Vars {
     }
 }
 
+/// The tests build environments from name, value pairs.
+#[cfg(test)]
 impl FromIterator<(String, String)> for Vars {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Vars {
         let mut vars = Vars::new();
