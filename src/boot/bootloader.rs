@@ -12,7 +12,7 @@ use crate::uboot::store;
 /// where `mark-good`, `rollback` and `fw_printenv -c` find it after the switch.
 pub fn hand_over(s: &Settings) {
     let path = &s.ab.uboot_env;
-    let copied = crate::fs::mkdir::mkdir_all(RUN_DIR).and_then(|()| std::fs::copy(path, UBOOT_ENV_CONFIG));
+    let copied = crate::fs::mkdir::mkdir_all(RUN_DIR).and_then(|()| crate::fs::copy::file(path, UBOOT_ENV_CONFIG));
     if let Err(e) = copied {
         log::warn!(
             "oinit.ubootenv {path}: {e}: mark-good and rollback cannot reach U-Boot's environment; add the \

@@ -156,7 +156,8 @@ fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Box<Error>> {
     }
     // `install` checks images against the same key after the switch, when the initramfs is gone.
     if let Some(key) = &s.verity.key {
-        let copied = crate::fs::mkdir::mkdir_all(paths::RUN_DIR).and_then(|()| std::fs::copy(key, paths::DEVICE_KEY));
+        let copied =
+            crate::fs::mkdir::mkdir_all(paths::RUN_DIR).and_then(|()| crate::fs::copy::file(key, paths::DEVICE_KEY));
         if let Err(e) = copied {
             log::warn!("cannot copy the verity key {key} to {}: {e}", paths::DEVICE_KEY);
         }

@@ -194,7 +194,7 @@ fn finish(s: &Settings, t: &Target, report: &mut Report) -> Result<()> {
         if let Some(dir) = to.parent() {
             crate::fs::mkdir::mkdir_all(dir).map_err(|e| io("mkdir", dir, &e))?;
         }
-        std::fs::copy(&state, &to).map_err(|e| io("copy", &to, &e))?;
+        crate::fs::copy::file(&state, &to).map_err(|e| io("copy", &to, &e))?;
     }
     let slots = carry.join("slots");
     if slots.is_dir() {

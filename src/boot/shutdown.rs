@@ -22,7 +22,7 @@ const BUSY_WAIT: Duration = Duration::from_secs(5);
 /// the initramfs is deleted; `/run` moves into the new root with it.
 pub fn install(init_path: &str) -> Result<(), String> {
     crate::fs::mkdir::mkdir_all(RUNTIME_ROOT).map_err(|e| format!("mkdir {RUNTIME_ROOT}: {e}"))?;
-    std::fs::copy(init_path, SHUTDOWN).map_err(|e| format!("copy {init_path} to {SHUTDOWN}: {e}"))?;
+    crate::fs::copy::file(init_path, SHUTDOWN).map_err(|e| format!("copy {init_path} to {SHUTDOWN}: {e}"))?;
     Ok(())
 }
 

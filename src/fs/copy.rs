@@ -2,7 +2,7 @@
 //! attributes (overlayfs markers, capabilities, labels), times; symlinks as links and overlayfs
 //! whiteouts as whiteouts. Used to carry entries from one upper into another.
 
-use rustix::fs::Mode;
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -12,6 +12,58 @@ use std::path::Path;
 pub fn whiteout(p: &Path) -> std::io::Result<()> {
     rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::CharacterDevice, Mode::empty(), 0)?;
     Ok(())
+}
+
+/// Copies a regular file's content to `dst` (created, or truncated) and gives `dst` the source's
+/// permission bits, as `std::fs::copy` does. The content moves in the kernel by `sendfile` (every
+/// filesystem the init copies between has it: tmpfs, ext4, UBIFS, jffs2, overlayfs), with a read
+/// and write loop for one that has not. Returns the bytes copied.
+pub fn file(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> std::io::Result<u64> {
+    let from = rustix::fs::open(src.as_ref(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let st = rustix::fs::fstat(&from)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
+    let to = rustix::fs::open(dst.as_ref(), OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC, mode)?;
+    // An existing file keeps its mode through O_CREAT, and the umask trims a new one's.
+    rustix::fs::fchmod(&to, mode)?;
+    let mut done = 0u64;
+    loop {
+        let n = match rustix::fs::sendfile(&to, &from, None, 1 << 30) {
+            Err(Errno::INVAL | Errno::NOSYS) if done == 0 => return read_write(&from, &to),
+            Err(Errno::INTR) => continue,
+            other => other?,
+        };
+        if n == 0 {
+            return Ok(done);
+        }
+        done += n as u64;
+    }
+}
+
+/// The copy of a file whose filesystem cannot `sendfile`.
+fn read_write(from: &rustix::fd::OwnedFd, to: &rustix::fd::OwnedFd) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut done = 0u64;
+    loop {
+        let n = match rustix::io::read(from, &mut buf[..]) {
+            Err(Errno::INTR) => continue,
+            other => other?,
+        };
+        if n == 0 {
+            return Ok(done);
+        }
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            match rustix::io::write(to, rest) {
+                Ok(w) => rest = &rest[w..],
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        done += n as u64;
+    }
 }
 
 /// Copies files, directories, symlinks (as links) and overlay whiteouts with their metadata;
@@ -32,7 +84,7 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
                 stack.push((e.path(), d.join(e.file_name())));
             }
         } else if ft.is_file() {
-            std::fs::copy(&s, &d)?;
+            file(&s, &d)?;
         } else if m.rdev() == 0 && m.mode() & 0o170000 == 0o020000 {
             // An overlay whiteout (char device 0:0): the kept path was deleted on purpose.
             whiteout(&d)?;
@@ -121,4 +173,51 @@ pub fn set_times(d: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
     };
     rustix::fs::utimensat(rustix::fs::CWD, d, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("oi-copy-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn file_copies_content_and_mode_over_a_longer_file() {
+        let d = dir("file");
+        let (src, dst) = (d.join("src"), d.join("dst"));
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &content).unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o4750)).unwrap();
+        std::fs::write(&dst, vec![7u8; 300_000]).unwrap();
+        assert_eq!(file(&src, &dst).unwrap(), content.len() as u64);
+        assert_eq!(std::fs::read(&dst).unwrap(), content);
+        assert_eq!(std::fs::metadata(&dst).unwrap().mode() & 0o7777, 0o4750);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn file_refuses_a_directory_and_a_missing_source() {
+        let d = dir("refuse");
+        assert_eq!(file(&d, d.join("x")).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(file(d.join("none"), d.join("y")).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        assert!(!d.join("x").exists() && !d.join("y").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn read_write_copies_what_sendfile_would() {
+        let d = dir("rw");
+        let content: Vec<u8> = (0..150_000u32).map(|i| (i % 239) as u8).collect();
+        std::fs::write(d.join("src"), &content).unwrap();
+        let from = rustix::fs::open(d.join("src"), OFlags::RDONLY, Mode::empty()).unwrap();
+        let to = rustix::fs::open(d.join("dst"), OFlags::WRONLY | OFlags::CREATE, Mode::from_raw_mode(0o600)).unwrap();
+        assert_eq!(read_write(&from, &to).unwrap(), content.len() as u64);
+        assert_eq!(std::fs::read(d.join("dst")).unwrap(), content);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
