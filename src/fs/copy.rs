@@ -1,6 +1,7 @@
 //! Copies that keep everything a file is: content, owner, mode (setuid included), extended
 //! attributes (overlayfs markers, capabilities, labels), times; symlinks as links and overlayfs
-//! whiteouts as whiteouts. Used to carry entries from one upper into another.
+//! whiteouts as whiteouts. Used to carry entries from one upper into another; `file` alone also
+//! for the boot's single-file copies (the shutdown binary, the verity key, the state record).
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -10,7 +11,7 @@ use std::path::Path;
 
 /// Makes an overlayfs whiteout (character device 0:0) at `p`.
 pub fn whiteout(p: &Path) -> std::io::Result<()> {
-    rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::CharacterDevice, Mode::empty(), 0)?;
+    rustix::fs::mknodat(rustix::fs::CWD, p, FileType::CharacterDevice, Mode::empty(), 0)?;
     Ok(())
 }
 
