@@ -2,8 +2,9 @@
 //! `modules.dep`, soft dependencies from `modules.softdep`, names from `modules.alias`, and
 //! built-in modules from `modules.builtin`. Pure: the loader in `boot::modules` acts on the plan.
 
+use crate::rt::prelude::*;
 use crate::util::sort::sort_by;
-use std::collections::HashSet;
+use alloc::collections::BTreeSet;
 
 /// Module names compare with `-` and `_` as the same character, as the kernel does.
 pub fn norm(name: &str) -> String {
@@ -214,7 +215,7 @@ impl ModIndex {
             };
             let n = norm(&request);
             let first = match self.dep_index(&n) {
-                Some(i) => !std::mem::replace(&mut seen_dep[i], true),
+                Some(i) => !core::mem::replace(&mut seen_dep[i], true),
                 None if seen_other.contains(&n) => false,
                 None => {
                     seen_other.push(n);
@@ -259,8 +260,8 @@ impl ModIndex {
 
     /// The depmod files restricted to the modules in `paths`, for a trimmed initramfs.
     /// Returns (modules.dep, modules.softdep, modules.alias).
-    pub fn subset(&self, paths: &HashSet<String>) -> (String, String, String) {
-        let keep: HashSet<String> = paths.iter().map(|p| name_of(p)).collect();
+    pub fn subset(&self, paths: &BTreeSet<String>) -> (String, String, String) {
+        let keep: BTreeSet<String> = paths.iter().map(|p| name_of(p)).collect();
         let mut dep: Vec<String> = Vec::new();
         for (i, (name, _, path, deps)) in self.deps.iter().enumerate() {
             if paths.contains(path) && self.dep_index(name) == Some(i) {
@@ -290,7 +291,7 @@ impl ModIndex {
     /// What an initramfs carries for `requests`: every `.ko` any chain names (a boot may need
     /// any alternative), and the depmod files trimmed to them.
     pub fn pack(&self, requests: &[String]) -> Result<Packed, String> {
-        let files: HashSet<String> = self.plan(requests)?.into_iter().flat_map(|s| s.chains).flatten().collect();
+        let files: BTreeSet<String> = self.plan(requests)?.into_iter().flat_map(|s| s.chains).flatten().collect();
         let (dep, soft, alias) = self.subset(&files);
         let mut files: Vec<String> = files.into_iter().collect();
         crate::util::sort::sort(&mut files);
@@ -353,7 +354,7 @@ impl Packed {
     pub fn cpio_lines(&self, version: &str, moddir: &str, index_dir: &str) -> String {
         let m = format!("/lib/modules/{version}");
         let mut dirs: Vec<String> =
-            self.files.iter().flat_map(|f| parent_dirs(f)).collect::<HashSet<_>>().into_iter().collect();
+            self.files.iter().flat_map(|f| parent_dirs(f)).collect::<BTreeSet<_>>().into_iter().collect();
         crate::util::sort::sort_by(&mut dirs, |a, b| (a.matches('/').count(), a) < (b.matches('/').count(), b));
         let mut out = format!("dir {m} 0755 0 0\n");
         for d in dirs {
@@ -528,7 +529,7 @@ kernel/drivers/virtio/virtio_ring.ko:
     #[test]
     fn subset_keeps_only_listed_modules() {
         let ix = ix();
-        let files: HashSet<String> = ix
+        let files: BTreeSet<String> = ix
             .plan(&["squashfs".into(), "ext4".into()])
             .unwrap()
             .into_iter()

@@ -1,6 +1,8 @@
 //! The factory-reset button: a GPIO line held active at power-on for a configured time. Its
 //! setting and the hold decision; `boot::button` reads the line.
 
+use crate::rt::prelude::*;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Button {
     pub chip: String,

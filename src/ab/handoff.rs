@@ -5,7 +5,9 @@
 use crate::ab::slots::Policy;
 use crate::ab::state::{SlotId, State};
 use crate::ab::store::Store;
-use std::path::PathBuf;
+use crate::rt::path::PathBuf;
+use crate::rt::prelude::*;
+use crate::rt::Why;
 
 pub const SLOTS_FILE: &str = "/run/overlay-init/slots";
 
@@ -117,7 +119,7 @@ pub struct Context {
 
 impl Context {
     pub fn load(state_override: Option<PathBuf>) -> Result<Context, String> {
-        let f = SlotsFile::parse(&std::fs::read_to_string(SLOTS_FILE).unwrap_or_default());
+        let f = SlotsFile::parse(&crate::rt::fs::read_to_string(SLOTS_FILE).unwrap_or_default());
         let missing = || {
             format!("{SLOTS_FILE} is missing: this system was not booted by overlay-init with A/B slots (or pass --state FILE)")
         };
@@ -163,12 +165,12 @@ impl Context {
     /// Reads the state, applies `change`, and saves it (fsynced) unless `change` refuses.
     pub fn update(&self, change: impl FnOnce(&mut State) -> Result<String, String>) -> Result<String, String> {
         let (mut store, st) = Store::open(&self.state)
-            .map_err(|e| format!("cannot open the slot state {}: {e}", self.state.display()))?;
+            .map_err(|e| format!("cannot open the slot state {}: {e}", self.state.display(), e = Why(e)))?;
         let mut st = st.unwrap_or_else(|| State::factory(self.policy.tries));
         let msg = change(&mut st)?;
-        store
-            .save(&mut st)
-            .map_err(|e| format!("cannot write the slot state {}: {e}; nothing changed", self.state.display()))?;
+        store.save(&mut st).map_err(|e| {
+            format!("cannot write the slot state {}: {e}; nothing changed", self.state.display(), e = Why(e))
+        })?;
         Ok(msg)
     }
 
@@ -181,7 +183,7 @@ impl Context {
     /// The state and what the record held; the default (slot a) when it holds none.
     pub fn read_record(&self) -> Result<(State, Record), String> {
         let st = crate::ab::store::read_only(&self.state)
-            .map_err(|e| format!("cannot read the slot state {}: {e}", self.state.display()))?;
+            .map_err(|e| format!("cannot read the slot state {}: {e}", self.state.display(), e = Why(e)))?;
         let record = match (&st, self.state.exists()) {
             (Some(_), _) => Record::Valid,
             (None, false) => Record::Missing,
@@ -198,7 +200,7 @@ impl Context {
 
     /// The identity of the image in the slot now (its squashfs superblock), if readable.
     pub fn image_id(&self, slot: SlotId) -> Option<u32> {
-        crate::block::device::image_id_at(std::path::Path::new(self.sources[slot.index()].as_ref()?))
+        crate::block::device::image_id_at(crate::rt::path::Path::new(self.sources[slot.index()].as_ref()?))
     }
 
     pub fn slot_arg(&self, arg: Option<&String>) -> Result<SlotId, String> {

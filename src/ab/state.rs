@@ -4,8 +4,9 @@
 //! pattern): the newer valid copy wins, and a write always goes to the older one, so a power cut
 //! during a write leaves the previous state readable. `store` does the I/O.
 
+use crate::rt::prelude::*;
 use crate::util::crc32::crc32;
-use std::fmt;
+use core::fmt;
 
 pub const BLOCK: usize = 512;
 /// Each copy starts on its own filesystem block, so a torn write can only hit one copy.

@@ -3,10 +3,11 @@
 
 use crate::ab::state::{self, State, BLOCK, COPY_STRIDE, FILE_LEN};
 use crate::fs::careful::open_regular;
+use crate::rt::path::Path;
+use crate::rt::Why;
 use rustix::fd::OwnedFd;
 use rustix::fs::{fdatasync, flock, fsync, open, FlockOperation, Mode, OFlags};
 use rustix::io::{pread, pwrite, Errno};
-use std::path::Path;
 
 pub struct Store {
     fd: OwnedFd,
@@ -87,7 +88,7 @@ fn read_copies(fd: &OwnedFd) -> (Option<(usize, u64)>, Option<State>) {
 
 fn create(path: &Path) -> Result<OwnedFd, Errno> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    crate::fs::mkdir::mkdir_all(dir).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    crate::fs::mkdir::mkdir_all(dir).map_err(|e| e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error))?;
     let tmp = path.with_extension("new");
     // A stale .new (a power cut during an earlier creation) is removed, never opened: it could be
     // a symlink planted to make us truncate another file.
@@ -116,7 +117,7 @@ pub fn load_or_default(path: &Path, tries: u8) -> (Option<Store>, State, Loaded)
         Ok((store, None)) if store.created => (Some(store), State::factory(tries), Loaded::New),
         Ok((store, None)) => (Some(store), State::factory(tries), Loaded::Default("no valid copy of the state record")),
         Err(e) => {
-            log::warn!("cannot open the slot state {}: {e}; booting slot a uncounted", path.display());
+            log::warn!("cannot open the slot state {}: {e}; booting slot a uncounted", path.display(), e = Why(e));
             (None, State::factory(tries), Loaded::Default("the state file cannot be opened"))
         }
     }

@@ -2,10 +2,11 @@
 
 use crate::block::probe::{self, FsInfo};
 use crate::block::spec::DevSpec;
-use std::fmt;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use crate::rt::fs::File;
+use crate::rt::io::{Read, Seek, SeekFrom};
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
+use core::fmt;
 
 /// One block device as sysfs and its superblock describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,7 +62,7 @@ pub fn lowest_free_id(used: impl Iterator<Item = u32>) -> u32 {
 /// a UBIFS is mounted from the volume, not from a block device.
 pub fn ubi_volumes(sysfs: &Path) -> Vec<BlockDev> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(sysfs.join("class/ubi")).into_iter().flatten().flatten() {
+    for e in crate::rt::fs::read_dir(sysfs.join("class/ubi")).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some((dev, vol)) = name.strip_prefix("ubi").and_then(|r| r.split_once('_')) else { continue };
         let (Ok(dev), Ok(vol)) = (dev.parse(), vol.parse()) else { continue };
@@ -202,12 +203,12 @@ pub fn scan(sysfs: &Path, dev: &Path) -> Vec<BlockDev> {
 /// enough to match `/dev/NAME`, `MAJ:MIN`, `PARTLABEL=`, `mtd:` and `ubi:`.
 pub fn list(sysfs: &Path) -> Vec<BlockDev> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(sysfs.join("class/block")) else {
+    let Ok(entries) = crate::rt::fs::read_dir(sysfs.join("class/block")) else {
         return out;
     };
     for entry in entries.flatten() {
         let dir = entry.path();
-        let Ok(text) = std::fs::read_to_string(dir.join("uevent")) else {
+        let Ok(text) = crate::rt::fs::read_to_string(dir.join("uevent")) else {
             continue;
         };
         let u = parse_uevent(&text);
@@ -268,11 +269,11 @@ fn ubiblock_of(sysfs: &Path, name: &str) -> Option<Box<UbiVol>> {
 }
 
 fn read_trim(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    crate::rt::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
 fn parent_name(dir: &Path) -> Option<String> {
-    let target = std::fs::read_link(dir).ok()?;
+    let target = crate::rt::fs::read_link(dir).ok()?;
     let parent = target.parent()?.file_name()?;
     Some(parent.to_string_lossy().into_owned())
 }

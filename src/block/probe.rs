@@ -1,6 +1,8 @@
 //! Filesystem and partition-table identity read from raw bytes, so no blkid or udev is needed.
 //! Pure functions over buffers; the caller reads the bytes.
 
+use crate::rt::prelude::*;
+
 /// Bytes to read from the start of a device to probe every format below.
 pub const PROBE_LEN: usize = 2048;
 

@@ -1,6 +1,7 @@
 //! How a setting names a block device, in the kernel's `root=` forms.
 
-use std::fmt;
+use crate::rt::prelude::*;
+use core::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DevSpec {

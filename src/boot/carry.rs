@@ -16,9 +16,11 @@ use crate::config::settings::Settings;
 use crate::plan::NewUpper;
 use crate::reconcile::rules::Outcome;
 use crate::reconcile::walk::{self, Trees};
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
+use crate::rt::Why;
 use crate::sys::{loopdev, mount};
 use rustix::fs::{renameat_with, RenameFlags, CWD};
-use std::path::Path;
 
 /// Makes the slot's new upper (the plan leaves an upper of unknown image alone: after a lost
 /// state record an upper is never replaced on a guess). Returns false when the slot's upper was
@@ -129,7 +131,7 @@ fn reconcile(
     staging: &Path,
     keep: &[String],
     report: &mut Report,
-) -> std::result::Result<Outcome, String> {
+) -> core::result::Result<Outcome, String> {
     let target = paths::OLD_LOWER;
     crate::fs::mkdir::mkdir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
     let file = image.display().to_string();
@@ -140,12 +142,13 @@ fn reconcile(
         Some(v) => Some(crate::boot::verity::open_device(v, report).map_err(|e| format!("verifying {file}: {e}"))?),
         None => None,
     };
-    let is_block = image.metadata().is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    let is_block =
+        image.metadata().is_ok_and(|m| crate::rt::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
     // A file slot needs a loop device; it goes away with the unmount (autoclear).
     let attached = if is_block || verified.is_some() {
         None
     } else {
-        Some(loopdev::attach_ro(&file).map_err(|(c, e)| format!("{file}: {c}: {e}"))?)
+        Some(loopdev::attach_ro(&file).map_err(|(c, e)| format!("{file}: {c}: {e}", e = Why(e)))?)
     };
     let source = match &verified {
         Some(v) => v.device.clone(),
@@ -154,9 +157,9 @@ fn reconcile(
     let result = reconcile_mounted(s, &source, from, staging, keep);
     drop(attached);
     if let (Some(v), Some(d)) = (&n.old_verity, &verified) {
-        let _ = std::fs::remove_file(&d.device);
+        let _ = crate::rt::fs::remove_file(&d.device);
         if let Err((call, e)) = crate::sys::dm::remove_deferred(&v.name) {
-            log::warn!("dm-verity device {} of the old image: {call}: {e}", v.name);
+            log::warn!("dm-verity device {} of the old image: {call}: {e}", v.name, e = Why(e));
         }
     }
     let o = result?;
@@ -185,21 +188,21 @@ fn reconcile_mounted(
     from: &Path,
     staging: &Path,
     keep: &[String],
-) -> std::result::Result<Outcome, String> {
+) -> core::result::Result<Outcome, String> {
     let target = paths::OLD_LOWER;
-    mount::mount_image_ro(source, target).map_err(|e| format!("mount {source} on {target}: {e}"))?;
+    mount::mount_image_ro(source, target).map_err(|e| format!("mount {source} on {target}: {e}", e = Why(e)))?;
     let mut rules = s.ab.rules.clone();
     rules.keep = keep.to_vec();
     let trees = Trees { old: Path::new(target), new: Path::new(paths::LOWER), upper: from };
     let (to, conflicts) = (staging.join("upper"), staging.join("conflicts"));
     let result = walk::reconcile(&trees, &rules, &to, &conflicts, Some(REPORT_LISTS)).map(|(o, _)| o);
     if let Err(e) = mount::unmount_detach(target) {
-        log::warn!("unmount {target}: {e}");
+        log::warn!("unmount {target}: {e}", e = Why(e));
     }
     result.map_err(|e| format!("reading or writing the uppers: {e}"))
 }
 
-fn io(call: &'static str, p: &Path, e: std::io::Error) -> Box<Error> {
+fn io(call: &'static str, p: &Path, e: crate::rt::io::Error) -> Box<Error> {
     Error::io(call, p, &e, "check the data partition")
 }
 

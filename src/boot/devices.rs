@@ -10,9 +10,10 @@ use crate::config::settings::Settings;
 use crate::flash::mtdparts;
 use crate::flash::ubi::{self, Action};
 use crate::plan::{DataState, Found};
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
+use crate::rt::time::Duration;
 use crate::sys::clock::now_us;
-use std::path::Path;
-use std::time::Duration;
 
 /// How often to look again while waiting without uevents: short enough not to add boot time,
 /// long enough not to spin (a scan reads a few KiB per device).
@@ -61,7 +62,7 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool, drivers_in: Driv
     let events = if wait { crate::sys::uevent::Uevents::open() } else { None };
     if wait && s.rootdelay > 0 {
         log::info!("rootdelay: waiting {} s before looking for devices", s.rootdelay);
-        std::thread::sleep(Duration::from_secs(s.rootdelay.into()));
+        crate::rt::thread::sleep(Duration::from_secs(s.rootdelay.into()));
     }
     let start = now_us();
     let slot_specs: Vec<Option<&DevSpec>> =
@@ -162,7 +163,7 @@ pub fn find(s: &Settings, sysfs: &Path, dev: &Path, wait: bool, drivers_in: Driv
                     .unwrap_or(0);
                 ev.wait(UEVENT_WAIT.min(Duration::from_micros(next)));
             }
-            None => std::thread::sleep(POLL),
+            None => crate::rt::thread::sleep(POLL),
         }
     }
 }
@@ -237,7 +238,7 @@ fn prepare_flash(s: &Settings, sysfs: &Path, dev: &Path, lowers: &[&DevSpec]) ->
 /// and may erase what it takes for broken blocks. The image's size is read from its headers at
 /// the partition's start; a partition that cannot be read is left to the attach to judge.
 fn check_ubi_layout(sysfs: &Path, dev: &Path, mtd: u32, name: &str) -> Result<()> {
-    let read = |f: &str| std::fs::read_to_string(sysfs.join(format!("class/mtd/mtd{mtd}/{f}"))).ok();
+    let read = |f: &str| crate::rt::fs::read_to_string(sysfs.join(format!("class/mtd/mtd{mtd}/{f}"))).ok();
     let number = |f: &str| read(f).and_then(|v| v.trim().parse::<u64>().ok());
     let (Some(erasesize), Some(size)) = (number("erasesize"), number("size")) else { return Ok(()) };
     // One eraseblock and the next header's magic answer the usual case (a matching image); only

@@ -48,7 +48,7 @@ pub fn mount_api_filesystems() -> Result<()> {
         if stat(fs.target).map(|s| s.st_dev != root_dev).unwrap_or(false) {
             continue;
         }
-        let data = std::ffi::CString::new(fs.data).unwrap_or_default();
+        let data = crate::rt::ffi::CString::new(fs.data).unwrap_or_default();
         match mount(fs.fstype, fs.target, fs.fstype, fs.flags, Some(data.as_c_str())) {
             Ok(()) | Err(Errno::BUSY) => {}
             Err(e) => {
@@ -65,13 +65,17 @@ pub fn mount_api_filesystems() -> Result<()> {
 }
 
 /// Points stdin, stdout and stderr at /dev/console (the kernel may have started us without them
-/// when the initramfs had no /dev/console node).
+/// when the initramfs had no /dev/console node). Without a console, a closed one of the three is
+/// pointed at /dev/null, as std's start-up would have done: otherwise the next file the boot
+/// opens takes its number, and what is written to stderr would land in that file.
 pub fn console_stdio() {
-    let Ok(fd) = open("/dev/console", OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty()) else {
-        return;
-    };
-    // dup2 clears O_CLOEXEC on the new descriptors, so the real init inherits the console.
-    let _ = rustix::stdio::dup2_stdin(&fd);
-    let _ = rustix::stdio::dup2_stdout(&fd);
-    let _ = rustix::stdio::dup2_stderr(&fd);
+    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+    if let Ok(fd) = open("/dev/console", flags, Mode::empty()) {
+        // dup2 clears O_CLOEXEC on the new descriptors, so the real init inherits the console.
+        let _ = rustix::stdio::dup2_stdin(&fd);
+        let _ = rustix::stdio::dup2_stdout(&fd);
+        let _ = rustix::stdio::dup2_stderr(&fd);
+    } else if let Ok(null) = open("/dev/null", flags, Mode::empty()) {
+        crate::sys::fds::fill_closed_stdio(&null);
+    }
 }

@@ -3,9 +3,11 @@
 
 use crate::config::settings::SettingError;
 use crate::plan::PlanError;
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
+use crate::rt::Why;
+use core::fmt;
 use rustix::io::Errno;
-use std::fmt;
-use std::path::Path;
 
 #[derive(Debug)]
 pub enum Error {
@@ -52,7 +54,7 @@ pub enum Error {
 
 /// Boxed: the enum is 128 bytes (five strings in `Mount`), and unboxed every `Result` of the boot
 /// carried it and every `?` copied it; a failure, which happens once, pays one allocation instead.
-pub type Result<T> = std::result::Result<T, Box<Error>>;
+pub type Result<T> = core::result::Result<T, Box<Error>>;
 
 impl Error {
     /// A syscall error with a path, for the steps without a more specific variant.
@@ -61,8 +63,8 @@ impl Error {
     }
 
     /// A failed std file operation on `path`, its errno recovered from the `io::Error`.
-    pub fn io(call: &'static str, path: &Path, e: &std::io::Error, hint: &'static str) -> Box<Error> {
-        let errno = Errno::from_io_error(e).unwrap_or(Errno::IO);
+    pub fn io(call: &'static str, path: &Path, e: &crate::rt::io::Error, hint: &'static str) -> Box<Error> {
+        let errno = e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error);
         Error::sys(call, path.display().to_string(), errno, hint)
     }
 }
@@ -100,10 +102,10 @@ impl fmt::Display for Error {
                 "{what} device {spec} not found after {waited} s; saw: {}. Fix: check the partition table or the setting, or raise oinit.timeout / rootwait=",
                 if saw.is_empty() { "no block devices (is the disk driver in oinit.modules?)".to_string() } else { saw.join(", ") }
             ),
-            Error::Syscall { call, path, errno, hint: "" } => write!(f, "{call} {path}: {errno}"),
-            Error::Syscall { call, path, errno, hint } => write!(f, "{call} {path}: {errno}. Fix: {hint}"),
+            Error::Syscall { call, path, errno, hint: "" } => write!(f, "{call} {path}: {errno}", errno = Why(*errno)),
+            Error::Syscall { call, path, errno, hint } => write!(f, "{call} {path}: {errno}. Fix: {hint}", errno = Why(*errno)),
             Error::Mount { source, target, fstype, options, errno, hint } => {
-                write!(f, "mount {source} on {target} type {fstype} ({options}): {errno}. Likely: {hint}")
+                write!(f, "mount {source} on {target} type {fstype} ({options}): {errno}. Likely: {hint}", errno = Why(*errno))
             }
             Error::NotImage { path } => {
                 write!(f, "{path} is not a squashfs or EROFS image (bad magic or truncated). Fix: reinstall the image")

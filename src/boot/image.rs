@@ -3,14 +3,15 @@
 use crate::block::device::read_head;
 use crate::block::probe;
 use crate::boot::error::{Error, Result};
-use std::path::Path;
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
 
 /// Refuses an image file that is not of the planned type (squashfs unless `rootfstype=erofs`)
 /// or shorter than its superblock says, before it reaches the kernel (which would log a cryptic
 /// error or read past the end at run time).
 pub fn check_image_file(file: &str, fstype: Option<&str>) -> Result<()> {
     let bad = || Error::NotImage { path: file.to_string() };
-    let len = std::fs::metadata(file)
+    let len = crate::rt::fs::metadata(file)
         .map_err(|e| {
             let hint = "check oinit.lowerfile= and that the image is installed on that partition";
             Error::io("stat", Path::new(file), &e, hint)

@@ -12,9 +12,11 @@ use crate::config::kexec::Stage2;
 use crate::config::paths;
 use crate::kexec::image::{self, Arch};
 use crate::plan::Role;
+use crate::rt::io::Read;
+use crate::rt::prelude::*;
+use crate::rt::Why;
 use rustix::fd::AsFd;
 use rustix::fs::{open, Mode, OFlags};
-use std::io::Read;
 
 /// The files of the slot's boot, as the plan names them.
 pub struct Files<'a> {
@@ -49,11 +51,11 @@ pub fn hand_over(f: &Files<'_>, report: &mut Report) -> Result<(), StepError> {
             // The other slot's plan mounts its lower in the same place; the refused slot's verity
             // device goes with its lower.
             if let Err(e) = crate::sys::mount::unmount(f.lower) {
-                log::warn!("unmount {}: {e}", f.lower);
+                log::warn!("unmount {}: {e}", f.lower, e = Why(e));
             }
             if let Some(name) = f.verity {
                 if let Err((call, e)) = crate::sys::dm::remove(name) {
-                    log::warn!("remove /dev/mapper/{name}: {call}: {e}");
+                    log::warn!("remove /dev/mapper/{name}: {call}: {e}", e = Why(e));
                 }
             }
             Err(StepError { role: Role::Lower, error })
@@ -65,7 +67,7 @@ pub fn hand_over(f: &Files<'_>, report: &mut Report) -> Result<(), StepError> {
 /// loaded, None when there is nothing to hand over to.
 fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Box<Error>> {
     let kernel = format!("{}{}", f.lower, f.kernel);
-    if !std::path::Path::new(&kernel).exists() {
+    if !crate::rt::path::Path::new(&kernel).exists() {
         log::info!("slot {} carries no kernel ({kernel}): booting it on the running kernel", f.slot.name());
         return Ok(None);
     }
@@ -77,7 +79,8 @@ fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Box<Er
     // An arm64 Image does not say which kernel it is: its banner, written beside it at build
     // time, does (inside the same verified image).
     if img.version.is_none() {
-        img.version = image::from_banner(&std::fs::read_to_string(format!("{kernel}.version")).unwrap_or_default());
+        img.version =
+            image::from_banner(&crate::rt::fs::read_to_string(format!("{kernel}.version")).unwrap_or_default());
     }
     if image::is_running(&img, &release, &version) {
         log::info!("slot {}'s kernel is the running one ({release}): no hand-over", f.slot.name());
@@ -88,14 +91,14 @@ fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Box<Er
     let dtb = match f.dtb {
         Some(dtb) => {
             let path = format!("{}{dtb}", f.lower);
-            let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
+            let bytes = crate::rt::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
             image::device_tree(&bytes).map_err(|why| bad_file(&path, why))?;
             Some((path, bytes))
         }
         None => None,
     };
     let marker = Stage2 { slot: f.slot, from_release: release.clone(), stage1_ms: crate::sys::clock::now_us() / 1000 };
-    let running = std::fs::read_to_string("/proc/cmdline").map_err(|e| io_error("read", "/proc/cmdline", e))?;
+    let running = crate::rt::fs::read_to_string("/proc/cmdline").map_err(|e| io_error("read", "/proc/cmdline", e))?;
     let cmdline = image::stage_two_cmdline(&running, &marker, arch.cmdline_max())
         .map_err(|why| bad_file("/proc/cmdline", why))?;
     log::info!(
@@ -115,7 +118,7 @@ fn load(f: &Files<'_>, report: &mut Report) -> Result<Option<(u64, u64)>, Box<Er
 /// x86_64: the kernel parses the bzImage itself (`kexec_file_load`).
 fn load_file(kernel: &str, initrd: &str, cmdline: String, report: &mut Report) -> Result<(), Box<Error>> {
     let c_cmdline =
-        std::ffi::CString::new(cmdline).map_err(|_| bad_file("/proc/cmdline", "holds a NUL byte".into()))?;
+        crate::rt::ffi::CString::new(cmdline).map_err(|_| bad_file("/proc/cmdline", "holds a NUL byte".into()))?;
     let open_ro = |p: &str| {
         open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| Error::sys("open", p.to_string(), e, "check the slot image's /boot"))
@@ -143,11 +146,11 @@ fn load_segments(
     const FDT: &str = "/sys/firmware/fdt";
     let (dtb_path, dtb) = match dtb {
         Some(d) => d,
-        None => (FDT.to_string(), std::fs::read(FDT).map_err(|e| io_error("read", FDT, e))?),
+        None => (FDT.to_string(), crate::rt::fs::read(FDT).map_err(|e| io_error("read", FDT, e))?),
     };
-    let image = std::fs::read(kernel).map_err(|e| io_error("read", kernel, e))?;
-    let ramdisk = std::fs::read(initrd).map_err(|e| io_error("read", initrd, e))?;
-    let iomem = std::fs::read_to_string("/proc/iomem").map_err(|e| io_error("read", "/proc/iomem", e))?;
+    let image = crate::rt::fs::read(kernel).map_err(|e| io_error("read", kernel, e))?;
+    let ramdisk = crate::rt::fs::read(initrd).map_err(|e| io_error("read", initrd, e))?;
+    let iomem = crate::rt::fs::read_to_string("/proc/iomem").map_err(|e| io_error("read", "/proc/iomem", e))?;
     let ram = arm64::system_ram(&iomem);
     let page = |n: u64| n.div_ceil(4096) * 4096;
     // The edited tree grows by the command line and two properties at most.
@@ -201,7 +204,7 @@ fn load_hint(e: rustix::io::Errno) -> &'static str {
 /// The first bytes of a slot file, which say what it is.
 fn head(path: &str) -> Result<Vec<u8>, Box<Error>> {
     let mut buf = Vec::with_capacity(image::HEAD);
-    std::fs::File::open(path)
+    crate::rt::fs::File::open(path)
         .and_then(|f| f.take(image::HEAD as u64).read_to_end(&mut buf))
         .map_err(|e| io_error("read", path, e))?;
     Ok(buf)
@@ -214,7 +217,7 @@ fn bad_file(path: &str, why: String) -> Box<Error> {
     }))
 }
 
-fn io_error(call: &'static str, path: &str, e: std::io::Error) -> Box<Error> {
+fn io_error(call: &'static str, path: &str, e: crate::rt::io::Error) -> Box<Error> {
     let errno = rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO));
     // The lower is read through dm-verity: EIO is most often a changed block.
     let hint = if errno == rustix::io::Errno::IO { load_hint(errno) } else { "check the slot image's /boot" };
@@ -227,9 +230,9 @@ fn io_error(call: &'static str, path: &str, e: std::io::Error) -> Box<Error> {
 fn leave_data_clean() {
     rustix::fs::sync();
     if let Err(e) = crate::sys::mount::unmount(paths::DATA) {
-        log::warn!("unmount {}: {e}; remounting it read-only", paths::DATA);
+        log::warn!("unmount {}: {e}; remounting it read-only", paths::DATA, e = Why(e));
         if let Err(e) = crate::sys::mount::remount_read_only(paths::DATA) {
-            log::warn!("remount {} read-only: {e}; it was synced", paths::DATA);
+            log::warn!("remount {} read-only: {e}; it was synced", paths::DATA, e = Why(e));
         }
     }
 }

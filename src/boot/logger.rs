@@ -7,11 +7,12 @@
 //! 3 ms of a 1-vCPU TCG boot (a plain boot logs about 14 before the exec), and a serial port's
 //! time on a board.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Mutex;
+use crate::rt::fs::{File, OpenOptions};
+use crate::rt::io::Write;
+use crate::rt::os::fd::{AsRawFd, RawFd};
+use crate::rt::prelude::*;
+use crate::rt::sync::atomic::{AtomicI32, Ordering};
+use crate::rt::sync::Mutex;
 
 pub const PREFIX: &str = "overlay-init";
 
@@ -66,7 +67,7 @@ impl log::Log for Logger {
             }
         }
         if to_console(level, in_kmsg, self.kernel_echoes_below, self.show_info) {
-            let _ = writeln!(std::io::stderr(), "{PREFIX}: {tag}{}", r.args());
+            let _ = writeln!(crate::rt::io::stderr(), "{PREFIX}: {tag}{}", r.args());
         }
     }
 
@@ -79,14 +80,14 @@ impl log::Log for Logger {
 const DEVKMSG: &str = "/proc/sys/kernel/printk_devkmsg";
 
 pub fn lift_kmsg_ratelimit() {
-    if std::fs::read_to_string(DEVKMSG).is_ok_and(|v| v.trim() == "ratelimit") {
-        let _ = std::fs::write(DEVKMSG, "on\n");
+    if crate::rt::fs::read_to_string(DEVKMSG).is_ok_and(|v| v.trim() == "ratelimit") {
+        let _ = crate::rt::fs::write(DEVKMSG, "on\n");
     }
 }
 
 pub fn restore_kmsg_ratelimit() {
-    if std::fs::read_to_string(DEVKMSG).is_ok_and(|v| v.trim() == "on") {
-        let _ = std::fs::write(DEVKMSG, "ratelimit\n");
+    if crate::rt::fs::read_to_string(DEVKMSG).is_ok_and(|v| v.trim() == "on") {
+        let _ = crate::rt::fs::write(DEVKMSG, "ratelimit\n");
     }
 }
 
@@ -103,7 +104,7 @@ pub fn kmsg_fd() -> Option<RawFd> {
 pub fn init(level: log::LevelFilter, kmsg: bool, show_info: bool) {
     let kmsg_file = kmsg.then(|| OpenOptions::new().write(true).open("/dev/kmsg").ok()).flatten();
     // console_loglevel is the first field of /proc/sys/kernel/printk.
-    let echo = std::fs::read_to_string("/proc/sys/kernel/printk")
+    let echo = crate::rt::fs::read_to_string("/proc/sys/kernel/printk")
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(0);

@@ -1,5 +1,8 @@
 //! The boot as PID 1, top-down: early mounts, settings, modules, devices, plan, mounts, switch.
 
+use crate::rt::prelude::*;
+use crate::rt::Why;
+
 pub mod bootloader;
 pub mod button;
 pub mod carry;
@@ -26,8 +29,8 @@ use crate::boot::report::Report;
 use crate::config::paths;
 use crate::config::settings::Settings;
 use crate::plan;
+use crate::rt::path::Path;
 use crate::sys::clock::now_us;
-use std::path::Path;
 
 pub fn run() -> ! {
     let mut report = Report::default();
@@ -39,7 +42,9 @@ pub fn run() -> ! {
     logger::init(settings.log_level, true, settings.show_info);
     log::info!("overlay-init {} starting", env!("CARGO_PKG_VERSION"));
     #[cfg(feature = "panic-test")]
-    if std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.split_whitespace().any(|w| w == "oinit.testpanic")) {
+    if crate::rt::fs::read_to_string("/proc/cmdline")
+        .is_ok_and(|c| c.split_whitespace().any(|w| w == "oinit.testpanic"))
+    {
         panic!("oinit.testpanic on the command line of a panic-test build");
     }
     if let Err(e) = early_result {
@@ -62,7 +67,7 @@ pub fn run() -> ! {
 /// The board config, then the command line; both read as bytes, so one stray byte costs one
 /// word, not every setting.
 fn read_settings() -> (Settings, crate::config::settings::Loaded) {
-    let read = |path: &str| crate::config::cmdline::decode(&std::fs::read(path).unwrap_or_default(), path);
+    let read = |path: &str| crate::config::cmdline::decode(&crate::rt::fs::read(path).unwrap_or_default(), path);
     let (config, w1) = read(paths::CONFIG);
     let (cmdline, w2) = read("/proc/cmdline");
     let (settings, mut loaded) = Settings::load(&config, &cmdline);
@@ -118,7 +123,9 @@ fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Box<Error>> {
     if let Some(loading) = pending {
         if found.is_ok() {
             finish_modules(loading, &modules_by, report)?;
-        } else if let Err(stuck) = loading.finish(std::time::Duration::from_secs(1)).map(|l| report.modules = l.lines) {
+        } else if let Err(stuck) =
+            loading.finish(crate::rt::time::Duration::from_secs(1)).map(|l| report.modules = l.lines)
+        {
             // The boot fails on the search's error; a module that never came back may be why.
             log::error!("modules still loading (their init has not returned): {stuck}");
         }
@@ -145,7 +152,10 @@ fn boot(s: &Settings, report: &mut Report) -> Result<Switch, Box<Error>> {
         match crate::sys::watchdog::arm(wd, s.ab.watchdog_timeout) {
             Ok(t) => log::info!("watchdog {wd} armed: {t} s for the real system to take it over"),
             Err((call, e)) => {
-                log::warn!("watchdog {wd}: {call}: {e}; booting without it (is its driver in oinit.modules?)")
+                log::warn!(
+                    "watchdog {wd}: {call}: {e}; booting without it (is its driver in oinit.modules?)",
+                    e = Why(e)
+                )
             }
         }
     }
@@ -180,7 +190,7 @@ struct ModulesDeadline {
 /// Waits for the module loader until the module deadline and books its lines and kernel time;
 /// a module whose init never returns is named in the error.
 fn finish_modules(loading: modules::Loading, by: &ModulesDeadline, report: &mut Report) -> Result<(), Box<Error>> {
-    let left = std::time::Duration::from_micros(by.at.saturating_sub(now_us()));
+    let left = crate::rt::time::Duration::from_micros(by.at.saturating_sub(now_us()));
     let loaded = loading.finish(left).map_err(|stuck| {
         Error::Plan(plan::PlanError {
             what: format!(
@@ -197,7 +207,8 @@ fn finish_modules(loading: modules::Loading, by: &ModulesDeadline, report: &mut 
 
 fn write_report(report: &Report) {
     let json = report.to_json();
-    if let Err(e) = crate::fs::mkdir::mkdir_all(paths::RUN_DIR).and_then(|()| std::fs::write(paths::REPORT, json)) {
+    if let Err(e) = crate::fs::mkdir::mkdir_all(paths::RUN_DIR).and_then(|()| crate::rt::fs::write(paths::REPORT, json))
+    {
         log::warn!("cannot write the boot report {}: {e}", paths::REPORT);
     }
 }

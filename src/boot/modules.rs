@@ -6,13 +6,15 @@
 //! two groups need is loaded once: the second waits for the first to finish.
 
 use crate::kmod::{name_of, LoadStep, ModIndex};
+use crate::rt::path::{Path, PathBuf};
+use crate::rt::prelude::*;
+use crate::rt::sync::atomic::{AtomicUsize, Ordering};
+use crate::rt::sync::{Arc, Condvar, Mutex, MutexGuard};
+use crate::rt::time::Duration;
+use crate::rt::Why;
 use crate::sys::clock::now_us;
 use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
 
 /// `MODULE_INIT_COMPRESSED_FILE` (Linux 6.2+): the kernel decompresses `.ko.xz`/`.ko.zst` itself.
 const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
@@ -23,14 +25,14 @@ const MAX_THREADS: usize = 4;
 /// and the CPU's modalias from `cpu` (none on a kernel without CONFIG_GENERIC_CPU_AUTOPROBE:
 /// then every alternative is tried).
 pub fn read_index(dir: &Path, cpu: &Path) -> ModIndex {
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let read = |f: &str| crate::rt::fs::read_to_string(dir.join(f)).unwrap_or_default();
     let ix = ModIndex::parse(
         &read("modules.dep"),
         &read("modules.softdep"),
         &read("modules.alias"),
         &read("modules.builtin"),
     );
-    match std::fs::read_to_string(cpu) {
+    match crate::rt::fs::read_to_string(cpu) {
         Ok(modalias) => ix.for_cpu(&modalias),
         Err(_) => ix,
     }
@@ -115,7 +117,7 @@ fn start_with(steps: Vec<LoadStep>, shared: Shared) -> Loading {
     }));
     if let Err(e) = spawned {
         // No thread (out of memory this early): load on this one, as the boot did before.
-        log::warn!("cannot start the module loader thread ({e}): loading on the init's own");
+        log::warn!("cannot start the module loader thread ({e}): loading on the init's own", e = Why(e));
         load_all(&steps, &shared);
         *lock(&shared.finished) = Some(now_us());
     }
@@ -135,7 +137,7 @@ impl Loading {
             return Err(self.stuck());
         }
         drop(done);
-        Ok(Loaded { lines: std::mem::take(&mut *lock(&sh.lines)), busy: std::mem::take(&mut *lock(&sh.busy)) })
+        Ok(Loaded { lines: core::mem::take(&mut *lock(&sh.lines)), busy: core::mem::take(&mut *lock(&sh.busy)) })
     }
 
     /// When every module had been loaded (`now_us`), or `None` while some still load: the
@@ -250,10 +252,11 @@ fn load_one(path: &str, sh: &Shared) -> Result<(), String> {
     }
     let full = sh.dir.join(path);
     let fd = open(&full, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| format!("{name} ({}): open: {e}", full.display()))?;
+        .map_err(|e| format!("{name} ({}): open: {e}", full.display(), e = Why(e)))?;
     let flags = if path.ends_with(".ko") { 0 } else { MODULE_INIT_COMPRESSED_FILE };
     let params = crate::kmod::params_for(&name, &sh.params);
-    let args = std::ffi::CString::new(params.as_str()).map_err(|_| format!("{name}: a parameter holds a NUL byte"))?;
+    let args =
+        crate::rt::ffi::CString::new(params.as_str()).map_err(|_| format!("{name}: a parameter holds a NUL byte"))?;
     let t = now_us();
     let result = rustix::system::finit_module(&fd, &args, flags);
     let end = now_us();
@@ -267,7 +270,7 @@ fn load_one(path: &str, sh: &Shared) -> Result<(), String> {
             Ok(())
         }
         Err(e) => {
-            lock(&sh.lines).push(format!("{name} failed: {e}"));
+            lock(&sh.lines).push(format!("{name} failed: {e}", e = Why(e)));
             // EINVAL with parameters is most often a parameter the module does not know; a
             // compressed file is refused by kernels that cannot decompress modules themselves.
             let hint = if flags != 0 && matches!(e, Errno::INVAL | Errno::OPNOTSUPP) {
@@ -279,7 +282,7 @@ fn load_one(path: &str, sh: &Shared) -> Result<(), String> {
             } else {
                 format!(" (parameters: {params})")
             };
-            Err(format!("{name}: finit_module: {e}{hint}"))
+            Err(format!("{name}: finit_module: {e}{hint}", e = Why(e)))
         }
     }
 }

@@ -7,12 +7,14 @@ use crate::boot::image::check_image_file;
 use crate::boot::report::Report;
 use crate::fs::careful;
 use crate::plan::{self, DataState, Found, Mount, Plan, Role, Source, Step};
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
+use crate::rt::time::{Duration, Instant};
+use crate::rt::Why;
 use crate::sys::process::{self, Program};
 use crate::sys::{loopdev, mount::mount_fs};
 use rustix::fs::{chmod, Mode};
 use rustix::io::Errno;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 /// A failed step and the role of what it worked on, so that a data partition failure can fall
 /// back to a volatile upper instead of failing the boot.
@@ -22,7 +24,7 @@ pub struct StepError {
 }
 
 /// Runs every step before the switch. Returns at the first failure.
-pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepError> {
+pub fn run(steps: &[Step], report: &mut Report) -> core::result::Result<(), StepError> {
     for step in steps {
         log::debug!("{step}");
         let result = match step {
@@ -69,7 +71,7 @@ pub fn run(steps: &[Step], report: &mut Report) -> std::result::Result<(), StepE
 pub fn assemble(
     report: &mut Report,
     found: &mut Found,
-    decide: impl Fn(&Found) -> std::result::Result<Plan, plan::PlanError>,
+    decide: impl Fn(&Found) -> core::result::Result<Plan, plan::PlanError>,
 ) -> Result<Plan> {
     loop {
         let plan = decide(found).map_err(Error::Plan)?;
@@ -197,9 +199,9 @@ fn attach_appended(device: &str, offset: u64, link: &str, report: &mut Report) -
     let attached = report
         .kernel(|| loopdev::attach(device, options))
         .map_err(|(call, e)| Error::sys(call, device, e, "add loop to oinit.modules (or build it into the kernel)"))?;
-    let _ = std::fs::remove_file(link);
+    let _ = crate::rt::fs::remove_file(link);
     // Absolute, so the link resolves wherever /dev is (moved into the new root at the switch).
-    std::os::unix::fs::symlink(&attached.path, link)
+    crate::rt::os::unix::fs::symlink(&attached.path, link)
         .map_err(|e| Error::io("symlink", Path::new(link), &e, "check /dev"))?;
     log::info!("data area of {device} from byte {offset} is {} ({link})", attached.path);
     Ok(())
@@ -211,10 +213,10 @@ fn find_tool(names: &[&str]) -> Option<String> {
 }
 
 /// Runs a tool with a time budget; kills it when the budget is spent.
-fn run_tool(path: &str, args: &[&str], budget: u32) -> std::result::Result<i32, String> {
+fn run_tool(path: &str, args: &[&str], budget: u32) -> core::result::Result<i32, String> {
     // Its own process group, so that a budget overrun kills what the tool started too (a
     // leftover child would keep running from the initramfs after the switch).
-    let child = Program::inheriting(path, args)?.spawn(true).map_err(|e| format!("cannot start: {e}"))?;
+    let child = Program::inheriting(path, args)?.spawn(true).map_err(|e| format!("cannot start: {e}", e = Why(e)))?;
     let until = Instant::now() + Duration::from_secs(budget.into());
     loop {
         match process::wait(child, false) {
@@ -224,8 +226,8 @@ fn run_tool(path: &str, args: &[&str], budget: u32) -> std::result::Result<i32, 
                 let _ = process::wait(child, true);
                 return Err(format!("killed after its {budget} s budget"));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(format!("wait: {e}")),
+            Ok(None) => crate::rt::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("wait: {e}", e = Why(e))),
         }
     }
 }
@@ -263,7 +265,7 @@ fn mkfs(device: &str) -> Result<()> {
         .into());
     };
     // Linux generates these from its non-blocking pool; mke2fs would otherwise ask getrandom().
-    let uuid = || std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default().trim().to_string();
+    let uuid = || crate::rt::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default().trim().to_string();
     let (u, seed) = (uuid(), format!("hash_seed={}", uuid()));
     let mut args = vec!["-q", "-F", "-t", "ext4", "-L", "userdata"];
     if !u.is_empty() {

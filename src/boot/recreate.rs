@@ -20,8 +20,10 @@ use crate::config::paths::CARRY_VOLUME;
 use crate::config::settings::Settings;
 use crate::plan::data::ubi_data_mount;
 use crate::plan::{DataState, Found, Step};
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
+use crate::rt::Why;
 use crate::sys::{mount, ubi};
-use std::path::Path;
 
 const CARRY_DIR: &str = "/run/overlay-init/carry";
 /// Written last into the carry, after everything else in it is durable.
@@ -34,7 +36,7 @@ const UBIFS_MIN_LEBS: u64 = 17;
 /// (UBI rounds the data volume up to them, so only those whole ones are left), or why a reset
 /// cannot recreate the data volume (it moves the uppers aside instead). `free` is what the UBI
 /// device has left, `leb` its eraseblock size.
-pub fn carry_size(free: u64, keep_free: u64, leb: u64) -> std::result::Result<u64, String> {
+pub fn carry_size(free: u64, keep_free: u64, leb: u64) -> core::result::Result<u64, String> {
     let bytes = keep_free / leb.max(1) * leb;
     if bytes < UBIFS_MIN_LEBS * leb {
         return Err(format!(
@@ -108,7 +110,7 @@ pub fn reset(s: &Settings, t: &Target, report: &mut Report) -> Result<bool> {
         return Ok(false);
     }
     if let Err(e) = mount::unmount(paths::DATA) {
-        log::warn!("factory reset: umount {}: {e}; moving the uppers aside instead", paths::DATA);
+        log::warn!("factory reset: umount {}: {e}; moving the uppers aside instead", paths::DATA, e = Why(e));
         drop_carry(t)?;
         return Ok(false);
     }
@@ -148,9 +150,13 @@ fn fill_carry(s: &Settings, t: &Target, bytes: u64) -> Result<()> {
     // The data partition is hostile: the record is read as a regular file, bounded, never
     // through a symlink (a link to a device or a FIFO in its place would block or leak here).
     match crate::fs::careful::read_regular(&state, crate::ab::state::FILE_LEN as usize) {
-        Ok(bytes) => std::fs::write(carry.join("state"), bytes).map_err(|e| io("write", &carry.join("state"), &e))?,
+        Ok(bytes) => {
+            crate::rt::fs::write(carry.join("state"), bytes).map_err(|e| io("write", &carry.join("state"), &e))?
+        }
         Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => log::warn!("factory reset: the state record {} is not carried: {e}", state.display()),
+        Err(e) => {
+            log::warn!("factory reset: the state record {} is not carried: {e}", state.display(), e = Why(e))
+        }
     }
     let base = data.join(&s.dir);
     for slot in [SlotId::A, SlotId::B] {
@@ -166,7 +172,7 @@ fn fill_carry(s: &Settings, t: &Target, bytes: u64) -> Result<()> {
     }
     upper::sync_data(carry);
     let mark = carry.join(COMPLETE);
-    std::fs::write(&mark, b"").map_err(|e| io("write", &mark, &e))?;
+    crate::rt::fs::write(&mark, b"").map_err(|e| io("write", &mark, &e))?;
     upper::sync_dir(carry)?;
     log::info!("factory reset: state and keep-list carried in UBI volume {CARRY_VOLUME}");
     Ok(())
@@ -185,7 +191,7 @@ fn finish(s: &Settings, t: &Target, report: &mut Report) -> Result<()> {
     let free = device::ubi_free(Path::new("/sys"), t.ubi).unwrap_or(0);
     ubi::make_volume(&t.dev(), Some(t.vol), &t.name, free).map_err(|(call, e)| Error::sys(call, t.dev(), e, hint))?;
     durable();
-    mounts::run(std::slice::from_ref(&t.mount), report).map_err(|e| *e.error)?;
+    mounts::run(core::slice::from_ref(&t.mount), report).map_err(|e| *e.error)?;
     let carry = Path::new(CARRY_DIR);
     let data = Path::new(paths::DATA);
     let state = carry.join("state");
@@ -232,7 +238,7 @@ fn durable() {
 }
 
 /// An error while the carry fills (the data volume is intact) or while the new volume is filled.
-fn io(call: &'static str, p: &Path, e: &std::io::Error) -> Box<Error> {
+fn io(call: &'static str, p: &Path, e: &crate::rt::io::Error) -> Box<Error> {
     Error::io(call, p, e, "the data or the carry volume holds everything; the next boot tries again")
 }
 

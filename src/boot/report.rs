@@ -1,9 +1,10 @@
 //! The boot report: what was found, mounted and decided, and the time each stage took, written as
 //! JSON under /run for userspace (and `status`) to read after the switch.
 
+use crate::rt::prelude::*;
 use crate::sys::clock::{cpu_us, now_us};
 use crate::util::json::json_str;
-use std::fmt::Write;
+use core::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageTime {

@@ -6,10 +6,12 @@
 //! deepest first, so the overlay, the lower and the data partition are written back and left clean
 //! (no ext4 journal replay at the next boot), then powers off, reboots, halts or kexecs.
 
+use crate::rt::prelude::*;
+use crate::rt::time::Duration;
+use crate::rt::Why;
 use crate::sys::mount;
 use rustix::io::Errno;
 use rustix::system::RebootCommand;
-use std::time::Duration;
 
 /// Where systemd-shutdown looks for the program to return to.
 pub const SHUTDOWN: &str = "/run/initramfs/shutdown";
@@ -87,7 +89,7 @@ fn unescape(field: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let octal =
-            b.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+            b.get(i + 1..i + 4).and_then(|d| core::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
         match (b[i], octal) {
             (b'\\', Some(c)) => {
                 out.push(c);
@@ -106,7 +108,7 @@ fn unescape(field: &str) -> String {
 pub fn run(verb: &str) -> ! {
     // The board config stayed in the initramfs; the command line still has `oinit.showinfo`.
     let (cmdline, _) =
-        crate::config::cmdline::decode(&std::fs::read("/proc/cmdline").unwrap_or_default(), "/proc/cmdline");
+        crate::config::cmdline::decode(&crate::rt::fs::read("/proc/cmdline").unwrap_or_default(), "/proc/cmdline");
     let show_info = crate::config::settings::Settings::load("", &cmdline).0.show_info;
     crate::boot::logger::init(log::LevelFilter::Info, true, show_info);
     let cmd = command(verb).unwrap_or_else(|| {
@@ -116,8 +118,8 @@ pub fn run(verb: &str) -> ! {
     if let Err(e) = enter_runtime_root() {
         log::error!("shutdown: {e}; unmounting in place");
     }
-    let info = std::fs::read_to_string(format!("{OLD_ROOT}/proc/self/mountinfo"))
-        .or_else(|_| std::fs::read_to_string("/proc/self/mountinfo"))
+    let info = crate::rt::fs::read_to_string(format!("{OLD_ROOT}/proc/self/mountinfo"))
+        .or_else(|_| crate::rt::fs::read_to_string("/proc/self/mountinfo"))
         .unwrap_or_default();
     let order = unmount_order(&info, OLD_ROOT);
     let mut left = 0;
@@ -137,31 +139,39 @@ pub fn run(verb: &str) -> ! {
 /// Moves into `/run/initramfs` with the old root at `/oldroot`, as systemd-shutdown does, unless
 /// systemd has done it already.
 fn enter_runtime_root() -> Result<(), String> {
-    if std::path::Path::new(OLD_ROOT).join("proc").is_dir() && !std::path::Path::new(RUNTIME_ROOT).is_dir() {
+    if crate::rt::path::Path::new(OLD_ROOT).join("proc").is_dir() && !crate::rt::path::Path::new(RUNTIME_ROOT).is_dir()
+    {
         return Ok(()); // systemd pivoted already: we run from /run/initramfs as /
     }
     let old = format!("{RUNTIME_ROOT}{OLD_ROOT}");
     crate::fs::mkdir::mkdir_all(&old).map_err(|e| format!("mkdir {old}: {e}"))?;
-    mount::bind_onto_itself(RUNTIME_ROOT).map_err(|e| format!("bind {RUNTIME_ROOT}: {e}"))?;
-    rustix::process::chdir(RUNTIME_ROOT).map_err(|e| format!("chdir {RUNTIME_ROOT}: {e}"))?;
-    rustix::process::pivot_root(".", "oldroot").map_err(|e| format!("pivot_root into {RUNTIME_ROOT}: {e}"))?;
-    rustix::process::chdir("/").map_err(|e| format!("chdir /: {e}"))
+    mount::bind_onto_itself(RUNTIME_ROOT).map_err(|e| format!("bind {RUNTIME_ROOT}: {e}", e = Why(e)))?;
+    rustix::process::chdir(RUNTIME_ROOT).map_err(|e| format!("chdir {RUNTIME_ROOT}: {e}", e = Why(e)))?;
+    rustix::process::pivot_root(".", "oldroot")
+        .map_err(|e| format!("pivot_root into {RUNTIME_ROOT}: {e}", e = Why(e)))?;
+    rustix::process::chdir("/").map_err(|e| format!("chdir /: {e}", e = Why(e)))
 }
 
 /// Unmounts `point`, retrying while it is busy; a mount that stays busy is made read-only (which
 /// writes it back and marks it clean) and detached. Returns whether it was unmounted.
 fn unmount_one(point: &str) -> bool {
-    let start = std::time::Instant::now();
+    let start = crate::rt::time::Instant::now();
     loop {
         match mount::unmount(point) {
             Ok(()) => return true,
-            Err(Errno::BUSY) if start.elapsed() < BUSY_WAIT => std::thread::sleep(Duration::from_millis(100)),
+            Err(Errno::BUSY) if start.elapsed() < BUSY_WAIT => crate::rt::thread::sleep(Duration::from_millis(100)),
             Err(e) => {
                 let ro = mount::remount_read_only(point);
                 let _ = mount::unmount_detach(point);
                 match ro {
-                    Ok(()) => log::warn!("shutdown: {point}: umount: {e}; remounted read-only and detached"),
-                    Err(r) => log::warn!("shutdown: {point}: umount: {e}, read-only remount: {r}; detached"),
+                    Ok(()) => {
+                        log::warn!("shutdown: {point}: umount: {e}; remounted read-only and detached", e = Why(e))
+                    }
+                    Err(r) => log::warn!(
+                        "shutdown: {point}: umount: {e}, read-only remount: {r}; detached",
+                        e = Why(e),
+                        r = Why(r)
+                    ),
                 }
                 return false;
             }

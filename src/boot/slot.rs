@@ -14,7 +14,9 @@ use crate::config::ab::SlotSource;
 use crate::config::paths::{self, STATE_FILE};
 use crate::config::settings::Settings;
 use crate::plan::{self, Found, Plan, Role, Step};
-use std::path::{Path, PathBuf};
+use crate::rt::path::{Path, PathBuf};
+use crate::rt::prelude::*;
+use crate::rt::Why;
 
 pub fn boot(s: &Settings, found: &mut Found, report: &mut Report) -> Result<Plan> {
     // A data volume recreate cut by a power cut is finished (or undone) before the data is read.
@@ -99,7 +101,7 @@ fn run_step(
     step: &Step,
     store: &mut Option<Store>,
     report: &mut Report,
-) -> std::result::Result<(), StepError> {
+) -> core::result::Result<(), StepError> {
     let slot_err = |error: Box<Error>| StepError { role: Role::Slot, error };
     match step {
         Step::SaveState { state, why, critical } => {
@@ -112,7 +114,7 @@ fn run_step(
                     let error = Error::sys("write", STATE_FILE, e, "check the data partition");
                     return Err(StepError { role: Role::State, error });
                 }
-                Err(e) => log::warn!("cannot write the state record ({why}): {e}"),
+                Err(e) => log::warn!("cannot write the state record ({why}): {e}", e = Why(e)),
             }
         }
         Step::FactoryReset { why, base, tag, boot, recreate } => {
@@ -151,7 +153,7 @@ fn run_step(
             *store = reopen_store();
             refused?
         }
-        other => return mounts::run(std::slice::from_ref(other), report),
+        other => return mounts::run(core::slice::from_ref(other), report),
     }
     report.steps.push(step.to_string());
     Ok(())
@@ -210,7 +212,7 @@ fn reopen_store() -> Option<Store> {
     match Store::open(&state_path) {
         Ok((store, _)) => Some(store),
         Err(e) => {
-            log::warn!("cannot open the state record {} again: {e}", state_path.display());
+            log::warn!("cannot open the state record {} again: {e}", state_path.display(), e = Why(e));
             None
         }
     }
@@ -272,7 +274,7 @@ fn write_slots_file(s: &Settings, found: &Found, booted: SlotId, state: &Path, s
         uboot: s.ab.uboot,
         boot: boot_partitions(s),
     };
-    if let Err(e) = std::fs::write(SLOTS_FILE, f.render()) {
+    if let Err(e) = crate::rt::fs::write(SLOTS_FILE, f.render()) {
         log::warn!("cannot write {SLOTS_FILE}: {e}");
     }
 }

@@ -4,11 +4,13 @@
 use crate::boot::error::{Error, Result};
 use crate::boot::mounts::mkdir_p;
 use crate::fs::careful;
+use crate::rt::ffi::OsString;
+use crate::rt::prelude::*;
+use crate::rt::Why;
 use crate::sys::process::Program;
 use crate::sys::{fds, mount};
 use rustix::fs::{openat2, statat, statfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
-use std::ffi::OsString;
 
 const RAMFS_MAGIC: u32 = 0x8584_58f6;
 const TMPFS_MAGIC: u32 = 0x0102_1994;
@@ -41,7 +43,7 @@ pub fn find_init(root: &str, candidates: &[String]) -> Result<String> {
                 return Ok(c.clone())
             }
             Ok(_) => log::warn!("init candidate {c} in {root} is not an executable file"),
-            Err(e) => log::debug!("init candidate {c} in {root}: {e}"),
+            Err(e) => log::debug!("init candidate {c} in {root}: {e}", e = Why(e)),
         }
     }
     Err(Error::NoInit { root: root.into(), tried: candidates.to_vec() }.into())
@@ -73,7 +75,7 @@ pub fn is_loader_variable(name: &str) -> bool {
 /// The real init's environment: ours (the kernel's unknown `key=value` words) minus loader
 /// variables. Read as raw bytes: a value that is not UTF-8 is passed on unchanged, never a panic.
 fn init_environment() -> Vec<(OsString, OsString)> {
-    std::env::vars_os().filter(|(k, _)| !is_loader_variable(&k.to_string_lossy())).collect()
+    crate::rt::env::vars_os().filter(|(k, _)| !is_loader_variable(&k.to_string_lossy())).collect()
 }
 
 /// Moves the API filesystems, deletes the initramfs, enters `root` and execs `init`.
@@ -92,7 +94,7 @@ pub fn switch_root(root: &str, init: &str, args: &[String], env: &[(String, Stri
         Ok(p) => p,
         Err(_) => return Error::sys("execve", init, Errno::INVAL, "a NUL byte in the init's arguments or environment"),
     };
-    let shown: Vec<&str> = std::iter::once(init).chain(args.iter().map(String::as_str)).collect();
+    let shown: Vec<&str> = core::iter::once(init).chain(args.iter().map(String::as_str)).collect();
     let line = format!("exec {} (peak memory VmHWM {} kB)", shown.join(" "), peak_memory_kb());
     if let Err(e) = prepare(root) {
         return e;
@@ -105,7 +107,7 @@ pub fn switch_root(root: &str, init: &str, args: &[String], env: &[(String, Stri
 
 /// The init's own peak resident memory, for the benchmark (from /proc/self/status).
 fn peak_memory_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = crate::rt::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -118,7 +120,7 @@ fn prepare(root: &str) -> Result<()> {
         let target = format!("{root}{dir}");
         mkdir_p(&target)?;
         if let Err(e) = mount::move_mount(dir, &target) {
-            log::warn!("cannot move {dir} into the new root ({e}); detaching it");
+            log::warn!("cannot move {dir} into the new root ({e}); detaching it", e = Why(e));
             let _ = mount::unmount_detach(dir);
         }
     }
@@ -148,7 +150,7 @@ fn delete_initramfs() -> Result<()> {
     match careful::remove_contents(fd) {
         Ok(n) => log::debug!("deleted {} initramfs entries ({} left)", n.removed, n.skipped),
         // Memory stays in use but the boot can go on.
-        Err(e) => log::warn!("deleting the initramfs stopped: {e}"),
+        Err(e) => log::warn!("deleting the initramfs stopped: {e}", e = Why(e)),
     }
     Ok(())
 }

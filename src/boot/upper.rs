@@ -7,10 +7,12 @@ use crate::boot::error::{Error, Result};
 use crate::config::ab::AbSettings;
 use crate::fs::careful;
 use crate::fs::copy;
+use crate::rt::os::fd::{AsRawFd, RawFd};
+use crate::rt::path::{Path, PathBuf};
+use crate::rt::prelude::*;
+use crate::rt::Why;
 use rustix::fs::{fsync, open, Mode, OFlags};
 use rustix::io::Errno;
-use std::os::fd::{AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
 
 /// Where uppers wait to be deleted, under `oinit.dir`.
 pub const TRASH: &str = ".trash";
@@ -33,7 +35,7 @@ pub fn move_aside(base: &Path, slot: &str, tag: &str) -> Result<Option<PathBuf>>
     // never followed: what is moved aside must stay on the data partition.
     if trash.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
         log::warn!("{} is not a directory; removed", trash.display());
-        std::fs::remove_file(&trash).map_err(|e| io("unlink", &trash, e))?;
+        crate::rt::fs::remove_file(&trash).map_err(|e| io("unlink", &trash, e))?;
     }
     crate::fs::mkdir::mkdir_all(&trash).map_err(|e| io("mkdir", &trash, e))?;
     let dst = trash.join(tag);
@@ -48,7 +50,7 @@ pub fn move_aside(base: &Path, slot: &str, tag: &str) -> Result<Option<PathBuf>>
     Ok(Some(dst))
 }
 
-fn io(call: &'static str, p: &Path, e: std::io::Error) -> Box<Error> {
+fn io(call: &'static str, p: &Path, e: crate::rt::io::Error) -> Box<Error> {
     Error::io(call, p, &e, "check the data partition")
 }
 
@@ -67,7 +69,7 @@ pub fn keep_list(board: &[String], keep_file: &str, old_upper: &Path) -> Vec<Str
         Some(Err(e)) => {
             log::warn!(
                 "keep file {keep_file} in {}: {e} (it must be a regular file, no symlink, at most {KEEP_FILE_MAX} bytes); ignored",
-                old_upper.display()
+                old_upper.display(), e = Why(e)
             );
             String::new()
         }
@@ -146,7 +148,7 @@ pub fn carry(keep: &[String], from: &Path, to: &Path) -> usize {
 }
 
 /// Copies one kept path as `carry` does; Ok(0) when it is absent or goes through a symlink.
-pub fn carry_one(k: &str, from: &Path, to: &Path) -> std::io::Result<usize> {
+pub fn carry_one(k: &str, from: &Path, to: &Path) -> crate::rt::io::Result<usize> {
     let rel = k.trim_start_matches('/');
     let (Some(src), Some(dst)) = (safe_path(from, rel), safe_path(to, rel)) else {
         log::warn!("keep-list: {k} goes through a symlink; not carried over");
@@ -164,7 +166,7 @@ pub fn carry_one(k: &str, from: &Path, to: &Path) -> std::io::Result<usize> {
 pub fn sync_data(base: &Path) {
     if let Ok(fd) = open(base, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
         if let Err(e) = rustix::fs::syncfs(&fd) {
-            log::warn!("syncfs {}: {e}", base.display());
+            log::warn!("syncfs {}: {e}", base.display(), e = Why(e));
         }
     }
 }
@@ -174,14 +176,14 @@ pub fn sync_data(base: &Path) {
 pub fn delete_trash_in_background(base: &Path) {
     let trash = base.join(TRASH);
     // Nothing to delete on most boots: no fork then.
-    if std::fs::read_dir(&trash).map_or(true, |mut d| d.next().is_none()) {
+    if crate::rt::fs::read_dir(&trash).map_or(true, |mut d| d.next().is_none()) {
         return;
     }
     // Never through a symlink: `.trash -> ../victim` on the data partition must not empty victim.
     let fd = match careful::open_dir_nofollow(&trash) {
         Ok(fd) => fd,
         Err(e) => {
-            log::warn!("{}: {e}: not a directory on the data partition; nothing deleted", trash.display());
+            log::warn!("{}: {e}: not a directory on the data partition; nothing deleted", trash.display(), e = Why(e));
             return;
         }
     };
@@ -197,7 +199,9 @@ pub fn delete_trash_in_background(base: &Path) {
                 (crate::sys::clock::now_us() - t) / 1000,
                 n.skipped
             ),
-            Err(e) => log::warn!("deleting old uppers stopped ({e}); it resumes on the next boot"),
+            Err(e) => {
+                log::warn!("deleting old uppers stopped ({e}); it resumes on the next boot", e = Why(e))
+            }
         }
     });
     if started {

@@ -10,12 +10,14 @@ use crate::boot::error::{Error, Result};
 use crate::boot::image::check_image_file;
 use crate::boot::report::{Report, Verified};
 use crate::plan::{Source, Trust, Verity};
+use crate::rt::io::{Read, Seek, SeekFrom};
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
+use crate::rt::Why;
 use crate::sys::{dm, loopdev};
 use crate::verity::hashtree::{self, OnCorruption};
 use crate::verity::meta::{self, Meta};
 use crate::verity::{manifest, signature};
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
 
 pub fn open(v: &Verity, report: &mut Report) -> Result<()> {
     let verified = open_device(v, report)?;
@@ -36,8 +38,8 @@ pub fn open_device(v: &Verity, report: &mut Report) -> Result<Verified> {
     let table = |on| hashtree::table(devs.0, devs.1, &meta.layout, &meta.sb, &root, on, meta.fec);
     let node = create_checked(v, &meta, &image, table, report)?;
     let link = format!("/dev/mapper/{}", v.name);
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&node, &link).map_err(|e| Error::io("symlink", Path::new(&link), &e, ""))?;
+    let _ = crate::rt::fs::remove_file(&link);
+    crate::rt::os::unix::fs::symlink(&node, &link).map_err(|e| Error::io("symlink", Path::new(&link), &e, ""))?;
     let fec = meta.fec.map_or(String::new(), |f| format!(", error correction with {} parity bytes", f.roots));
     log::info!("dm-verity: {} verified as {link} ({node}), {trust}{fec}, on corruption: {}", v.data, v.on_corruption);
     Ok(Verified {
@@ -98,7 +100,9 @@ fn create_checked(
     let checked = report.kernel(|| read_through(&node, blocks));
     let live = checked.and_then(|()| match v.on_corruption {
         OnCorruption::Eio => Ok(()),
-        on => dm::reload(&v.name, sectors, "verity", &table(on)).map_err(|(call, e)| format!("{call}: {e}")),
+        on => {
+            dm::reload(&v.name, sectors, "verity", &table(on)).map_err(|(call, e)| format!("{call}: {e}", e = Why(e)))
+        }
     });
     if let Err(what) = live {
         let _ = dm::remove(&v.name);
@@ -109,22 +113,22 @@ fn create_checked(
 
 /// The verity metadata of `image` (whose tree is on `hash`): read from the devices, decided by
 /// `verity::meta` (pure, fuzzed).
-fn read_meta(image: &str, hash: &str, separate: bool, signed: bool) -> std::result::Result<Meta, String> {
+fn read_meta(image: &str, hash: &str, separate: bool, signed: bool) -> core::result::Result<Meta, String> {
     let head = read_head(Path::new(image), 0, probe::PROBE_LEN).ok_or("cannot read its first bytes")?;
     let path = Path::new(hash);
-    let size = std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::End(0))).map_err(|e| e.to_string())?;
+    let size = crate::rt::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::End(0))).map_err(|e| e.to_string())?;
     meta::read(&head, hash, size, separate, signed, |at, len| read_head(path, at, len))
 }
 
 /// The root hash to trust, how it was established, and the signed security version (None when
 /// a setting gave the root hash).
-fn trusted_root(v: &Verity, meta: &Meta) -> std::result::Result<([u8; 32], String, Option<u32>), String> {
+fn trusted_root(v: &Verity, meta: &Meta) -> core::result::Result<([u8; 32], String, Option<u32>), String> {
     let (key_file, pinned, accept) = match &v.trust {
         Trust::RootHash { key, hash } => return Ok((*hash, format!("root hash from {key}"), None)),
         Trust::Signed { key_file, pinned, accept } => (key_file, pinned, accept),
     };
     let key = crate::fs::careful::read_regular(Path::new(key_file), 64 * 1024)
-        .map_err(|e| format!("cannot read the board's key {key_file}: {e}"))?;
+        .map_err(|e| format!("cannot read the board's key {key_file}: {e}", e = Why(e)))?;
     let key = signature::parse_public_key(&key).map_err(|e| format!("{key_file}: {e}"))?;
     let block = meta.block.as_ref().ok_or("no signature block after the hash tree")?;
     let root = signature::verify(&key, block)?;
@@ -145,8 +149,8 @@ fn trusted_root(v: &Verity, meta: &Meta) -> std::result::Result<([u8; 32], Strin
 
 /// Reads `blocks` data blocks through the dm device: dm-verity checks each against the tree and
 /// fails the read (EIO) at the first that does not match.
-fn read_through(node: &str, blocks: u64) -> std::result::Result<(), String> {
-    let mut f = std::fs::File::open(node).map_err(|e| format!("open {node}: {e}"))?;
+fn read_through(node: &str, blocks: u64) -> core::result::Result<(), String> {
+    let mut f = crate::rt::fs::File::open(node).map_err(|e| format!("open {node}: {e}"))?;
     let mut buf = vec![0u8; 1 << 20];
     let (total, mut done) = (blocks * hashtree::BLOCK, 0u64);
     while done < total {

@@ -4,6 +4,7 @@
 use crate::block::spec::DevSpec;
 use crate::config::values::{abs_path, flag, list, need, seconds, size};
 use crate::reconcile::rules::{Rules, Side};
+use crate::rt::prelude::*;
 
 /// What the upper of a slot that boots a new image starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,12 @@
 //! Tokenizer shared by the kernel command line and the board config file, so that both speak the
 //! same `key=value` language (one parser, one set of keys).
 
+use crate::rt::prelude::*;
+
 /// Text from bytes that should be UTF-8 (the command line, the config file): one stray byte must
 /// not cost the whole text, so invalid bytes become U+FFFD and the warning names the first one.
 pub fn decode(bytes: &[u8], what: &str) -> (String, Option<String>) {
-    match std::str::from_utf8(bytes) {
+    match core::str::from_utf8(bytes) {
         Ok(text) => (text.to_string(), None),
         Err(e) => (
             String::from_utf8_lossy(bytes).into_owned(),

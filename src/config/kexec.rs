@@ -5,6 +5,7 @@
 use crate::ab::handoff::BootFiles;
 use crate::ab::state::SlotId;
 use crate::config::values::{abs_path, flag, need, Source};
+use crate::rt::prelude::*;
 
 /// The marker key stage one appends to the command line of the kernel it hands over to.
 pub const STAGE2_KEY: &str = "oinit.stage2";

@@ -11,7 +11,8 @@ pub use crate::config::kexec::KexecSettings;
 pub use crate::config::values::Source;
 use crate::config::values::{abs_path, flag, list, need, optional, rel_path, seconds, word};
 pub use crate::config::verity::VeritySettings;
-use std::fmt;
+use crate::rt::prelude::*;
+use core::fmt;
 
 pub const PREFIX: &str = "oinit.";
 

@@ -1,6 +1,8 @@
 //! Parsers for settings values, shared by every settings file: each returns the value or the
 //! reason it is refused, which the caller names with the key and where it came from.
 
+use crate::rt::prelude::*;
+
 pub(crate) fn need(v: Option<&str>) -> Result<&str, String> {
     match v {
         Some(v) if !v.is_empty() => Ok(v),
@@ -91,8 +93,8 @@ pub enum Source {
     Cmdline,
 }
 
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Source {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Source::Config(line) => write!(f, "config line {line}"),
             Source::Cmdline => f.write_str("kernel command line"),

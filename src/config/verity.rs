@@ -4,6 +4,7 @@
 use crate::block::spec::DevSpec;
 use crate::config::values::Source;
 use crate::config::values::{abs_path, need};
+use crate::rt::prelude::*;
 use crate::verity::hashtree::{self, OnCorruption};
 
 /// When the init reads every block of the image through dm-verity before mounting it.

@@ -6,7 +6,8 @@
 //! the rest. Pure: the facts come from sysfs, the additions go to `sys::mtd`.
 
 use crate::config::values::memsize;
-use std::path::Path;
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
 
 /// One `<mtd-id>:...` of `mtdparts=`: the master's name and its partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,10 +161,10 @@ pub fn locate(tables: &[Table], mtds: &[MtdFact], name: &str) -> Option<(u32, u6
 /// The MTD devices in `/sys/class/mtd` (`mtdN`, not the `mtdNro` nodes).
 pub fn facts(sysfs: &Path) -> Vec<MtdFact> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(sysfs.join("class/mtd")).into_iter().flatten().flatten() {
+    for e in crate::rt::fs::read_dir(sysfs.join("class/mtd")).into_iter().flatten().flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
         let Some(index) = file.strip_prefix("mtd").and_then(|n| n.parse().ok()) else { continue };
-        let read = |f: &str| std::fs::read_to_string(e.path().join(f)).map(|s| s.trim().to_string()).ok();
+        let read = |f: &str| crate::rt::fs::read_to_string(e.path().join(f)).map(|s| s.trim().to_string()).ok();
         let num = |f: &str| read(f).and_then(|s| s.parse().ok()).unwrap_or(0);
         let Some(name) = read("name") else { continue };
         out.push(MtdFact { index, name, size: num("size"), erasesize: num("erasesize") });

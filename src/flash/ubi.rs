@@ -6,7 +6,8 @@
 //! can be mixed.
 
 use crate::block::spec::DevSpec;
-use std::path::Path;
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
 
 /// What sysfs says about the flash.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -56,15 +57,15 @@ pub fn decide(attach: Option<&str>, lowers: &[&DevSpec], f: &Facts) -> Vec<Actio
 
 /// Reads the facts from sysfs.
 pub fn facts(sysfs: &Path) -> Facts {
-    let entries = |dir: &str| -> Vec<(String, std::path::PathBuf)> {
-        std::fs::read_dir(sysfs.join(dir))
+    let entries = |dir: &str| -> Vec<(String, crate::rt::path::PathBuf)> {
+        crate::rt::fs::read_dir(sysfs.join(dir))
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
             .collect()
     };
-    let read = |p: &Path| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    let read = |p: &Path| crate::rt::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
     let mut f = Facts::default();
     for (name, path) in entries("class/mtd") {
         // mtdNro is the read-only character node of the same device.

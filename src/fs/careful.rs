@@ -1,11 +1,14 @@
 //! Careful deletion through directory fds: never follows a symlink, never enters another
 //! filesystem, iterative (no recursion depth limit on a deep tree).
 
+use crate::rt::ffi::CString;
+use crate::rt::io;
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
+use crate::rt::Why;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{fstat, openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
-use std::ffi::CString;
-use std::path::Path;
 
 /// Opens a file found on the data partition (or any place a user can write) the way PID 1 may:
 /// never through a symlink in the last component, never blocking on a FIFO, and only a regular
@@ -59,7 +62,7 @@ pub struct Removed {
 }
 
 /// Opens a directory below `parent` without following a symlink in the last component.
-pub fn open_dir_at(parent: impl AsFd, name: &std::ffi::CStr) -> Result<OwnedFd, Errno> {
+pub fn open_dir_at(parent: impl AsFd, name: &crate::rt::ffi::CStr) -> Result<OwnedFd, Errno> {
     openat(parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
 }
 
@@ -70,10 +73,10 @@ pub fn open_dir_nofollow(path: &Path) -> Result<OwnedFd, Errno> {
     let start = if path.is_absolute() { "/" } else { "." };
     let mut fd = openat(CWD, start, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
     for c in path.components() {
-        if let std::path::Component::Normal(name) = c {
+        if let crate::rt::path::Component::Normal(name) = c {
             let name = CString::new(name.as_encoded_bytes()).map_err(|_| Errno::INVAL)?;
             fd = open_dir_at(&fd, &name)?;
-        } else if c == std::path::Component::ParentDir {
+        } else if c == crate::rt::path::Component::ParentDir {
             return Err(Errno::INVAL);
         }
     }
@@ -87,7 +90,7 @@ fn scan(fd: OwnedFd, name: Option<CString>, dev: u64, done: &mut Removed) -> Fra
     let entries = match Dir::read_from(&fd) {
         Ok(d) => d,
         Err(e) => {
-            log::warn!("cannot list {name:?} for deletion: {e}; left in place");
+            log::warn!("cannot list {name:?} for deletion: {e}; left in place", e = Why(e));
             done.skipped += 1;
             return Frame { fd, name, subdirs };
         }
@@ -112,7 +115,7 @@ fn scan(fd: OwnedFd, name: Option<CString>, dev: u64, done: &mut Removed) -> Fra
             Ok(())
         });
         if let Err(e) = result {
-            log::warn!("cannot delete {n:?}: {e}; left in place");
+            log::warn!("cannot delete {n:?}: {e}; left in place", e = Why(e));
             done.skipped += 1;
         }
     }
@@ -134,7 +137,7 @@ pub fn remove_contents(root: OwnedFd) -> Result<Removed, Errno> {
                     stack.push(frame);
                 }
                 Err(e) => {
-                    log::warn!("cannot open {name:?} for deletion: {e}; left in place");
+                    log::warn!("cannot open {name:?} for deletion: {e}; left in place", e = Why(e));
                     done.skipped += 1;
                 }
             }
@@ -147,7 +150,7 @@ pub fn remove_contents(root: OwnedFd) -> Result<Removed, Errno> {
                 // Still holds a mount point or a skipped entry: keep the directory.
                 Err(Errno::NOTEMPTY | Errno::BUSY) => {}
                 Err(e) => {
-                    log::warn!("cannot delete directory {name:?}: {e}; left in place");
+                    log::warn!("cannot delete directory {name:?}: {e}; left in place", e = Why(e));
                     done.skipped += 1;
                 }
             }
@@ -159,14 +162,14 @@ pub fn remove_contents(root: OwnedFd) -> Result<Removed, Errno> {
 /// Writes `bytes` to a new file (replacing one at `path`) that only its owner can read: mode
 /// 0600 from the creation on. Never through a symlink: `remove_file` removes a link itself, and
 /// `create_new` (O_EXCL) refuses one that appears in between.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use crate::rt::os::unix::fs::OpenOptionsExt;
+    use io::Write;
+    match crate::rt::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = crate::rt::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(bytes)
 }
 

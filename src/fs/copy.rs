@@ -3,14 +3,17 @@
 //! whiteouts as whiteouts. Used to carry entries from one upper into another; `file` alone also
 //! for the boot's single-file copies (the shutdown binary, the verity key, the state record).
 
+use crate::rt::io;
+use crate::rt::os::unix::ffi::OsStrExt;
+use crate::rt::os::unix::fs::{MetadataExt, PermissionsExt};
+use crate::rt::path::Path;
+use crate::rt::prelude::*;
+use crate::rt::Why;
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
 
 /// Makes an overlayfs whiteout (character device 0:0) at `p`.
-pub fn whiteout(p: &Path) -> std::io::Result<()> {
+pub fn whiteout(p: &Path) -> io::Result<()> {
     rustix::fs::mknodat(rustix::fs::CWD, p, FileType::CharacterDevice, Mode::empty(), 0)?;
     Ok(())
 }
@@ -19,11 +22,11 @@ pub fn whiteout(p: &Path) -> std::io::Result<()> {
 /// permission bits, as `std::fs::copy` does. The content moves in the kernel by `sendfile` (every
 /// filesystem the init copies between has it: tmpfs, ext4, UBIFS, jffs2, overlayfs), with a read
 /// and write loop for one that has not. Returns the bytes copied.
-pub fn file(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> std::io::Result<u64> {
+pub fn file(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> io::Result<u64> {
     let from = rustix::fs::open(src.as_ref(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     let st = rustix::fs::fstat(&from)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
     let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
     let to = rustix::fs::open(dst.as_ref(), OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC, mode)?;
@@ -44,7 +47,7 @@ pub fn file(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> std::io::Result<u64
 }
 
 /// The copy of a file whose filesystem cannot `sendfile`.
-fn read_write(from: &rustix::fd::OwnedFd, to: &rustix::fd::OwnedFd) -> std::io::Result<u64> {
+fn read_write(from: &rustix::fd::OwnedFd, to: &rustix::fd::OwnedFd) -> io::Result<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = 0u64;
     loop {
@@ -69,7 +72,7 @@ fn read_write(from: &rustix::fd::OwnedFd, to: &rustix::fd::OwnedFd) -> std::io::
 
 /// Copies files, directories, symlinks (as links) and overlay whiteouts with their metadata;
 /// iterative. Directory times are set last, once nothing more is created in them.
-pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
+pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<usize> {
     let mut n = 0;
     let mut dirs = Vec::new();
     let mut stack = vec![(src.to_path_buf(), dst.to_path_buf())];
@@ -77,10 +80,10 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
         let m = s.symlink_metadata()?;
         let ft = m.file_type();
         if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&s)?, &d)?;
+            crate::rt::os::unix::fs::symlink(crate::rt::fs::read_link(&s)?, &d)?;
         } else if ft.is_dir() {
             crate::fs::mkdir::mkdir_all(&d)?;
-            for e in std::fs::read_dir(&s)? {
+            for e in crate::rt::fs::read_dir(&s)? {
                 let e = e?;
                 stack.push((e.path(), d.join(e.file_name())));
             }
@@ -110,7 +113,7 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
 /// must not leave `/root` world-readable, nor `/home/alice/.ssh` alice's home root's. Their
 /// times are the carry's own (what is put into them next changes them anyway). Existing
 /// directories are left as they are; without a source directory the default is used.
-pub fn make_parents_like(src_root: &Path, dst_root: &Path, rel: &Path) -> std::io::Result<()> {
+pub fn make_parents_like(src_root: &Path, dst_root: &Path, rel: &Path) -> io::Result<()> {
     // The fresh upper itself, as before (0755: the merged root's `/` inherits its mode).
     crate::fs::mkdir::mkdir_all(dst_root)?;
     let (mut s, mut d) = (src_root.to_path_buf(), dst_root.to_path_buf());
@@ -133,12 +136,12 @@ pub fn make_parents_like(src_root: &Path, dst_root: &Path, rel: &Path) -> std::i
 /// carry overlay's own markers (`trusted.overlay.opaque`), file capabilities
 /// (`security.capability`), SELinux/SMACK labels and ACLs. Symlinks get owner, xattrs and times
 /// (a link has no mode of its own).
-pub fn copy_metadata(s: &Path, d: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
-    if let Err(e) = std::os::unix::fs::lchown(d, Some(m.uid()), Some(m.gid())) {
+pub fn copy_metadata(s: &Path, d: &Path, m: &crate::rt::fs::Metadata) -> io::Result<()> {
+    if let Err(e) = crate::rt::os::unix::fs::lchown(d, Some(m.uid()), Some(m.gid())) {
         log::warn!("carry: cannot give {} its owner {}:{}: {e}", d.display(), m.uid(), m.gid());
     }
     if !m.file_type().is_symlink() {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        crate::rt::fs::set_permissions(d, crate::rt::fs::Permissions::from_mode(m.mode() & 0o7777))?;
     }
     copy_xattrs(s, d)?;
     if !m.file_type().is_dir() {
@@ -147,7 +150,7 @@ pub fn copy_metadata(s: &Path, d: &Path, m: &std::fs::Metadata) -> std::io::Resu
     Ok(())
 }
 
-fn copy_xattrs(s: &Path, d: &Path) -> std::io::Result<()> {
+fn copy_xattrs(s: &Path, d: &Path) -> io::Result<()> {
     // The kernel's limits for a name list and one value (XATTR_LIST_MAX, XATTR_SIZE_MAX).
     let mut names = vec![0u8; 64 * 1024];
     let len = match rustix::fs::llistxattr(s, &mut names[..]) {
@@ -157,16 +160,16 @@ fn copy_xattrs(s: &Path, d: &Path) -> std::io::Result<()> {
     };
     let mut value = vec![0u8; 64 * 1024];
     for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name = std::ffi::OsStr::from_bytes(name);
+        let name = crate::rt::ffi::OsStr::from_bytes(name);
         let n = rustix::fs::lgetxattr(s, name, &mut value[..])?;
         if let Err(e) = rustix::fs::lsetxattr(d, name, &value[..n], rustix::fs::XattrFlags::empty()) {
-            log::warn!("carry: cannot set {name:?} on {}: {e}", d.display());
+            log::warn!("carry: cannot set {name:?} on {}: {e}", d.display(), e = Why(e));
         }
     }
     Ok(())
 }
 
-pub fn set_times(d: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
+pub fn set_times(d: &Path, m: &crate::rt::fs::Metadata) -> io::Result<()> {
     let ts = |sec: i64, nsec: i64| rustix::fs::Timespec { tv_sec: sec, tv_nsec: nsec as _ };
     let times = rustix::fs::Timestamps {
         last_access: ts(m.atime(), m.atime_nsec()),

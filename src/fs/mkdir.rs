@@ -1,18 +1,18 @@
 //! `mkdir -p`, one for the whole binary, over rustix's mkdir: std's `create_dir_all` brought its
 //! own directory builder (2.8 KB of the boot path) beside the rustix calls everything else uses.
 
+use crate::rt::path::Path;
 use rustix::fs::{mkdir, stat, FileType, Mode};
 use rustix::io::Errno;
-use std::path::Path;
 
 /// Creates `path` and its missing parents as `create_dir_all` does: mode 0777 less the umask,
 /// an existing directory is fine, anything else in the way is an error.
-pub fn mkdir_all(path: impl AsRef<Path>) -> std::io::Result<()> {
+pub fn mkdir_all(path: impl AsRef<Path>) -> crate::rt::io::Result<()> {
     create(path.as_ref()).map_err(Into::into)
 }
 
 /// Creates the one directory `path`, as `create_dir` does (mode 0777 less the umask).
-pub fn mkdir_one(path: impl AsRef<Path>) -> std::io::Result<()> {
+pub fn mkdir_one(path: impl AsRef<Path>) -> crate::rt::io::Result<()> {
     mkdir(path.as_ref(), Mode::from_raw_mode(0o777)).map_err(Into::into)
 }
 

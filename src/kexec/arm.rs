@@ -9,6 +9,8 @@
 //! start of RAM; the device tree and the initramfs "just above the 128MiB boundary from start of
 //! RAM", which the decompressed kernel does not reach.
 
+use crate::rt::prelude::*;
+
 const PAGE: u64 = 4096;
 const MIB: u64 = 1 << 20;
 /// The zImage's place from the start of RAM, and the end of the window it must lie in.

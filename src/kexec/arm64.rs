@@ -4,6 +4,8 @@
 //! Documentation/arch/arm64/booting.rst asks: x0 = the device tree's physical address, x1 to x3
 //! zero, MMU and caches off, which the running kernel's relocation code has done).
 
+use crate::rt::prelude::*;
+
 /// Page size of the segments (the kernel wants them page-aligned).
 const PAGE: u64 = 4096;
 /// The kernel's base must be 2 MiB aligned (booting.rst).

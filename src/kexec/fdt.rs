@@ -4,6 +4,8 @@
 //! everything is copied as it is but the `/chosen` properties set here, which replace any of the
 //! same name, and the ones that only described the running kernel's boot, which are dropped.
 
+use crate::rt::prelude::*;
+
 const MAGIC: u32 = 0xd00d_feed;
 const BEGIN_NODE: u32 = 1;
 const END_NODE: u32 = 2;

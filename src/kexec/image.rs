@@ -4,6 +4,7 @@
 //! stage two, within the kernel's size limit.
 
 use crate::config::kexec::{Stage2, STAGE2_KEY};
+use crate::rt::prelude::*;
 
 /// How many bytes of each file the checks read: the x86 setup header's version string is within
 /// the setup sectors (at most 64 sectors of 512 bytes, and Debian's need far fewer).
@@ -187,7 +188,7 @@ pub fn stage_two_cmdline(running: &str, marker: &Stage2, max: usize) -> Result<S
 /// The command line's words as the kernel splits them: on spaces outside double quotes.
 fn words(line: &str) -> impl Iterator<Item = &str> {
     let mut rest = line;
-    std::iter::from_fn(move || {
+    core::iter::from_fn(move || {
         rest = rest.trim_start_matches([' ', '\t', '\n']);
         if rest.is_empty() {
             return None;

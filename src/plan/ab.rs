@@ -11,6 +11,7 @@ use crate::ab::slots::{self, Choice, Policy};
 use crate::ab::state::{Reason, SlotId, State};
 use crate::ab::store::Loaded;
 use crate::config::settings::Settings;
+use crate::rt::prelude::*;
 use crate::verity::hashtree::OnCorruption;
 
 /// A factory reset that fails on this many boots in a row is given up, so the device still boots.

@@ -7,6 +7,7 @@ use super::step::{err, DataState, Found, Mount, Plan, PlanError, Role, Source, S
 use crate::block::device::BlockDev;
 use crate::config::paths;
 use crate::config::settings::{DataMissing, Settings};
+use crate::rt::prelude::*;
 
 /// Plans the data partition steps; returns its device path when the upper will live on it.
 pub(crate) fn data_step(s: &Settings, found: &Found, p: &mut Plan) -> Result<Option<String>, PlanError> {

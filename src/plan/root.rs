@@ -6,6 +6,7 @@ use super::step::*;
 use crate::block::device::BlockDev;
 use crate::config::paths;
 use crate::config::settings::Settings;
+use crate::rt::prelude::*;
 
 /// The data partition's steps alone: the A/B boot mounts it first to read the slot state.
 pub fn decide_data(s: &Settings, found: &Found) -> Result<Plan, PlanError> {

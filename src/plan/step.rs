@@ -6,7 +6,8 @@ use crate::ab::state::{SlotId, State};
 use crate::block::device::BlockDev;
 use crate::config::ab::Carry;
 use crate::config::paths::{self, CARRY_VOLUME};
-use std::fmt;
+use crate::rt::prelude::*;
+use core::fmt;
 
 /// Overlay options stated explicitly instead of inheriting the kernel's build defaults:
 /// - `redirect_dir=nofollow`: never follow a redirect stored in an upper (Debian builds with

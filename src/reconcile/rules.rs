@@ -9,6 +9,8 @@
 //! directory would hide files the new image adds. Why not drop it (our `keeplist`): every change
 //! outside the keep-list would be lost on each update.
 
+use crate::rt::prelude::*;
+
 /// What an entry is, as `lstat` says; a whiteout is overlayfs's character device 0:0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -256,7 +258,7 @@ pub struct Entry {
     pub path: String,
     /// The same path as bytes, relative to the trees: what every file operation uses, so a
     /// name that is not UTF-8 is carried like any other.
-    pub rel: std::path::PathBuf,
+    pub rel: crate::rt::path::PathBuf,
     pub class: Class,
     pub action: Action,
     pub why: &'static str,

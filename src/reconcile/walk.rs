@@ -3,12 +3,14 @@
 //! `reconcile::classify`, and builds the new upper in a directory of its own.
 
 use crate::reconcile::rules::{classify, Action, Class, Entry, Facts, Kind, Outcome, Rules, Skipped};
-use std::ffi::OsString;
-use std::fs::Metadata;
-use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use crate::rt::ffi::OsString;
+use crate::rt::fs::Metadata;
+use crate::rt::io;
+use crate::rt::os::unix::ffi::OsStrExt;
+use crate::rt::os::unix::fs::{FileTypeExt, MetadataExt};
+use crate::rt::path::{Path, PathBuf};
+use crate::rt::prelude::*;
+use io::Read;
 
 /// The three trees a reconciliation reads.
 pub struct Trees<'a> {
@@ -33,18 +35,19 @@ struct Level {
     rel: PathBuf,
     old_dir: bool,
     new_dir: bool,
-    names: std::vec::IntoIter<OsString>,
+    names: alloc::vec::IntoIter<OsString>,
 }
 
-fn list(dir: &Path) -> std::io::Result<std::vec::IntoIter<OsString>> {
-    let mut names = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<OsString>, _>>()?;
+fn list(dir: &Path) -> io::Result<alloc::vec::IntoIter<OsString>> {
+    let mut names =
+        crate::rt::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<OsString>, _>>()?;
     crate::util::sort::sort(&mut names);
     Ok(names.into_iter())
 }
 
 /// Walks the upper beside the images without following a symlink, classifying each entry.
 /// Reads only. Err only when the upper itself cannot be listed.
-fn walk(t: &Trees<'_>, rules: &Rules, visit: &mut dyn FnMut(Event<'_>)) -> std::io::Result<()> {
+fn walk(t: &Trees<'_>, rules: &Rules, visit: &mut dyn FnMut(Event<'_>)) -> io::Result<()> {
     let mut levels = vec![Level { rel: PathBuf::new(), old_dir: true, new_dir: true, names: list(t.upper)? }];
     while let Some(level) = levels.last_mut() {
         let Some(name) = level.names.next() else {
@@ -109,7 +112,7 @@ fn facts(t: &Trees<'_>, p: &Path, um: &Metadata, old_dir: bool, new_dir: bool) -
 /// the tests). Reads only; nothing is changed. Paths are bytes throughout; an entry or directory
 /// that cannot be read is reported in `skipped` and left out, the rest goes on. Err only when the
 /// upper itself cannot be listed.
-pub fn plan(t: &Trees<'_>, rules: &Rules) -> std::io::Result<Outcome> {
+pub fn plan(t: &Trees<'_>, rules: &Rules) -> io::Result<Outcome> {
     let mut out = Outcome::listing(None);
     walk(t, rules, &mut |ev| match ev {
         Event::Entry(e) => out.add(e),
@@ -125,7 +128,7 @@ fn shown(rel: &Path) -> String {
 }
 
 /// A path reconciliation leaves out, with the call that failed and its error.
-fn skipped(rel: &Path, call: &str, e: &std::io::Error) -> Skipped {
+fn skipped(rel: &Path, call: &str, e: &io::Error) -> Skipped {
     let path = shown(rel);
     log::warn!("reconcile: {path}: {call}: {e}; left out, the rest is reconciled");
     Skipped { path, why: format!("{call}: {e}") }
@@ -144,8 +147,9 @@ fn added_names(t: &Trees<'_>, p: &Path, old_is_dir: bool) -> Vec<OsString> {
 
 /// The sorted names in `dir`, none when it cannot be read (a directory only one tree has).
 fn names(dir: &Path) -> Vec<OsString> {
-    let mut v: Vec<OsString> =
-        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect()).unwrap_or_default();
+    let mut v: Vec<OsString> = crate::rt::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+        .unwrap_or_default();
     crate::util::sort::sort(&mut v);
     v
 }
@@ -187,7 +191,7 @@ fn xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         .split(|&b| b == 0)
         .filter(|n| !n.is_empty() && !n.starts_with(b"trusted.overlay."))
         .filter_map(|n| {
-            let name = std::ffi::OsStr::from_bytes(n);
+            let name = crate::rt::ffi::OsStr::from_bytes(n);
             rustix::fs::lgetxattr(p, name, &mut value[..]).ok().map(|len| (n.to_vec(), value[..len].to_vec()))
         })
         .collect();
@@ -205,13 +209,13 @@ fn same(a: &Path, am: &Metadata, b: &Path, bm: &Metadata) -> bool {
     match kind(am) {
         Kind::Dir => am.mode() == bm.mode(),
         Kind::File => am.mode() == bm.mode() && am.size() == bm.size() && same_content(a, b).unwrap_or(false),
-        Kind::Symlink => std::fs::read_link(a).ok() == std::fs::read_link(b).ok(),
+        Kind::Symlink => crate::rt::fs::read_link(a).ok() == crate::rt::fs::read_link(b).ok(),
         Kind::Whiteout | Kind::Other => am.mode() == bm.mode() && am.rdev() == bm.rdev(),
     }
 }
 
-fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
-    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut fa, mut fb) = (crate::rt::fs::File::open(a)?, crate::rt::fs::File::open(b)?);
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
         let n = read_full(&mut fa, &mut ba)?;
@@ -224,7 +228,7 @@ fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
     }
 }
 
-fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_full(f: &mut crate::rt::fs::File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..])? {
@@ -250,7 +254,7 @@ pub fn reconcile(
     to: &Path,
     conflicts: &Path,
     limit: Option<usize>,
-) -> std::io::Result<(Outcome, usize)> {
+) -> io::Result<(Outcome, usize)> {
     crate::fs::mkdir::mkdir_all(to)?;
     let mut b = Builder { t, to, conflicts, open: Vec::new(), failed: None, written: 0, out: Outcome::listing(limit) };
     walk(t, rules, &mut |ev| b.event(ev))?;
@@ -329,7 +333,7 @@ impl Builder<'_> {
         }
     }
 
-    fn copy(&mut self, e: &Entry) -> std::io::Result<()> {
+    fn copy(&mut self, e: &Entry) -> io::Result<()> {
         self.written += crate::fs::copy::copy_tree(&self.t.upper.join(&e.rel), &self.to.join(&e.rel))?;
         Ok(())
     }
@@ -359,7 +363,7 @@ impl Builder<'_> {
     }
 }
 
-fn set_aside(e: &Entry, t: &Trees<'_>, conflicts: &Path) -> std::io::Result<()> {
+fn set_aside(e: &Entry, t: &Trees<'_>, conflicts: &Path) -> io::Result<()> {
     let aside = conflicts.join(&e.rel);
     crate::fs::mkdir::mkdir_all(aside.parent().unwrap_or(conflicts))?;
     crate::fs::copy::copy_tree(&t.upper.join(&e.rel), &aside)?;
@@ -368,7 +372,7 @@ fn set_aside(e: &Entry, t: &Trees<'_>, conflicts: &Path) -> std::io::Result<()> 
 
 /// Makes the directory of a Descend or Unopaque entry in the new upper: the entries written and
 /// the directory with the metadata its times are set from.
-fn make_dir(e: &Entry, t: &Trees<'_>, to: &Path) -> std::io::Result<(usize, (PathBuf, Metadata))> {
+fn make_dir(e: &Entry, t: &Trees<'_>, to: &Path) -> io::Result<(usize, (PathBuf, Metadata))> {
     let rel = &e.rel;
     let (src, dst) = (t.upper.join(rel), to.join(rel));
     let new_dir = t.new.join(rel);
@@ -389,7 +393,7 @@ fn make_dir(e: &Entry, t: &Trees<'_>, to: &Path) -> std::io::Result<(usize, (Pat
 
 /// In a formerly opaque directory: a whiteout for each entry both images have there that the
 /// user's directory does not, so what the user deleted stays deleted.
-fn hide_deleted(t: &Trees<'_>, rel: &Path, dst: &Path) -> std::io::Result<usize> {
+fn hide_deleted(t: &Trees<'_>, rel: &Path, dst: &Path) -> io::Result<usize> {
     let (old, new, upper) = (names(&t.old.join(rel)), names(&t.new.join(rel)), names(&t.upper.join(rel)));
     let mut n = 0;
     for name in old.iter().filter(|x| has(&new, x) && !has(&upper, x)) {

@@ -33,7 +33,7 @@ struct TargetSpec {
     target_type: [u8; 16],
 }
 
-const HEADER: usize = std::mem::size_of::<DmIoctl>();
+const HEADER: usize = core::mem::size_of::<DmIoctl>();
 const DM_READONLY_FLAG: u32 = 1;
 
 /// `_IOWR(0xfd, nr, struct dm_ioctl)`.
@@ -87,8 +87,8 @@ fn call(
     // SAFETY: `buf` holds at least HEADER + payload.len() bytes and is 8-byte aligned, so the
     // header write and the payload copy stay inside it; DmIoctl is plain old data.
     unsafe {
-        std::ptr::write(base as *mut DmIoctl, hdr);
-        std::ptr::copy_nonoverlapping(payload.as_ptr(), (base as *mut u8).add(HEADER), payload.len());
+        core::ptr::write(base as *mut DmIoctl, hdr);
+        core::ptr::copy_nonoverlapping(payload.as_ptr(), (base as *mut u8).add(HEADER), payload.len());
     }
     // SAFETY: the request numbers are the dm ioctls of <linux/dm-ioctl.h>; the kernel reads and
     // writes at most data_size bytes of `buf`, which we own for the whole call.
@@ -97,7 +97,7 @@ fn call(
         return Err((what, super::last_errno()));
     }
     // SAFETY: the buffer still starts with a valid DmIoctl (the kernel wrote one back).
-    Ok(unsafe { std::ptr::read(base as *const DmIoctl) })
+    Ok(unsafe { core::ptr::read(base as *const DmIoctl) })
 }
 
 /// One target covering `sectors` from sector 0, read-only, then resumed.
@@ -106,9 +106,9 @@ fn load_and_resume(ctl: &OwnedFd, name: &str, sectors: u64, target: &str, params
     let n = target.len().min(15);
     kind[..n].copy_from_slice(&target.as_bytes()[..n]);
     let spec = TargetSpec { sector_start: 0, length: sectors, status: 0, next: 0, target_type: kind };
-    let mut payload = vec![0u8; std::mem::size_of::<TargetSpec>()];
+    let mut payload = vec![0u8; core::mem::size_of::<TargetSpec>()];
     // SAFETY: `payload` is exactly one TargetSpec long; write_unaligned needs no alignment.
-    unsafe { std::ptr::write_unaligned(payload.as_mut_ptr() as *mut TargetSpec, spec) };
+    unsafe { core::ptr::write_unaligned(payload.as_mut_ptr() as *mut TargetSpec, spec) };
     payload.extend_from_slice(params.as_bytes());
     payload.push(0);
     payload.resize(payload.len().div_ceil(8) * 8, 0);

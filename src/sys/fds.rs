@@ -9,6 +9,23 @@ pub fn close_from_3() {
     // is sound here because this runs right before execve, when no Rust object still uses them.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     if rc != 0 {
-        log::debug!("close_range unavailable ({}); relying on O_CLOEXEC", std::io::Error::last_os_error());
+        log::debug!("close_range unavailable ({}); relying on O_CLOEXEC", crate::rt::io::Error::last_os_error());
+    }
+}
+
+/// Points each of stdin, stdout and stderr that is closed at `to`, as std's start-up does with
+/// /dev/null, so that no file the boot opens later takes one of their numbers.
+pub fn fill_closed_stdio(to: &rustix::fd::OwnedFd) {
+    for n in 0..3 {
+        // SAFETY: only asks whether descriptor `n` is open; nothing owns it when it is closed,
+        // and when it is open the borrow ends before this call returns.
+        let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(n) };
+        if rustix::io::fcntl_getfd(fd) == Err(rustix::io::Errno::BADF) {
+            let _ = match n {
+                0 => rustix::stdio::dup2_stdin(to),
+                1 => rustix::stdio::dup2_stdout(to),
+                _ => rustix::stdio::dup2_stderr(to),
+            };
+        }
     }
 }

@@ -51,8 +51,8 @@ struct LineValues {
 const fn iowr(ty: u32, nr: u32, size: usize) -> u32 {
     (3 << 30) | ((size as u32) << 16) | (ty << 8) | nr
 }
-const GPIO_V2_GET_LINE_IOCTL: u32 = iowr(0xB4, 0x07, std::mem::size_of::<LineRequest>());
-const GPIO_V2_LINE_GET_VALUES_IOCTL: u32 = iowr(0xB4, 0x0E, std::mem::size_of::<LineValues>());
+const GPIO_V2_GET_LINE_IOCTL: u32 = iowr(0xB4, 0x07, core::mem::size_of::<LineRequest>());
+const GPIO_V2_LINE_GET_VALUES_IOCTL: u32 = iowr(0xB4, 0x0E, core::mem::size_of::<LineValues>());
 
 /// One input line, requested with the kernel applying the active level.
 pub struct Line {

@@ -2,11 +2,12 @@
 //! (rustix wraps neither) and `reboot(LINUX_REBOOT_CMD_KEXEC)`.
 #![allow(unsafe_code)]
 
+use crate::rt::ffi::CStr;
+use crate::rt::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use rustix::fd::AsRawFd;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
-use std::ffi::CStr;
 
 /// Loads `kernel` with `initrd` and `cmdline` as the kernel to boot on the next
 /// `reboot(KEXEC)`. The kernel parses and (with `KEXEC_SIG`) checks the image itself.

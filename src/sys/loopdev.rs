@@ -2,6 +2,7 @@
 //! area. Structures mirror `<linux/loop.h>`.
 #![allow(unsafe_code)]
 
+use crate::rt::prelude::*;
 use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;

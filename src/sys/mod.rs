@@ -1,6 +1,7 @@
 //! The thin layer over the kernel: typed wrappers, one per intent. All `unsafe` of the crate is
 //! in `loopdev`, `mtd`, `ubi`, `dm`, `gpio`, `watchdog`, `kexec`, `fds`, `process`, `clock` and
-//! `thread` (raw ioctls, fork and execve, pthreads, and calls rustix does not wrap).
+//! `thread` (raw ioctls, fork and execve, pthreads, and calls rustix does not wrap); the rest is
+//! in `rt`, std's replacement (the heap, the arguments, a mutex, path types over bytes).
 
 pub mod clock;
 pub mod dm;
@@ -18,5 +19,5 @@ pub mod watchdog;
 
 /// The errno of the raw libc call that just failed (for ioctls rustix does not wrap).
 pub(crate) fn last_errno() -> rustix::io::Errno {
-    rustix::io::Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    rustix::io::Errno::from_raw_os_error(crate::rt::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
 }

@@ -1,6 +1,7 @@
 //! Mount wrappers over rustix, one per intent, and the split of user-written options into mount
 //! flags and filesystem data.
 
+use crate::rt::prelude::*;
 use rustix::io::Errno;
 use rustix::mount::{self, MountFlags, MountPropagationFlags, UnmountFlags};
 
@@ -33,7 +34,7 @@ pub fn split_options(options: &str) -> (MountFlags, String) {
 /// `mount(source, target, fstype, flags, data)` with options as a user writes them.
 pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Result<(), Errno> {
     let (flags, data) = split_options(options);
-    let data = std::ffi::CString::new(data).map_err(|_| Errno::INVAL)?;
+    let data = crate::rt::ffi::CString::new(data).map_err(|_| Errno::INVAL)?;
     mount::mount(source, target, fstype, flags, Some(data.as_c_str()))
 }
 

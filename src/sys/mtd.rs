@@ -50,7 +50,7 @@ pub fn add_partition(master: &str, name: &str, start: u64, length: u64) -> Resul
     let mut arg = BlkpgIoctlArg {
         op: BLKPG_ADD_PARTITION,
         flags: 0,
-        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        datalen: core::mem::size_of::<BlkpgPartition>() as libc::c_int,
         data: (&mut part as *mut BlkpgPartition).cast(),
     };
     // SAFETY: BLKPG reads a blkpg_ioctl_arg whose `data` points at a blkpg_partition of

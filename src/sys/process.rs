@@ -4,11 +4,12 @@
 //! formatting cost the static binary 33 KB (x86_64) for these three uses.
 #![allow(unsafe_code)]
 
+use crate::rt::ffi::{CString, OsStr};
+use crate::rt::os::fd::RawFd;
+use crate::rt::os::unix::ffi::OsStrExt;
+use crate::rt::prelude::*;
 use rustix::io::Errno;
 use rustix::process::{Pid, WaitOptions};
-use std::ffi::{CString, OsStr};
-use std::os::fd::RawFd;
-use std::os::unix::ffi::OsStrExt;
 
 /// A program and its arguments and environment, made ready for `execve` before anything else
 /// happens: the switch deletes the initramfs between building and exec, and a forked child
@@ -33,7 +34,7 @@ impl Program {
             strings.push(c(&[k.as_ref().as_bytes(), b"=", v.as_ref().as_bytes()].concat())?);
         }
         let ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
-        let null = std::ptr::null();
+        let null = core::ptr::null();
         let argv = ptrs[..=args.len()].iter().copied().chain([null]).collect();
         let envp = ptrs[args.len() + 1..].iter().copied().chain([null]).collect();
         Ok(Program { path: c(path.as_bytes())?, _strings: strings, argv, envp })
@@ -41,7 +42,7 @@ impl Program {
 
     /// `path` with `args` and this process's environment.
     pub fn inheriting(path: &str, args: &[&str]) -> Result<Program, String> {
-        Program::new(path, args, &std::env::vars_os().collect::<Vec<_>>())
+        Program::new(path, args, &crate::rt::env::vars_os().collect::<Vec<_>>())
     }
 
     /// Replaces this process with the program; returns only on failure, with execve's errno.
@@ -109,9 +110,9 @@ impl Program {
 /// Changes this process's signal disposition and mask; call it just before execve.
 unsafe fn default_signals() {
     libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    let mut none: libc::sigset_t = std::mem::zeroed();
+    let mut none: libc::sigset_t = core::mem::zeroed();
     libc::sigemptyset(&mut none);
-    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    libc::sigprocmask(libc::SIG_SETMASK, &none, core::ptr::null_mut());
 }
 
 /// The CPUs this process may run on (at least 1). `sched_getaffinity` alone: std's
@@ -173,7 +174,7 @@ fn close_all_but(keep: &[RawFd]) {
     if ranged {
         return;
     }
-    let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+    let open: Vec<u32> = crate::rt::fs::read_dir("/proc/self/fd")
         .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect())
         .unwrap_or_default();
     for fd in open.into_iter().filter(|&fd| fd > 2 && !keep.iter().any(|&k| u32::try_from(k) == Ok(fd))) {

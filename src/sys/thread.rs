@@ -5,8 +5,9 @@
 
 #![allow(unsafe_code)]
 
+use crate::rt::ffi::c_void;
+use crate::rt::prelude::*;
 use rustix::io::Errno;
-use std::ffi::c_void;
 
 /// Each thread's stack: the loader's frames are shallow (a path, a message, one syscall); the
 /// C library's default (128 KiB on musl) would do, this leaves room for a debug build.
@@ -27,7 +28,7 @@ pub fn spawn_detached(f: Box<dyn FnOnce() + Send>) -> Result<(), Errno> {
 /// fewer threads still do all of it.
 pub fn run_on(threads: usize, work: &(dyn Fn() + Sync)) {
     let mut joined = Joined(Vec::new());
-    let arg = std::ptr::from_ref(&work).cast_mut().cast::<c_void>();
+    let arg = core::ptr::from_ref(&work).cast_mut().cast::<c_void>();
     for _ in 1..threads {
         if let Ok(t) = create(run_borrowed, arg, false) {
             joined.0.push(t);
@@ -45,7 +46,7 @@ impl Drop for Joined {
     fn drop(&mut self) {
         for t in self.0.drain(..) {
             // SAFETY: `t` was created joinable by `run_on` and is joined once.
-            unsafe { libc::pthread_join(t, std::ptr::null_mut()) };
+            unsafe { libc::pthread_join(t, core::ptr::null_mut()) };
         }
     }
 }
@@ -56,7 +57,7 @@ fn create(start: Start, arg: *mut c_void, detached: bool) -> Result<libc::pthrea
     // SAFETY: the attribute object is initialised before use and destroyed after; `start` and
     // `arg` are valid for the thread's life (see its callers).
     unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
         let rc = libc::pthread_attr_init(&mut attr);
         if rc != 0 {
             return Err(Errno::from_raw_os_error(rc));
@@ -65,7 +66,7 @@ fn create(start: Start, arg: *mut c_void, detached: bool) -> Result<libc::pthrea
         if detached {
             libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
         }
-        let mut t: libc::pthread_t = std::mem::zeroed();
+        let mut t: libc::pthread_t = core::mem::zeroed();
         let rc = libc::pthread_create(&mut t, &attr, start, arg);
         libc::pthread_attr_destroy(&mut attr);
         if rc == 0 {
@@ -80,7 +81,7 @@ extern "C" fn run_boxed(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `arg` is the box `spawn_detached` leaked for this thread, taken back once, here.
     let f = unsafe { Box::from_raw(arg.cast::<Box<dyn FnOnce() + Send>>()) };
     f();
-    std::ptr::null_mut()
+    core::ptr::null_mut()
 }
 
 extern "C" fn run_borrowed(arg: *mut c_void) -> *mut c_void {
@@ -88,7 +89,7 @@ extern "C" fn run_borrowed(arg: *mut c_void) -> *mut c_void {
     // before returning.
     let work = unsafe { *arg.cast::<&(dyn Fn() + Sync)>() };
     work();
-    std::ptr::null_mut()
+    core::ptr::null_mut()
 }
 
 #[cfg(test)]

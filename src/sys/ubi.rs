@@ -4,10 +4,10 @@
 //! volume (`ubiupdatevol`: `UBI_IOCVOLUP`) and remove one (`ubirmvol`: `UBI_IOCRMVOL`). Structures mirror `<mtd/ubi-user.h>`.
 #![allow(unsafe_code)]
 
+use crate::rt::path::Path;
 use rustix::fd::AsRawFd;
 use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;
-use std::path::Path;
 
 const UBI_MAX_VOLUME_NAME: usize = 127;
 const UBI_VOL_NUM_AUTO: i32 = -1;
@@ -28,7 +28,7 @@ struct MkvolReq {
 }
 
 /// `_IOW('o', 0, struct ubi_mkvol_req)`.
-const UBI_IOCMKVOL: libc::Ioctl = (1 << 30) | ((std::mem::size_of::<MkvolReq>() as libc::Ioctl) << 16) | (0x6f << 8);
+const UBI_IOCMKVOL: libc::Ioctl = (1 << 30) | ((core::mem::size_of::<MkvolReq>() as libc::Ioctl) << 16) | (0x6f << 8);
 
 /// `_IOW('o', 1, __s32)`: the volume ID to remove.
 const UBI_IOCRMVOL: libc::Ioctl = (1 << 30) | (4 << 16) | (0x6f << 8) | 1;
@@ -52,7 +52,7 @@ struct AttachReq {
 
 /// `_IOW('o', 64, struct ubi_attach_req)`.
 const UBI_IOCATT: libc::Ioctl =
-    (1 << 30) | ((std::mem::size_of::<AttachReq>() as libc::Ioctl) << 16) | (0x6f << 8) | 64;
+    (1 << 30) | ((core::mem::size_of::<AttachReq>() as libc::Ioctl) << 16) | (0x6f << 8) | 64;
 /// `_IOW('O', 7, struct ubi_blkcreate_req)`: the request is 128 bytes of padding.
 const UBI_IOCVOLCRBLK: libc::Ioctl = (1 << 30) | (128 << 16) | (0x4f << 8) | 7;
 

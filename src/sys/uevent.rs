@@ -5,10 +5,10 @@
 //! Only storage announcements count (block, MTD, UBI): modules loading meanwhile announce
 //! themselves too, and rescanning sysfs for each would take the CPU from the loading.
 
+use crate::rt::time::Duration;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fd::OwnedFd;
 use rustix::net::{bind, netlink, recv, socket_with, AddressFamily, RecvFlags, SocketFlags, SocketType};
-use std::time::Duration;
 
 pub struct Uevents {
     fd: OwnedFd,

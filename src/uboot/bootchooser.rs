@@ -7,6 +7,7 @@
 //! anything is written.
 
 use crate::ab::state::SlotId;
+use crate::rt::prelude::*;
 use crate::uboot::env::Vars;
 
 /// RAUC's `boot-attempts` and `boot-attempts-primary` default, and the boot script's.

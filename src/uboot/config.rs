@@ -3,6 +3,8 @@
 //! offset counted from the device's end; `#` starts a comment. Two lines: a redundant
 //! environment (flags byte, the copies written in turn).
 
+use crate::rt::prelude::*;
+
 /// One copy's place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {

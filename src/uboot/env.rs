@@ -5,6 +5,7 @@
 //! (255 wraps to 0), and a write goes to the other copy with the flags byte incremented, so a
 //! write cut by a power loss leaves a copy with a bad CRC and the old one current.
 
+use crate::rt::prelude::*;
 use crate::util::crc32::crc32;
 
 /// The variables, ordered by name as U-Boot's `env export` writes them: a sorted list searched
@@ -73,8 +74,8 @@ pub enum Bad {
     Format(String),
 }
 
-impl std::fmt::Display for Bad {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Bad {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Bad::Blank => write!(f, "blank (never written)"),
             Bad::Crc { stored, computed } => {
@@ -114,7 +115,7 @@ pub fn decode(block: &[u8], redundant: bool) -> Result<Copy, Bad> {
     }
     let mut vars = Vars::new();
     for entry in data.split(|b| *b == 0).take_while(|e| !e.is_empty()) {
-        let text = std::str::from_utf8(entry).map_err(|_| Bad::Format("a variable that is not UTF-8".into()))?;
+        let text = core::str::from_utf8(entry).map_err(|_| Bad::Format("a variable that is not UTF-8".into()))?;
         let (name, value) = text.split_once('=').ok_or_else(|| Bad::Format(format!("{text:?} has no '='")))?;
         vars.insert(name.to_string(), value.to_string());
     }

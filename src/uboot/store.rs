@@ -5,12 +5,13 @@
 //! single copy inside a device can only be written in place (U-Boot's own layout, not crash-safe:
 //! U-Boot falls back to its built-in environment after a cut write, docs/uboot.md).
 
+use crate::rt::fs::{File, OpenOptions};
+use crate::rt::io::{Seek, SeekFrom, Write};
+use crate::rt::os::unix::fs::FileExt;
+use crate::rt::prelude::*;
 use crate::uboot::bootchooser::{self, Change, Chooser};
 use crate::uboot::config::{EnvConfig, Location};
 use crate::uboot::env::{self, Bad, Copy, Vars};
-use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 
 /// What was read: the current copy's variables (empty when none is valid) and each copy's state.
 #[derive(Debug)]
@@ -67,7 +68,7 @@ pub fn read(cfg: &EnvConfig) -> Result<Loaded, String> {
 
 /// The configuration in the `fw_env.config` at `path`, and the environment it locates.
 pub fn open(path: &str) -> Result<(EnvConfig, Loaded), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let text = crate::rt::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let cfg = crate::uboot::config::parse(&text, path)?;
     let loaded = read(&cfg)?;
     Ok((cfg, loaded))
@@ -129,7 +130,7 @@ pub fn write(cfg: &EnvConfig, loaded: &Loaded, vars: &Vars) -> Result<String, St
 
 /// A regular file of exactly the environment's size: the whole file is the copy.
 fn whole_file(at: &Location) -> bool {
-    std::fs::metadata(&at.device).is_ok_and(|m| m.is_file() && m.len() == at.size as u64)
+    crate::rt::fs::metadata(&at.device).is_ok_and(|m| m.is_file() && m.len() == at.size as u64)
 }
 
 fn write_in_place(at: &Location, block: &[u8]) -> Result<(), String> {
@@ -150,10 +151,10 @@ impl BootPartition {
     fn unlock(device: &str) -> Result<BootPartition, String> {
         let Some(name) = boot_partition_name(device) else { return Ok(BootPartition(None)) };
         let ro = format!("/sys/block/{name}/force_ro");
-        if std::fs::read_to_string(&ro).map(|v| v.trim() == "0").unwrap_or(true) {
+        if crate::rt::fs::read_to_string(&ro).map(|v| v.trim() == "0").unwrap_or(true) {
             return Ok(BootPartition(None));
         }
-        std::fs::write(&ro, "0").map_err(|e| format!("{ro}: write 0 to make {device} writable: {e}"))?;
+        crate::rt::fs::write(&ro, "0").map_err(|e| format!("{ro}: write 0 to make {device} writable: {e}"))?;
         Ok(BootPartition(Some(ro)))
     }
 }
@@ -169,7 +170,7 @@ fn boot_partition_name(device: &str) -> Option<&str> {
 impl Drop for BootPartition {
     fn drop(&mut self) {
         if let Some(ro) = &self.0 {
-            if let Err(e) = std::fs::write(ro, "1") {
+            if let Err(e) = crate::rt::fs::write(ro, "1") {
                 log::warn!("{ro}: could not make the eMMC boot partition read-only again: {e}");
             }
         }
@@ -178,12 +179,12 @@ impl Drop for BootPartition {
 
 /// Beside it, synced, renamed over it, the directory synced.
 fn replace_file(at: &Location, block: &[u8]) -> Result<(), String> {
-    let path = std::path::Path::new(&at.device);
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let path = crate::rt::path::Path::new(&at.device);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(crate::rt::path::Path::new("."));
     let tmp = dir.join(format!(".{}.new", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     let mut file = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
     file.write_all(block).and_then(|()| file.sync_all()).map_err(|e| format!("write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("rename {} to {}: {e}", tmp.display(), at.device))?;
+    crate::rt::fs::rename(&tmp, path).map_err(|e| format!("rename {} to {}: {e}", tmp.display(), at.device))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync {}: {e}", dir.display()))
 }
 

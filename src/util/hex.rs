@@ -1,5 +1,7 @@
 //! Lower-case hex, as veritysetup prints root hashes and digests.
 
+use crate::rt::prelude::*;
+
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -9,7 +11,7 @@ pub fn parse(v: &str) -> Option<Vec<u8>> {
     if v.len() % 2 != 0 || !v.is_ascii() {
         return None;
     }
-    v.as_bytes().chunks(2).map(|p| std::str::from_utf8(p).ok().and_then(|t| u8::from_str_radix(t, 16).ok())).collect()
+    v.as_bytes().chunks(2).map(|p| core::str::from_utf8(p).ok().and_then(|t| u8::from_str_radix(t, 16).ok())).collect()
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! JSON output without a serializer: the report, `status --json` and `reconcile --json` build
 //! their text by hand and escape strings here.
 
-use std::fmt::Write;
+use crate::rt::prelude::*;
+use core::fmt::Write;
 
 /// A JSON string literal with the escapes RFC 8259 requires.
 pub fn json_str(s: &str) -> String {

@@ -4,9 +4,10 @@
 //! size and position, the dm table line, and the tree itself (for `install`, which checks an
 //! image before writing it). The root hash never comes from here: it is trusted input.
 
+use crate::rt::prelude::*;
 use crate::util::hex::hex;
 use crate::util::sha256::Sha256;
-use std::fmt;
+use core::fmt;
 
 /// Data and hash block size: the only one accepted (the format's default, and the page size the
 /// kernel reads squashfs and EROFS with).
@@ -213,7 +214,7 @@ pub fn parse_root_hash(s: &str) -> Result<[u8; 32], String> {
     }
     let mut out = [0u8; 32];
     for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks(2)) {
-        let txt = std::str::from_utf8(pair).map_err(|_| bad())?;
+        let txt = core::str::from_utf8(pair).map_err(|_| bad())?;
         *o = u8::from_str_radix(txt, 16).map_err(|_| bad())?;
     }
     Ok(out)
@@ -249,7 +250,7 @@ pub fn build_tree(
     while level.len() > DIGEST {
         level.resize(level.len().div_ceil(BLOCK as usize) * BLOCK as usize, 0);
         let next = level.chunks(BLOCK as usize).flat_map(|b| salted(salt, b)).collect();
-        levels.push(std::mem::replace(&mut level, next));
+        levels.push(core::mem::replace(&mut level, next));
     }
     let root = level.get(..DIGEST).and_then(|r| r.try_into().ok()).ok_or("no data blocks")?;
     Ok(Tree { levels, root })

@@ -4,10 +4,11 @@
 //! kernel would refuse the slot otherwise, but only after the old image in it is gone).
 
 use crate::block::probe;
+use crate::rt::fs::File;
+use crate::rt::os::unix::fs::FileExt;
+use crate::rt::prelude::*;
 use crate::verity::hashtree::{self, BLOCK};
 use crate::verity::signature;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 /// The part of the file a slot must hold: the image up to the end of its signature block (and
 /// its error correction area), or the data alone when the tree is on a partition of its own.

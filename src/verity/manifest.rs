@@ -5,6 +5,7 @@
 //! --downgrade-token`), because anything a remote root can write (the command line, the
 //! bootloader environment, a file on the data partition) must not reopen old vulnerable builds.
 
+use crate::rt::prelude::*;
 use crate::util::hex::hex;
 use crate::verity::hashtree::Superblock;
 use ed25519_dalek::{Signature, VerifyingKey};

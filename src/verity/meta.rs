@@ -4,6 +4,7 @@
 //! the hash device's size. Pure over a reader, so the fuzzer reaches the whole combination.
 
 use crate::block::probe;
+use crate::rt::prelude::*;
 use crate::verity::hashtree::{self, Fec, Layout, Superblock};
 use crate::verity::signature::{self, Signed};
 

@@ -24,6 +24,7 @@
 //! `openssl pkeyutl -sign -rawin` makes the signature (see
 //! board/integration/verity/sign-image.sh); nothing in the block is trusted before it verifies.
 
+use crate::rt::prelude::*;
 use crate::verity::hashtree;
 use crate::verity::manifest::{parse_sig, valid_compatible, Manifest};
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -58,7 +59,7 @@ pub fn message(root: &[u8; 32], manifest: Option<&Manifest>) -> String {
 /// Parses a signature block (text up to the first NUL byte).
 pub fn parse_block(b: &[u8]) -> Result<Signed, String> {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    let text = std::str::from_utf8(&b[..end]).map_err(|_| "the signature block is not text")?;
+    let text = core::str::from_utf8(&b[..end]).map_err(|_| "the signature block is not text")?;
     let mut lines = text.lines();
     let v2 = match lines.next() {
         Some(HEADER) => false,
@@ -110,7 +111,7 @@ pub fn parse_block(b: &[u8]) -> Result<Signed, String> {
 /// An ed25519 public key as `openssl pkey -pubout` writes it (PEM), or its 44-byte DER.
 pub fn parse_public_key(file: &[u8]) -> Result<[u8; 32], String> {
     let der = if file.starts_with(b"-----BEGIN PUBLIC KEY-----") {
-        let text = std::str::from_utf8(file).map_err(|_| "the PEM key is not text")?;
+        let text = core::str::from_utf8(file).map_err(|_| "the PEM key is not text")?;
         let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
         base64(body.trim()).ok_or("the PEM key's base64 is malformed")?
     } else {

@@ -26,11 +26,14 @@ const SRC_LAYERS: &[(&str, &str)] = &[
     ("fs", "low"),
     ("util", "util"),
     ("sys", "sys"),
+    // std's API, or its replacement over rustix and the C library: below everything.
+    ("rt", "runtime"),
 ];
 
 fn may_import(from: &str, to: &str) -> bool {
     match (from, to) {
         (a, b) if a == b => true,
+        (_, "runtime") => true,
         ("acting", _) => true,
         ("pure", "low" | "util") => true,
         ("low", "util" | "sys") => true,
