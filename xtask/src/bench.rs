@@ -10,6 +10,7 @@
 
 use crate::board::Board;
 use crate::e2e::harness::Ctx;
+use crate::image::Hello;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -283,20 +284,24 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The stripped binaries of `board`'s target: the full build (`full` bytes), the boot path alone
-/// and a hello world built the same way, and the boot path's own share (the difference).
+/// The stripped binaries of `board`'s target: the full build (`full` bytes), the boot path alone,
+/// the two hello worlds built the same way, and the boot path's size over each: over std's, the
+/// measure issue 24 set; over the one on the boot path's own runtime, our code and crates.
 fn sizes(root: &Path, board: &Board, full: u64) -> Result<String, String> {
     let len = |p: std::path::PathBuf| std::fs::metadata(p).map_err(|e| e.to_string()).map(|m| m.len());
     let boot_only = len(crate::image::build_init_only(root, board)?)?;
-    let hello = len(crate::image::build_hello(root, board)?)?;
+    let hello = len(crate::image::build_hello(root, board, Hello::Std)?)?;
+    let hello_rt = len(crate::image::build_hello(root, board, Hello::OwnRuntime)?)?;
     Ok(format!(
         "stripped static binary ({}): {full} bytes ({:.0} KiB); without the userspace commands \
-         (`--no-default-features`): {boot_only} bytes ({:.0} KiB); a hello world built the same way: {hello} \
-         bytes, so the boot path's own share (our code and crates) is {} bytes",
+         (`--no-default-features`, built without std): {boot_only} bytes ({:.0} KiB); a std hello world \
+         built the same way: {hello} bytes, the boot path {} bytes over it; a hello world on the boot \
+         path's runtime without std: {hello_rt} bytes, so our own code and crates weigh {} bytes",
         board.rust_target,
         full as f64 / 1024.0,
         boot_only as f64 / 1024.0,
         boot_only.saturating_sub(hello),
+        boot_only.saturating_sub(hello_rt),
     ))
 }
 

@@ -45,21 +45,37 @@ pub fn build_init_only(root: &Path, b: &Board) -> Result<PathBuf, String> {
 }
 
 /// "hello world" built as the init is (the workspace's `[profile.release]`, our build.rs, the target's
-/// rustflags from .cargo/config.toml, stripped): what any Rust binary of that build weighs, so
-/// that the init's size minus it is the share of our own code and crates.
-pub fn build_hello(root: &Path, b: &Board) -> Result<PathBuf, String> {
-    let dir = root.join("target/hello-world");
+/// rustflags from .cargo/config.toml, stripped): what any Rust binary of that build weighs. `Std`:
+/// the std program every Rust user starts from, std's runtime included (issue 24's yardstick);
+/// `OwnRuntime`: the same program on the boot path's runtime without std (`rt`: `println!` over
+/// write(2), the C library's malloc, a panic handler that prints), so that the boot path's size
+/// minus it is the share of our own code and crates.
+pub fn build_hello(root: &Path, b: &Board, kind: Hello) -> Result<PathBuf, String> {
+    let name = match kind {
+        Hello::Std => "hello-world",
+        Hello::OwnRuntime => "hello-world-nostd",
+    };
+    let dir = root.join("target").join(name);
     std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
     let ours = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
     let profile = ours.split("[profile.release]").nth(1).ok_or("Cargo.toml has no [profile.release]")?;
     let profile = profile.split("\n[").next().unwrap_or_default();
+    let (deps, main) = match kind {
+        Hello::Std => (String::new(), "fn main() {\n    println!(\"hello world\");\n}\n"),
+        Hello::OwnRuntime => (
+            format!(
+                "[dependencies]\noverlay-init = {{ path = {:?}, default-features = false }}\n\n",
+                root.display().to_string()
+            ),
+            HELLO_NO_STD,
+        ),
+    };
     let manifest = format!(
-        "[package]\nname = \"hello-world\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
-         [profile.release]{profile}\n"
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n{deps}[workspace]\n\n\
+         [profile.dev]\npanic = \"abort\"\n\n[profile.release]{profile}\n"
     );
     std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("src/main.rs"), "fn main() {\n    println!(\"hello world\");\n}\n")
-        .map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("src/main.rs"), main).map_err(|e| e.to_string())?;
     // Linked as ours is: the same build script and linker script (no unwind tables).
     std::fs::create_dir_all(dir.join(".cargo")).map_err(|e| e.to_string())?;
     for f in ["build.rs", ".cargo/no-unwind-tables.ld"] {
@@ -71,8 +87,37 @@ pub fn build_hello(root: &Path, b: &Board) -> Result<PathBuf, String> {
             .arg(dir.join("Cargo.toml"))
             .current_dir(root),
     )?;
-    Ok(dir.join("target").join(&b.rust_target).join("release/hello-world"))
+    Ok(dir.join("target").join(&b.rust_target).join("release").join(name))
 }
+
+/// Which hello world `build_hello` builds.
+#[derive(Clone, Copy)]
+pub enum Hello {
+    Std,
+    OwnRuntime,
+}
+
+/// The hello world on the boot path's runtime: what `src/main.rs` sets up without std, and one
+/// line printed.
+const HELLO_NO_STD: &str = r#"#![no_std]
+#![no_main]
+
+#[global_allocator]
+static HEAP: overlay_init::rt::c::Malloc = overlay_init::rt::c::Malloc;
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    overlay_init::eprintln!("{info}");
+    overlay_init::rt::process::exit(101)
+}
+
+#[no_mangle]
+extern "C" fn main(argc: core::ffi::c_int, argv: *const *const core::ffi::c_char) -> core::ffi::c_int {
+    overlay_init::rt::c::set_args(argc, argv);
+    overlay_init::println!("hello world");
+    0
+}
+"#;
 
 /// Writes the gen_init_cpio list for the board (and the trimmed depmod files it names), with
 /// `extra_modules` packed besides those the board's config names.
