@@ -5,7 +5,7 @@ use alloc::borrow::Cow;
 use core::{borrow::Borrow, fmt, ops::Deref};
 
 pub use alloc::ffi::CString;
-pub use core::ffi::{c_char, c_int, c_void, CStr};
+pub use core::ffi::{c_void, CStr};
 
 #[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(transparent)]

@@ -186,10 +186,6 @@ pub trait Read {
 pub trait Write {
     fn write(&mut self, buf: &[u8]) -> Result<usize>;
 
-    fn flush(&mut self) -> Result<()> {
-        Ok(())
-    }
-
     fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
         while !buf.is_empty() {
             match self.write(buf) {
@@ -253,7 +249,6 @@ impl<R: Read> Read for Take<R> {
 pub enum SeekFrom {
     Start(u64),
     End(i64),
-    Current(i64),
 }
 
 pub trait Seek {

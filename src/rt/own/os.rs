@@ -1,13 +1,12 @@
 //! std's `os::unix` and `os::fd` extension traits, for the types of `rt`.
 
 pub mod fd {
-    pub use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+    pub use rustix::fd::{AsRawFd, RawFd};
 }
 
 pub mod unix {
     pub mod ffi {
-        use crate::rt::own::ffi::{OsStr, OsString};
-        use crate::rt::prelude::*;
+        use crate::rt::own::ffi::OsStr;
 
         pub trait OsStrExt {
             fn from_bytes(b: &[u8]) -> &Self;
@@ -20,20 +19,6 @@ pub mod unix {
             }
             fn as_bytes(&self) -> &[u8] {
                 OsStr::bytes(self)
-            }
-        }
-
-        pub trait OsStringExt {
-            fn from_vec(v: Vec<u8>) -> Self;
-            fn into_vec(self) -> Vec<u8>;
-        }
-
-        impl OsStringExt for OsString {
-            fn from_vec(v: Vec<u8>) -> OsString {
-                OsString::from_vec(v)
-            }
-            fn into_vec(self) -> Vec<u8> {
-                OsString::into_vec(self)
             }
         }
     }
@@ -57,10 +42,7 @@ pub mod unix {
         }
 
         pub trait MetadataExt {
-            fn dev(&self) -> u64;
-            fn ino(&self) -> u64;
             fn mode(&self) -> u32;
-            fn nlink(&self) -> u64;
             fn uid(&self) -> u32;
             fn gid(&self) -> u32;
             fn rdev(&self) -> u64;
@@ -69,23 +51,13 @@ pub mod unix {
             fn atime_nsec(&self) -> i64;
             fn mtime(&self) -> i64;
             fn mtime_nsec(&self) -> i64;
-            fn blocks(&self) -> u64;
         }
 
         // The stat fields' widths differ between targets (32-bit ARM's are narrower).
         #[allow(clippy::unnecessary_cast)]
         impl MetadataExt for Metadata {
-            fn dev(&self) -> u64 {
-                self.0.st_dev
-            }
-            fn ino(&self) -> u64 {
-                self.0.st_ino
-            }
             fn mode(&self) -> u32 {
                 self.0.st_mode
-            }
-            fn nlink(&self) -> u64 {
-                self.0.st_nlink as u64
             }
             fn uid(&self) -> u32 {
                 self.0.st_uid
@@ -111,24 +83,13 @@ pub mod unix {
             fn mtime_nsec(&self) -> i64 {
                 self.0.st_mtime_nsec as i64
             }
-            fn blocks(&self) -> u64 {
-                self.0.st_blocks as u64
-            }
         }
 
         pub trait PermissionsExt {
-            fn mode(&self) -> u32;
-            fn set_mode(&mut self, mode: u32);
             fn from_mode(mode: u32) -> Self;
         }
 
         impl PermissionsExt for Permissions {
-            fn mode(&self) -> u32 {
-                self.0
-            }
-            fn set_mode(&mut self, mode: u32) {
-                self.0 = mode;
-            }
             fn from_mode(mode: u32) -> Permissions {
                 Permissions(mode)
             }
@@ -137,8 +98,6 @@ pub mod unix {
         pub trait FileTypeExt {
             fn is_block_device(&self) -> bool;
             fn is_char_device(&self) -> bool;
-            fn is_fifo(&self) -> bool;
-            fn is_socket(&self) -> bool;
         }
 
         impl FileTypeExt for FileType {
@@ -148,25 +107,15 @@ pub mod unix {
             fn is_char_device(&self) -> bool {
                 self.0 == rustix::fs::FileType::CharacterDevice
             }
-            fn is_fifo(&self) -> bool {
-                self.0 == rustix::fs::FileType::Fifo
-            }
-            fn is_socket(&self) -> bool {
-                self.0 == rustix::fs::FileType::Socket
-            }
         }
 
         pub trait OpenOptionsExt {
             fn mode(&mut self, mode: u32) -> &mut Self;
-            fn custom_flags(&mut self, flags: i32) -> &mut Self;
         }
 
         impl OpenOptionsExt for OpenOptions {
             fn mode(&mut self, mode: u32) -> &mut Self {
                 self.set_mode(mode)
-            }
-            fn custom_flags(&mut self, flags: i32) -> &mut Self {
-                self.set_custom_flags(flags)
             }
         }
 

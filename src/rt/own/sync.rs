@@ -150,11 +150,6 @@ impl Condvar {
         self.seq.fetch_add(1, Ordering::Release);
         let _ = futex::wake(&self.seq, futex::Flags::PRIVATE, u32::MAX);
     }
-
-    pub fn notify_one(&self) {
-        self.seq.fetch_add(1, Ordering::Release);
-        let _ = futex::wake(&self.seq, futex::Flags::PRIVATE, 1);
-    }
 }
 
 #[cfg(test)]

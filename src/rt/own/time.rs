@@ -17,10 +17,6 @@ impl Instant {
     pub fn duration_since(&self, earlier: Instant) -> Duration {
         self.0.saturating_sub(earlier.0)
     }
-
-    pub fn saturating_duration_since(&self, earlier: Instant) -> Duration {
-        self.duration_since(earlier)
-    }
 }
 
 impl core::ops::Add<Duration> for Instant {
