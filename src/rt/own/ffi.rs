@@ -84,10 +84,6 @@ impl OsString {
     pub fn push<T: AsRef<OsStr>>(&mut self, s: T) {
         self.inner.extend_from_slice(s.as_ref().bytes());
     }
-
-    pub fn into_string(self) -> Result<String, OsString> {
-        String::from_utf8(self.inner).map_err(|e| OsString { inner: e.into_bytes() })
-    }
 }
 
 impl Deref for OsString {

@@ -162,12 +162,6 @@ impl FileType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Permissions(pub(crate) u32);
 
-impl Permissions {
-    pub fn readonly(&self) -> bool {
-        self.0 & 0o222 == 0
-    }
-}
-
 #[derive(Clone)]
 pub struct Metadata(pub(crate) rustix::fs::Stat);
 
@@ -239,10 +233,6 @@ impl File {
     pub fn set_permissions(&self, perm: Permissions) -> io::Result<()> {
         Ok(rustix::fs::fchmod(&self.0, Mode::from_raw_mode(perm.0))?)
     }
-
-    pub fn try_clone(&self) -> io::Result<File> {
-        Ok(File(rustix::io::fcntl_dupfd_cloexec(&self.0, 0)?))
-    }
 }
 
 impl Read for File {
@@ -307,7 +297,6 @@ impl From<File> for OwnedFd {
 pub struct OpenOptions {
     read: bool,
     write: bool,
-    append: bool,
     truncate: bool,
     create: bool,
     create_new: bool,
@@ -316,15 +305,7 @@ pub struct OpenOptions {
 
 impl OpenOptions {
     pub fn new() -> OpenOptions {
-        OpenOptions {
-            read: false,
-            write: false,
-            append: false,
-            truncate: false,
-            create: false,
-            create_new: false,
-            mode: 0o666,
-        }
+        OpenOptions { read: false, write: false, truncate: false, create: false, create_new: false, mode: 0o666 }
     }
 
     pub fn read(&mut self, v: bool) -> &mut Self {
@@ -334,11 +315,6 @@ impl OpenOptions {
 
     pub fn write(&mut self, v: bool) -> &mut Self {
         self.write = v;
-        self
-    }
-
-    pub fn append(&mut self, v: bool) -> &mut Self {
-        self.append = v;
         self
     }
 
@@ -364,14 +340,11 @@ impl OpenOptions {
 
     pub fn open<P: AsRef<Path>>(&self, path: P) -> io::Result<File> {
         let mut flags = OFlags::CLOEXEC;
-        flags |= match (self.read, self.write || self.append) {
+        flags |= match (self.read, self.write) {
             (true, true) => OFlags::RDWR,
             (false, true) => OFlags::WRONLY,
             _ => OFlags::RDONLY,
         };
-        if self.append {
-            flags |= OFlags::APPEND;
-        }
         if self.truncate {
             flags |= OFlags::TRUNC;
         }

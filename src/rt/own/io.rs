@@ -41,10 +41,6 @@ impl Error {
         Error(Repr::Custom(kind, msg.to_string()))
     }
 
-    pub fn other<M: fmt::Display>(msg: M) -> Error {
-        Error::new(ErrorKind::Other, msg)
-    }
-
     pub(crate) const fn simple(kind: ErrorKind, msg: &'static str) -> Error {
         Error(Repr::Simple(kind, msg))
     }
@@ -93,12 +89,6 @@ fn kind_of(e: Errno) -> ErrorKind {
 impl From<Errno> for Error {
     fn from(e: Errno) -> Error {
         Error(Repr::Os(e))
-    }
-}
-
-impl From<ErrorKind> for Error {
-    fn from(kind: ErrorKind) -> Error {
-        Error(Repr::Simple(kind, "error"))
     }
 }
 

@@ -4,7 +4,7 @@
 use super::ffi::{Display, OsStr, OsString};
 use crate::rt::prelude::*;
 use alloc::borrow::Cow;
-use core::{borrow::Borrow, cmp::Ordering, fmt, ops::Deref};
+use core::{borrow::Borrow, fmt, ops::Deref};
 
 #[repr(transparent)]
 pub struct Path {
@@ -188,10 +188,6 @@ impl Path {
         self.as_bytes().first() == Some(&b'/')
     }
 
-    pub fn has_root(&self) -> bool {
-        self.is_absolute()
-    }
-
     pub fn components(&self) -> Components<'_> {
         Components::new(self.as_bytes())
     }
@@ -214,14 +210,6 @@ impl Path {
         match self.components().next_back() {
             Some(Component::Normal(n)) => Some(n),
             _ => None,
-        }
-    }
-
-    pub fn extension(&self) -> Option<&OsStr> {
-        let n = self.file_name()?.bytes();
-        match n.iter().rposition(|&b| b == b'.') {
-            Some(0) | None => None,
-            Some(i) => Some(OsStr::from_raw(&n[i + 1..])),
         }
     }
 
@@ -268,10 +256,6 @@ impl PathBuf {
         self
     }
 
-    pub fn into_os_string(self) -> OsString {
-        self.inner
-    }
-
     /// std's push: an absolute `p` replaces the path, anything else is appended after a `/`.
     pub fn push<P: AsRef<Path>>(&mut self, p: P) {
         let p = p.as_ref().as_bytes();
@@ -295,13 +279,6 @@ impl PathBuf {
             }
             None => false,
         }
-    }
-
-    pub fn set_file_name<S: AsRef<OsStr>>(&mut self, name: S) {
-        if self.file_name().is_some() {
-            self.pop();
-        }
-        self.push(Path::new(name.as_ref()));
     }
 
     /// As std: the path is cut right after the file stem (a trailing separator goes with it),
@@ -427,16 +404,6 @@ impl From<&Path> for PathBuf {
     }
 }
 
-impl<P: AsRef<Path>> FromIterator<P> for PathBuf {
-    fn from_iter<I: IntoIterator<Item = P>>(iter: I) -> PathBuf {
-        let mut b = PathBuf::new();
-        for p in iter {
-            b.push(p);
-        }
-        b
-    }
-}
-
 impl PartialEq for Path {
     fn eq(&self, other: &Path) -> bool {
         self.components().eq(other.components())
@@ -445,18 +412,6 @@ impl PartialEq for Path {
 
 impl Eq for Path {}
 
-impl PartialOrd for Path {
-    fn partial_cmp(&self, other: &Path) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Path {
-    fn cmp(&self, other: &Path) -> Ordering {
-        self.components().cmp(other.components())
-    }
-}
-
 impl PartialEq for PathBuf {
     fn eq(&self, other: &PathBuf) -> bool {
         **self == **other
@@ -464,18 +419,6 @@ impl PartialEq for PathBuf {
 }
 
 impl Eq for PathBuf {}
-
-impl PartialOrd for PathBuf {
-    fn partial_cmp(&self, other: &PathBuf) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for PathBuf {
-    fn cmp(&self, other: &PathBuf) -> Ordering {
-        (**self).cmp(&**other)
-    }
-}
 
 impl PartialEq<Path> for PathBuf {
     fn eq(&self, other: &Path) -> bool {
@@ -603,7 +546,6 @@ mod tests {
             let name = |o: Option<&super::OsStr>| o.map(|n| n.to_string_lossy().into_owned());
             let std_name = |o: Option<&std::ffi::OsStr>| o.map(|n| n.to_string_lossy().into_owned());
             assert_eq!(name(Path::new(p).file_name()), std_name(StdPath::new(p).file_name()), "file_name of {p:?}");
-            assert_eq!(name(Path::new(p).extension()), std_name(StdPath::new(p).extension()), "extension of {p:?}");
             assert_eq!(name(Path::new(p).file_stem()), std_name(StdPath::new(p).file_stem()), "file_stem of {p:?}");
             assert_eq!(Path::new(p).is_absolute(), StdPath::new(p).is_absolute(), "is_absolute of {p:?}");
         }
