@@ -4,10 +4,7 @@
 //! std's behaviour.
 
 #[cfg(feature = "std")]
-pub use std::{
-    collections, env, ffi, fmt, fs, hint, io, iter, mem, os, panic, path, process, ptr, result, slice, str, sync,
-    thread, time, vec,
-};
+pub use std::{env, ffi, fs, io, os, path, process, sync, thread, time};
 
 #[cfg(not(feature = "std"))]
 pub use own::c;

@@ -25,7 +25,6 @@ macro_rules! print {
 }
 
 #[cfg(not(feature = "std"))]
-#[cfg(not(feature = "std"))]
 #[macro_export]
 macro_rules! println {
     () => { $crate::print!("\n") };
