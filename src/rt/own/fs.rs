@@ -241,19 +241,7 @@ impl Read for File {
     }
 }
 
-impl Read for &File {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(rustix::io::read(&self.0, buf)?)
-    }
-}
-
 impl Write for File {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(rustix::io::write(&self.0, buf)?)
-    }
-}
-
-impl Write for &File {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         Ok(rustix::io::write(&self.0, buf)?)
     }
