@@ -1,12 +1,13 @@
 //! The benchmark: boots each QEMU board several times with overlay-init and, back to back on the
-//! same kernel and an identical disk, with a hand-written busybox initramfs doing the same job
-//! (initramfs/baseline/init, the yardstick). It reports medians from the kernel's start to its
-//! "Run /init" (unpacking the initramfs included), from there to the real init's first line, and
-//! the whole, with the ratio to the baseline; then overlay-init's stages split into the kernel's
-//! work inside its syscalls and the rest, with the CPU time the kernel's own accounting gives
-//! the init in user mode (its code) and in the kernel, the binary size, peak memory and the
-//! initramfs size per compression. Figures go into docs/benchmark.md with the date and machine; no
-//! test asserts timings.
+//! same kernel and an identical disk, with two yardsticks doing the same job: a hand-written
+//! busybox initramfs (initramfs/baseline/init) and the floor (initramfs/floor.rs: the job with the
+//! kernel's syscalls alone, which no init doing it can beat). It reports medians from the
+//! kernel's start to its "Run /init" (unpacking the initramfs included), from there to the real
+//! init's first line, and the whole, with the ratios to the baseline; then overlay-init's stages
+//! split into the kernel's work inside its syscalls and the rest, with the CPU time the kernel's
+//! own accounting gives the init in user mode (its code) and in the kernel, the binary size, peak
+//! memory and the initramfs size per compression. Figures go into docs/benchmark.md with the date
+//! and machine; no test asserts timings.
 
 use crate::board::Board;
 use crate::e2e::harness::Ctx;
@@ -78,33 +79,79 @@ fn moments(console: &str) -> Option<(f64, f64)> {
     Some((at("Run /init")?, at("oi-test: real init")?))
 }
 
-/// The baseline initramfs: static busybox, initramfs/baseline/init, and the board's modules in
-/// dependency order (the first alternative of each request, as a script author would list them).
-fn baseline_initramfs(ctx: &Ctx<'_>) -> Result<std::path::PathBuf, String> {
-    let b = ctx.board;
-    let out = b.out_dir(ctx.root);
+/// The two yardsticks overlay-init is booted against.
+#[derive(Clone, Copy, PartialEq)]
+enum Yardstick {
+    /// Static busybox running initramfs/baseline/init: the classic hand-written initramfs.
+    Baseline,
+    /// initramfs/floor.rs: the same job with the kernel's syscalls alone, which no init can beat.
+    Floor,
+}
+
+/// The board's modules in dependency order, as a script author lists them: of each request's
+/// alternatives the first, unless one of its modules is in `fails` (it did not load on this
+/// board, see `failed_insmods`).
+fn yardstick_order(b: &Board, fails: &[String]) -> Result<Vec<String>, String> {
     let mut order: Vec<String> = Vec::new();
     for step in b.modules_index.plan(&b.modules())? {
-        for ko in step.chains.into_iter().next().unwrap_or_default() {
+        let mut chains = step.chains.into_iter();
+        let first = chains.clone().next().unwrap_or_default();
+        let chain = chains.find(|c| !c.iter().any(|ko| fails.contains(ko))).unwrap_or(first);
+        for ko in chain {
             if !order.contains(&ko) {
                 order.push(ko);
             }
         }
     }
-    let modules_order = out.join("baseline-modules.order");
+    Ok(order)
+}
+
+/// The modules busybox's insmod could not load in a baseline boot (an alternative the CPU cannot
+/// run: crc32c-intel without SSE4.2 fails with ENODEV, and the ext4 data partition then does not
+/// mount), as paths under /lib/modules.
+fn failed_insmods(console: &str) -> Vec<String> {
+    let failed = console.lines().filter_map(|l| l.split_once("can't insert '/lib/modules/")?.1.split_once('\''));
+    failed.map(|(ko, _)| ko.to_string()).collect()
+}
+
+/// Err when the yardstick's boot did not do the whole job (a mount failed): its times would
+/// flatter it.
+fn check_whole_job(kind: &str, console: &str) -> Result<(), String> {
+    match console.lines().find(|l| l.contains("mount: mounting") || l.contains("can't insert")) {
+        Some(l) => Err(format!("the {kind} boot did not do the whole job: {l}")),
+        None => Ok(()),
+    }
+}
+
+/// The yardstick's initramfs: its /init, and `order` (the modules, from `yardstick_order`) in
+/// /etc/modules.order.
+fn yardstick_initramfs(ctx: &Ctx<'_>, kind: Yardstick, order: &[String]) -> Result<std::path::PathBuf, String> {
+    let b = ctx.board;
+    let out = b.out_dir(ctx.root);
+    let modules_order = out.join("yardstick-modules.order");
     std::fs::write(&modules_order, order.join("\n") + "\n").map_err(|e| e.to_string())?;
     let mut l = String::from("dir /bin 0755 0 0\ndir /dev 0755 0 0\nnod /dev/console 0600 0 0 c 5 1\n");
     for d in ["/etc", "/lib", "/lib/modules", "/proc", "/sys", "/newroot"] {
         l.push_str(&format!("dir {d} 0755 0 0\n"));
     }
-    l.push_str(&format!("file /bin/busybox {} 0755 0 0\n", b.kernel_dir.join("busybox").display()));
-    for app in ["sh", "mount", "insmod", "usleep", "mkdir", "switch_root", "cat", "echo"] {
-        l.push_str(&format!("slink /bin/{app} busybox 0777 0 0\n"));
-    }
-    l.push_str(&format!("file /init {} 0755 0 0\n", ctx.root.join("initramfs/baseline/init").display()));
+    let (init, name) = match kind {
+        Yardstick::Baseline => {
+            l.push_str(&format!("file /bin/busybox {} 0755 0 0\n", b.kernel_dir.join("busybox").display()));
+            for app in ["sh", "mount", "insmod", "usleep", "mkdir", "switch_root", "cat", "echo"] {
+                l.push_str(&format!("slink /bin/{app} busybox 0777 0 0\n"));
+            }
+            (ctx.root.join("initramfs/baseline/init"), "baseline")
+        }
+        Yardstick::Floor => {
+            // The baseline's script makes these with `mkdir -p`.
+            l.push_str("dir /lower 0755 0 0\ndir /data 0755 0 0\n");
+            (crate::image::build_floor(ctx.root, b)?, "floor")
+        }
+    };
+    l.push_str(&format!("file /init {} 0755 0 0\n", init.display()));
     l.push_str(&format!("file /etc/modules.order {} 0644 0 0\n", modules_order.display()));
     let mut dirs = std::collections::BTreeSet::new();
-    for ko in &order {
+    for ko in order {
         let parts: Vec<&str> = ko.split('/').collect();
         for i in 1..parts.len() {
             dirs.insert(parts[..i].join("/"));
@@ -115,12 +162,12 @@ fn baseline_initramfs(ctx: &Ctx<'_>) -> Result<std::path::PathBuf, String> {
     for d in dirs {
         l.push_str(&format!("dir /lib/modules/{d} 0755 0 0\n"));
     }
-    for ko in &order {
+    for ko in order {
         l.push_str(&format!("file /lib/modules/{ko} {} 0644 0 0\n", b.module_dir().join(ko).display()));
     }
-    let list = out.join("baseline.list");
+    let list = out.join(format!("{name}.list"));
     std::fs::write(&list, l).map_err(|e| e.to_string())?;
-    let cpio = out.join("baseline.cpio.gz");
+    let cpio = out.join(format!("{name}.cpio.gz"));
     initramfs::build(&list, &cpio)?;
     Ok(cpio)
 }
@@ -171,34 +218,53 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
         let ctx = Ctx { show_info: false, ..Ctx::build(root, &board)? };
         let disk = ctx.fresh_disk("bench")?;
         let baseline_disk = ctx.fresh_disk("bench-baseline")?;
-        let baseline = baseline_initramfs(&ctx)?;
-        // The same devices named the same way for both; no watchdog (the baseline arms none).
+        // The same devices named the same way for all; no watchdog (the yardsticks arm none).
         let append = &format!("{} oitest=dmesg", board.bench_devices);
+        // A script's author tries the script on the board and replaces a module that does not
+        // load by the next alternative: one probe boot does the same.
+        let mut baseline = yardstick_initramfs(&ctx, Yardstick::Baseline, &yardstick_order(&board, &[])?)?;
+        let probe = ctx.boot_with(&baseline, &baseline_disk, append, "bench-baseline-probe")?;
+        let order = yardstick_order(&board, &failed_insmods(&probe.console))?;
+        baseline = yardstick_initramfs(&ctx, Yardstick::Baseline, &order)?;
+        let floor = yardstick_initramfs(&ctx, Yardstick::Floor, &order)?;
+        let floor_disk = ctx.fresh_disk("bench-floor")?;
         let mut samples = Vec::new();
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut floors) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..runs {
             let boot = ctx.boot(&disk, &format!("{append} oinit.watchdog=none"), &format!("bench-{i}"))?;
             samples.push(parse(&boot.console).ok_or(format!("{name}: no timing lines in boot {i}"))?);
             ours.push(moments(&boot.console).ok_or(format!("{name}: no real init line in boot {i}"))?);
-            let boot = ctx.boot_with(&baseline, &baseline_disk, append, &format!("bench-baseline-{i}"))?;
-            theirs
-                .push(moments(&boot.console).ok_or(format!("{name}: baseline boot {i} did not reach the real init"))?);
+            for (initrd, disk, kind, v) in
+                [(&baseline, &baseline_disk, "baseline", &mut theirs), (&floor, &floor_disk, "floor", &mut floors)]
+            {
+                let boot = ctx.boot_with(initrd, disk, append, &format!("bench-{kind}-{i}"))?;
+                check_whole_job(kind, &boot.console)?;
+                v.push(moments(&boot.console).ok_or(format!("{name}: {kind} boot {i} did not reach the real init"))?);
+            }
         }
         let m = |v: &[(f64, f64)], f: Span| median(v.iter().map(f).collect());
         let cpus = std::env::var("OI_SMP").unwrap_or_else(|_| "1".into());
         out.push_str(&format!(
-            "\n### {name}, {cpus} vCPU: overlay-init against the busybox baseline, median of {runs} boots each (ms)\n\n"
+            "\n### {name}, {cpus} vCPU: overlay-init against the busybox baseline and the floor, median of {runs} \
+             boots each (ms)\n\n"
         ));
-        out.push_str("| from → to | overlay-init | baseline | ratio |\n|---|---:|---:|---:|\n");
+        out.push_str(
+            "| from → to | overlay-init | baseline | ratio | floor (kernel syscalls alone) | its ratio |\n\
+             |---|---:|---:|---:|---:|---:|\n",
+        );
         let rows: [(&str, Span); 3] = [
             ("kernel start → \"Run /init\" (initramfs unpacked)", |x| x.0),
             ("\"Run /init\" → real init's first line", |x| x.1 - x.0),
             ("**kernel start → real init**", |x| x.1),
         ];
         for (label, f) in rows {
-            let (a, b) = (m(&ours, f), m(&theirs, f));
-            out.push_str(&format!("| {label} | {} | {} | {:.2} |\n", ms(a), ms(b), a / b));
+            let (a, b, c) = (m(&ours, f), m(&theirs, f), m(&floors, f));
+            out.push_str(&format!("| {label} | {} | {} | {:.2} | {} | {:.2} |\n", ms(a), ms(b), a / b, ms(c), c / b));
         }
+        out.push_str(
+            "\nThe floor does the baseline's job with its syscalls alone (initramfs/floor.rs): no init can go \
+             below its ratio on this kernel.\n",
+        );
         let baseline_gz = std::fs::metadata(&baseline).map_err(|e| e.to_string())?.len();
         out.push_str(&format!(
             "\nThe initramfs per compression (overlay-init; the baseline's is {baseline_gz} bytes with gzip -9), \
@@ -414,5 +480,22 @@ OI-DMESG: [    1.600000] overlay-init: exec /sbin/init  (peak memory VmHWM 1234 
         assert_eq!(s.stages["early"], Stage { total: 100000.0, ..Stage::default() });
         assert_eq!(s.switch_us.round(), 100000.0);
         assert_eq!(s.vmhwm_kb, 1234.0);
+    }
+
+    /// A baseline boot on a CPU without SSE4.2, as busybox and the kernel printed it.
+    const NO_CRC32C: &str = "insmod: can't insert '/lib/modules/kernel/arch/x86/crypto/crc32c-intel.ko': No such device
+OI-DMESG: [    2.426190] EXT4-fs (vda2): Cannot load crc32c driver.
+mount: mounting /dev/vda2 on /data failed: No such file or directory
+";
+
+    #[test]
+    fn a_yardstick_that_skipped_part_of_the_job_is_refused() {
+        assert_eq!(failed_insmods(NO_CRC32C), ["kernel/arch/x86/crypto/crc32c-intel.ko"]);
+        let err = check_whole_job("baseline", NO_CRC32C).unwrap_err();
+        assert!(err.contains("crc32c-intel.ko"), "{err}");
+        let mount_only = NO_CRC32C.lines().last().unwrap();
+        assert!(check_whole_job("baseline", mount_only).unwrap_err().contains("/dev/vda2 on /data"));
+        assert_eq!(check_whole_job("baseline", "baseline: exec /sbin/init\n"), Ok(()));
+        assert!(failed_insmods("baseline: exec /sbin/init\n").is_empty());
     }
 }

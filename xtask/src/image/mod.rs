@@ -44,6 +44,21 @@ pub fn build_init_only(root: &Path, b: &Board) -> Result<PathBuf, String> {
     Ok(dir.join(&b.rust_target).join("release/overlay-init"))
 }
 
+/// The floor of the bench (`initramfs/floor.rs`, an example of the crate), built as the boot path
+/// is, beside it.
+pub fn build_floor(root: &Path, b: &Board) -> Result<PathBuf, String> {
+    let dir = root.join("target/init-only");
+    sh::run(
+        sh::cmd("cargo")
+            .args(["build", "--release", "--quiet", "-p", "overlay-init", "--example", "floor"])
+            .args(["--no-default-features", "--target", &b.rust_target])
+            .arg("--target-dir")
+            .arg(&dir)
+            .current_dir(root),
+    )?;
+    Ok(dir.join(&b.rust_target).join("release/examples/floor"))
+}
+
 /// "hello world" built as the init is (the workspace's `[profile.release]`, our build.rs, the target's
 /// rustflags from .cargo/config.toml, stripped): what any Rust binary of that build weighs. `Std`:
 /// the std program every Rust user starts from, std's runtime included (issue 24's yardstick);
