@@ -3,8 +3,9 @@
 //! checks, fallbacks, state or report: `finit_module` of each module in the baseline's order, a
 //! poll for the two devices, the three mounts and the overlay, the switch (the initramfs freed,
 //! as `switch_root` does) and the exec. The time it takes from "Run /init" to the real init is
-//! the kernel's own work for the job plus the least code an init can run, so no init can beat it
-//! on that kernel: a ratio to the baseline below the floor's is out of reach for any init.
+//! the kernel's own work for the job plus the least code an init can run. On one CPU an init
+//! goes below it only by leaving part of the job for after the exec (freeing the initramfs), so
+//! a ratio to the baseline below the floor's is out of reach for any init doing the whole job.
 //!
 //! A measuring tool, not a product: it stops at the first error with a panic (the kernel then
 //! says "Attempted to kill init" and the bench reports the boot as failed).
