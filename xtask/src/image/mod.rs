@@ -354,6 +354,8 @@ pub fn squash(dir: &Path, variant: &str, img: &Path) -> Result<PathBuf, String> 
 /// A partition of the board's disk as sfdisk placed it.
 #[derive(Debug, Clone)]
 pub struct Part {
+    /// The number the kernel gives it (`vda2`, `mmcblk2p4`).
+    pub number: u32,
     pub name: String,
     pub start: u64,
     pub size: u64,
@@ -373,7 +375,11 @@ pub fn partitions(disk: &Path) -> Result<Vec<Part>, String> {
                 .find_map(|f| f.split_once(&format!("{k}=")).map(|(_, v)| v.trim().trim_matches('"').to_string()))
         };
         let num = |k: &str| field(k).and_then(|v| v.parse::<u64>().ok()).ok_or(format!("sfdisk -d: no {k} in {line}"));
+        // `sfdisk -d DISK` names each partition DISK followed by its number.
+        let dev = line.split(" : ").next().unwrap_or_default().trim();
+        let number = dev.strip_prefix(&*disk.to_string_lossy()).and_then(|n| n.parse().ok());
         parts.push(Part {
+            number: number.ok_or(format!("sfdisk -d: no partition number in {line}"))?,
             name: field("name").unwrap_or_default(),
             start: num("start")? * 512,
             size: num("size")? * 512,
