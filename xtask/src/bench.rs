@@ -1,13 +1,14 @@
 //! The benchmark: boots each QEMU board several times with overlay-init and, back to back on the
-//! same kernel and an identical disk (the data partition's journal clean before every boot), with two yardsticks doing the same job: a hand-written
-//! busybox initramfs (initramfs/baseline/init) and the floor (initramfs/floor.rs: the job with the
-//! kernel's syscalls alone, which no init doing all of it can beat on one CPU). It reports medians from the
-//! kernel's start to its "Run /init" (unpacking the initramfs included), from there to the real
-//! init's first line, and the whole, with the ratios to the baseline; then overlay-init's stages
-//! split into the kernel's work inside its syscalls and the rest, with the CPU time the kernel's
-//! own accounting gives the init in user mode (its code) and in the kernel, the binary size, peak
-//! memory and the initramfs size per compression. Figures go into docs/benchmark.md with the date
-//! and machine; no test asserts timings.
+//! same kernel and an identical disk (its data partition's journal clean before every boot), with
+//! two yardsticks doing the same job: a hand-written busybox initramfs (initramfs/baseline/init)
+//! and the floor (initramfs/floor.rs: the job with the kernel's syscalls alone, which no init
+//! doing all of it can beat on one CPU). It reports medians from the kernel's start to its
+//! "Run /init" (unpacking the initramfs included), from there to the real init's first line, and
+//! the whole, with the ratios to the baseline; then overlay-init's stages split into the kernel's
+//! work inside its syscalls and the rest, with the CPU time the kernel's own accounting gives the
+//! init in user mode (its code) and in the kernel, the binary size, peak memory and the initramfs
+//! size per compression. Figures go into docs/benchmark.md with the date and machine; no test
+//! asserts timings.
 
 use crate::board::Board;
 use crate::e2e::harness::Ctx;
@@ -138,9 +139,10 @@ fn replay_data_journal(disk: &Path, devices: &str) -> Result<(), String> {
     let number = partition_number(name).ok_or(format!("{name}: no partition number at its end"))?;
     let parts = crate::image::partitions(disk)?;
     let part = parts.iter().find(|p| p.number == number).ok_or(format!("{}: no partition {number}", disk.display()))?;
-    // The superblock's incompatible features at byte 1024 + 0x60; 0x4 is "needs recovery".
-    let incompat = crate::image::read_at(disk, part.start + 1024 + 0x60, 4)?;
-    if incompat.first().is_none_or(|b| b & 0x4 == 0) {
+    // In the superblock at byte 1024: the magic 0xef53 at 0x38, the incompatible features at 0x60
+    // (0x4: the journal needs recovery).
+    let sb = crate::image::read_at(disk, part.start + 1024, 0x64)?;
+    if sb[0x38..0x3a] != [0x53, 0xef] || sb[0x60] & 0x4 == 0 {
         return Ok(());
     }
     let copy = disk.with_extension("data.ext4");
