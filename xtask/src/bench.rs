@@ -256,11 +256,18 @@ fn ms(us: f64) -> String {
 
 pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
     let mut out = String::new();
-    for name in boards {
+    for spec in boards {
+        let (name, vcpus) = board_and_vcpus(spec)?;
         let board = Board::load(root, name)?;
         // The boards' own command line (`quiet`): the init's info lines stay in the kernel log,
         // from which the figures are read.
-        let ctx = Ctx { show_info: false, ..Ctx::build(root, &board)? };
+        let mut ctx = Ctx { show_info: false, vcpus, ..Ctx::build(root, &board)? };
+        if let Some(n) = vcpus {
+            // Beside the logs of the same board on one vCPU in this run, not over them.
+            ctx.work = board.out_dir(root).join(format!("e2e-{n}vcpu"));
+            let _ = std::fs::remove_dir_all(&ctx.work);
+            std::fs::create_dir_all(&ctx.work).map_err(|e| e.to_string())?;
+        }
         let disk = ctx.fresh_disk("bench")?;
         let baseline_disk = ctx.fresh_disk("bench-baseline")?;
         // The same devices named the same way for all; no watchdog (the yardsticks arm none).
@@ -294,7 +301,7 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
             }
         }
         let m = |v: &[(f64, f64)], f: Span| median(v.iter().map(f).collect());
-        let cpus = std::env::var("OI_SMP").unwrap_or_else(|_| "1".into());
+        let cpus = vcpus.map(|n| n.to_string()).or(std::env::var("OI_SMP").ok()).unwrap_or_else(|| "1".into());
         out.push_str(&format!(
             "\n### {name}, {cpus} vCPU: overlay-init against the busybox baseline and the floor, median of {runs} \
              boots each (ms)\n\n"
@@ -316,45 +323,14 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
             "\nThe floor does the baseline's job with its syscalls alone (initramfs/floor.rs): on one vCPU no \
              init doing the whole job goes below its ratio on this kernel.\n",
         );
-        let baseline_gz = std::fs::metadata(&baseline).map_err(|e| e.to_string())?.len();
-        out.push_str(&format!(
-            "\nThe initramfs per compression (overlay-init; the baseline's is {baseline_gz} bytes with gzip -9), \
-             median of {} boots each (ms):\n\n| compression | bytes | kernel start → \"Run /init\" | → real init |\n|---|---:|---:|---:|\n",
-            (runs / 2).max(3)
-        ));
-        let mut fastest: Option<(&str, f64)> = None;
-        for (comp, file, bytes) in compressions(&ctx.initrd)? {
-            let append = format!("{append} oinit.watchdog=none");
-            let mut v = Vec::new();
-            for i in 0..(runs / 2).max(3) {
-                // A kernel built without this decompressor never reaches the real init.
-                let boot = ctx.boot_with(&file, &disk, &append, &format!("bench-comp-{i}"));
-                v.extend(boot.ok().and_then(|b| moments(&b.console)));
-            }
-            if v.is_empty() {
-                out.push_str(&format!("| {comp} | {bytes} | not unpacked by this kernel | |\n"));
-            } else {
-                let total = m(&v, |x| x.1);
-                if fastest.is_none_or(|(_, t)| total < t) {
-                    fastest = Some((comp, total));
-                }
-                out.push_str(&format!("| {comp} | {bytes} | {} | {} |\n", ms(m(&v, |x| x.0)), ms(total)));
-            }
-        }
-        // The boards pack gzip -9: every kernel unpacks it. Say when the measurement disagrees.
-        if let Some((comp, total)) = fastest {
-            out.push_str(&format!("\nFastest from kernel start to the real init: {comp} ({} ms); ", ms(total)));
-            out.push_str(if comp == "gzip -9" {
-                "the board's gzip -9 is the fastest.\n"
-            } else {
-                "the board packs gzip -9: switch if this holds over more runs and the kernel has its decompressor.\n"
-            });
+        if vcpus.is_none() {
+            compression_table(&ctx, &baseline, &disk, append, runs, &mut out)?;
         }
         let size = std::fs::metadata(root.join("target").join(&board.rust_target).join("release/overlay-init"))
             .map_err(|e| e.to_string())?
             .len();
         out.push_str(&format!(
-            "\n#### {name}: overlay-init's stages, median of {runs} boots (ms, from \"Run /init\")\n\n"
+            "\n#### {spec}: overlay-init's stages, median of {runs} boots (ms, from \"Run /init\")\n\n"
         ));
         out.push_str(
             "| stage | total | in the kernel (booked syscalls) | init's own code (the rest) | CPU: user mode | CPU: kernel (system) |\n\
@@ -399,6 +375,68 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
     println!("{out}");
     std::fs::write(root.join("target/bench.md"), &out).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// The board's initramfs packed each way the kernel can unpack it, booted (runs / 2, at least 3
+/// times each) and timed; `baseline` is the baseline's initramfs, for its size.
+fn compression_table(
+    ctx: &Ctx<'_>,
+    baseline: &Path,
+    disk: &Path,
+    append: &str,
+    runs: usize,
+    out: &mut String,
+) -> Result<(), String> {
+    let baseline_gz = std::fs::metadata(baseline).map_err(|e| e.to_string())?.len();
+    out.push_str(&format!(
+        "\nThe initramfs per compression (overlay-init; the baseline's is {baseline_gz} bytes with gzip -9), \
+         median of {} boots each (ms):\n\n| compression | bytes | kernel start → \"Run /init\" | → real init |\n|---|---:|---:|---:|\n",
+        (runs / 2).max(3)
+    ));
+    let mut fastest: Option<(&str, f64)> = None;
+    for (comp, file, bytes) in compressions(&ctx.initrd)? {
+        let append = format!("{append} oinit.watchdog=none");
+        let mut v = Vec::new();
+        for i in 0..(runs / 2).max(3) {
+            // A kernel built without this decompressor never reaches the real init.
+            let boot = ctx.boot_with(&file, disk, &append, &format!("bench-comp-{i}"));
+            v.extend(boot.ok().and_then(|b| moments(&b.console)));
+        }
+        if v.is_empty() {
+            out.push_str(&format!("| {comp} | {bytes} | not unpacked by this kernel | |\n"));
+        } else {
+            let total = median(v.iter().map(|x| x.1).collect());
+            if fastest.is_none_or(|(_, t)| total < t) {
+                fastest = Some((comp, total));
+            }
+            out.push_str(&format!(
+                "| {comp} | {bytes} | {} | {} |\n",
+                ms(median(v.iter().map(|x| x.0).collect())),
+                ms(total)
+            ));
+        }
+    }
+    // The boards pack gzip -9: every kernel unpacks it. Say when the measurement disagrees.
+    if let Some((comp, total)) = fastest {
+        out.push_str(&format!("\nFastest from kernel start to the real init: {comp} ({} ms); ", ms(total)));
+        out.push_str(if comp == "gzip -9" {
+            "the board's gzip -9 is the fastest.\n"
+        } else {
+            "the board packs gzip -9: switch if this holds over more runs and the kernel has its decompressor.\n"
+        });
+    }
+    Ok(())
+}
+
+/// `BOARD` or `BOARD@N`: the board, and the vCPUs its guests get (`OI_SMP`, else one, without `@N`).
+fn board_and_vcpus(spec: &str) -> Result<(&str, Option<u32>), String> {
+    match spec.split_once('@') {
+        None => Ok((spec, None)),
+        Some((name, n)) => match n.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok((name, Some(n))),
+            _ => Err(format!("{spec}: after the @ comes the number of vCPUs (imx8@4)")),
+        },
+    }
 }
 
 /// The stripped binaries of `board`'s target: the full build (`full` bytes), the boot path alone,
@@ -522,6 +560,15 @@ mod tests {
         assert_eq!(partition_number("mmcblk2p4"), Some(4));
         assert_eq!(partition_number("mmcblk3p12"), Some(12));
         assert_eq!(partition_number("sda"), None);
+    }
+
+    #[test]
+    fn a_board_may_carry_its_vcpus() {
+        assert_eq!(board_and_vcpus("imx8"), Ok(("imx8", None)));
+        assert_eq!(board_and_vcpus("imx6@4"), Ok(("imx6", Some(4))));
+        for bad in ["imx6@", "imx6@0", "imx6@four"] {
+            assert!(board_and_vcpus(bad).unwrap_err().contains("number of vCPUs"), "{bad}");
+        }
     }
 
     #[test]

@@ -28,8 +28,8 @@ const USAGE: &str = "cargo xtask <command>
   e2e [BOARD...]      QEMU end-to-end tests (default: every qemu-* board)
   powercut [N] [BOARD...]  N power cuts per kind (factory reset, reconcile, state writes, install)
   fuzz [SECONDS] [TARGET...]  run the libFuzzer targets of fuzz/ for SECONDS each (default 60)
-  bench [RUNS] [BOARD...] boot each board RUNS times (default 10) with overlay-init and the busybox
-                      baseline, and report medians and ratios
+  bench [RUNS] [BOARD[@VCPUS]...] boot each board RUNS times (default 10) with overlay-init and the
+                      busybox baseline, and report medians and ratios; imx8@4: on 4 vCPUs
   bench-reset [FILES] [BOARD...] the boot time a factory reset adds with FILES (100000) files in the upper
   bench-kexec [RUNS] [BOARD...] the kernel hand-over's cost (oinit.kexec) beside the same boot without it
   size [BOARD...]     the stripped binaries (full, boot path, a hello world built the same way) and

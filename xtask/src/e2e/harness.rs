@@ -22,6 +22,9 @@ pub struct Ctx<'a> {
     /// on the serial console, where `quiet` (every board has it) would leave them out. The bench
     /// and the scenario about that default boot without it.
     pub show_info: bool,
+    /// vCPUs for every boot that does not ask for its own count (`cargo xtask bench BOARD@N`);
+    /// `None`: `OI_SMP`, else QEMU's one.
+    pub vcpus: Option<u32>,
 }
 
 /// The setting that puts the init's info lines on the console under `quiet`.
@@ -56,7 +59,7 @@ impl<'a> Ctx<'a> {
         let work = out.join("e2e");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-        Ok(Ctx { root, board, initrd, sqfs, pristine, work, show_info: true })
+        Ok(Ctx { root, board, initrd, sqfs, pristine, work, show_info: true, vcpus: None })
     }
 
     pub fn fresh_disk(&self, name: &str) -> Result<PathBuf, String> {
@@ -128,7 +131,7 @@ impl<'a> Ctx<'a> {
             allow_reboot: l.allow_reboot,
             cut: l.cut,
             drive: l.drive,
-            smp: l.smp,
+            smp: l.smp.or(self.vcpus),
         })?;
         Ok((b, log))
     }
