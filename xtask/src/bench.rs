@@ -261,13 +261,9 @@ pub fn main(root: &Path, runs: usize, boards: &[String]) -> Result<(), String> {
         let board = Board::load(root, name)?;
         // The boards' own command line (`quiet`): the init's info lines stay in the kernel log,
         // from which the figures are read.
-        let mut ctx = Ctx { show_info: false, vcpus, ..Ctx::build(root, &board)? };
-        if let Some(n) = vcpus {
-            // Beside the logs of the same board on one vCPU in this run, not over them.
-            ctx.work = board.out_dir(root).join(format!("e2e-{n}vcpu"));
-            let _ = std::fs::remove_dir_all(&ctx.work);
-            std::fs::create_dir_all(&ctx.work).map_err(|e| e.to_string())?;
-        }
+        // An @N entry keeps its logs beside those of the same board on one vCPU, not over them.
+        let work = vcpus.map_or("e2e".to_string(), |n| format!("e2e-{n}vcpu"));
+        let ctx = Ctx { show_info: false, vcpus, ..Ctx::build_in(root, &board, &work)? };
         let disk = ctx.fresh_disk("bench")?;
         let baseline_disk = ctx.fresh_disk("bench-baseline")?;
         // The same devices named the same way for all; no watchdog (the yardsticks arm none).

@@ -32,6 +32,11 @@ pub const SHOW_INFO: &str = "oinit.showinfo";
 
 impl<'a> Ctx<'a> {
     pub fn build(root: &'a Path, board: &'a Board) -> Result<Ctx<'a>, String> {
+        Ctx::build_in(root, board, "e2e")
+    }
+
+    /// `build`, with the boots' logs and disks in the board's folder `work` (emptied first).
+    pub fn build_in(root: &'a Path, board: &'a Board, work: &str) -> Result<Ctx<'a>, String> {
         if !board.bootable() {
             return Err(format!(
                 "board {} is real hardware: QEMU cannot boot it (cargo xtask check-boards)",
@@ -56,7 +61,7 @@ impl<'a> Ctx<'a> {
         // Built here, not left to an earlier command: a fresh clone runs the demo first.
         let initrd = image::initramfs(root, board)?;
         let sqfs = out.join("rootfs-a.sqfs");
-        let work = out.join("e2e");
+        let work = out.join(work);
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
         Ok(Ctx { root, board, initrd, sqfs, pristine, work, show_info: true, vcpus: None })
