@@ -289,6 +289,9 @@ pub enum Needs {
     /// The hand-over's verified kernel and install power cuts: the 64-bit QEMU boards (armv7's
     /// read path and install are the same code as aarch64's).
     Kexec64,
+    /// The boot path alone, built without std: the two 64-bit musl boards, where issue 24
+    /// measured its size (imx8 runs aarch64's build); armv7 links glibc's runtime instead.
+    BootPathAlone,
     /// Debian's U-Boot for QEMU's virt machine: the arm boards (qemu_arm64, qemu_arm).
     UBoot,
     /// Debian's 64-bit U-Boot running an arm64 board's own script and disk: qemu-aarch64.
@@ -308,6 +311,8 @@ impl Needs {
             Needs::Watchdog => Some("the board's kernel has no watchdog driver for this QEMU machine".into()),
             Needs::X86Only if b.name == "qemu-x86_64" => None,
             Needs::X86Only => Some("runs on qemu-x86_64 only: one architecture proves it".into()),
+            Needs::BootPathAlone if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,
+            Needs::BootPathAlone => Some("the boot path alone is proven on the 64-bit musl boards".into()),
             Needs::Kexec if b.name.starts_with("qemu-") => None,
             Needs::Kexec => Some("the kernel hand-over is proven on the qemu-* boards".into()),
             Needs::Kexec64 if matches!(b.name.as_str(), "qemu-x86_64" | "qemu-aarch64") => None,

@@ -52,6 +52,39 @@ fn clean_shutdown(ctx: &Ctx<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// The boot path alone (`--no-default-features`: no std, no userspace commands), the init a
+/// Yocto build without its `cli` PACKAGECONFIG packs: it boots and keeps the upper, returns at
+/// poweroff as the shutdown program (a copy of itself) and leaves the data partition clean, and
+/// a boot whose lower is missing fails naming it.
+fn boot_path_alone(ctx: &Ctx<'_>) -> Result<(), String> {
+    let init = image::build_init_only(ctx.root, ctx.board)?;
+    let list = image::initramfs_list(ctx.root, ctx.board, &init, &[])?;
+    let out = ctx.board.out_dir(ctx.root);
+    let (list_path, initrd) = (out.join("initramfs-boot-only.list"), out.join("initramfs-boot-only.cpio.gz"));
+    std::fs::write(&list_path, list).map_err(|e| e.to_string())?;
+    initramfs::build(&list_path, &initrd)?;
+    let disk = ctx.fresh_disk("boot-only")?;
+    let b = ctx.boot_with(&initrd, &disk, "", "boot-only-1")?;
+    booted(&b)?;
+    want(&b, "counter", "1")?;
+    want(&b, "data-visible", "ext4")?;
+    contains(&b, "left read-only; poweroff")?;
+    if needs_recovery(&ext4_header(&disk, "userdata", 0)?) {
+        return Err("the boot path alone left the data partition needing journal recovery at poweroff".into());
+    }
+    let report = b.report().ok_or("no boot report")?;
+    if !report.contains("\"name\": \"modules+devices\"") {
+        return Err(format!("the boot report lacks its stages: {report}"));
+    }
+    let b = ctx.boot_with(&initrd, &disk, "", "boot-only-2")?;
+    booted(&b)?;
+    want(&b, "counter", "2")?;
+    let b =
+        ctx.boot_with(&initrd, &disk, "root=PARTLABEL=nope oinit.timeout=2 oinit.rebootdelay=1", "boot-only-missing")?;
+    failed_with(&b, "PARTLABEL=nope not found after 2 s; saw: /dev/vda")?;
+    contains(&b, "rebooting in 1 s")
+}
+
 fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     let parts = image::partitions(disk)?;
     let p = image::part(&parts, "rootfs")?;
@@ -64,9 +97,10 @@ fn lower_unchanged(ctx: &Ctx<'_>, disk: &Path) -> Result<(), String> {
     }
 }
 
-const SCENARIOS: [Scenario; 47] = [
+const SCENARIOS: [Scenario; 48] = [
     ("persist-across-boots", persist, Needs::Nothing),
     ("clean-shutdown", clean_shutdown, Needs::Nothing),
+    ("boot-path-alone", boot_path_alone, Needs::BootPathAlone),
     ("device-spec-forms", specs, Needs::Nothing),
     ("lower-image-file", lower_file, Needs::Nothing),
     ("missing-data-is-volatile", missing_data, Needs::Nothing),
