@@ -58,11 +58,7 @@ fn clean_shutdown(ctx: &Ctx<'_>) -> Result<(), String> {
 /// a boot whose lower is missing fails naming it.
 fn boot_path_alone(ctx: &Ctx<'_>) -> Result<(), String> {
     let init = image::build_init_only(ctx.root, ctx.board)?;
-    let list = image::initramfs_list(ctx.root, ctx.board, &init, &[])?;
-    let out = ctx.board.out_dir(ctx.root);
-    let (list_path, initrd) = (out.join("initramfs-boot-only.list"), out.join("initramfs-boot-only.cpio.gz"));
-    std::fs::write(&list_path, list).map_err(|e| e.to_string())?;
-    initramfs::build(&list_path, &initrd)?;
+    let initrd = image::initramfs_of(ctx.root, ctx.board, "initramfs-boot-only", &init, &[], &[])?;
     let disk = ctx.fresh_disk("boot-only")?;
     let b = ctx.boot_with(&initrd, &disk, "", "boot-only-1")?;
     booted(&b)?;
@@ -398,9 +394,8 @@ fn panic_hook(ctx: &Ctx<'_>) -> Result<(), String> {
             .arg(&target_dir)
             .current_dir(ctx.root),
     )?;
-    let init = target_dir.join(&ctx.board.rust_target).join("release/overlay-init").display().to_string();
-    // A second /init later in the archive replaces the product's when the kernel unpacks it.
-    let initrd = image::initramfs_with_tools(ctx.root, ctx.board, "initramfs-panic", &[("/init", init.as_str())])?;
+    let init = target_dir.join(&ctx.board.rust_target).join("release/overlay-init");
+    let initrd = image::initramfs_of(ctx.root, ctx.board, "initramfs-panic", &init, &[], &[])?;
     let disk = ctx.fresh_disk("panic")?;
     let b = ctx.boot_with(&initrd, &disk, "oinit.testpanic", "panic-hook")?;
     contains(&b, "FATAL: overlay-init panicked")?;

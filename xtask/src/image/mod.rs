@@ -197,8 +197,19 @@ pub fn initramfs_variant(
     extra_modules: &[&str],
     tools: &[(&str, &str)],
 ) -> Result<PathBuf, String> {
-    let init = build_init(root, b)?;
-    let mut list = initramfs_list(root, b, &init, extra_modules)?;
+    initramfs_of(root, b, name, &build_init(root, b)?, extra_modules, tools)
+}
+
+/// `initramfs_variant` with `init` as its `/init` in place of the full build.
+pub fn initramfs_of(
+    root: &Path,
+    b: &Board,
+    name: &str,
+    init: &Path,
+    extra_modules: &[&str],
+    tools: &[(&str, &str)],
+) -> Result<PathBuf, String> {
+    let mut list = initramfs_list(root, b, init, extra_modules)?;
     let mut dirs = HashSet::new();
     let files = with_libraries(tools)?;
     for (dest, _) in &files {
